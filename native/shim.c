@@ -1,0 +1,66 @@
+/* pyrun's native shim — see shim.h. Man pages: mount(2), umount2(2),
+ * pivot_root(2), unshare(2), setns(2), setdomainname(2), openat2(2),
+ * execveat(2). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+static int result(long rc)
+{
+    return rc < 0 ? -errno : (int)rc;
+}
+
+int pyrun_mount(const char *source, const char *target, const char *fstype,
+                unsigned long flags, const char *data)
+{
+    return result(mount(source, target, fstype, flags, data));
+}
+
+int pyrun_umount2(const char *target, int flags)
+{
+    return result(umount2(target, flags));
+}
+
+/* glibc has no wrapper for pivot_root(2). */
+int pyrun_pivot_root(const char *new_root, const char *put_old)
+{
+    return result(syscall(SYS_pivot_root, new_root, put_old));
+}
+
+int pyrun_unshare(int flags)
+{
+    return result(unshare(flags));
+}
+
+int pyrun_setns(int fd, int nstype)
+{
+    return result(setns(fd, nstype));
+}
+
+int pyrun_setdomainname(const char *name, size_t len)
+{
+    return result(setdomainname(name, len));
+}
+
+/* openat2(2) with RESOLVE_IN_ROOT is how a path inside the container's rootfs
+ * is resolved without letting a symlink lead out of it. No glibc wrapper. */
+int pyrun_openat2(int dirfd, const char *path, unsigned long long flags,
+                  unsigned long long mode, unsigned long long resolve)
+{
+    struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
+    return result(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
+}
+
+/* execveat(2) with AT_EMPTY_PATH runs the init from a sealed memfd, so no
+ * host file is ever the container's /proc/1/exe (CVE-2019-5736). */
+int pyrun_execveat(int dirfd, const char *path, char *const argv[],
+                   char *const envp[], int flags)
+{
+    return result(syscall(SYS_execveat, dirfd, path, argv, envp, flags));
+}

@@ -1,0 +1,19 @@
+/* pyrun's native shim: the system calls Python 3.11 does not expose.
+ * One function per call; no policy here. Each returns 0 (or a new fd) on
+ * success and -errno on failure, so Python can raise with the right errno. */
+#ifndef PYRUN_SHIM_H
+#define PYRUN_SHIM_H
+#include <stddef.h>
+
+int pyrun_mount(const char *source, const char *target, const char *fstype,
+                unsigned long flags, const char *data);
+int pyrun_umount2(const char *target, int flags);
+int pyrun_pivot_root(const char *new_root, const char *put_old);
+int pyrun_unshare(int flags);
+int pyrun_setns(int fd, int nstype);
+int pyrun_setdomainname(const char *name, size_t len);
+int pyrun_openat2(int dirfd, const char *path, unsigned long long flags,
+                  unsigned long long mode, unsigned long long resolve);
+int pyrun_execveat(int dirfd, const char *path, char *const argv[],
+                   char *const envp[], int flags);
+#endif

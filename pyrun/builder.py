@@ -1,0 +1,257 @@
+"""Building a container, step by step, inside the processes that become it.
+
+``pyrun create`` (the *host side*, in ``container.py``) forks once. What
+happens then, in order — each step named after the system call it makes:
+
+stage 1, the first child:
+    unshare(CLONE_NEWUSER) → host writes uid_map/gid_map → setresuid(0)
+    → setns(path) for joined namespaces → unshare(the other new ones)
+    → fork: the child is PID 1 of the new PID namespace.
+stage 2, that child (the container's PID 1 until it execs):
+    setsid → mount(/, rslave) → mount(overlay root) → mount(each mount)
+    → mknod or bind(devices) → pivot_root → remount(/, ro)
+    → sethostname → ioctl(lo up) → setrlimit → setresuid(user)
+    → [capabilities, seccomp: issue 3 — see ``_finish``] → look up args[0]
+    → "ready" → open(exec.fifo) blocks until ``pyrun start`` → execveat(init).
+
+Stage 1 stays alive until the host has recorded the container: if the host
+side dies half way, PR_SET_PDEATHSIG kills stage 1 and, through it,
+stage 2, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+
+from pyrun import namespaces, syscalls as sc
+from pyrun.channel import Channel
+from pyrun.errors import PyrunError
+from pyrun.log import log
+
+
+@dataclass
+class Plan:
+    """Everything the container's processes need, decided on the host side."""
+
+    spec: object  # pyrun.spec.Spec
+    state_path: str
+    rootfs_mode: str
+    use_init: bool
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    user_ns: str | None = None        # "new", a path, or None
+    new_ns: list[str] = field(default_factory=list)   # created with unshare (not user)
+    join_ns: list[tuple[str, str]] = field(default_factory=list)  # (type, path), not user
+    in_userns: bool = False           # the mounts happen inside a user namespace
+    use_mknod: bool = True
+
+
+def _report(ch: Channel, exc: BaseException) -> None:
+    if isinstance(exc, PyrunError):
+        msg = str(exc)
+    elif isinstance(exc, OSError):
+        msg = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+    else:
+        msg = f"internal error: {type(exc).__name__}: {exc}"
+        if log.debug:
+            msg += "\n" + traceback.format_exc()
+    try:
+        ch.send("error", message=msg)
+    except OSError:
+        os.write(2, f"pyrun: {msg}\n".encode())
+
+
+def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> None:
+    """The first child: namespaces, then fork PID 1. Never returns."""
+    import prctl
+
+    code = 1
+    try:
+        prctl.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != host_pid:  # the host died before pdeathsig was armed
+            os._exit(1)
+        _enter_namespaces(plan, to_host)
+        pid = os.fork()
+        if pid == 0:
+            to_host.close()
+            stage2(plan, init_ch)  # never returns
+        init_ch.close()
+        to_host.send("pid", pid=pid)
+        # Stay alive (and so keep stage 2's pdeathsig meaningful) until the
+        # host has recorded the container and tells us to go.
+        to_host.recv()
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - everything is reported to the host
+        _report(to_host, e)
+    os._exit(code)
+
+
+def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
+    if plan.user_ns == "new":
+        with log.step("unshare(CLONE_NEWUSER)"):
+            namespaces.unshare_user()
+        # Only the parent namespace can write our maps; ask the host side.
+        to_host.send("idmap")
+        to_host.expect("idmap-done")
+    elif plan.user_ns:
+        with log.step("setns(user)"):
+            namespaces.setns_path("user", plan.user_ns)
+    if plan.user_ns:
+        # Become root of the new namespace, so files we create have a mapped
+        # owner; fails harmlessly when the config does not map uid 0.
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError:
+            pass
+    for ns_type, path in plan.join_ns:
+        with log.step(f"setns({ns_type})"):
+            namespaces.setns_path(ns_type, path)
+    with log.step(f"unshare({','.join(plan.new_ns) or '-'})"):
+        namespaces.unshare_rest(plan.new_ns)
+
+
+def stage2(plan: Plan, ch: Channel) -> None:
+    """PID 1 of the container until it execs. Never returns."""
+    import prctl
+
+    try:
+        _import_before_pivot_root()
+        prctl.set_pdeathsig(signal.SIGKILL)
+        # Non-dumpable: no process of the container may ptrace us or open
+        # our /proc/PID/exe (the host's python) while we still run.
+        prctl.set_dumpable(False)
+        os.setsid()
+        spec = plan.spec
+        state_fd = os.open(plan.state_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        init_fd = None
+        if plan.use_init:
+            from pyrun import pid1
+
+            with log.step("memfd_create(init)"):
+                init_fd = pid1.sealed_init_memfd()
+        if spec.process.oom_score_adj is not None:
+            from pyrun.process import set_oom_score_adj
+
+            set_oom_score_adj(spec.process.oom_score_adj)
+        _build_rootfs(plan)
+        _configure(plan)
+        path = _prepare_process(plan)
+        ch.send("ready")
+        ch.expect("ack")
+        prctl.set_pdeathsig(0)  # from here the container outlives pyrun
+        ch.send("detached")
+        ch.close()
+    except BaseException as e:  # noqa: BLE001
+        _report(ch, e)
+        os._exit(1)
+    _finish(plan, state_fd, init_fd, path)
+
+
+def _import_before_pivot_root() -> None:
+    """After pivot_root the host's filesystem, and with it pyrun's own
+    modules, is gone: everything used after that point is imported now."""
+    import resource  # noqa: F401
+    import socket  # noqa: F401
+
+    from pyrun import devices, mounts, network, pid1, process, rootfs  # noqa: F401
+    from pyrun.errors import ContainerFailed  # noqa: F401
+
+
+def _build_rootfs(plan: Plan) -> None:
+    from pyrun import devices, mounts, rootfs
+
+    spec = plan.spec
+    prop = None
+    if spec.linux.rootfs_propagation:
+        prop = mounts.PROPAGATION[spec.linux.rootfs_propagation]
+    with log.step("mount(/, rslave)"):
+        rootfs.make_mounts_private(prop)
+    merged = os.path.join(plan.state_path, "merged")
+    with log.step(f"mount(root, {plan.rootfs_mode})"):
+        rootfs.mount_root(plan.rootfs_mode, spec.root.path, plan.state_path, plan.in_userns)
+    if prop:
+        rootfs.set_root_propagation(merged, prop)
+    rootfd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, m in enumerate(spec.mounts):
+            with log.step(f"mount({m.destination})"):
+                mounts.mount_one(rootfd, i, m, spec.bundle)
+        with log.step("devices"):
+            devices.create_devices(rootfd, spec.linux.devices, plan.use_mknod)
+            devices.create_symlinks(rootfd)
+        # issue 3: linux.maskedPaths, linux.readonlyPaths, linux.sysctl go here,
+        # while the host side of the rootfs is still reachable.
+    finally:
+        os.close(rootfd)
+    with log.step("pivot_root" if not plan.no_pivot else "mount(MS_MOVE)+chroot"):
+        if plan.no_pivot:
+            rootfs.move_root(merged)
+        else:
+            rootfs.pivot_root(merged)
+    if spec.root.readonly:
+        with log.step("remount(/, ro)"):
+            rootfs.make_root_readonly()
+
+
+def _configure(plan: Plan) -> None:
+    import socket
+
+    spec = plan.spec
+    if spec.hostname is not None:
+        with log.step("sethostname"):
+            socket.sethostname(spec.hostname)
+    if spec.domainname is not None:
+        with log.step("setdomainname"):
+            sc.setdomainname(spec.domainname)
+    if "network" in plan.new_ns:
+        from pyrun.network import loopback_up
+
+        with log.step("ioctl(lo, IFF_UP)"):
+            loopback_up()
+
+
+def _prepare_process(plan: Plan) -> str:
+    from pyrun import process
+
+    proc = plan.spec.process
+    with log.step("setrlimit"):
+        process.set_rlimits(proc.rlimits)
+    process.chdir(proc.cwd)  # as root first: the user may lack search rights above cwd
+    with log.step("setresuid(user)"):
+        process.switch_user(proc.user)
+    # issue 3: capabilities are set here, around the user switch.
+    process.chdir(proc.cwd)
+    with log.step("lookup(args[0])"):
+        return process.lookup(proc.args[0], proc.env)
+
+
+def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
+    """Wait for ``pyrun start``, then exec. Errors here can only go to stderr."""
+    from pyrun import pid1, process
+
+    try:
+        # open(2) of a FIFO for writing blocks until a reader opens it:
+        # that reader is ``pyrun start``.
+        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_fd)
+        os.write(fifo, b"0")
+        os.close(fifo)
+        os.close(state_fd)
+        log.close()
+        keep = {init_fd} if init_fd is not None else set()
+        process.close_fds(keep, plan.preserve_fds)
+        proc = plan.spec.process
+        if proc.no_new_privileges:
+            import prctl
+
+            prctl.set_no_new_privs(1)
+        # issue 3: the seccomp filter is loaded here, last before exec.
+        sys.stdout.flush()
+        pid1.exec_process(path, proc.args, proc.env, init_fd)
+    except BaseException as e:  # noqa: BLE001
+        os.write(2, f"pyrun: {e}\n".encode())
+    os._exit(127)

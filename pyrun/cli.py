@@ -1,0 +1,228 @@
+"""pyrun's command line: runc's commands and flags, over ``pyrun.container``.
+
+Each command imports what it needs inside its body: ``pyrun state`` should
+not pay for the modules that build a container. Every error is a
+:class:`PyrunError` and becomes one line on stderr (and in ``--log``) and
+exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from pyrun import OCI_VERSION, __version__
+from pyrun.errors import PyrunError
+from pyrun.log import log
+
+
+class Ctx:
+    def __init__(self, root: str | None):
+        self._root = root
+
+    @property
+    def root(self) -> str:
+        if self._root is None:
+            from pyrun.state import default_root
+
+            self._root = default_root()
+        return self._root
+
+
+def _version() -> str:
+    return (f"pyrun version {__version__}\nspec: {OCI_VERSION}\n"
+            f"python: {sys.version.split()[0]}\n")
+
+
+def _print_version(ctx, param, value):
+    if value and not ctx.resilient_parsing:
+        click.echo(_version(), nl=False)
+        ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(), default=None,
+              help="state directory (default /run/pyrun, or $XDG_RUNTIME_DIR/pyrun rootless)")
+@click.option("--log", "log_path", type=click.Path(), default=None, help="log file (default stderr)")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--debug", is_flag=True, help="log each construction step and its duration")
+@click.option("--systemd-cgroup", is_flag=True, hidden=True, help="accepted for runc compatibility")
+@click.option("--rootless", default="auto", hidden=True, help="accepted for runc compatibility")
+@click.option("--version", "-v", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="print the version")
+@click.pass_context
+def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless):
+    """pyrun: a rootless, runc-compatible OCI container runtime."""
+    try:
+        log.configure(log_path, log_format, debug)
+    except OSError as e:
+        raise click.UsageError(f"--log {log_path}: {e.strerror}")
+    ctx.obj = Ctx(os.path.abspath(root) if root else None)
+
+
+def _create_options(f):
+    f = click.option("--bundle", "-b", default=".", type=click.Path(), help="path to the bundle")(f)
+    f = click.option("--pid-file", type=click.Path(), default=None)(f)
+    f = click.option("--no-pivot", is_flag=True, help="use MS_MOVE+chroot instead of pivot_root")(f)
+    f = click.option("--no-new-keyring", is_flag=True)(f)
+    f = click.option("--preserve-fds", type=int, default=0)(f)
+    f = click.option("--console-socket", type=click.Path(), default=None)(f)
+    f = click.option("--rootfs-mode", type=click.Choice(["overlay", "direct"]), default=None,
+                     help="overlay (default: writes never reach the bundle) or direct (as runc)")(f)
+    f = click.option("--init/--no-init", "init", default=None,
+                     help="run pyrun's PID 1 init in front of the process (default: yes)")(f)
+    return f
+
+
+def _options(bundle, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
+             rootfs_mode, init):
+    from pyrun.container import Options
+
+    if console_socket:
+        raise PyrunError("--console-socket: terminals are not supported yet")
+    if preserve_fds < 0:
+        raise PyrunError("--preserve-fds must not be negative")
+    return Options(pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                   preserve_fds=preserve_fds, rootfs_mode=rootfs_mode, init=init)
+
+
+@cli.command()
+@click.argument("container_id")
+@_create_options
+@click.pass_obj
+def create(obj, container_id, bundle, **kw):
+    """Create a container; its process waits for `pyrun start`."""
+    from pyrun import container
+
+    container.create(obj.root, container_id, bundle, _options(bundle, **kw))
+
+
+@cli.command()
+@click.argument("container_id")
+@click.pass_obj
+def start(obj, container_id):
+    """Start the process of a created container."""
+    from pyrun import container
+
+    container.start(obj.root, container_id)
+
+
+@cli.command()
+@click.argument("container_id")
+@_create_options
+@click.option("--detach", "-d", is_flag=True, help="do not wait for the container")
+@click.pass_obj
+def run(obj, container_id, bundle, detach, **kw):
+    """Create and start a container; in the foreground, exit with its status."""
+    from pyrun import container
+
+    code = container.run(obj.root, container_id, bundle, _options(bundle, **kw), detach=detach)
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("container_id")
+@click.pass_obj
+def state(obj, container_id):
+    """Print the OCI state of a container as JSON."""
+    from pyrun import container
+
+    click.echo(json.dumps(container.state(obj.root, container_id), indent=2))
+
+
+@cli.command()
+@click.argument("container_id")
+@click.argument("signal", default="SIGTERM")
+@click.option("--all", "-a", "all_processes", is_flag=True, help="signal every process of the container")
+@click.pass_obj
+def kill(obj, container_id, signal, all_processes):
+    """Send a signal (name or number, default SIGTERM) to the container."""
+    from pyrun import container
+
+    container.kill(obj.root, container_id, container.parse_signal(signal), all_processes)
+
+
+@cli.command()
+@click.argument("container_id")
+@click.option("--force", "-f", is_flag=True, help="kill the container if it is running")
+@click.pass_obj
+def delete(obj, container_id, force):
+    """Delete a container and everything pyrun made for it."""
+    from pyrun import container
+
+    container.delete(obj.root, container_id, force)
+
+
+@cli.command(name="list")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--quiet", "-q", is_flag=True, help="print only the ids")
+@click.pass_obj
+def list_cmd(obj, fmt, quiet):
+    """List the containers under --root."""
+    from pyrun import container
+
+    states = container.list_states(obj.root)
+    if quiet:
+        for s in states:
+            click.echo(s["id"])
+    elif fmt == "json":
+        click.echo(json.dumps(states))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[5])
+
+
+@cli.command()
+@click.option("--rootless", is_flag=True, help="a config for an unprivileged user")
+@click.option("--bundle", "-b", default=".", type=click.Path(), help="where to write config.json")
+def spec(rootless, bundle):
+    """Write a default config.json, like `runc spec`."""
+    from pyrun.spec import default_spec
+
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise PyrunError(f"{path} already exists: remove it first")
+    try:
+        with open(path, "w") as f:
+            json.dump(default_spec(rootless=rootless), f, indent="\t")
+            f.write("\n")
+    except OSError as e:
+        raise PyrunError(f"write {path}: {e.strerror}") from None
+
+
+@cli.command()
+def features():
+    """Print what this pyrun supports, as JSON (runc's format)."""
+    from pyrun.features import features as get
+
+    click.echo(json.dumps(get(), indent=4))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False, prog_name="pyrun")
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2 if isinstance(e, click.UsageError) else 1)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except PyrunError as e:
+        log.error(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - a bug: still one line, unless --debug
+        if log.debug:
+            import traceback
+
+            traceback.print_exc()
+        log.error(f"internal error: {type(e).__name__}: {e}")
+        sys.exit(1)

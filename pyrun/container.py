@@ -1,0 +1,496 @@
+"""The container lifecycle, host side: create, start, state, kill, delete, run.
+
+This is pyrun's library API; ``pyrun.cli`` is a thin layer over it and tests
+or other programs can call it directly::
+
+    from pyrun import container
+    container.create("/run/pyrun", "c1", "bundles/hello")
+    container.start("/run/pyrun", "c1")
+
+``create`` returns with the container's process waiting on ``exec.fifo``;
+``start`` opens the fifo for reading, which releases it (runc's handshake).
+Every step of ``create`` is undone if a later one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import stat
+import time
+from dataclasses import dataclass
+
+from pyrun import OCI_VERSION
+from pyrun.errors import ConfigError, ContainerExists, InvalidState, PyrunError, UsageError
+from pyrun.log import log
+from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_RUNNING, STATUS_STOPPED,
+                         Record, StateDir, now_rfc3339, proc_start_time)
+
+ANNOTATION_INIT = "org.pyrun.init"
+ANNOTATION_ROOTFS = "org.pyrun.rootfs"
+
+
+@dataclass
+class Options:
+    """Command-line choices for create/run (runc's flags plus pyrun's own)."""
+
+    pid_file: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    rootfs_mode: str | None = None   # "overlay" | "direct"; default: annotation, then overlay
+    init: bool | None = None         # None: annotation, then True
+
+
+# ----------------------------------------------------------------- planning
+
+def _owner() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _bool_annotation(spec, key: str, default: bool) -> bool:
+    value = spec.annotations.get(key)
+    if value is None:
+        return default
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"annotations[{key!r}]", f"expected true or false, got {value!r}")
+
+
+def make_plan(spec, state_path: str, opts: Options):
+    """Check what the host can do with this config, before any syscall."""
+    from pyrun import rootfs, state
+    from pyrun.builder import Plan
+
+    if spec.namespace("mount") is None:
+        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    userns = spec.namespace("user")
+    privileged = os.geteuid() == 0 and state.in_initial_userns()
+    if not privileged and userns is None:
+        raise ConfigError("linux.namespaces", "rootless container requires a user namespace "
+                          "(pyrun spec --rootless writes one)")
+    mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS, rootfs.OVERLAY)
+    if mode not in (rootfs.OVERLAY, rootfs.DIRECT):
+        raise ConfigError(f"annotations[{ANNOTATION_ROOTFS!r}]", f"expected overlay or direct, got {mode!r}")
+    use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, True)
+    if not os.path.isdir(spec.root.path):
+        raise ConfigError("root.path", f"{spec.root.path}: no such directory")
+    plan = Plan(
+        spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
+        no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds,
+        user_ns=(userns.path or "new") if userns else None,
+        new_ns=[n.type for n in spec.linux.namespaces if n.path is None and n.type != "user"],
+        join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
+    )
+    plan.in_userns = plan.user_ns is not None or not state.in_initial_userns()
+    plan.use_mknod = privileged and plan.user_ns is None
+    return plan
+
+
+def _root_ids(spec) -> tuple[int, int]:
+    """Host uid/gid of the container's root: owner of the overlay's upper dir."""
+    from pyrun.idmap import host_id
+
+    if spec.namespace("user") is None or not spec.linux.uid_mappings:
+        return os.geteuid(), os.getegid()
+    uids = [[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings]
+    gids = [[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings]
+    uid, gid = host_id(uids, 0), host_id(gids, 0)
+    return (os.geteuid() if uid is None else uid), (os.getegid() if gid is None else gid)
+
+
+def _prepare_state(sd: StateDir, spec, rootfs_mode: str) -> None:
+    """exec.fifo and the overlay's dirs, owned by the container's root."""
+    uid, gid = _root_ids(spec)
+    fifo = sd.file("exec.fifo")
+    os.mkfifo(fifo, 0o622)
+    os.chmod(fifo, 0o622)  # mkfifo obeys the umask
+    dirs = ["merged"] + (["upper", "work"] if rootfs_mode == "overlay" else [])
+    for name in dirs:
+        os.mkdir(sd.file(name), 0o755)
+    if rootfs_mode == "overlay":
+        # The overlay's root directory takes its mode and owner from upper.
+        mode = stat.S_IMODE(os.stat(spec.root.path).st_mode)
+        os.chmod(sd.file("upper"), mode)
+    if (uid, gid) != (os.geteuid(), os.getegid()):
+        for name in ["exec.fifo"] + dirs:
+            os.chown(sd.file(name), uid, gid)
+
+
+# ----------------------------------------------------------------- create
+
+class _Interrupted(BaseException):
+    pass
+
+
+def _raise_interrupted(signum, frame):
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+def _reclaim_stale(sd: StateDir) -> None:
+    """An id whose creator died half way (SIGKILL) is garbage: remove it."""
+    try:
+        with sd.lock():
+            rec = sd.read()
+            if rec.pid == 0 and sd.status(rec) == STATUS_STOPPED:
+                log.debug_msg(f"removing stale half-created container {sd.id}")
+                sd.remove()
+    except PyrunError:
+        pass
+
+
+def create(root: str, container_id: str, bundle: str, opts: Options | None = None,
+           *, foreground: bool = False) -> Record:
+    """Build the container; return when its process waits for ``start``."""
+    from pyrun import spec as specmod
+
+    opts = opts or Options()
+    specmod.validate_id(container_id)
+    spec = specmod.load(bundle)
+    specmod.require_process(spec)
+    sd = StateDir(root, container_id)
+    plan = make_plan(spec, sd.path, opts)
+    if sd.exists():
+        _reclaim_stale(sd)
+    sd.make()
+    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    pids: list[int] = []
+    try:
+        with sd.lock():
+            return _create_locked(sd, spec, plan, opts, pids, foreground)
+    except BaseException as e:
+        _undo_create(sd, pids)
+        if isinstance(e, _Interrupted):
+            raise PyrunError(f"create interrupted by {e}; cleaned up") from None
+        raise
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+
+def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool) -> Record:
+    import prctl
+
+    from pyrun import builder, idmap
+    from pyrun.channel import Channel
+
+    _prepare_state(sd, spec, plan.rootfs_mode)
+    me = proc_start_time(os.getpid())
+    rec = Record(
+        id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),
+        annotations=dict(spec.annotations), creator_pid=os.getpid(), creator_start=me[0] if me else 0,
+        use_init=plan.use_init, rootless=os.geteuid() != 0,
+        uid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings],
+        gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
+    )
+    sd.write(rec)
+    if foreground:
+        # So that the container's PID 1 becomes our child when stage 1 exits,
+        # and ``run`` can wait for it (prctl(2) PR_SET_CHILD_SUBREAPER).
+        prctl.set_child_subreaper(True)
+    to_stage1, stage1_end = Channel.pair()
+    to_init, init_end = Channel.pair()
+    host_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        os.close(sd.lock_fd)
+        to_stage1.close()
+        to_init.close()
+        builder.stage1(plan, stage1_end, init_end, host_pid)
+    pids.append(pid)
+    stage1_end.close()
+    init_end.close()
+    try:
+        msg = to_stage1.recv()
+        if msg and msg["kind"] == "idmap":
+            with log.step("write uid_map/gid_map"):
+                idmap.write_id_maps(pid, rec.uid_mappings, rec.gid_mappings)
+            to_stage1.send("idmap-done")
+            msg = to_stage1.recv()
+        if msg is None or msg["kind"] != "pid":
+            _fail_from(msg, "container setup failed before PID 1 was started")
+        init_pid = msg["pid"]
+        pids.insert(0, init_pid)
+        to_init.expect("ready")
+        started = proc_start_time(init_pid)
+        rec.pid, rec.pid_start = init_pid, started[0] if started else 0
+        sd.write(rec)
+        if opts.pid_file:
+            _write_pid_file(opts.pid_file, init_pid)
+        to_init.send("ack")
+        to_init.expect("detached")
+        to_stage1.send("exit")
+        os.waitpid(pid, 0)
+        pids.remove(pid)
+        return rec
+    finally:
+        to_stage1.close()
+        to_init.close()
+
+
+def _fail_from(msg: dict | None, default: str) -> None:
+    from pyrun.errors import ContainerFailed
+
+    if msg and msg.get("kind") == "error":
+        raise ContainerFailed(msg["message"])
+    raise ContainerFailed(default)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _undo_create(sd: StateDir, pids: list[int]) -> None:
+    """Kill whatever was started, reap what is ours, remove the state dir."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    sd.remove()
+
+
+# ----------------------------------------------------------------- queries
+
+def load(root: str, container_id: str) -> tuple[StateDir, Record]:
+    from pyrun.spec import validate_id
+
+    validate_id(container_id)
+    sd = StateDir(root, container_id)
+    return sd, sd.read()
+
+
+def oci_state(sd: StateDir, rec: Record) -> dict:
+    """The state of runtime.md ("State"), with runc's extra fields."""
+    status = sd.status(rec)
+    out = {
+        "ociVersion": OCI_VERSION,
+        "id": rec.id,
+        "pid": rec.pid if status in (STATUS_CREATED, STATUS_RUNNING) else 0,
+        "status": status,
+        "bundle": rec.bundle,
+        "rootfs": rec.rootfs,
+        "created": rec.created,
+        "owner": rec.owner,
+    }
+    if rec.annotations:
+        out["annotations"] = rec.annotations
+    return out
+
+
+def state(root: str, container_id: str) -> dict:
+    sd, rec = load(root, container_id)
+    return oci_state(sd, rec)
+
+
+def list_states(root: str) -> list[dict]:
+    from pyrun.state import list_ids
+
+    out = []
+    for cid in list_ids(root):
+        try:
+            out.append(state(root, cid))
+        except PyrunError:
+            continue  # deleted while we listed
+    return out
+
+
+# ----------------------------------------------------------------- start
+
+def start(root: str, container_id: str) -> None:
+    """Release the container's process: read one byte from exec.fifo."""
+    sd, _ = load(root, container_id)
+    with sd.lock():
+        rec = sd.read()
+        status = sd.status(rec)
+        if status != STATUS_CREATED:
+            raise InvalidState(f"cannot start a container that is {status}")
+        fd = os.open(sd.file("exec.fifo"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            _await_fifo(fd, sd, rec)
+        finally:
+            os.close(fd)
+        os.unlink(sd.file("exec.fifo"))
+
+
+def _await_fifo(fd: int, sd: StateDir, rec: Record) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        if poller.poll(100):
+            if os.read(fd, 1):
+                return
+            raise PyrunError("container process exited before start")
+        alive = proc_start_time(rec.pid)
+        if not alive or alive[0] != rec.pid_start or alive[1] in "ZX":
+            raise PyrunError("container process exited before start")
+
+
+# ----------------------------------------------------------------- kill
+
+def parse_signal(value: str) -> int:
+    """runc accepts 9, KILL and SIGKILL (any case)."""
+    if value.isdigit():
+        num = int(value)
+        if 0 < num < signal.NSIG:
+            return num
+        raise UsageError(f"invalid signal {value!r}")
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise UsageError(f"unknown signal {value!r}") from None
+
+
+def _pidfd(rec: Record) -> int | None:
+    """pidfd_open(2) of the container's PID 1, if it is still the same process."""
+    try:
+        fd = os.pidfd_open(rec.pid)
+    except ProcessLookupError:
+        return None
+    alive = proc_start_time(rec.pid)  # checked after opening: the fd pins the process
+    if not alive or alive[0] != rec.pid_start:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _same_ns_pids(pid: int, ns: str) -> list[int]:
+    try:
+        target = os.readlink(f"/proc/{pid}/ns/{ns}")
+    except OSError:
+        return []
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/{ns}") == target:
+                    out.append(int(name))
+            except OSError:
+                continue
+    return out
+
+
+def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
+    sd, rec = load(root, container_id)
+    status = sd.status(rec)
+    if status not in (STATUS_CREATED, STATUS_RUNNING):
+        raise InvalidState(f"container {container_id!r} is not running ({status})")
+    fd = _pidfd(rec)
+    if fd is None:
+        raise InvalidState(f"container {container_id!r} is not running (stopped)")
+    try:
+        if all_processes:
+            host_pidns = os.readlink("/proc/self/ns/pid")
+            ns = "pid" if os.readlink(f"/proc/{rec.pid}/ns/pid") != host_pidns else "mnt"
+            for pid in _same_ns_pids(rec.pid, ns):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        signal.pidfd_send_signal(fd, sig)
+    finally:
+        os.close(fd)
+
+
+def _wait_exit(fd: int, timeout: float) -> bool:
+    """A pidfd polls readable once the process has exited."""
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+# ----------------------------------------------------------------- delete
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    sd, _ = load(root, container_id)
+    with sd.lock():
+        rec = sd.read()
+        status = sd.status(rec)
+        if status == STATUS_CREATING:
+            raise InvalidState(f"container {container_id!r} is being created")
+        if status == STATUS_RUNNING and not force:
+            raise InvalidState(f"cannot delete container {container_id!r} that is running: "
+                               "stop it first or use --force")
+        if status in (STATUS_CREATED, STATUS_RUNNING):
+            fd = _pidfd(rec)
+            if fd is not None:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    if not _wait_exit(fd, 10.0):
+                        raise PyrunError(f"container {container_id!r}: pid {rec.pid} did not die after SIGKILL")
+                finally:
+                    os.close(fd)
+        sd.remove()
+
+
+# ----------------------------------------------------------------- run
+
+_FORWARDED = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
+                                                     signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
+                                                     signal.SIGFPE, signal.SIGABRT, signal.SIGTRAP,
+                                                     signal.SIGSYS)]
+
+
+def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
+        detach: bool = False) -> int:
+    """create + start; in the foreground, wait and return the exit code
+    (128 + N when killed by signal N), then delete the container, as runc does."""
+    if detach:
+        create(root, container_id, bundle, opts)
+        try:
+            start(root, container_id)
+        except BaseException:
+            delete(root, container_id, force=True)
+            raise
+        return 0
+    rec = create(root, container_id, bundle, opts, foreground=True)
+    pid = rec.pid
+
+    def forward(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in _FORWARDED}
+    try:
+        start(root, container_id)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                status = None
+                break
+        if status is None:
+            code = 255
+        else:
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                code = 128 - code
+        return code
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        try:
+            delete(root, container_id, force=True)
+        except PyrunError as e:
+            log.warning(f"delete after run: {e}")

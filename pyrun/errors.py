@@ -1,0 +1,70 @@
+"""One exception hierarchy for pyrun, mapped to process exit codes.
+
+The CLI catches :class:`PyrunError` and prints ``str(err)`` as one line
+(never a traceback) and exits with ``err.exit_code``.  runc exits 1 for
+every runtime error; so do we, and subclasses exist so that library users
+and tests can catch precisely.
+"""
+
+from __future__ import annotations
+
+
+class PyrunError(Exception):
+    """Base class: a failure that has a one-line, user-facing message."""
+
+    exit_code = 1
+
+
+class ConfigError(PyrunError):
+    """The bundle's config.json is missing, unreadable, or invalid.
+
+    ``path`` is the JSON path of the offending field (``process.args[0]``),
+    or ``""`` when the problem is the file as a whole.
+    """
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        where = f"config.json: {path}: " if path else "config.json: "
+        super().__init__(where + message)
+
+
+class UsageError(PyrunError):
+    """A command-line argument is malformed (bad id, bad signal name...)."""
+
+
+class ContainerNotFound(PyrunError):
+    def __init__(self, container_id: str):
+        super().__init__(f"container {container_id!r} does not exist")
+
+
+class ContainerExists(PyrunError):
+    def __init__(self, container_id: str):
+        super().__init__(f"container {container_id!r} already exists")
+
+
+class InvalidState(PyrunError):
+    """The operation is not allowed in the container's current status."""
+
+
+class SyscallError(PyrunError):
+    """A system call failed: names the call, its argument and the errno.
+
+    Keeps ``errno`` so that callers can react to EPERM vs ENOENT.
+    """
+
+    def __init__(self, call: str, errno: int, detail: str = ""):
+        import errno as _errno
+        import os
+
+        self.call = call
+        self.errno = errno
+        name = _errno.errorcode.get(errno, str(errno))
+        msg = f"{call}: {os.strerror(errno)} ({name})"
+        if detail:
+            msg += f": {detail}"
+        super().__init__(msg)
+
+
+class ContainerFailed(PyrunError):
+    """Setup inside the container's processes failed; message comes from there."""

@@ -1,0 +1,29 @@
+"""``pyrun features``: what this build really supports, in runc's JSON shape
+(runtime-spec features.md). Only what is implemented is claimed."""
+
+from __future__ import annotations
+
+from pyrun import OCI_VERSION
+
+
+def features() -> dict:
+    from pyrun.mounts import _FLAGS, PROPAGATION
+
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": sorted(list(_FLAGS) + list(PROPAGATION)),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": [],
+            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False, "rdma": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {
+            "org.pyrun.init": "true|false: run pyrun's native init as PID 1 (default true)",
+            "org.pyrun.rootfs": "overlay|direct: per-container writable layer or the bundle itself",
+        },
+    }

@@ -1,0 +1,93 @@
+"""Logging in runc's formats, and ``--debug`` timing of construction steps.
+
+runc writes ``time="…" level=error msg="…"`` (text) or
+``{"level":"error","msg":"…","time":"…"}`` (json, which podman and conmon
+parse). The log is an fd opened with O_APPEND so the container's setup
+processes, which inherit it, can write to the same file; it is closed
+before the container's process is executed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Log:
+    def __init__(self) -> None:
+        self.fd: int | None = None  # None: stderr only
+        self.json = False
+        self.debug = False
+
+    def configure(self, path: str | None, fmt: str, debug: bool) -> None:
+        self.json = fmt == "json"
+        self.debug = debug
+        if path:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+    def _format(self, level: str, msg: str) -> str:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+        if self.json:
+            import json
+
+            return json.dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+        return f'time="{stamp}" level={level} msg="{msg}"\n'
+
+    def write(self, level: str, msg: str) -> None:
+        if level == "debug" and not self.debug:
+            return
+        if self.fd is not None:
+            os.write(self.fd, self._format(level, msg).encode())
+        # The user sees errors and warnings on stderr as well; debug goes
+        # there only when no log file was asked for.
+        if self.fd is None or _LEVELS[level] >= _LEVELS["warning"]:
+            try:
+                os.write(2, f"pyrun: {level}: {msg}\n".encode() if level != "error" else f"pyrun: {msg}\n".encode())
+            except OSError:
+                pass
+
+    def error(self, msg: str) -> None:
+        self.write("error", msg)
+
+    def warning(self, msg: str) -> None:
+        self.write("warning", msg)
+
+    def debug_msg(self, msg: str) -> None:
+        if self.debug:
+            self.write("debug", msg)
+
+    @contextmanager
+    def step(self, name: str):
+        """Time one construction step; printed only with ``--debug``."""
+        if not self.debug:
+            yield
+            return
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.write("debug", f"step {name}: {(time.perf_counter() - t0) * 1000:.2f} ms (pid {os.getpid()})")
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
+log = Log()
+
+
+def warn(msg: str) -> None:
+    log.warning(msg)
+
+
+def fatal_to_stderr(msg: str) -> None:
+    sys.stderr.write(f"pyrun: {msg}\n")

@@ -1,0 +1,208 @@
+"""The ``mounts`` of config.json, mounted inside the container's rootfs.
+
+Every destination is resolved with openat2(2) ``RESOLVE_IN_ROOT``: a symlink
+in the rootfs is followed as if the rootfs were ``/``, so ``/etc -> /host``
+lands on ``<rootfs>/host``, never on the host (runc CVE-2021-30465,
+CVE-2024-21626). The mount itself targets ``/proc/self/fd/N`` of the fd
+that resolution returned, so nothing can swap the path in between.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from pyrun import syscalls as sc
+from pyrun.errors import ConfigError, PyrunError, SyscallError
+from pyrun.log import log
+
+# name -> (flag, clears): "clears" options remove the flag instead of setting it.
+_FLAGS = {
+    "async": (sc.MS_SYNCHRONOUS, True), "atime": (sc.MS_NOATIME, True),
+    "bind": (sc.MS_BIND, False), "defaults": (0, False), "dev": (sc.MS_NODEV, True),
+    "diratime": (sc.MS_NODIRATIME, True), "dirsync": (sc.MS_DIRSYNC, False),
+    "exec": (sc.MS_NOEXEC, True), "mand": (sc.MS_MANDLOCK, False),
+    "noatime": (sc.MS_NOATIME, False), "nodev": (sc.MS_NODEV, False),
+    "nodiratime": (sc.MS_NODIRATIME, False), "noexec": (sc.MS_NOEXEC, False),
+    "nomand": (sc.MS_MANDLOCK, True), "norelatime": (sc.MS_RELATIME, True),
+    "nostrictatime": (sc.MS_STRICTATIME, True), "nosuid": (sc.MS_NOSUID, False),
+    "nosymfollow": (sc.MS_NOSYMFOLLOW, False), "rbind": (sc.MS_BIND | sc.MS_REC, False),
+    "relatime": (sc.MS_RELATIME, False), "remount": (sc.MS_REMOUNT, False),
+    "ro": (sc.MS_RDONLY, False), "rw": (sc.MS_RDONLY, True),
+    "strictatime": (sc.MS_STRICTATIME, False), "suid": (sc.MS_NOSUID, True),
+    "sync": (sc.MS_SYNCHRONOUS, False),
+}
+PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# Options that runc understands itself and never passes to the kernel.
+_IGNORED = {"tmpcopyup"}
+# Mount flags that, once set on a mount, the kernel locks in a user namespace:
+# a remount must repeat them or fail with EPERM.
+_ST_LOCKED = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID),
+              (os.ST_NODEV, sc.MS_NODEV), (os.ST_NOEXEC, sc.MS_NOEXEC),
+              (os.ST_NOATIME, sc.MS_NOATIME), (os.ST_NODIRATIME, sc.MS_NODIRATIME),
+              (os.ST_RELATIME, sc.MS_RELATIME))
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """Split mount options into (flags, propagation flags, data string), as
+    mount(8) does: known names become MS_* flags, the rest is fs data."""
+    flags = 0
+    propagation = 0
+    data = []
+    for opt in options:
+        if opt in _FLAGS:
+            flag, clears = _FLAGS[opt]
+            flags = flags & ~flag if clears else flags | flag
+        elif opt in PROPAGATION:
+            propagation |= PROPAGATION[opt]
+        elif opt in _IGNORED:
+            log.debug_msg(f"mount option {opt!r} ignored")
+        else:
+            data.append(opt)
+    return flags, propagation, ",".join(data)
+
+
+def fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def open_in_root(rootfd: int, path: str, *, shown: str) -> int:
+    """O_PATH fd of ``path`` resolved inside the rootfs (symlinks stay inside)."""
+    return sc.openat2(rootfd, path.lstrip("/") or ".", sc.O_PATH,
+                      sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=shown)
+
+
+def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755) -> int:
+    """Resolve ``path`` inside the rootfs, creating what is missing (parents
+    as directories, the last component as a directory or an empty file).
+    Returns an O_PATH fd of the result.
+
+    Each missing name is created in the already-resolved parent with
+    mkdirat(2) or openat(2) ``O_CREAT|O_EXCL``: neither follows a symlink, so
+    a dangling link planted in the rootfs is an error, not a way out."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    parent = os.dup(rootfd)
+    try:
+        for i, name in enumerate(parts):
+            sub = "/".join(parts[: i + 1])
+            try:
+                fd = open_in_root(rootfd, sub, shown=path)
+            except SyscallError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+                try:
+                    if i == len(parts) - 1 and not is_dir:
+                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
+                                         0o644, dir_fd=parent))
+                    else:
+                        os.mkdir(name, mode, dir_fd=parent)
+                except OSError as err:
+                    raise SyscallError(f"create {path!r} in the rootfs", err.errno,
+                                       "a dangling symlink?" if err.errno == errno.EEXIST else "") from None
+                fd = open_in_root(rootfd, sub, shown=path)
+            os.close(parent)
+            parent = fd
+        return parent
+    except BaseException:
+        os.close(parent)
+        raise
+
+
+def _locked_flags(target: str) -> int:
+    st = os.statvfs(target)
+    flags = 0
+    for st_flag, ms_flag in _ST_LOCKED:
+        if st.f_flag & st_flag:
+            flags |= ms_flag
+    return flags
+
+
+def remount(target: str, flags: int, *, shown: str, bind: bool = True) -> None:
+    """Apply flags to an existing (bind) mount, keeping the ones the kernel
+    locked when the mount came from a more privileged namespace."""
+    want = sc.MS_REMOUNT | (sc.MS_BIND if bind else 0) | flags
+    try:
+        sc.mount(None, target, None, want, None, shown=shown)
+    except SyscallError as e:
+        if e.errno != 1:  # EPERM: retry with the locked flags kept
+            raise
+        sc.mount(None, target, None, want | _locked_flags(target), None, shown=shown)
+
+
+def is_bind(m) -> bool:
+    return m.type == "bind" or "bind" in m.options or "rbind" in m.options
+
+
+def mount_one(rootfd: int, index: int, m, bundle: str) -> None:
+    """Mount ``mounts[index]`` at its destination inside the rootfs."""
+    where = f"mounts[{index}]"
+    flags, propagation, data = parse_options(m.options)
+    bind = is_bind(m)
+    source = m.source
+    if bind:
+        if not source:
+            raise ConfigError(f"{where}.source", "a bind mount needs a source")
+        if not os.path.isabs(source):
+            source = os.path.join(bundle, source)
+        try:
+            src_is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as e:
+            raise ConfigError(f"{where}.source", f"{source}: {e.strerror}") from None
+    else:
+        src_is_dir = True
+    fstype = m.type
+    if fstype == "cgroup":
+        fstype = "cgroup2"  # pyrun speaks cgroup v2 only
+    dest_fd = make_in_root(rootfd, m.destination, is_dir=src_is_dir)
+    try:
+        target = fd_path(dest_fd)
+        shown = m.destination
+        if bind:
+            sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC), None, shown=shown)
+            # Flags other than bind/rec need a second, remounting call.
+            extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if extra:
+                # The fd still names the covered directory; reopen the mount.
+                fd2 = open_in_root(rootfd, m.destination, shown=shown)
+                try:
+                    remount(fd_path(fd2), extra, shown=shown)
+                finally:
+                    os.close(fd2)
+        else:
+            _mount_fs(source or fstype or "none", target, fstype, flags, data, shown, rootfd)
+        if propagation:
+            fd2 = open_in_root(rootfd, m.destination, shown=shown)
+            try:
+                sc.mount(None, fd_path(fd2), None, propagation, None, shown=shown)
+            finally:
+                os.close(fd2)
+    finally:
+        os.close(dest_fd)
+
+
+def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: str,
+              shown: str, rootfd: int) -> None:
+    try:
+        sc.mount(source, target, fstype, flags, data or None, shown=shown)
+        return
+    except SyscallError as e:
+        # In a user namespace the kernel refuses sysfs without a network
+        # namespace of our own, and cgroup2 without a cgroup namespace: do
+        # what runc does and bind the host's tree instead, read-only.
+        fallback = {"sysfs": "/sys", "cgroup2": "/sys/fs/cgroup"}.get(fstype or "")
+        if e.errno not in (1, 16) or fallback is None:  # EPERM, EBUSY
+            raise
+        log.debug_msg(f"mount {fstype} at {shown}: {e}; binding {fallback} instead")
+    sc.mount(fallback, target, None, sc.MS_BIND | sc.MS_REC, None, shown=shown)
+    fd2 = open_in_root(rootfd, shown, shown=shown)
+    try:
+        remount(fd_path(fd2), flags | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                shown=shown)
+    finally:
+        os.close(fd2)

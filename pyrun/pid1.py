@@ -1,0 +1,50 @@
+"""PID 1 of the container: pyrun's native init, run from a sealed memfd.
+
+Why an init: in a PID namespace, PID 1 must reap orphaned zombies and must
+pass on signals (the kernel drops signals PID 1 has no handler for). Most
+entrypoints do neither. ``native/init.c`` does both, then exits with the
+entrypoint's status.
+
+Why a memfd: a container process can open ``/proc/1/exe``. If that were a
+host file, root in the container could overwrite the host's binary
+(CVE-2019-5736). The init's bytes are copied into a memfd, sealed against
+writes, and executed from there; ``/proc/1/exe`` is then an anonymous,
+immutable file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from pyrun import syscalls as sc
+from pyrun.errors import PyrunError
+
+INIT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "pyrun-init")
+
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
+def sealed_init_memfd() -> int:
+    """memfd_create(2) + write + F_ADD_SEALS: an executable nobody can modify."""
+    try:
+        with open(INIT_PATH, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise PyrunError(f"native init {INIT_PATH}: {e.strerror} (reinstall pyrun: pip install .)") from None
+    fd = os.memfd_create("pyrun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    return fd
+
+
+def exec_process(path: str, args: list[str], env: list[str], init_fd: int | None) -> None:
+    """execve(2) the entrypoint, or execveat(2) the init that will run it."""
+    if init_fd is None:
+        try:
+            os.execve(path, args, env)
+        except OSError as e:
+            raise PyrunError(f"exec {path}: {e.strerror}") from None
+    sc.execveat(init_fd, ["pyrun-init", path] + args, env, shown="pyrun-init memfd")

@@ -1,0 +1,103 @@
+"""The container's root filesystem: an overlay by default, then pivot_root.
+
+The bundle's ``root.path`` is the overlay's read-only *lower* layer; each
+container writes into its own *upper* directory under its state directory.
+So the bundle is never modified and the next container starts clean. All of
+this is mounted inside the container's own mount namespace: nothing appears
+in the host's mount table, and the kernel unmounts it when the last process
+of the container exits.
+
+``direct`` mode (annotation ``org.pyrun.rootfs=direct``, flag
+``--rootfs-mode direct``) bind-mounts ``root.path`` itself, as runc does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyrun import syscalls as sc
+from pyrun.errors import SyscallError
+from pyrun.log import log
+
+OVERLAY = "overlay"
+DIRECT = "direct"
+
+
+def make_mounts_private(propagation: int | None) -> None:
+    """mount("", "/", MS_SLAVE|MS_REC): from here on our mounts do not
+    propagate back to the host (runc's default; rootfsPropagation overrides)."""
+    sc.mount(None, "/", None, propagation or (sc.MS_SLAVE | sc.MS_REC), None)
+
+
+def _escape(path: str) -> str:
+    # overlayfs splits its options on ',' and lowerdir on ':'; '\' escapes.
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def mount_overlay(lower: str, upper: str, work: str, merged: str, in_userns: bool) -> None:
+    """mount -t overlay: lower = the bundle's rootfs, upper/work = ours.
+
+    Inside a user namespace the kernel stores overlay metadata in
+    ``user.overlay.*`` xattrs (option ``userxattr``), since an unprivileged
+    mounter may not write ``trusted.*`` ones."""
+    data = f"lowerdir={_escape(lower)},upperdir={_escape(upper)},workdir={_escape(work)}"
+    if in_userns:
+        data += ",userxattr"
+    sc.mount("overlay", merged, "overlay", 0, data)
+
+
+def bind_rootfs(rootfs: str, merged: str) -> None:
+    sc.mount(rootfs, merged, None, sc.MS_BIND | sc.MS_REC, None)
+
+
+def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool) -> str:
+    """Mount the root at ``<state>/merged``; returns the mode really used."""
+    merged = os.path.join(state_path, "merged")
+    if mode == OVERLAY:
+        try:
+            mount_overlay(rootfs, os.path.join(state_path, "upper"),
+                          os.path.join(state_path, "work"), merged, in_userns)
+            return OVERLAY
+        except SyscallError as e:
+            log.warning(f"overlay root not available ({e}); using the bundle's rootfs directly, "
+                        "writes will reach the bundle")
+    bind_rootfs(rootfs, merged)
+    return DIRECT
+
+
+def set_root_propagation(merged: str, propagation: int) -> None:
+    sc.mount(None, merged, None, propagation, None)
+
+
+def pivot_root(new_root: str) -> None:
+    """pivot_root(".", "."), then detach the old root stacked under "/".
+
+    While the documentation may suggest otherwise, pivot_root(".", ".") is
+    valid: the new root becomes "/" and the old one is mounted on top of it,
+    where umount2(MNT_DETACH) removes it without needing a directory for it.
+    The old root is made a slave first so the unmount cannot propagate to the
+    host's mount namespace."""
+    os.chdir(new_root)
+    sc.pivot_root(".", ".")
+    sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC, None)
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def move_root(new_root: str) -> None:
+    """--no-pivot: MS_MOVE the rootfs over "/" and chroot(2) into it.
+
+    Weaker than pivot_root (the old root stays reachable to a process that
+    escapes the chroot); only for filesystems where pivot_root is refused,
+    such as an initramfs."""
+    os.chdir(new_root)
+    sc.mount(new_root, "/", None, sc.MS_MOVE, None)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def make_root_readonly() -> None:
+    """root.readonly: remount "/" read-only once every mount is in place."""
+    from pyrun.mounts import remount
+
+    remount("/", sc.MS_RDONLY, shown="/")

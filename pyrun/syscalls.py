@@ -1,0 +1,115 @@
+"""Thin, checked wrappers over ``pyrun._native`` (the cffi shim).
+
+Every wrapper raises :class:`SyscallError` naming the call and its main
+argument, e.g. ``mount("/run/pyrun/c1/merged/proc"): Permission denied
+(EACCES)``. Constants come from <linux/mount.h>, <sched.h>, <linux/openat2.h>.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyrun._native import ffi, lib
+from pyrun.errors import SyscallError
+
+# mount(2) flags
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+MNT_DETACH = 2
+
+# unshare(2) / setns(2) flags
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+AT_EMPTY_PATH = 0x1000
+O_PATH = os.O_PATH
+
+
+def _check(rc: int, call: str, detail: str = "") -> int:
+    if rc < 0:
+        raise SyscallError(call, -rc, detail)
+    return rc
+
+
+def _s(value: str | None):
+    return ffi.NULL if value is None else value.encode()
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None, *, shown: str | None = None) -> None:
+    """mount(2). ``shown`` is the path to name in errors (the container path
+    rather than ``/proc/self/fd/N``)."""
+    rc = lib.pyrun_mount(_s(source), target.encode(), _s(fstype), flags, _s(data))
+    _check(rc, f"mount({shown or target!r}, type={fstype or 'bind'})")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(lib.pyrun_umount2(target.encode(), flags), f"umount2({target!r})")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(lib.pyrun_pivot_root(new_root.encode(), put_old.encode()),
+           f"pivot_root({new_root!r}, {put_old!r})")
+
+
+def unshare(flags: int) -> None:
+    _check(lib.pyrun_unshare(flags), f"unshare({flags:#x})")
+
+
+def setns(fd: int, nstype: int, shown: str = "") -> None:
+    _check(lib.pyrun_setns(fd, nstype), f"setns({shown or fd})")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(lib.pyrun_setdomainname(raw, len(raw)), f"setdomainname({name!r})")
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0,
+            shown: str | None = None) -> int:
+    """openat2(2): returns a new fd (always O_CLOEXEC)."""
+    rc = lib.pyrun_openat2(dirfd, path.encode(), flags | os.O_CLOEXEC, mode, resolve)
+    return _check(rc, f"openat2({shown or path!r})")
+
+
+def execveat(fd: int, argv: list[str], envp: list[str], shown: str) -> None:
+    """execveat(fd, "", argv, envp, AT_EMPTY_PATH): only returns by raising."""
+    keep = [ffi.new("char[]", a.encode()) for a in argv]
+    keep_env = [ffi.new("char[]", e.encode()) for e in envp]
+    c_argv = ffi.new("char *[]", keep + [ffi.NULL])
+    c_envp = ffi.new("char *[]", keep_env + [ffi.NULL])
+    rc = lib.pyrun_execveat(fd, b"", c_argv, c_envp, AT_EMPTY_PATH)
+    _check(rc, f"execveat({shown})")

@@ -1,0 +1,36 @@
+"""Build steps that pyproject.toml cannot express.
+
+* ``cffi_modules`` compiles ``native/shim.c`` into ``pyrun._native`` (cffi API
+  mode: the C compiler checks every declaration at install time).
+* ``build_py`` also compiles ``native/init.c`` into a *static* executable,
+  ``pyrun/_bin/pyrun-init``: the container's PID 1 is executed from a memfd
+  after ``pivot_root``, so it may not depend on anything in the rootfs.
+"""
+
+import os
+import shlex
+import subprocess
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildPyWithInit(build_py):
+    def run(self):
+        super().run()
+        out_dir = os.path.join(self.build_lib, "pyrun", "_bin")
+        os.makedirs(out_dir, exist_ok=True)
+        cc = shlex.split(os.environ.get("CC", "cc"))
+        cmd = cc + ["-static", "-Os", "-s", "-Wall", "-Wextra", "-o",
+                    os.path.join(out_dir, "pyrun-init"),
+                    os.path.join(HERE, "native", "init.c")]
+        self.announce(" ".join(cmd), level=2)
+        subprocess.check_call(cmd)
+
+
+setup(
+    cffi_modules=["pyrun/_build_native.py:ffibuilder"],
+    cmdclass={"build_py": BuildPyWithInit},
+)
