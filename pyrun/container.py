@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from pyrun import OCI_VERSION
-from pyrun.errors import ConfigError, ContainerExists, InvalidState, PyrunError, UsageError
+from pyrun.errors import ConfigError, ContainerNotFound, InvalidState, PyrunError, UsageError
 from pyrun.log import log
 from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_RUNNING, STATUS_STOPPED,
                          Record, StateDir, now_rfc3339, proc_start_time)
@@ -247,9 +247,12 @@ def _fail_from(msg: dict | None, default: str) -> None:
 def _write_pid_file(path: str, pid: int) -> None:
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        raise PyrunError(f"--pid-file {path}: {e.strerror}") from None
 
 
 def _undo_create(sd: StateDir, pids: list[int]) -> None:
@@ -492,5 +495,7 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
             signal.signal(s, h)
         try:
             delete(root, container_id, force=True)
+        except ContainerNotFound:
+            pass  # somebody deleted it already
         except PyrunError as e:
             log.warning(f"delete after run: {e}")

@@ -43,8 +43,9 @@ def sealed_init_memfd() -> int:
 def exec_process(path: str, args: list[str], env: list[str], init_fd: int | None) -> None:
     """execve(2) the entrypoint, or execveat(2) the init that will run it."""
     if init_fd is None:
+        environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
         try:
-            os.execve(path, args, env)
+            os.execve(path, args, environ)
         except OSError as e:
             raise PyrunError(f"exec {path}: {e.strerror}") from None
     sc.execveat(init_fd, ["pyrun-init", path] + args, env, shown="pyrun-init memfd")

@@ -1,0 +1,39 @@
+# pyrun — see README.md. Every target sets up what it needs.
+PYTHON ?= /usr/bin/python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYRUN  := $(VENV)/bin/pyrun
+PYTEST_ARGS ?=
+
+.PHONY: all deps build bundles run run-hello test test-unit clean
+
+all: build
+
+deps:                 ## Debian packages (apt-get as root, else sudo)
+	@sh tools/deps.sh
+
+$(VENV)/.built: pyproject.toml setup.py $(wildcard native/*.c native/*.h pyrun/*.py)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q ".[test]"
+	@touch $@
+
+build: deps $(VENV)/.built
+
+bundles: build
+	$(PY) bundles/prepare.py
+
+run: bundles          ## the sample: a busybox container, rootless
+	$(PYRUN) run -b bundles/busybox sample-$$$$
+
+run-hello: bundles
+	$(PYRUN) run -b bundles/hello hello-$$$$
+
+test: bundles         ## every test, rootful and rootless (as root: creates a test user)
+	$(PY) -m pytest -v -p no:cacheprovider $(PYTEST_ARGS) tests
+
+test-unit: build
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_spec.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json

@@ -1,0 +1,285 @@
+"""Fixtures for tests that start real containers with the real kernel.
+
+``rt`` is parametrized over the two ways pyrun runs:
+
+* ``rootful``: pyrun as root (skipped when the tests do not run as root);
+* ``rootless``: pyrun as an unprivileged user. Run as root (as in CI), the
+  tests create the user ``pyrun-test`` with /etc/subuid and /etc/subgid
+  ranges and run pyrun as that user; run as a normal user, they run pyrun as
+  you.
+
+Each test gets its own ``--root`` state directory and bundles that point at
+shared rootfs templates (read-only lower layers of the overlay; a rootless
+user gets its own copy so that overlay copy-up keeps file owners mapped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+import pytest
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLES = os.path.join(TOP, "bundles")
+TEST_USER = "pyrun-test"
+SUBID_START, SUBID_COUNT = 300000, 65536
+
+
+def _run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def ensure_test_user() -> pwd.struct_passwd:
+    """As root: an unprivileged user with subordinate id ranges."""
+    try:
+        pw = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
+        pw = pwd.getpwnam(TEST_USER)
+    for path in ("/etc/subuid", "/etc/subgid"):
+        text = open(path).read() if os.path.exists(path) else ""
+        if not any(line.split(":")[0] == TEST_USER for line in text.splitlines()):
+            with open(path, "a") as f:
+                f.write(f"{TEST_USER}:{SUBID_START}:{SUBID_COUNT}\n")
+    return pw
+
+
+@pytest.fixture(scope="session")
+def workspace():
+    """A world-traversable scratch directory for the whole session."""
+    d = tempfile.mkdtemp(prefix="pyrun-tests-")
+    os.chmod(d, 0o755)
+    yield d
+    subprocess.run(["rm", "-rf", d])
+
+
+def _templates_ready():
+    for name, probe in (("hello", "hello"), ("busybox", "bin/busybox")):
+        if not os.path.exists(os.path.join(BUNDLES, name, "rootfs", probe)):
+            pytest.exit(f"bundles/{name} is not prepared: run 'make bundles' (or 'make test')", 2)
+
+
+def _copy_tree_for(uid: int, gid: int, src: str, dst: str) -> None:
+    _run(["cp", "-a", src, dst])
+    _run(["chown", "-R", f"{uid}:{gid}", dst])
+
+
+class Runtime:
+    """Runs ``pyrun`` as root or as the test user, with its own state root."""
+
+    def __init__(self, mode: str, workspace: str, prefix: list[str], env: dict, uid: int, gid: int,
+                 rootfs: dict[str, str]):
+        self.mode = mode
+        self.rootless = mode == "rootless"
+        self.uid, self.gid = uid, gid
+        self.prefix = prefix
+        self.env = env
+        self.rootfs = rootfs
+        self.dir = tempfile.mkdtemp(prefix=f"{mode}-", dir=workspace)
+        os.chmod(self.dir, 0o755)
+        self._chown(self.dir)
+        self.root = os.path.join(self.dir, "state")
+        os.mkdir(self.root, 0o700)
+        self._chown(self.root)
+        self._n = 0
+
+    def _chown(self, path: str) -> None:
+        if os.geteuid() == 0 and self.uid != 0:
+            os.chown(path, self.uid, self.gid)
+
+    def _user_kw(self) -> dict:
+        if os.geteuid() == 0 and self.uid != 0:
+            return {"user": self.uid, "group": self.gid, "extra_groups": []}
+        return {}
+
+    def cmd(self, *args) -> list[str]:
+        return self.prefix + ["--root", self.root] + [str(a) for a in args]
+
+    def __call__(self, *args, timeout: float = 60, input: str | None = None, **kw):
+        """Run pyrun; returns CompletedProcess with stdout/stderr as text.
+
+        Output is captured in files, not pipes: like runc, ``create`` hands
+        its stdio to the container, so a pipe would not reach EOF while the
+        container lives."""
+        kw.setdefault("cwd", self.dir)  # not the checkout: its pyrun/ has no compiled shim
+        capture = kw.pop("capture_output", True)
+        cmd = self.cmd(*args)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            if capture:
+                kw.setdefault("stdout", out)
+                kw.setdefault("stderr", err)
+            p = subprocess.run(cmd, text=True, timeout=timeout, env=self.env, input=input,
+                               stdin=None if input is not None else subprocess.DEVNULL,
+                               **self._user_kw(), **kw)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(cmd, p.returncode, out.read(), err.read())
+
+    def popen(self, *args, **kw) -> subprocess.Popen:
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("cwd", self.dir)
+        return subprocess.Popen(self.cmd(*args), text=True, env=self.env, **self._user_kw(), **kw)
+
+    def ok(self, *args, **kw) -> str:
+        p = self(*args, **kw)
+        assert p.returncode == 0, f"pyrun {' '.join(map(str, args))} -> {p.returncode}\n{p.stderr}"
+        return p.stdout
+
+    def config(self, args: list[str], rootfs: str = "busybox") -> dict:
+        from pyrun.spec import default_spec
+
+        c = default_spec(rootless=True, uid=self.uid, gid=self.gid) if self.rootless else default_spec()
+        c["root"] = {"path": self.rootfs[rootfs], "readonly": False}
+        c["process"]["args"] = args
+        c["process"]["terminal"] = False
+        c["hostname"] = "pyrun-test"
+        return c
+
+    def bundle(self, args: list[str] | None = None, rootfs: str = "busybox", config: dict | None = None,
+               raw: str | None = None) -> str:
+        """A bundle directory whose config.json is ``config`` (or ``raw`` text)."""
+        self._n += 1
+        path = os.path.join(self.dir, f"bundle{self._n}")
+        os.mkdir(path)
+        if raw is None:
+            raw = json.dumps(config if config is not None else self.config(args or ["true"], rootfs))
+        with open(os.path.join(path, "config.json"), "w") as f:
+            f.write(raw)
+        self._chown(path)
+        self._chown(os.path.join(path, "config.json"))
+        return path
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self.ok("state", cid))
+
+    def wait_status(self, cid: str, status: str, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self("state", cid)
+            if p.returncode == 0:
+                s = json.loads(p.stdout)
+                if s["status"] == status:
+                    return s
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{cid} did not become {status}: {p.stdout or p.stderr}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def rootless_env(workspace):
+    """(prefix, env, uid, gid, rootfs templates) for the unprivileged side."""
+    _templates_ready()
+    if os.geteuid() != 0:
+        env = dict(os.environ)
+        templates = {n: os.path.join(BUNDLES, n, "rootfs") for n in ("hello", "busybox")}
+        return [sys.executable, "-m", "pyrun"], env, os.geteuid(), os.getegid(), templates
+    pw = ensure_test_user()
+    uid, gid = pw.pw_uid, pw.pw_gid
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "LANG": "C.UTF-8"}
+    prefix = [sys.executable, "-m", "pyrun"]
+    probe = subprocess.run(prefix + ["--version"], user=uid, group=gid, extra_groups=[], env=env,
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        # The venv is somewhere the test user cannot reach (a checkout under
+        # /root): give it a world-readable copy of the installed packages.
+        site = os.path.join(workspace, "site-packages")
+        shutil.copytree(sysconfig.get_paths()["purelib"], site, symlinks=True)
+        _run(["chmod", "-R", "a+rX", site])
+        env["PYTHONPATH"] = site
+        prefix = [getattr(sys, "_base_executable", sys.executable), "-m", "pyrun"]
+        probe = subprocess.run(prefix + ["--version"], user=uid, group=gid, extra_groups=[], env=env,
+                               capture_output=True, text=True)
+        assert probe.returncode == 0, f"the test user cannot run pyrun: {probe.stderr}"
+    templates = {}
+    for name in ("hello", "busybox"):
+        dst = os.path.join(workspace, f"rootfs-{name}-{uid}")
+        _copy_tree_for(uid, gid, os.path.join(BUNDLES, name, "rootfs"), dst)
+        templates[name] = dst
+    return prefix, env, uid, gid, templates
+
+
+@pytest.fixture(params=["rootful", "rootless"])
+def rt(request, workspace, rootless_env):
+    if request.param == "rootful":
+        if os.geteuid() != 0:
+            pytest.skip("rootful tests need root")
+        _templates_ready()
+        templates = {n: os.path.join(BUNDLES, n, "rootfs") for n in ("hello", "busybox")}
+        runtime = Runtime("rootful", workspace, [sys.executable, "-m", "pyrun"], dict(os.environ), 0, 0,
+                          templates)
+    else:
+        prefix, env, uid, gid, templates = rootless_env
+        runtime = Runtime("rootless", workspace, prefix, env, uid, gid, templates)
+    yield runtime
+    # Whatever a test left behind is removed, so one failure does not cascade.
+    for cid in os.listdir(runtime.root) if os.path.isdir(runtime.root) else []:
+        runtime("delete", "--force", cid)
+
+
+@pytest.fixture
+def rootful(rt):
+    if rt.rootless:
+        pytest.skip("rootful only")
+    return rt
+
+
+def host_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return sorted(" ".join(line.split()[3:5]) for line in f)
+
+
+def foreign_mntns_pids() -> set[int]:
+    """Processes in a mount namespace other than ours: containers, mostly."""
+    mine = os.readlink("/proc/self/ns/mnt")
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/mnt") != mine:
+                    out.add(int(name))
+            except OSError:
+                pass
+    return out
+
+
+class Residue:
+    """Snapshot host state; ``check()`` asserts a failed command left nothing."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.mounts = host_mounts()
+        self.pids = foreign_mntns_pids()
+
+    def check(self, cid: str | None = None) -> None:
+        state_entries = os.listdir(self.rt.root) if os.path.isdir(self.rt.root) else []
+        assert state_entries == [], f"state left behind: {state_entries}"
+        assert host_mounts() == self.mounts, "host mount table changed"
+        deadline = time.monotonic() + 5
+        while True:
+            extra = {p for p in foreign_mntns_pids() - self.pids if os.path.exists(f"/proc/{p}")}
+            extra = {p for p in extra if _state_letter(p) not in ("Z", None)}
+            if not extra or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert not extra, f"processes left behind: {extra}"
+
+
+def _state_letter(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def residue(rt):
+    return Residue(rt)

@@ -1,0 +1,145 @@
+"""Bad input: one clear line naming the problem, a non-zero exit, no
+traceback, and nothing left behind (state dir, mounts, processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+
+def _assert_clean_failure(p, residue, *needles):
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    residue.check()
+
+
+def test_missing_bundle(rt, residue):
+    p = rt("create", "-b", os.path.join(rt.dir, "nope"), "c1")
+    _assert_clean_failure(p, residue, "does not exist")
+
+
+def test_missing_config(rt, residue):
+    bundle = rt.bundle(["true"])
+    os.unlink(os.path.join(bundle, "config.json"))
+    _assert_clean_failure(rt("create", "-b", bundle, "c1"), residue, "config.json")
+
+
+def test_invalid_json(rt, residue):
+    bundle = rt.bundle(raw='{"ociVersion": "1.0.2",\n "process": ')
+    _assert_clean_failure(rt("create", "-b", bundle, "c1"), residue, "invalid JSON", "line 2")
+
+
+@pytest.mark.parametrize("mutate, path", [
+    (lambda c: c["process"].__setitem__("args", "sh"), "process.args"),
+    (lambda c: c["process"].__setitem__("args", []), "process.args"),
+    (lambda c: c["process"]["user"].__setitem__("uid", "root"), "process.user.uid"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "linux.namespaces[5].type"),
+    (lambda c: c["mounts"][0].__setitem__("destination", "proc"), "mounts[0].destination"),
+    (lambda c: c.__setitem__("hostname", 7), "hostname"),
+    (lambda c: c.pop("process"), "process"),
+])
+def test_wrong_types_name_the_json_path(rt, residue, mutate, path):
+    config = rt.config(["true"])
+    mutate(config)
+    _assert_clean_failure(rt("create", "-b", rt.bundle(config=config), "c1"), residue, path)
+
+
+def test_missing_rootfs(rt, residue):
+    config = rt.config(["true"])
+    config["root"]["path"] = os.path.join(rt.dir, "no-rootfs")
+    _assert_clean_failure(rt("create", "-b", rt.bundle(config=config), "c1"), residue, "root.path")
+
+
+@pytest.mark.parametrize("arg0", ["/no/such/program", "no-such-program"])
+def test_missing_entrypoint(rt, residue, arg0):
+    p = rt("create", "-b", rt.bundle([arg0]), "c1")
+    _assert_clean_failure(p, residue, "process.args[0]", arg0)
+
+
+def test_missing_entrypoint_with_run(rt, residue):
+    p = rt("run", "-b", rt.bundle(["no-such-program"]), "c1")
+    _assert_clean_failure(p, residue, "process.args[0]")
+
+
+@pytest.mark.parametrize("cid", ["a/b", "..", "", "with space"])
+def test_malformed_id(rt, residue, cid):
+    _assert_clean_failure(rt("create", "-b", rt.bundle(["true"]), cid), residue, "invalid container id")
+
+
+def test_id_taken(rt):
+    rt.ok("create", "-b", rt.bundle(["sleep", "30"]), "c1")
+    before = rt.state("c1")
+    p = rt("create", "-b", rt.bundle(["sleep", "30"]), "c1")
+    assert p.returncode == 1 and "already exists" in p.stderr
+    assert rt.state("c1") == before  # the first container is unharmed
+
+
+def test_failure_half_way_through_the_mounts(rt, residue):
+    """A mount late in the list fails inside the container's PID 1, after the
+    overlay and earlier mounts were made: everything is undone."""
+    config = rt.config(["true"])
+    config["mounts"].append({"destination": "/late", "type": "no-such-fs", "source": "none"})
+    p = rt("create", "-b", rt.bundle(config=config), "c1")
+    _assert_clean_failure(p, residue, "mount('/late', type=no-such-fs)", "ENODEV")
+
+
+def test_failure_at_the_last_step_before_ready(rt, residue):
+    config = rt.config(["true"])
+    config["process"]["cwd"] = "/no/such/dir"
+    p = rt("create", "-b", rt.bundle(config=config), "c1")
+    _assert_clean_failure(p, residue, "process.cwd")
+
+
+def test_bind_mount_of_a_missing_source(rt, residue):
+    config = rt.config(["true"])
+    config["mounts"].append({"destination": "/data", "type": "bind", "source": "/no/such/source",
+                             "options": ["rbind"]})
+    p = rt("create", "-b", rt.bundle(config=config), "c1")
+    _assert_clean_failure(p, residue, "mounts[", "source")
+
+
+def test_unmapped_user(rt, residue):
+    config = rt.config(["true"])
+    config["process"]["user"] = {"uid": 4242, "gid": 4242}
+    if not rt.rootless:
+        pytest.skip("every uid is mapped for root without a user namespace")
+    p = rt("create", "-b", rt.bundle(config=config), "c1")
+    _assert_clean_failure(p, residue, "process.user")
+
+
+def test_rootless_without_a_user_namespace(rt, residue):
+    if not rt.rootless:
+        pytest.skip("rootless only")
+    config = rt.config(["true"])
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "user"]
+    config["linux"].pop("uidMappings")
+    config["linux"].pop("gidMappings")
+    p = rt("create", "-b", rt.bundle(config=config), "c1")
+    _assert_clean_failure(p, residue, "user namespace")
+
+
+def test_delete_and_start_of_unknown_ids(rt):
+    for cmd in ("delete", "start", "kill"):
+        p = rt(cmd, "ghost")
+        assert p.returncode == 1 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_stale_half_created_container_is_reclaimed(rt):
+    """A creator killed with SIGKILL leaves a 'creating' record whose creator
+    is dead; the next create of that id (or delete) removes it."""
+    os.makedirs(os.path.join(rt.root, "c1"))
+    rec = {"id": "c1", "bundle": "/x", "rootfs": "/x", "created": "2026-01-01T00:00:00Z", "owner": "x",
+           "creator_pid": 999999, "creator_start": 1}
+    with open(os.path.join(rt.root, "c1", "state.json"), "w") as f:
+        json.dump(rec, f)
+    if rt.rootless:
+        os.system(f"chown -R {rt.uid}:{rt.gid} {rt.root}/c1")
+    assert rt.state("c1")["status"] == "stopped"
+    rt.ok("run", "-b", rt.bundle(["true"]), "c1")
+    assert os.listdir(rt.root) == []

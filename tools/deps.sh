@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install the Debian packages pyrun's build, sample bundles and tests need.
+# As root: apt-get installs what is missing. Otherwise: sudo if available,
+# else print the command to run. Prints nothing when all is present.
+set -eu
+PKGS="gcc libc6-dev make python3 python3-venv python3-dev libcap-dev libseccomp-dev busybox-static uidmap procps util-linux"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing Debian packages:$missing"
+if [ "$(id -u)" = 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+else
+    echo "pyrun: missing Debian packages:$missing" >&2
+    echo "pyrun: as root, run: apt-get install -y$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq $missing
