@@ -3,6 +3,7 @@
  * execveat(2). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/keyctl.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -63,4 +64,11 @@ int pyrun_execveat(int dirfd, const char *path, char *const argv[],
                    char *const envp[], int flags)
 {
     return result(syscall(SYS_execveat, dirfd, path, argv, envp, flags));
+}
+
+/* keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring, so the
+ * container cannot read the caller's keys (runc's default). No glibc wrapper. */
+int pyrun_join_session_keyring(const char *name)
+{
+    return result(syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name));
 }

@@ -24,6 +24,7 @@ ffibuilder.cdef(
     int pyrun_setdomainname(const char *name, size_t len);
     int pyrun_openat2(int dirfd, const char *path, unsigned long long flags,
                       unsigned long long mode, unsigned long long resolve);
+    int pyrun_join_session_keyring(const char *name);
     int pyrun_execveat(int dirfd, const char *path, char *const argv[],
                        char *const envp[], int flags);
     """

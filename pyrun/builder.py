@@ -42,6 +42,7 @@ class Plan:
     rootfs_mode: str
     use_init: bool
     no_pivot: bool = False
+    new_keyring: bool = True
     preserve_fds: int = 0
     user_ns: str | None = None        # "new", a path, or None
     new_ns: list[str] = field(default_factory=list)   # created with unshare (not user)
@@ -134,6 +135,8 @@ def stage2(plan: Plan, ch: Channel) -> None:
 
             with log.step("memfd_create(init)"):
                 init_fd = pid1.sealed_init_memfd()
+        if plan.new_keyring:
+            _join_session_keyring(os.path.basename(plan.state_path))
         if spec.process.oom_score_adj is not None:
             from pyrun.process import set_oom_score_adj
 
@@ -150,6 +153,20 @@ def stage2(plan: Plan, ch: Channel) -> None:
         _report(ch, e)
         os._exit(1)
     _finish(plan, state_fd, init_fd, path)
+
+
+def _join_session_keyring(container_id: str) -> None:
+    """A new session keyring, so the container cannot read the caller's keys.
+    Kernels or seccomp policies that refuse keyctl are tolerated, as in runc."""
+    from pyrun.errors import SyscallError
+
+    with log.step("keyctl(JOIN_SESSION_KEYRING)"):
+        try:
+            sc.join_session_keyring(f"_ses.{container_id}")
+        except SyscallError as e:
+            if e.errno not in (38, 13, 1):  # ENOSYS, EACCES, EPERM
+                raise
+            log.debug_msg(f"no new session keyring: {e}")
 
 
 def _import_before_pivot_root() -> None:

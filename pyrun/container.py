@@ -83,9 +83,11 @@ def make_plan(spec, state_path: str, opts: Options):
     use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, True)
     if not os.path.isdir(spec.root.path):
         raise ConfigError("root.path", f"{spec.root.path}: no such directory")
+    if spec.process.terminal:
+        log.warning("process.terminal is not supported yet: running without a terminal")
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
-        no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds,
+        no_pivot=opts.no_pivot, new_keyring=not opts.no_new_keyring, preserve_fds=opts.preserve_fds,
         user_ns=(userns.path or "new") if userns else None,
         new_ns=[n.type for n in spec.linux.namespaces if n.path is None and n.type != "user"],
         join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
@@ -267,7 +269,22 @@ def _undo_create(sd: StateDir, pids: list[int]) -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-    sd.remove()
+    _remove_state(sd, None)
+
+
+def _remove_state(sd: StateDir, rec: Record | None) -> None:
+    """Remove the state dir. Rootless with id ranges, the container may have
+    made files owned by subordinate ids, which we cannot remove as ourselves:
+    then remove them as root of a user namespace with the same maps."""
+    try:
+        sd.remove()
+    except PyrunError:
+        if rec is None or os.geteuid() == 0 or len(rec.uid_mappings) + len(rec.gid_mappings) <= 2:
+            raise
+        from pyrun.idmap import run_as_mapped_root
+        from pyrun.state import remove_tree
+
+        run_as_mapped_root(rec.uid_mappings, rec.gid_mappings, remove_tree, sd.path)
 
 
 # ----------------------------------------------------------------- queries
@@ -441,7 +458,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
                         raise PyrunError(f"container {container_id!r}: pid {rec.pid} did not die after SIGKILL")
                 finally:
                     os.close(fd)
-        sd.remove()
+        _remove_state(sd, rec)
 
 
 # ----------------------------------------------------------------- run

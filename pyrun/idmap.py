@@ -95,3 +95,40 @@ def host_id(maps: list[Mapping], container_id: int) -> int | None:
         if c <= container_id < c + s:
             return h + container_id - c
     return None
+
+
+def run_as_mapped_root(uid_maps: list[Mapping], gid_maps: list[Mapping], fn, *args) -> None:
+    """Call ``fn(*args)`` in a child that is root of a new user namespace with
+    these maps (what ``podman unshare`` does), and wait for it."""
+    from pyrun import namespaces
+    from pyrun.channel import Channel
+
+    host_end, child_end = Channel.pair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            host_end.close()
+            namespaces.unshare_user()
+            child_end.send("idmap")
+            child_end.expect("idmap-done")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            fn(*args)
+            child_end.send("done")
+            code = 0
+        except BaseException as e:  # noqa: BLE001
+            try:
+                child_end.send("error", message=str(e))
+            except OSError:
+                pass
+        os._exit(code)
+    child_end.close()
+    try:
+        host_end.expect("idmap")
+        write_id_maps(pid, uid_maps, gid_maps)
+        host_end.send("idmap-done")
+        host_end.expect("done")
+    finally:
+        host_end.close()
+        os.waitpid(pid, 0)

@@ -113,3 +113,7 @@ def execveat(fd: int, argv: list[str], envp: list[str], shown: str) -> None:
     c_envp = ffi.new("char *[]", keep_env + [ffi.NULL])
     rc = lib.pyrun_execveat(fd, b"", c_argv, c_envp, AT_EMPTY_PATH)
     _check(rc, f"execveat({shown})")
+
+
+def join_session_keyring(name: str) -> None:
+    _check(lib.pyrun_join_session_keyring(name.encode()), f"keyctl(JOIN_SESSION_KEYRING, {name!r})")

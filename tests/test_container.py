@@ -211,3 +211,41 @@ def test_only_stdio_reaches_the_container(rt):
     p = run(rt, ["hello", "fds"])
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0", "1", "2"]
+
+
+def test_rootless_id_ranges_use_newuidmap_and_delete_cleans_up(rt):
+    """uid 0 -> the user, 1..65536 -> its /etc/subuid range (newuidmap).
+    Files the container gives to uid 1000 belong to a subordinate id on the
+    host; delete still removes them (as root of a user namespace)."""
+    if not rt.rootless or os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs the test user and its /etc/subuid range")
+    from conftest import SUBID_COUNT, SUBID_START
+
+    config = rt.config(["sh", "-c", "cat /proc/self/uid_map; mkdir -p /home/u && touch /home/u/f && "
+                        "chown -R 1000:1000 /home/u && chmod 700 /home/u && stat -c %u /home/u/f"])
+    for key, own in (("uidMappings", rt.uid), ("gidMappings", rt.gid)):
+        config["linux"][key] = [{"containerID": 0, "hostID": own, "size": 1},
+                                {"containerID": 1, "hostID": SUBID_START, "size": SUBID_COUNT}]
+    p = run(rt, None, config=config)
+    assert p.returncode == 0, p.stderr
+    lines = [line.split() for line in p.stdout.splitlines()]
+    assert ["1", str(SUBID_START), str(SUBID_COUNT)] in lines
+    assert lines[-1] == ["1000"]
+    assert os.listdir(rt.root) == []
+
+
+def test_log_format_json_and_debug_steps(rt):
+    import json
+
+    logfile = os.path.join(rt.dir, "log.json")
+    p = rt("--log", logfile, "--log-format", "json", "create", "-b", rt.bundle(["no-such-program"]), "c1")
+    assert p.returncode == 1
+    entries = [json.loads(line) for line in open(logfile)]
+    assert entries[-1]["level"] == "error" and "process.args[0]" in entries[-1]["msg"]
+    assert entries[-1]["time"].endswith("Z")
+    p = rt("--debug", "run", "-b", rt.bundle(["true"]), "c2")
+    assert p.returncode == 0, p.stderr
+    for step in ("unshare(", "mount(root, overlay)", "pivot_root", "lookup(args[0])"):
+        assert f"step {step}" in p.stderr, step
