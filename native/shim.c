@@ -6,6 +6,7 @@
 #include <linux/keyctl.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -71,4 +72,11 @@ int pyrun_execveat(int dirfd, const char *path, char *const argv[],
 int pyrun_join_session_keyring(const char *name)
 {
     return result(syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name));
+}
+
+/* prctl(2) for the options python-prctl lacks (PR_CAP_AMBIENT). */
+int pyrun_prctl(int option, unsigned long arg2, unsigned long arg3,
+                unsigned long arg4, unsigned long arg5)
+{
+    return result(prctl(option, arg2, arg3, arg4, arg5));
 }

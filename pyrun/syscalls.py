@@ -117,3 +117,13 @@ def execveat(fd: int, argv: list[str], envp: list[str], shown: str) -> None:
 
 def join_session_keyring(name: str) -> None:
     _check(lib.pyrun_join_session_keyring(name.encode()), f"keyctl(JOIN_SESSION_KEYRING, {name!r})")
+
+
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0, *,
+          shown: str = "prctl") -> int:
+    return _check(lib.pyrun_prctl(option, arg2, arg3, arg4, arg5), shown)
