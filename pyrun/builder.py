@@ -9,10 +9,12 @@ stage 1, the first child:
     → fork: the child is PID 1 of the new PID namespace.
 stage 2, that child (the container's PID 1 until it execs):
     setsid → mount(/, rslave) → mount(overlay root) → mount(each mount)
-    → mknod or bind(devices) → pivot_root → remount(/, ro)
-    → sethostname → ioctl(lo up) → setrlimit → setresuid(user)
-    → [capabilities, seccomp: issue 3 — see ``_finish``] → look up args[0]
-    → "ready" → open(exec.fifo) blocks until ``pyrun start`` → execveat(init).
+    → mknod or bind(devices) → pivot_root → write(sysctl)
+    → mount(readonlyPaths, maskedPaths) → remount(/, ro)
+    → sethostname → ioctl(lo up) → setrlimit → prctl(PR_CAPBSET_DROP)
+    → setresuid(user) → capset + PR_CAP_AMBIENT → look up args[0]
+    → "ready" → open(exec.fifo) blocks until ``pyrun start``
+    → prctl(no_new_privs) → [seccomp] → execveat(init).
 
 Stage 1 stays alive until the host has recorded the container: if the host
 side dies half way, PR_SET_PDEATHSIG kills stage 1 and, through it,
@@ -123,6 +125,11 @@ def stage2(plan: Plan, ch: Channel) -> None:
     try:
         _import_before_pivot_root()
         prctl.set_pdeathsig(signal.SIGKILL)
+        if plan.spec.process.oom_score_adj is not None:
+            # Before set_dumpable(False): that makes /proc/self root's.
+            from pyrun.process import set_oom_score_adj
+
+            set_oom_score_adj(plan.spec.process.oom_score_adj)
         # Non-dumpable: no process of the container may ptrace us or open
         # our /proc/PID/exe (the host's python) while we still run.
         prctl.set_dumpable(False)
@@ -137,10 +144,6 @@ def stage2(plan: Plan, ch: Channel) -> None:
                 init_fd = pid1.sealed_init_memfd()
         if plan.new_keyring:
             _join_session_keyring(os.path.basename(plan.state_path))
-        if spec.process.oom_score_adj is not None:
-            from pyrun.process import set_oom_score_adj
-
-            set_oom_score_adj(spec.process.oom_score_adj)
         _build_rootfs(plan)
         _configure(plan)
         path = _prepare_process(plan)
@@ -175,12 +178,13 @@ def _import_before_pivot_root() -> None:
     import resource  # noqa: F401
     import socket  # noqa: F401
 
-    from pyrun import devices, mounts, network, pid1, process, rootfs  # noqa: F401
+    from pyrun import (capabilities, devices, masking, mounts, network, pid1, process,  # noqa: F401
+                       rootfs, sysctl)
     from pyrun.errors import ContainerFailed  # noqa: F401
 
 
 def _build_rootfs(plan: Plan) -> None:
-    from pyrun import devices, mounts, rootfs
+    from pyrun import devices, masking, mounts, rootfs, sysctl
 
     spec = plan.spec
     prop = None
@@ -201,8 +205,6 @@ def _build_rootfs(plan: Plan) -> None:
         with log.step("devices"):
             devices.create_devices(rootfd, spec.linux.devices, plan.use_mknod)
             devices.create_symlinks(rootfd)
-        # issue 3: linux.maskedPaths, linux.readonlyPaths, linux.sysctl go here,
-        # while the host side of the rootfs is still reachable.
     finally:
         os.close(rootfd)
     with log.step("pivot_root" if not plan.no_pivot else "mount(MS_MOVE)+chroot"):
@@ -210,6 +212,16 @@ def _build_rootfs(plan: Plan) -> None:
             rootfs.move_root(merged)
         else:
             rootfs.pivot_root(merged)
+    linux = spec.linux
+    if linux.sysctl:
+        with log.step("sysctl"):
+            sysctl.write_sysctls(linux.sysctl)
+    if linux.readonly_paths:
+        with log.step("readonlyPaths"):
+            masking.readonly_paths(linux.readonly_paths)
+    if linux.masked_paths:
+        with log.step("maskedPaths"):
+            masking.mask_paths(linux.masked_paths)
     if spec.root.readonly:
         with log.step("remount(/, ro)"):
             rootfs.make_root_readonly()
@@ -233,15 +245,20 @@ def _configure(plan: Plan) -> None:
 
 
 def _prepare_process(plan: Plan) -> str:
-    from pyrun import process
+    from pyrun import capabilities, process
 
     proc = plan.spec.process
     with log.step("setrlimit"):
         process.set_rlimits(proc.rlimits)
     process.chdir(proc.cwd)  # as root first: the user may lack search rights above cwd
+    sets = capabilities.CapSets(proc.capabilities, capabilities.last_cap())
+    with log.step("prctl(PR_CAPBSET_DROP)"):
+        capabilities.drop_bounding(sets)
+    capabilities.keep_across_setuid()
     with log.step("setresuid(user)"):
         process.switch_user(proc.user)
-    # issue 3: capabilities are set here, around the user switch.
+    with log.step("capset"):
+        capabilities.apply(sets)
     process.chdir(proc.cwd)
     with log.step("lookup(args[0])"):
         return process.lookup(proc.args[0], proc.env)

@@ -7,7 +7,11 @@ from pyrun import OCI_VERSION
 
 
 def features() -> dict:
+    from pyrun.capabilities import last_cap
     from pyrun.mounts import _FLAGS, PROPAGATION
+    from pyrun.spec import CAPABILITIES
+
+    last = last_cap()
 
     return {
         "ociVersionMin": "1.0.0",
@@ -16,7 +20,7 @@ def features() -> dict:
         "mountOptions": sorted(list(_FLAGS) + list(PROPAGATION)),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
-            "capabilities": [],
+            "capabilities": [name for name, number in CAPABILITIES.items() if number <= last],
             "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False, "rdma": False},
             "seccomp": {"enabled": False},
             "apparmor": {"enabled": False},

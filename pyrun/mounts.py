@@ -78,39 +78,53 @@ def open_in_root(rootfd: int, path: str, *, shown: str) -> int:
                       sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=shown)
 
 
-def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755) -> int:
+def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755, _depth: int = 0) -> int:
     """Resolve ``path`` inside the rootfs, creating what is missing (parents
     as directories, the last component as a directory or an empty file).
     Returns an O_PATH fd of the result.
 
     Each missing name is created in the already-resolved parent with
-    mkdirat(2) or openat(2) ``O_CREAT|O_EXCL``: neither follows a symlink, so
-    a dangling link planted in the rootfs is an error, not a way out."""
+    mkdirat(2) or openat(2) ``O_CREAT|O_EXCL``, neither of which follows a
+    symlink. A dangling symlink on the way is followed *inside* the rootfs
+    (its target re-rooted, ``..`` clamped at the root), as runc does: a link
+    to ``/host/dir`` creates ``<rootfs>/host/dir``, never the host's."""
+    if _depth > 40:
+        raise SyscallError(f"create {path!r} in the rootfs", errno.ELOOP)
     parts = [p for p in path.split("/") if p and p != "."]
     parent = os.dup(rootfd)
     try:
         for i, name in enumerate(parts):
             sub = "/".join(parts[: i + 1])
+            last = i == len(parts) - 1
             try:
                 fd = open_in_root(rootfd, sub, shown=path)
             except SyscallError as e:
                 if e.errno != errno.ENOENT:
                     raise
                 try:
-                    if i == len(parts) - 1 and not is_dir:
+                    if last and not is_dir:
                         os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
                                          0o644, dir_fd=parent))
                     else:
                         os.mkdir(name, mode, dir_fd=parent)
+                except FileExistsError:
+                    # A dangling symlink: create its target inside the rootfs.
+                    target = os.readlink(name, dir_fd=parent)
+                    base = "" if target.startswith("/") else "/".join(parts[:i])
+                    rest = "/".join(parts[i + 1:])
+                    os.close(parent)
+                    parent = -1
+                    return make_in_root(rootfd, "/".join(x for x in (base, target, rest) if x),
+                                        is_dir=is_dir, mode=mode, _depth=_depth + 1)
                 except OSError as err:
-                    raise SyscallError(f"create {path!r} in the rootfs", err.errno,
-                                       "a dangling symlink?" if err.errno == errno.EEXIST else "") from None
+                    raise SyscallError(f"create {path!r} in the rootfs", err.errno) from None
                 fd = open_in_root(rootfd, sub, shown=path)
             os.close(parent)
             parent = fd
         return parent
     except BaseException:
-        os.close(parent)
+        if parent >= 0:
+            os.close(parent)
         raise
 
 

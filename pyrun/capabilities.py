@@ -1,0 +1,88 @@
+"""Capabilities: the five sets of ``process.capabilities`` (capabilities(7)).
+
+The order is forced by the kernel, around the switch to ``process.user``:
+
+1. drop from the *bounding* set what the config does not list
+   (PR_CAPBSET_DROP needs CAP_SETPCAP, which we still have);
+2. PR_SET_KEEPCAPS, so that setresuid(2) to a non-zero uid keeps the
+   permitted set instead of clearing it;
+3. switch user (``process.switch_user``);
+4. capset(2) the effective, permitted and inheritable sets exactly;
+5. raise each *ambient* capability (the only way a non-root process keeps a
+   capability across execve(2); each must be permitted and inheritable).
+
+A config without ``capabilities`` gets none, as with runc. Names the running
+kernel does not know are skipped with a warning, as runc and crun do.
+"""
+
+from __future__ import annotations
+
+import prctl
+
+from pyrun import syscalls as sc
+from pyrun.errors import ConfigError
+from pyrun.log import log
+from pyrun.spec import CAPABILITIES
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return prctl.CAP_LAST_CAP
+
+
+class CapSets:
+    """The config's five sets as numbers the running kernel knows."""
+
+    def __init__(self, caps, last: int):
+        self.last = last
+        names = caps or None
+        self.bounding = self._numbers(names, "bounding")
+        self.effective = self._numbers(names, "effective")
+        self.permitted = self._numbers(names, "permitted")
+        self.inheritable = self._numbers(names, "inheritable")
+        self.ambient = self._numbers(names, "ambient")
+
+    def _numbers(self, caps, field: str) -> set[int]:
+        out = set()
+        for name in getattr(caps, field, None) or []:
+            number = CAPABILITIES[name]
+            if number > self.last:
+                log.warning(f"process.capabilities.{field}: {name} is unknown to this kernel; ignored")
+                continue
+            out.add(number)
+        return out
+
+
+def drop_bounding(sets: CapSets) -> None:
+    """prctl(PR_CAPBSET_DROP) for every capability not in the bounding set."""
+    for cap in range(sets.last + 1):
+        if cap not in sets.bounding and prctl.capbset_read(cap):
+            prctl.capbset_drop(cap)
+
+
+def keep_across_setuid() -> None:
+    prctl.set_keepcaps(True)
+
+
+def apply(sets: CapSets) -> None:
+    """capset(2) the three sets, then the ambient set (PR_CAP_AMBIENT)."""
+    prctl.set_keepcaps(False)
+    everything = set(range(sets.last + 1))
+    prctl.set_caps(
+        (sorted(sets.permitted), prctl.CAP_PERMITTED, True),
+        (sorted(sets.effective), prctl.CAP_EFFECTIVE, True),
+        (sorted(sets.inheritable), prctl.CAP_INHERITABLE, True),
+        (sorted(everything - sets.permitted), prctl.CAP_PERMITTED, False),
+        (sorted(everything - sets.effective), prctl.CAP_EFFECTIVE, False),
+        (sorted(everything - sets.inheritable), prctl.CAP_INHERITABLE, False),
+    )
+    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL, shown="prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+    for cap in sorted(sets.ambient):
+        if cap not in sets.permitted or cap not in sets.inheritable:
+            name = next(n for n, v in CAPABILITIES.items() if v == cap)
+            raise ConfigError("process.capabilities.ambient",
+                              f"{name} must also be in the permitted and inheritable sets")
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap, shown=f"prctl(PR_CAP_AMBIENT_RAISE, {cap})")

@@ -1,0 +1,428 @@
+"""``linux.seccomp`` → a libseccomp filter, loaded last before exec.
+
+:func:`build` checks the whole object (every error is a
+:class:`~pyrun.errors.ConfigError` naming the field, e.g.
+``linux.seccomp.syscalls[3].action``) and compiles it into a libseccomp
+filter context; :meth:`Filter.load` installs it in the calling process
+(seccomp(2) ``SECCOMP_SET_MODE_FILTER`` through seccomp_load(3)).
+:func:`supported` is what ``pyrun features`` reports.
+
+Semantics follow runc, the reference for what a config means:
+
+* ``SCMP_ACT_ERRNO`` and ``SCMP_ACT_TRACE`` return ``errnoRet`` (or
+  ``defaultErrnoRet``), EPERM when unset; other actions refuse it (as crun).
+* A syscall name libseccomp does not know (newer than this libseccomp, or a
+  typo) is skipped with a debug message, not an error. A name known only on
+  other architectures (``vm86`` on x86_64) applies where it exists.
+* A rule whose action equals the default action is skipped: it changes
+  nothing, and libseccomp refuses it.
+* ``args`` are ANDed in one rule (seccomp_rule_add(3)); when two of them
+  compare the same argument they are instead added as one rule each, ORed,
+  as runc does.
+* The filter does not set no_new_privs itself (``SCMP_FLTATR_CTL_NNP`` off):
+  ``process.noNewPrivileges`` decides. Loading a filter without
+  no_new_privs needs CAP_SYS_ADMIN (seccomp(2)).
+* ``SCMP_ACT_NOTIFY`` needs ``listenerPath`` and may not be the default
+  action or apply to ``write`` (the runtime must still be able to hand the
+  listener fd over).
+* ``SCMP_ACT_KILL`` is ``SCMP_ACT_KILL_THREAD``, as in libseccomp.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+from pyrun._native import ffi, lib
+from pyrun.errors import ConfigError, SyscallError
+
+BASE = "linux.seccomp"
+
+# seccomp(2) return actions, as libseccomp encodes them (seccomp.h).
+ACT_KILL_PROCESS = lib.SCMP_ACT_KILL_PROCESS
+ACT_KILL_THREAD = lib.SCMP_ACT_KILL_THREAD
+ACT_TRAP = lib.SCMP_ACT_TRAP
+ACT_NOTIFY = lib.SCMP_ACT_NOTIFY
+ACT_LOG = lib.SCMP_ACT_LOG
+ACT_ALLOW = lib.SCMP_ACT_ALLOW
+
+
+def act_errno(value: int) -> int:
+    """SCMP_ACT_ERRNO(value): the call fails with errno ``value``."""
+    return lib.PYRUN_SCMP_ACT_ERRNO_BASE | (value & 0xFFFF)
+
+
+def act_trace(value: int) -> int:
+    """SCMP_ACT_TRACE(value): a ptrace(2) tracer is told, with ``value``."""
+    return lib.PYRUN_SCMP_ACT_TRACE_BASE | (value & 0xFFFF)
+
+
+# OCI action names: those without a value, and those taking errnoRet.
+_FIXED = {
+    "SCMP_ACT_KILL": ACT_KILL_THREAD,
+    "SCMP_ACT_KILL_THREAD": ACT_KILL_THREAD,
+    "SCMP_ACT_KILL_PROCESS": ACT_KILL_PROCESS,
+    "SCMP_ACT_TRAP": ACT_TRAP,
+    "SCMP_ACT_ALLOW": ACT_ALLOW,
+    "SCMP_ACT_LOG": ACT_LOG,
+    "SCMP_ACT_NOTIFY": ACT_NOTIFY,
+}
+_WITH_VALUE = {"SCMP_ACT_ERRNO": act_errno, "SCMP_ACT_TRACE": act_trace}
+ACTIONS = sorted([*_FIXED, *_WITH_VALUE])
+
+OPERATORS = {
+    "SCMP_CMP_NE": lib.SCMP_CMP_NE,
+    "SCMP_CMP_LT": lib.SCMP_CMP_LT,
+    "SCMP_CMP_LE": lib.SCMP_CMP_LE,
+    "SCMP_CMP_EQ": lib.SCMP_CMP_EQ,
+    "SCMP_CMP_GE": lib.SCMP_CMP_GE,
+    "SCMP_CMP_GT": lib.SCMP_CMP_GT,
+    "SCMP_CMP_MASKED_EQ": lib.SCMP_CMP_MASKED_EQ,
+}
+
+# The runtime-spec's architectures; libseccomp's name is the lowercased
+# suffix (seccomp_arch_resolve_name(3)). Those this libseccomp lacks are
+# refused when used and left out of supported().
+ARCHS = [
+    "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
+    "SCMP_ARCH_AARCH64", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X",
+    "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64",
+]
+
+# seccomp(2) filter flags → the libseccomp attribute that sets each.
+# SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs libseccomp >= 2.6: unknown here.
+FLAGS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": lib.SCMP_FLTATR_CTL_TSYNC,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": lib.SCMP_FLTATR_CTL_SSB,
+    "SECCOMP_FILTER_FLAG_LOG": lib.SCMP_FLTATR_CTL_LOG,
+}
+
+_MAX_ARGS = 6  # system calls have at most six arguments
+_U64 = (1 << 64) - 1
+_U16 = 0xFFFF
+
+
+# --- checking the JSON --------------------------------------------------------
+
+_KIND = {str: "a string", int: "an integer", list: "an array", dict: "an object"}
+
+
+def _type_name(value: object) -> str:
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"),
+                       (list, "array"), (dict, "object")):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _typed(value: object, kind: type, path: str):
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(path, f"expected {_KIND[kind]}, got {_type_name(value)}")
+    return value
+
+
+def _opt(obj: dict, key: str, kind: type, path: str):
+    value = obj.get(key)
+    return None if value is None else _typed(value, kind, f"{path}.{key}")
+
+
+def _int(obj: dict, key: str, path: str, hi: int, required: bool = False) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{path}.{key}", "is required")
+        return None
+    _typed(value, int, f"{path}.{key}")
+    if not 0 <= value <= hi:
+        raise ConfigError(f"{path}.{key}", f"expected an integer between 0 and {hi}, got {value}")
+    return value
+
+
+def _action(obj: dict, key: str, errno_key: str, path: str) -> tuple[str, int]:
+    """(name, libseccomp action) of obj[key], with obj[errno_key] applied."""
+    name = obj.get(key)
+    if name is None:
+        raise ConfigError(f"{path}.{key}", "is required")
+    _typed(name, str, f"{path}.{key}")
+    ret = _int(obj, errno_key, path, _U16)
+    if name in _WITH_VALUE:
+        return name, _WITH_VALUE[name](errno.EPERM if ret is None else ret)
+    if name not in _FIXED:
+        raise ConfigError(f"{path}.{key}", f"unknown action {name!r} (expected one of {', '.join(ACTIONS)})")
+    if ret is not None:
+        raise ConfigError(f"{path}.{errno_key}",
+                          f"is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {name}")
+    return name, _FIXED[name]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One comparison of seccomp_rule_add(3): argument ``index`` ``op``
+    ``value`` (for SCMP_CMP_MASKED_EQ: ``(arg & value) == value_two``)."""
+
+    index: int
+    op: int
+    value: int
+    value_two: int
+
+
+@dataclass
+class Rule:
+    names: list[str]
+    action: int
+    action_name: str
+    args: list[Arg]
+    path: str  # linux.seccomp.syscalls[i]
+
+
+def _arg(obj: dict, path: str) -> Arg:
+    index = _int(obj, "index", path, _MAX_ARGS - 1, required=True)
+    value = _int(obj, "value", path, _U64, required=True)
+    value_two = _int(obj, "valueTwo", path, _U64) or 0
+    op = obj.get("op")
+    if op is None:
+        raise ConfigError(f"{path}.op", "is required")
+    _typed(op, str, f"{path}.op")
+    if op not in OPERATORS:
+        raise ConfigError(f"{path}.op", f"unknown operator {op!r} (expected one of {', '.join(OPERATORS)})")
+    return Arg(index, OPERATORS[op], value, value_two)  # type: ignore[arg-type]
+
+
+def _rule(obj: dict, path: str) -> Rule:
+    names = obj.get("names")
+    if names is None:
+        raise ConfigError(f"{path}.names", "is required")
+    _typed(names, list, f"{path}.names")
+    if not names:
+        raise ConfigError(f"{path}.names", "must contain at least one name")
+    for j, name in enumerate(names):
+        _typed(name, str, f"{path}.names[{j}]")
+        if not name or "\0" in name:
+            raise ConfigError(f"{path}.names[{j}]", f"invalid system call name {name!r}")
+    action_name, action = _action(obj, "action", "errnoRet", path)
+    args = []
+    for k, item in enumerate(_opt(obj, "args", list, path) or []):
+        arg_path = f"{path}.args[{k}]"
+        args.append(_arg(_typed(item, dict, arg_path), arg_path))
+    return Rule(list(names), action, action_name, args, path)
+
+
+# --- the filter --------------------------------------------------------------
+
+def _check_rc(rc: int, call: str, detail: str = "") -> int:
+    if rc < 0:
+        raise SyscallError(call, -rc, detail)
+    return rc
+
+
+def _lib_arch(name: str) -> str:
+    """"SCMP_ARCH_X86_64" → "x86_64", libseccomp's name."""
+    return name.removeprefix("SCMP_ARCH_").lower()
+
+
+def resolve(name: str) -> int | None:
+    """The system call number libseccomp gives ``name`` on this machine's
+    architecture (seccomp_syscall_resolve_name(3)): negative for a call that
+    exists only on other architectures; None when libseccomp does not know
+    the name."""
+    nr = ffi.new("int *")
+    if lib.pyrun_seccomp_syscall_resolve(name.encode(), nr) < 0:
+        return None
+    return nr[0]
+
+
+class _Context:
+    """Owns a libseccomp filter context (seccomp_init(3)/seccomp_release(3))."""
+
+    def __init__(self, default_action: int):
+        self.ptr = lib.pyrun_seccomp_init(default_action)
+        if self.ptr == ffi.NULL:
+            raise SyscallError("seccomp_init", errno.EINVAL, f"default action {default_action:#x}")
+
+    def attr(self, attr: int, value: int) -> int:
+        return lib.pyrun_seccomp_attr_set(self.ptr, attr, value)
+
+    def rule(self, action: int, nr: int, args: list[Arg]) -> int:
+        cmps = ffi.new("struct pyrun_arg_cmp[]", max(len(args), 1))
+        for i, a in enumerate(args):
+            cmps[i].arg, cmps[i].op, cmps[i].datum_a, cmps[i].datum_b = a.index, a.op, a.value, a.value_two
+        return lib.pyrun_seccomp_rule_add(self.ptr, action, nr, len(args), cmps)
+
+    def __del__(self) -> None:
+        if getattr(self, "ptr", ffi.NULL) != ffi.NULL:
+            lib.pyrun_seccomp_release(self.ptr)
+            self.ptr = ffi.NULL
+
+
+@dataclass
+class Filter:
+    """A checked ``linux.seccomp``, compiled into a libseccomp context."""
+
+    default_action: int
+    architectures: list[str] = field(default_factory=list)  # OCI names
+    flags: list[str] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    listener_path: str | None = None
+    listener_metadata: str = ""
+    skipped: list[str] = field(default_factory=list)  # names libseccomp does not know
+    _ctx: _Context | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def notify(self) -> bool:
+        """True when some rule is SCMP_ACT_NOTIFY: load() returns a listener fd."""
+        return any(r.action == ACT_NOTIFY for r in self.rules)
+
+    def _compile(self) -> None:
+        from pyrun.log import log
+
+        ctx = _Context(self.default_action)
+        # no_new_privs is process.noNewPrivileges' business, not the filter's.
+        _check_rc(ctx.attr(lib.SCMP_FLTATR_CTL_NNP, 0), "seccomp_attr_set(CTL_NNP)")
+        for i, arch in enumerate(self.architectures):
+            if lib.pyrun_seccomp_arch_add(ctx.ptr, _lib_arch(arch).encode()) < 0:
+                raise ConfigError(f"{BASE}.architectures[{i}]",
+                                  f"{arch} is not supported by libseccomp {version()}")
+        for i, flag in enumerate(self.flags):
+            rc = ctx.attr(FLAGS[flag], 1)
+            if rc < 0:
+                raise ConfigError(f"{BASE}.flags[{i}]",
+                                  f"{flag} is not supported by this kernel or libseccomp: {os.strerror(-rc)}")
+        count = 0
+        for rule in self.rules:
+            if rule.action == self.default_action:
+                continue  # no effect, and libseccomp refuses it (EACCES)
+            indexes = [a.index for a in rule.args]
+            if len(set(indexes)) == len(indexes):
+                arg_sets = [rule.args]
+            else:  # runc: comparisons of one argument are ORed, one rule each
+                arg_sets = [[a] for a in rule.args]
+            for j, name in enumerate(rule.names):
+                nr = resolve(name)
+                if nr is None:
+                    log.debug_msg(f"seccomp: unknown system call {name!r} ignored ({rule.path})")
+                    self.skipped.append(name)
+                    continue
+                for args in arg_sets:
+                    rc = ctx.rule(rule.action, nr, args)
+                    if rc < 0:
+                        raise ConfigError(f"{rule.path}.names[{j}]",
+                                          f"libseccomp refused the rule for {name}: "
+                                          f"{os.strerror(-rc)} ({errno.errorcode.get(-rc, -rc)})")
+                    count += 1
+        if count > 32:
+            # libseccomp's binary tree of syscalls: shorter filters for long
+            # profiles. Best effort (runc avoids it for small rule sets).
+            ctx.attr(lib.SCMP_FLTATR_CTL_OPTIMIZE, 2)
+        self._ctx = ctx
+
+    def load(self) -> int | None:
+        """Install the filter in the calling thread (seccomp_load(3)); with
+        SECCOMP_FILTER_FLAG_TSYNC, in all its threads.
+
+        Needs no_new_privs or CAP_SYS_ADMIN (seccomp(2): EACCES otherwise).
+        Returns the listener fd (seccomp_notify_fd(3)) when a rule is
+        SCMP_ACT_NOTIFY — the caller sends it to ``listener_path`` — else
+        None. Raises :class:`SyscallError`.
+        """
+        if self._ctx is None:
+            self._compile()
+        assert self._ctx is not None
+        _check_rc(lib.pyrun_seccomp_load(self._ctx.ptr), "seccomp_load")
+        if not self.notify:
+            return None
+        return _check_rc(lib.pyrun_seccomp_notify_fd(self._ctx.ptr), "seccomp_notify_fd")
+
+
+def build(seccomp: dict) -> Filter:
+    """Check ``linux.seccomp`` and compile it (libseccomp context ready for
+    :meth:`Filter.load`). Raises :class:`ConfigError`."""
+    base = BASE
+    _typed(seccomp, dict, base)
+    default_name, default = _action(seccomp, "defaultAction", "defaultErrnoRet", base)
+    if default == ACT_NOTIFY:
+        raise ConfigError(f"{base}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
+
+    archs = []
+    for i, arch in enumerate(_opt(seccomp, "architectures", list, base) or []):
+        path = f"{base}.architectures[{i}]"
+        _typed(arch, str, path)
+        if arch not in ARCHS:
+            raise ConfigError(path, f"unknown architecture {arch!r}")
+        archs.append(arch)
+
+    flags = []
+    for i, flag in enumerate(_opt(seccomp, "flags", list, base) or []):
+        path = f"{base}.flags[{i}]"
+        _typed(flag, str, path)
+        if flag not in FLAGS:
+            raise ConfigError(path, f"unknown or unsupported flag {flag!r} (known: {', '.join(FLAGS)})")
+        flags.append(flag)
+
+    listener_path = _opt(seccomp, "listenerPath", str, base) or None
+    if listener_path is not None and "\0" in listener_path:
+        raise ConfigError(f"{base}.listenerPath", "must not contain a nul byte")
+    metadata = _opt(seccomp, "listenerMetadata", str, base) or ""
+
+    rules = []
+    for i, item in enumerate(_opt(seccomp, "syscalls", list, base) or []):
+        path = f"{base}.syscalls[{i}]"
+        rule = _rule(_typed(item, dict, path), path)
+        if rule.action == ACT_NOTIFY:
+            if listener_path is None:
+                raise ConfigError(f"{base}.listenerPath", f"is required by SCMP_ACT_NOTIFY in {path}")
+            if "write" in rule.names:
+                j = rule.names.index("write")
+                raise ConfigError(f"{path}.names[{j}]", "SCMP_ACT_NOTIFY cannot be used for write")
+        rules.append(rule)
+
+    f = Filter(default, archs, flags, rules, listener_path, metadata)
+    f._compile()
+    return f
+
+
+# --- what works here ---------------------------------------------------------
+
+def version() -> str:
+    """libseccomp's version, "2.5.4" (seccomp_version(3))."""
+    buf = ffi.new("char[]", 32)
+    lib.pyrun_seccomp_version(buf, 32)
+    return ffi.string(buf).decode()
+
+
+def api_level() -> int:
+    """seccomp_api_get(3): 1..6 for what libseccomp and this kernel support
+    (2 TSYNC, 3 LOG, 4 SPEC_ALLOW, 5 NOTIFY, 6 NOTIFY with TSYNC)."""
+    return lib.pyrun_seccomp_api_get()
+
+
+def _action_works(action: int) -> bool:
+    """libseccomp accepts a rule with ``action`` only when the kernel has it
+    (it asks with seccomp(2) SECCOMP_GET_ACTION_AVAIL)."""
+    ctx = _Context(ACT_KILL_PROCESS if action == ACT_ALLOW else ACT_ALLOW)
+    nr = resolve("getpid")
+    return nr is not None and ctx.rule(action, nr, []) == 0
+
+
+def supported() -> dict:
+    """``linux.seccomp`` of ``pyrun features`` (runtime-spec features.md):
+    only the actions, flags and architectures that work with this kernel and
+    this libseccomp."""
+    actions = [name for name in ACTIONS
+               if _action_works(_FIXED[name] if name in _FIXED else _WITH_VALUE[name](errno.EPERM))]
+    if api_level() < 5 and "SCMP_ACT_NOTIFY" in actions:
+        actions.remove("SCMP_ACT_NOTIFY")
+    probe = _Context(ACT_ALLOW)
+    flags = [name for name, attr in FLAGS.items() if probe.attr(attr, 1) == 0]
+    archs = [a for a in ARCHS if lib.pyrun_seccomp_arch_known(_lib_arch(a).encode()) == 0]
+    return {
+        "enabled": True,
+        "actions": actions,
+        "operators": sorted(OPERATORS),
+        "archs": sorted(archs),
+        "knownFlags": list(FLAGS),
+        "supportedFlags": flags,
+    }

@@ -1,0 +1,123 @@
+"""The walls: capabilities, masked and read-only paths, sysctl, fds.
+Each attack must fail safely, rootful and rootless."""
+
+from __future__ import annotations
+
+import pytest
+
+CAP_CHOWN, CAP_KILL, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_ADMIN, CAP_AUDIT_WRITE = 0, 5, 10, 13, 21, 29
+
+
+def run(rt, config, cid="c1"):
+    return rt("run", "-b", rt.bundle(config=config), cid)
+
+
+def _caps(stdout: str) -> dict[str, int]:
+    return {line.split(":")[0]: int(line.split()[1], 16) for line in stdout.splitlines()
+            if line.startswith("Cap")}
+
+
+def test_default_capabilities_are_runcs(rt):
+    p = run(rt, rt.config(["grep", "^Cap", "/proc/self/status"]))
+    assert p.returncode == 0, p.stderr
+    caps = _caps(p.stdout)
+    want = (1 << CAP_AUDIT_WRITE) | (1 << CAP_KILL) | (1 << CAP_NET_BIND_SERVICE)
+    assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == want
+    assert caps["CapAmb"] == 0
+
+
+def test_operations_without_their_capability_fail(rt):
+    script = ("chown 1:1 /etc/passwd 2>/dev/null && echo chown-ok || echo chown-denied; "
+              "ping -c1 -W1 127.0.0.1 >/dev/null 2>&1 && echo raw-ok || echo raw-denied; "
+              "hostname other 2>/dev/null && echo sethostname-ok || echo sethostname-denied")
+    p = run(rt, rt.config(["sh", "-c", script]))
+    assert p.stdout.split() == ["chown-denied", "raw-denied", "sethostname-denied"], p.stderr
+
+
+def test_granted_capabilities_work(rt):
+    config = rt.config(["sh", "-c", "hostname other && hostname"])
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind].append("CAP_SYS_ADMIN")
+    p = run(rt, config)
+    assert p.stdout.strip() == "other", p.stderr
+
+
+def test_non_root_user_keeps_exactly_its_ambient_capabilities(rootful):
+    config = rootful.config(["grep", "^Cap", "/proc/self/status"])
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    caps = config["process"]["capabilities"]
+    caps["inheritable"] = ["CAP_NET_BIND_SERVICE"]
+    caps["ambient"] = ["CAP_NET_BIND_SERVICE"]
+    p = run(rootful, config)
+    assert p.returncode == 0, p.stderr
+    got = _caps(p.stdout)
+    assert got["CapEff"] == got["CapPrm"] == got["CapAmb"] == 1 << CAP_NET_BIND_SERVICE
+
+
+def test_no_capabilities_field_means_none(rt):
+    config = rt.config(["grep", "^CapEff", "/proc/self/status"])
+    del config["process"]["capabilities"]
+    p = run(rt, config)
+    assert _caps(p.stdout)["CapEff"] == 0, p.stderr
+
+
+def test_unknown_capability_name_is_a_config_error(rt):
+    config = rt.config(["true"])
+    config["process"]["capabilities"]["effective"].append("CAP_NOPE")
+    p = run(rt, config)
+    assert p.returncode == 1 and "process.capabilities.effective" in p.stderr
+
+
+def test_ambient_without_inheritable_is_a_config_error(rt):
+    config = rt.config(["true"])
+    config["process"]["capabilities"]["ambient"] = ["CAP_KILL"]
+    p = run(rt, config)
+    assert p.returncode == 1 and "process.capabilities.ambient" in p.stderr, p.stderr
+
+
+def test_proc_sys_sysrq_and_sys_are_read_only(rt):
+    script = ("for f in /proc/sys/kernel/hostname /proc/sysrq-trigger /sys/kernel/uevent_helper; do "
+              "(echo x > $f) 2>/dev/null && echo $f-WRITABLE || echo $f-refused; done")
+    p = run(rt, rt.config(["sh", "-c", script]))
+    assert "WRITABLE" not in p.stdout, p.stdout
+    assert p.stdout.count("refused") == 3
+
+
+def test_masked_paths_read_as_nothing(rt):
+    # /proc/kcore is not in this kernel; these masked paths are.
+    script = "cat /proc/keys | wc -l; ls /proc/acpi | wc -l; ls /sys/firmware | wc -l; grep -c ' /proc/keys ' /proc/mounts"
+    p = run(rt, rt.config(["sh", "-c", script]))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "0", "0", "1"]
+
+
+def test_namespaced_sysctl_is_written(rt):
+    config = rt.config(["cat", "/proc/sys/net/ipv4/ip_forward"])
+    if not any(n["type"] == "network" for n in config["linux"]["namespaces"]):
+        config["linux"]["namespaces"].append({"type": "network"})
+    config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    p = run(rt, config)
+    assert p.stdout.strip() == "1", p.stderr
+
+
+@pytest.mark.parametrize("key", ["kernel.panic", "vm.swappiness"])
+def test_global_sysctl_is_refused(rt, residue, key):
+    config = rt.config(["true"])
+    config["linux"]["sysctl"] = {key: "1"}
+    p = run(rt, config)
+    assert p.returncode == 1 and "linux.sysctl" in p.stderr
+    residue.check()
+
+
+def test_host_processes_are_invisible(rt):
+    p = run(rt, rt.config(["sh", "-c", "ls /proc | grep -c '^[0-9]'"]))
+    assert int(p.stdout) <= 4, p.stdout  # init, sh, ls, grep
+
+
+def test_no_runtime_fd_reaches_the_container_even_with_a_log(rt):
+    import os
+
+    logfile = os.path.join(rt.dir, "log")
+    p = rt("--log", logfile, "--debug", "run", "-b", rt.bundle(["hello", "fds"]), "c1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "1", "2"]
