@@ -224,7 +224,7 @@ def test_rootless_id_ranges_use_newuidmap_and_delete_cleans_up(rt):
     from conftest import SUBID_COUNT, SUBID_START
 
     config = rt.config(["sh", "-c", "cat /proc/self/uid_map; mkdir -p /home/u && touch /home/u/f && "
-                        "chown -R 1000:1000 /home/u && chmod 700 /home/u && stat -c %u /home/u/f"])
+                        "chown -R 1000:1000 /home/u && stat -c %u /home/u/f && chmod 700 /home/u"])
     for kind in ("bounding", "effective", "permitted"):
         config["process"]["capabilities"][kind] += ["CAP_CHOWN", "CAP_FOWNER"]
     for key, own in (("uidMappings", rt.uid), ("gidMappings", rt.gid)):
