@@ -85,6 +85,7 @@ def make_plan(spec, state_path: str, opts: Options):
         raise ConfigError("root.path", f"{spec.root.path}: no such directory")
     if spec.process.terminal:
         log.warning("process.terminal is not supported yet: running without a terminal")
+    _check_lsm(spec.process)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
         no_pivot=opts.no_pivot, new_keyring=not opts.no_new_keyring, preserve_fds=opts.preserve_fds,
@@ -95,6 +96,22 @@ def make_plan(spec, state_path: str, opts: Options):
     plan.in_userns = plan.user_ns is not None or not state.in_initial_userns()
     plan.use_mknod = privileged and plan.user_ns is None
     return plan
+
+
+def _check_lsm(process) -> None:
+    """AppArmor and SELinux labels: pyrun cannot apply them. Where the host has
+    neither enabled they mean nothing and are ignored, as runc does; where it
+    has one, refusing is honest: silently skipping would claim a confinement
+    that is not there."""
+    for field, value, enabled in (
+        ("process.apparmorProfile", process.apparmor_profile, "/sys/kernel/security/apparmor"),
+        ("process.selinuxLabel", process.selinux_label, "/sys/fs/selinux/enforce"),
+    ):
+        if not value:
+            continue
+        if os.path.exists(enabled):
+            raise ConfigError(field, f"{value!r}: this host enforces it, and pyrun cannot apply it yet")
+        log.debug_msg(f"{field} {value!r} ignored: not enabled on this host")
 
 
 def _root_ids(spec) -> tuple[int, int]:

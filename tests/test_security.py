@@ -121,3 +121,41 @@ def test_no_runtime_fd_reaches_the_container_even_with_a_log(rt):
     p = rt("--log", logfile, "--debug", "run", "-b", rt.bundle(["hello", "fds"]), "c1")
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0", "1", "2"]
+
+
+def test_apparmor_and_selinux_labels_are_ignored_where_the_host_has_neither(rt):
+    import os
+
+    if os.path.exists("/sys/kernel/security/apparmor") or os.path.exists("/sys/fs/selinux/enforce"):
+        pytest.skip("this host enforces an LSM")
+    config = rt.config(["true"])
+    config["process"]["apparmorProfile"] = "docker-default"
+    config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
+    p = rt("--debug", "run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 0, p.stderr
+    assert "apparmorProfile 'docker-default' ignored" in p.stderr
+
+
+def test_host_executables_cannot_be_overwritten_through_proc_exe(rootful):
+    """CVE-2019-5736: root in the container opens /proc/PID/exe of every
+    process it can see for writing. PID 1 runs from a sealed memfd, so
+    there is no host file behind any of them."""
+    import hashlib
+    import sys
+
+    def digest():
+        with open(sys.executable, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    before = digest()
+    config = rootful.config(["sh", "-c", "for p in /proc/[0-9]*; do "
+                             "(printf x >> $p/exe) 2>/dev/null && echo WROTE $(readlink $p/exe); done; "
+                             "readlink /proc/1/exe"])
+    caps = config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = sorted(set(caps[kind]) | {"CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE"})
+    p = rootful("run", "-b", rootful.bundle(config=config), "c1")
+    assert p.returncode == 0, p.stderr
+    assert "WROTE" not in p.stdout, p.stdout
+    assert p.stdout.splitlines()[-1].startswith("/memfd:pyrun-init")
+    assert digest() == before
