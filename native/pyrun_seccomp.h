@@ -44,6 +44,9 @@ int pyrun_seccomp_rule_add(void *ctx, uint32_t action, int nr, unsigned int coun
 int pyrun_seccomp_attr_set(void *ctx, int attr, uint32_t value);
 /* seccomp_load(3): installs the filter in the calling thread. */
 int pyrun_seccomp_load(void *ctx);
+/* seccomp_export_bpf(3): writes the filter's BPF program (struct
+ * sock_filter[]) to fd, for a loader that has no libseccomp. */
+int pyrun_seccomp_export_bpf(void *ctx, int fd);
 /* seccomp_notify_fd(3): the listener fd of a loaded filter that has an
  * SCMP_ACT_NOTIFY rule. */
 int pyrun_seccomp_notify_fd(void *ctx);

@@ -1,7 +1,7 @@
 /* pyrun's seccomp layer — see pyrun_seccomp.h. Man pages: seccomp(2),
  * seccomp_init(3), seccomp_arch_add(3), seccomp_syscall_resolve_name(3),
  * seccomp_rule_add(3), seccomp_attr_set(3), seccomp_load(3),
- * seccomp_notify_fd(3), seccomp_api_get(3), seccomp_version(3).
+ * seccomp_export_bpf(3), seccomp_notify_fd(3), seccomp_api_get(3), seccomp_version(3).
  * libseccomp functions already return -errno, which is passed through. */
 #include <errno.h>
 #include <stdio.h>
@@ -75,6 +75,11 @@ int pyrun_seccomp_attr_set(void *ctx, int attr, uint32_t value)
 int pyrun_seccomp_load(void *ctx)
 {
     return seccomp_load(ctx);
+}
+
+int pyrun_seccomp_export_bpf(void *ctx, int fd)
+{
+    return seccomp_export_bpf(ctx, fd);
 }
 
 int pyrun_seccomp_notify_fd(void *ctx)

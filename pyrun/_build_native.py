@@ -68,6 +68,7 @@ ffibuilder.cdef(
                                const struct pyrun_arg_cmp *cmps);
     int pyrun_seccomp_attr_set(void *ctx, int attr, uint32_t value);
     int pyrun_seccomp_load(void *ctx);
+    int pyrun_seccomp_export_bpf(void *ctx, int fd);
     int pyrun_seccomp_notify_fd(void *ctx);
     unsigned int pyrun_seccomp_api_get(void);
     int pyrun_seccomp_version(char *buf, unsigned int len);

@@ -279,13 +279,16 @@ class Filter:
     def _compile(self) -> None:
         from pyrun.log import log
 
+        self.skipped = []
         ctx = _Context(self.default_action)
         # no_new_privs is process.noNewPrivileges' business, not the filter's.
         _check_rc(ctx.attr(lib.SCMP_FLTATR_CTL_NNP, 0), "seccomp_attr_set(CTL_NNP)")
         for i, arch in enumerate(self.architectures):
-            if lib.pyrun_seccomp_arch_add(ctx.ptr, _lib_arch(arch).encode()) < 0:
+            rc = lib.pyrun_seccomp_arch_add(ctx.ptr, _lib_arch(arch).encode())
+            if rc == -errno.EINVAL:
                 raise ConfigError(f"{BASE}.architectures[{i}]",
                                   f"{arch} is not supported by libseccomp {version()}")
+            _check_rc(rc, "seccomp_arch_add", arch)
         for i, flag in enumerate(self.flags):
             rc = ctx.attr(FLAGS[flag], 1)
             if rc < 0:
@@ -319,6 +322,27 @@ class Filter:
             ctx.attr(lib.SCMP_FLTATR_CTL_OPTIMIZE, 2)
         self._ctx = ctx
 
+    def _context(self) -> _Context:
+        if self._ctx is None:
+            self._compile()
+        assert self._ctx is not None
+        return self._ctx
+
+    def export_bpf(self, fd: int) -> None:
+        """Write the filter as a BPF program (struct sock_filter[], 8 bytes
+        an instruction) to ``fd`` (seccomp_export_bpf(3)), for a loader
+        without libseccomp: seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog),
+        where flags must then carry what :meth:`kernel_flags` says."""
+        _check_rc(lib.pyrun_seccomp_export_bpf(self._context().ptr, fd), "seccomp_export_bpf")
+
+    def kernel_flags(self) -> int:
+        """The seccomp(2) SECCOMP_FILTER_FLAG_* bits seccomp_load(3) would
+        pass: the config's flags, and NEW_LISTENER for SCMP_ACT_NOTIFY."""
+        bits = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+        value = sum(bits[f] for f in set(self.flags))
+        return value | (8 if self.notify else 0)  # SECCOMP_FILTER_FLAG_NEW_LISTENER
+
     def load(self) -> int | None:
         """Install the filter in the calling thread (seccomp_load(3)); with
         SECCOMP_FILTER_FLAG_TSYNC, in all its threads.
@@ -328,13 +352,11 @@ class Filter:
         SCMP_ACT_NOTIFY — the caller sends it to ``listener_path`` — else
         None. Raises :class:`SyscallError`.
         """
-        if self._ctx is None:
-            self._compile()
-        assert self._ctx is not None
-        _check_rc(lib.pyrun_seccomp_load(self._ctx.ptr), "seccomp_load")
+        ctx = self._context()
+        _check_rc(lib.pyrun_seccomp_load(ctx.ptr), "seccomp_load")
         if not self.notify:
             return None
-        return _check_rc(lib.pyrun_seccomp_notify_fd(self._ctx.ptr), "seccomp_notify_fd")
+        return _check_rc(lib.pyrun_seccomp_notify_fd(ctx.ptr), "seccomp_notify_fd")
 
 
 def build(seccomp: dict) -> Filter:
@@ -342,9 +364,9 @@ def build(seccomp: dict) -> Filter:
     :meth:`Filter.load`). Raises :class:`ConfigError`."""
     base = BASE
     _typed(seccomp, dict, base)
-    default_name, default = _action(seccomp, "defaultAction", "defaultErrnoRet", base)
-    if default == ACT_NOTIFY:
+    if seccomp.get("defaultAction") == "SCMP_ACT_NOTIFY":
         raise ConfigError(f"{base}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
+    _, default = _action(seccomp, "defaultAction", "defaultErrnoRet", base)
 
     archs = []
     for i, arch in enumerate(_opt(seccomp, "architectures", list, base) or []):
