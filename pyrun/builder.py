@@ -14,7 +14,7 @@ stage 2, that child (the container's PID 1 until it execs):
     → sethostname → ioctl(lo up) → setrlimit → prctl(PR_CAPBSET_DROP)
     → setresuid(user) → capset + PR_CAP_AMBIENT → look up args[0]
     → "ready" → open(exec.fifo) blocks until ``pyrun start``
-    → prctl(no_new_privs) → [seccomp] → execveat(init).
+    → prctl(no_new_privs) → seccomp(load) → execveat(init).
 
 Stage 1 stays alive until the host has recorded the container: if the host
 side dies half way, PR_SET_PDEATHSIG kills stage 1 and, through it,
@@ -51,6 +51,7 @@ class Plan:
     join_ns: list[tuple[str, str]] = field(default_factory=list)  # (type, path), not user
     in_userns: bool = False           # the mounts happen inside a user namespace
     use_mknod: bool = True
+    seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
 
 
 def _report(ch: Channel, exc: BaseException) -> None:
@@ -251,6 +252,11 @@ def _prepare_process(plan: Plan) -> str:
     with log.step("setrlimit"):
         process.set_rlimits(proc.rlimits)
     process.chdir(proc.cwd)  # as root first: the user may lack search rights above cwd
+    if plan.seccomp is not None and not proc.no_new_privileges:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
+        # is about to go: load it now, as runc does; what follows runs under it.
+        with log.step("seccomp(load)"):
+            plan.seccomp.load()
     sets = capabilities.CapSets(proc.capabilities, capabilities.last_cap())
     with log.step("prctl(PR_CAPBSET_DROP)"):
         capabilities.drop_bounding(sets)
@@ -283,7 +289,8 @@ def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
             import prctl
 
             prctl.set_no_new_privs(1)
-        # issue 3: the seccomp filter is loaded here, last before exec.
+            if plan.seccomp is not None:
+                plan.seccomp.load()  # last before exec; the init runs under it too
         sys.stdout.flush()
         pid1.exec_process(path, proc.args, proc.env, init_fd)
     except BaseException as e:  # noqa: BLE001

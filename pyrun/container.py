@@ -93,9 +93,24 @@ def make_plan(spec, state_path: str, opts: Options):
         new_ns=[n.type for n in spec.linux.namespaces if n.path is None and n.type != "user"],
         join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
     )
+    if spec.linux.seccomp is not None:
+        plan.seccomp = _compile_seccomp(spec.linux.seccomp)
     plan.in_userns = plan.user_ns is not None or not state.in_initial_userns()
     plan.use_mknod = privileged and plan.user_ns is None
     return plan
+
+
+def _compile_seccomp(profile: dict):
+    """Compile ``linux.seccomp`` before anything runs, so a bad profile fails
+    ``create`` with its JSON path; the compiled filter survives fork(2)."""
+    from pyrun import seccomp
+
+    filt = seccomp.build(profile)
+    if filt.listener_path is not None:
+        # The notify fd must travel from the container to the host side and
+        # on to the listener; that path is not built yet.
+        raise ConfigError("linux.seccomp.listenerPath", "SCMP_ACT_NOTIFY is not supported yet")
+    return filt
 
 
 def _check_lsm(process) -> None:

@@ -207,7 +207,12 @@ def default_spec(
     ``cgroupns`` adds a cgroup namespace; ``None`` means "when the host is
     on cgroup v2", which is what runc does.
     """
+    from pyrun.seccomp_profile import default_profile
+
     spec = _example()
+    # runc's example has no profile; pyrun's, like podman's, denies the
+    # syscalls a container has no business making (seccomp_profile.py).
+    spec["linux"]["seccomp"] = default_profile()
     if cgroupns is None:
         cgroupns = is_cgroup2_unified()
     if cgroupns:

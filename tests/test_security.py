@@ -159,3 +159,56 @@ def test_host_executables_cannot_be_overwritten_through_proc_exe(rootful):
     assert "WROTE" not in p.stdout, p.stdout
     assert p.stdout.splitlines()[-1].startswith("/memfd:pyrun-init")
     assert digest() == before
+
+
+def _profile(*rules, default="SCMP_ACT_ALLOW"):
+    return {"defaultAction": default, "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": list(rules)}
+
+
+def test_default_profile_denies_unshare_with_eperm(rt):
+    config = rt.config(["sh", "-c", "unshare -U true 2>&1; echo rc=$?"])
+    assert config["linux"]["seccomp"]["defaultAction"]  # pyrun spec writes a profile
+    p = run(rt, config)
+    assert "Operation not permitted" in p.stdout and "rc=1" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_denied_syscall_returns_the_configured_errno(rt, nnp):
+    config = rt.config(["sh", "-c", "hostname x 2>&1; echo rc=$?"])
+    config["process"]["noNewPrivileges"] = nnp
+    config["linux"]["seccomp"] = _profile({"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
+    p = run(rt, config)
+    assert "Function not implemented" in p.stdout, p.stdout + p.stderr
+
+
+def test_argument_filter_blocks_only_the_matching_call(rt):
+    # kill(2) with signal 10 (SIGUSR1) is denied; signal 0 is not.
+    config = rt.config(["sh", "-c", "kill -0 $$ && echo probe-ok; kill -USR1 $$ 2>/dev/null || echo usr1-denied"])
+    config["linux"]["seccomp"] = _profile({"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                                           "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]})
+    p = run(rt, config)
+    assert p.stdout.split() == ["probe-ok", "usr1-denied"], p.stdout + p.stderr
+
+
+def test_kill_process_action_exits_159(rt):
+    config = rt.config(["uname"])
+    config["linux"]["seccomp"] = _profile({"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"})
+    assert run(rt, config).returncode == 128 + 31
+
+
+def test_bad_seccomp_profile_names_the_field(rt, residue):
+    config = rt.config(["true"])
+    config["linux"]["seccomp"] = _profile({"names": ["uname"], "action": "SCMP_ACT_NOPE"})
+    p = run(rt, config)
+    assert p.returncode == 1 and "linux.seccomp.syscalls[0].action" in p.stderr, p.stderr
+    residue.check()
+
+
+def test_notify_is_refused_until_supported(rt, residue):
+    config = rt.config(["true"])
+    config["linux"]["seccomp"] = _profile({"names": ["uname"], "action": "SCMP_ACT_NOTIFY"})
+    config["linux"]["seccomp"]["listenerPath"] = "/run/listener.sock"
+    p = run(rt, config)
+    assert p.returncode == 1 and "listenerPath" in p.stderr, p.stderr
+    residue.check()
