@@ -30,10 +30,10 @@ run-hello: bundles
 	$(PYRUN) run -b bundles/hello hello-$$$$
 
 test: bundles         ## every test, rootful and rootless (as root: creates a test user)
-	$(PY) -m pytest -v -p no:cacheprovider $(PYTEST_ARGS) tests
+	$(PY) -P -m pytest -v -p no:cacheprovider $(PYTEST_ARGS) tests
 
 test-unit: build
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_spec.py
+	$(PY) -P -m pytest -q -p no:cacheprovider tests/test_spec.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json

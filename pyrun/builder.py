@@ -52,6 +52,9 @@ class Plan:
     in_userns: bool = False           # the mounts happen inside a user namespace
     use_mknod: bool = True
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
+    # Read from /proc before pivot_root: the container may not mount one.
+    setgroups_ok: bool = True
+    last_cap: int = 40
 
 
 def _report(ch: Channel, exc: BaseException) -> None:
@@ -135,7 +138,10 @@ def stage2(plan: Plan, ch: Channel) -> None:
         # our /proc/PID/exe (the host's python) while we still run.
         prctl.set_dumpable(False)
         os.setsid()
-        spec = plan.spec
+        from pyrun import capabilities, process
+
+        plan.setgroups_ok = process.setgroups_allowed()
+        plan.last_cap = capabilities.last_cap()
         state_fd = os.open(plan.state_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         init_fd = None
         if plan.use_init:
@@ -257,12 +263,12 @@ def _prepare_process(plan: Plan) -> str:
         # is about to go: load it now, as runc does; what follows runs under it.
         with log.step("seccomp(load)"):
             plan.seccomp.load()
-    sets = capabilities.CapSets(proc.capabilities, capabilities.last_cap())
+    sets = capabilities.CapSets(proc.capabilities, plan.last_cap)
     with log.step("prctl(PR_CAPBSET_DROP)"):
         capabilities.drop_bounding(sets)
     capabilities.keep_across_setuid()
     with log.step("setresuid(user)"):
-        process.switch_user(proc.user)
+        process.switch_user(proc.user, plan.setgroups_ok)
     with log.step("capset"):
         capabilities.apply(sets)
     process.chdir(proc.cwd)

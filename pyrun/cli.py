@@ -59,7 +59,7 @@ def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless):
     try:
         log.configure(log_path, log_format, debug)
     except OSError as e:
-        raise click.UsageError(f"--log {log_path}: {e.strerror}")
+        raise click.UsageError(f"--log {log_path}: {e.strerror}") from None
     ctx.obj = Ctx(os.path.abspath(root) if root else None)
 
 
@@ -175,7 +175,7 @@ def list_cmd(obj, fmt, quiet):
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for r in rows:
-            click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[5])
+            click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "   " + r[5])
 
 
 @cli.command()

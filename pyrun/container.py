@@ -18,7 +18,6 @@ import os
 import select
 import signal
 import stat
-import time
 from dataclasses import dataclass
 
 from pyrun import OCI_VERSION

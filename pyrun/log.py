@@ -46,8 +46,9 @@ class Log:
         # The user sees errors and warnings on stderr as well; debug goes
         # there only when no log file was asked for.
         if self.fd is None or _LEVELS[level] >= _LEVELS["warning"]:
+            prefix = "pyrun: " if level == "error" else f"pyrun: {level}: "
             try:
-                os.write(2, f"pyrun: {level}: {msg}\n".encode() if level != "error" else f"pyrun: {msg}\n".encode())
+                os.write(2, f"{prefix}{msg}\n".encode())
             except OSError:
                 pass
 

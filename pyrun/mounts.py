@@ -14,7 +14,7 @@ import os
 import stat
 
 from pyrun import syscalls as sc
-from pyrun.errors import ConfigError, PyrunError, SyscallError
+from pyrun.errors import ConfigError, SyscallError
 from pyrun.log import log
 
 # name -> (flag, clears): "clears" options remove the flag instead of setting it.

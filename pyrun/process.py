@@ -53,9 +53,10 @@ def setgroups_allowed() -> bool:
         return True
 
 
-def switch_user(user) -> None:
-    """setgroups(2), setresgid(2), setresuid(2) to ``process.user``."""
-    if setgroups_allowed():
+def switch_user(user, setgroups_ok: bool) -> None:
+    """setgroups(2), setresgid(2), setresuid(2) to ``process.user``.
+    ``setgroups_ok``: /proc/self/setgroups said "allow" (read before pivot_root)."""
+    if setgroups_ok:
         try:
             os.setgroups(user.additional_gids)
         except OSError as e:
@@ -119,10 +120,10 @@ def close_fds(keep: set[int], preserve: int) -> None:
             os.set_inheritable(fd, True)
         except OSError:
             pass
-    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
-        fd = int(name)
-        if fd > last and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    # close_range(2) under os.closerange: needs no /proc, which the
+    # container may not have mounted.
+    start = last + 1
+    for fd in sorted(k for k in keep if k >= start):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, 2**31 - 1)

@@ -162,7 +162,7 @@ def test_sigterm_from_pyrun_kill_reaches_the_entrypoint(rt):
             os.chown(out, rt.uid, rt.gid)
         p = rt("run", "-d", "-b", bundle, "c1", stdout=f, capture_output=False, stderr=None)
     assert p.returncode == 0
-    s = rt.wait_status("c1", "running")
+    rt.wait_status("c1", "running")
     time.sleep(0.3)  # let the entrypoint install its SIGTERM handler
     rt.ok("kill", "c1", "TERM")
     assert rt.wait_status("c1", "stopped")["status"] == "stopped"

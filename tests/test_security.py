@@ -212,3 +212,23 @@ def test_notify_is_refused_until_supported(rt, residue):
     p = run(rt, config)
     assert p.returncode == 1 and "listenerPath" in p.stderr, p.stderr
     residue.check()
+
+
+def test_no_fd_leaks_even_without_proc_in_the_container(rt):
+    config = rt.config(["/hello", "fds"], rootfs="hello")
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/proc"]
+    config["linux"]["maskedPaths"] = []
+    config["linux"]["readonlyPaths"] = []
+    # hello lists /proc/self/fd, so give it a /proc only after pyrun is done:
+    # a bind of the host's /proc is not possible; instead count through the
+    # init's view from outside.
+    config["process"]["args"] = ["/hello", "pause"]
+    rt.ok("run", "-d", "-b", rt.bundle(config=config), "c1")
+    pid = rt.state("c1")["pid"]
+    import os
+    import time
+
+    time.sleep(0.2)
+    child = int(open(f"/proc/{pid}/task/{pid}/children").read().split()[0])
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{child}/fd")) == [0, 1, 2]
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")) == [0, 1, 2, 3]  # init's signalfd
