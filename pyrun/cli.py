@@ -77,7 +77,7 @@ def _create_options(f):
     return f
 
 
-def _options(bundle, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
+def _options(pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
              rootfs_mode, init):
     from pyrun.container import Options
 
@@ -97,7 +97,7 @@ def create(obj, container_id, bundle, **kw):
     """Create a container; its process waits for `pyrun start`."""
     from pyrun import container
 
-    container.create(obj.root, container_id, bundle, _options(bundle, **kw))
+    container.create(obj.root, container_id, bundle, _options(**kw))
 
 
 @cli.command()
@@ -119,7 +119,7 @@ def run(obj, container_id, bundle, detach, **kw):
     """Create and start a container; in the foreground, exit with its status."""
     from pyrun import container
 
-    code = container.run(obj.root, container_id, bundle, _options(bundle, **kw), detach=detach)
+    code = container.run(obj.root, container_id, bundle, _options(**kw), detach=detach)
     sys.exit(code)
 
 

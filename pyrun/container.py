@@ -72,7 +72,8 @@ def make_plan(spec, state_path: str, opts: Options):
     if spec.namespace("mount") is None:
         raise ConfigError("linux.namespaces", "a mount namespace is required")
     userns = spec.namespace("user")
-    privileged = os.geteuid() == 0 and state.in_initial_userns()
+    initial_userns = state.in_initial_userns()
+    privileged = os.geteuid() == 0 and initial_userns
     if not privileged and userns is None:
         raise ConfigError("linux.namespaces", "rootless container requires a user namespace "
                           "(pyrun spec --rootless writes one)")
@@ -94,7 +95,7 @@ def make_plan(spec, state_path: str, opts: Options):
     )
     if spec.linux.seccomp is not None:
         plan.seccomp = _compile_seccomp(spec.linux.seccomp)
-    plan.in_userns = plan.user_ns is not None or not state.in_initial_userns()
+    plan.in_userns = plan.user_ns is not None or not initial_userns
     plan.use_mknod = privileged and plan.user_ns is None
     return plan
 

@@ -359,6 +359,19 @@ class Filter:
         return _check_rc(lib.pyrun_seccomp_notify_fd(ctx.ptr), "seccomp_notify_fd")
 
 
+def _names(seccomp: dict, key: str, known, base: str, unknown) -> list[str]:
+    """A list of strings at ``key``, each one of ``known``; ``unknown(name)``
+    words the error for one that is not."""
+    out = []
+    for i, name in enumerate(_opt(seccomp, key, list, base) or []):
+        path = f"{base}.{key}[{i}]"
+        _typed(name, str, path)
+        if name not in known:
+            raise ConfigError(path, unknown(name))
+        out.append(name)
+    return out
+
+
 def build(seccomp: dict) -> Filter:
     """Check ``linux.seccomp`` and compile it (libseccomp context ready for
     :meth:`Filter.load`). Raises :class:`ConfigError`."""
@@ -368,21 +381,9 @@ def build(seccomp: dict) -> Filter:
         raise ConfigError(f"{base}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
     _, default = _action(seccomp, "defaultAction", "defaultErrnoRet", base)
 
-    archs = []
-    for i, arch in enumerate(_opt(seccomp, "architectures", list, base) or []):
-        path = f"{base}.architectures[{i}]"
-        _typed(arch, str, path)
-        if arch not in ARCHS:
-            raise ConfigError(path, f"unknown architecture {arch!r}")
-        archs.append(arch)
-
-    flags = []
-    for i, flag in enumerate(_opt(seccomp, "flags", list, base) or []):
-        path = f"{base}.flags[{i}]"
-        _typed(flag, str, path)
-        if flag not in FLAGS:
-            raise ConfigError(path, f"unknown or unsupported flag {flag!r} (known: {', '.join(FLAGS)})")
-        flags.append(flag)
+    archs = _names(seccomp, "architectures", ARCHS, base, lambda a: f"unknown architecture {a!r}")
+    flags = _names(seccomp, "flags", FLAGS, base,
+                   lambda f: f"unknown or unsupported flag {f!r} (known: {', '.join(FLAGS)})")
 
     listener_path = _opt(seccomp, "listenerPath", str, base) or None
     if listener_path is not None and "\0" in listener_path:
