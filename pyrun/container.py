@@ -24,7 +24,7 @@ from pyrun import OCI_VERSION
 from pyrun.errors import ConfigError, ContainerNotFound, InvalidState, PyrunError, UsageError
 from pyrun.log import log
 from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_RUNNING, STATUS_STOPPED,
-                         Record, StateDir, now_rfc3339, proc_start_time)
+                         Record, StateDir, is_alive, now_rfc3339, proc_start_time)
 
 ANNOTATION_INIT = "org.pyrun.init"
 ANNOTATION_ROOTFS = "org.pyrun.rootfs"
@@ -390,8 +390,7 @@ def _await_fifo(fd: int, sd: StateDir, rec: Record) -> None:
             if os.read(fd, 1):
                 return
             raise PyrunError("container process exited before start")
-        alive = proc_start_time(rec.pid)
-        if not alive or alive[0] != rec.pid_start or alive[1] in "ZX":
+        if not is_alive(rec.pid, rec.pid_start):
             raise PyrunError("container process exited before start")
 
 

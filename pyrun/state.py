@@ -74,6 +74,13 @@ def proc_start_time(pid: int) -> tuple[int, str] | None:
     return int(rest[19]), rest[0].decode()
 
 
+def is_alive(pid: int, start: int) -> bool:
+    """The process recorded as (pid, start time) still runs: same start time
+    (not a recycled pid) and not a zombie."""
+    seen = proc_start_time(pid)
+    return seen is not None and seen[0] == start and seen[1] not in "ZX"
+
+
 def now_rfc3339() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
@@ -162,12 +169,8 @@ class StateDir:
     def status(self, rec: Record) -> str:
         if rec.pid == 0:
             # Still being created, or its creator died half way (garbage).
-            alive = proc_start_time(rec.creator_pid)
-            if alive and alive[0] == rec.creator_start and alive[1] not in "ZX":
-                return STATUS_CREATING
-            return STATUS_STOPPED
-        alive = proc_start_time(rec.pid)
-        if alive is None or alive[0] != rec.pid_start or alive[1] in "ZX":
+            return STATUS_CREATING if is_alive(rec.creator_pid, rec.creator_start) else STATUS_STOPPED
+        if not is_alive(rec.pid, rec.pid_start):
             return STATUS_STOPPED
         if os.path.exists(self.file("exec.fifo")):
             return STATUS_CREATED
