@@ -47,6 +47,12 @@ def build_hello(out: str) -> None:
                                 os.path.join(TOP, "native", "hello.c")])
 
 
+def stale(out: str) -> bool:
+    """The binary is missing or older than native/hello.c."""
+    src = os.path.join(TOP, "native", "hello.c")
+    return not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src)
+
+
 def write_config(bundle: str, args: list[str], hostname: str) -> None:
     from pyrun.spec import default_spec
 
@@ -62,7 +68,7 @@ def write_config(bundle: str, args: list[str], hostname: str) -> None:
 def make_hello(force: bool) -> None:
     bundle = os.path.join(HERE, "hello")
     rootfs = os.path.join(bundle, "rootfs")
-    if force or not os.path.exists(os.path.join(rootfs, "hello")):
+    if force or stale(os.path.join(rootfs, "hello")):
         build_hello(os.path.join(rootfs, "hello"))
     write_config(bundle, ["/hello"], "hello")
 
@@ -90,6 +96,7 @@ def make_busybox(force: bool) -> None:
             f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
         with open(os.path.join(rootfs, "etc", "group"), "w") as f:
             f.write("root:x:0:\nnogroup:x:65534:\n")
+    if stale(os.path.join(rootfs, "usr", "bin", "hello")):
         build_hello(os.path.join(rootfs, "usr", "bin", "hello"))
     script = ('echo "hello from $(hostname), as $(id -un) (uid $(id -u)) inside;"; '
               'echo "uid_map (inside -> outside -> count): $(cat /proc/self/uid_map)"; '

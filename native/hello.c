@@ -221,6 +221,15 @@ static int cmd_uid(int argc, char **argv)
 	return 0;
 }
 
+/* The effective uid: what a setuid binary got (execve(2), no_new_privs). */
+static int cmd_euid(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("%d\n", (int)geteuid());
+	return 0;
+}
+
 static int cmd_hostname(int argc, char **argv)
 {
 	struct utsname u;
@@ -458,6 +467,7 @@ static const struct command commands[] = {
 	{ "pid",        0, "",             cmd_pid },
 	{ "ppid",       0, "",             cmd_ppid },
 	{ "uid",        0, "",             cmd_uid },
+	{ "euid",       0, "",             cmd_euid },
 	{ "hostname",   0, "",             cmd_hostname },
 	{ "domainname", 0, "",             cmd_domainname },
 	{ "cwd",        0, "",             cmd_cwd },

@@ -52,6 +52,7 @@ class Plan:
     in_userns: bool = False           # the mounts happen inside a user namespace
     use_mknod: bool = True
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
+    seccomp_loaded: bool = False      # set in the container once it is in force
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
@@ -153,7 +154,13 @@ def stage2(plan: Plan, ch: Channel) -> None:
             _join_session_keyring(os.path.basename(plan.state_path))
         _build_rootfs(plan)
         _configure(plan)
-        path = _prepare_process(plan)
+        path = _prepare_process(plan, ch)
+        if plan.seccomp is not None and plan.seccomp.notify and not plan.seccomp_loaded:
+            # The listener must have its fd before ``create`` returns, so a
+            # filter with SCMP_ACT_NOTIFY is loaded now, not after the
+            # exec.fifo wait (runc does the same); no_new_privs goes first.
+            prctl.set_no_new_privs(1)
+            _load_seccomp(plan, ch)
         ch.send("ready")
         ch.expect("ack")
         prctl.set_pdeathsig(0)  # from here the container outlives pyrun
@@ -251,7 +258,19 @@ def _configure(plan: Plan) -> None:
             loopback_up()
 
 
-def _prepare_process(plan: Plan) -> str:
+def _load_seccomp(plan: Plan, ch: Channel) -> None:
+    """seccomp(2) through libseccomp; with SCMP_ACT_NOTIFY, the listener fd
+    goes to the host side at once (it forwards it to ``listenerPath``):
+    a notified syscall made by what follows would wait for the listener."""
+    with log.step("seccomp(load)"):
+        fd = plan.seccomp.load()
+    plan.seccomp_loaded = True
+    if fd is not None:
+        ch.send_fd("seccomp-listener", fd)
+        os.close(fd)
+
+
+def _prepare_process(plan: Plan, ch: Channel) -> str:
     from pyrun import capabilities, process
 
     proc = plan.spec.process
@@ -261,8 +280,7 @@ def _prepare_process(plan: Plan) -> str:
     if plan.seccomp is not None and not proc.no_new_privileges:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
         # is about to go: load it now, as runc does; what follows runs under it.
-        with log.step("seccomp(load)"):
-            plan.seccomp.load()
+        _load_seccomp(plan, ch)
     sets = capabilities.CapSets(proc.capabilities, plan.last_cap)
     with log.step("prctl(PR_CAPBSET_DROP)"):
         capabilities.drop_bounding(sets)
@@ -295,8 +313,8 @@ def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
             import prctl
 
             prctl.set_no_new_privs(1)
-            if plan.seccomp is not None:
-                plan.seccomp.load()  # last before exec; the init runs under it too
+        if plan.seccomp is not None and not plan.seccomp_loaded:
+            plan.seccomp.load()  # last before exec; the init runs under it too
         sys.stdout.flush()
         pid1.exec_process(path, proc.args, proc.env, init_fd)
     except BaseException as e:  # noqa: BLE001

@@ -9,6 +9,7 @@ their pid, and report success or the error that stopped them.
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 
@@ -25,11 +26,23 @@ class Channel:
         fields["kind"] = kind
         self.sock.send(json.dumps(fields).encode())
 
+    def send_fd(self, kind: str, fd: int, **fields) -> None:
+        """One message with a file descriptor attached (unix(7) SCM_RIGHTS)."""
+        fields["kind"] = kind
+        socket.send_fds(self.sock, [json.dumps(fields).encode()], [fd])
+
     def recv(self) -> dict | None:
-        data = self.sock.recv(65536)
+        """The next message; a file descriptor that came with it (SCM_RIGHTS)
+        is in ``msg["fd"]`` and belongs to the caller."""
+        data, fds, _, _ = socket.recv_fds(self.sock, 65536, 1)
         if not data:
+            for fd in fds:
+                os.close(fd)
             return None
-        return json.loads(data)
+        msg = json.loads(data)
+        if fds:
+            msg["fd"] = fds[0]
+        return msg
 
     def expect(self, kind: str) -> dict:
         """Receive one message of ``kind``; an ``error`` message or EOF raises."""

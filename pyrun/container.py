@@ -105,12 +105,33 @@ def _compile_seccomp(profile: dict):
     ``create`` with its JSON path; the compiled filter survives fork(2)."""
     from pyrun import seccomp
 
-    filt = seccomp.build(profile)
-    if filt.listener_path is not None:
-        # The notify fd must travel from the container to the host side and
-        # on to the listener; that path is not built yet.
-        raise ConfigError("linux.seccomp.listenerPath", "SCMP_ACT_NOTIFY is not supported yet")
-    return filt
+    return seccomp.build(profile)
+
+
+def _send_to_listener(filt, fd: int, rec: Record) -> None:
+    """Hand the seccomp notify fd to ``linux.seccomp.listenerPath``: one
+    message, the container process state as JSON with the fd attached
+    (unix(7) SCM_RIGHTS), as config-linux.md's "Seccomp" describes."""
+    import json
+    import socket
+
+    msg = {
+        "ociVersion": OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": rec.pid,
+        "metadata": filt.listener_metadata,
+        "state": {"ociVersion": OCI_VERSION, "id": rec.id, "status": STATUS_CREATING,
+                  "pid": rec.pid, "bundle": rec.bundle, "annotations": rec.annotations},
+    }
+    where = f"linux.seccomp.listenerPath {filt.listener_path}"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(filt.listener_path)
+            socket.send_fds(s, [json.dumps(msg).encode()], [fd])
+    except OSError as e:
+        raise PyrunError(f"{where}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def _check_lsm(process) -> None:
@@ -253,9 +274,14 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
             _fail_from(msg, "container setup failed before PID 1 was started")
         init_pid = msg["pid"]
         pids.insert(0, init_pid)
-        to_init.expect("ready")
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
+        msg = to_init.recv()
+        if msg and msg["kind"] == "seccomp-listener":
+            _send_to_listener(plan.seccomp, msg["fd"], rec)
+            msg = to_init.recv()
+        if msg is None or msg["kind"] != "ready":
+            _fail_from(msg, "container setup failed before it was ready")
         sd.write(rec)
         if opts.pid_file:
             _write_pid_file(opts.pid_file, init_pid)

@@ -3,6 +3,9 @@ Each attack must fail safely, rootful and rootless."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 CAP_CHOWN, CAP_KILL, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_ADMIN, CAP_AUDIT_WRITE = 0, 5, 10, 13, 21, 29
@@ -52,6 +55,27 @@ def test_non_root_user_keeps_exactly_its_ambient_capabilities(rootful):
     assert p.returncode == 0, p.stderr
     got = _caps(p.stdout)
     assert got["CapEff"] == got["CapPrm"] == got["CapAmb"] == 1 << CAP_NET_BIND_SERVICE
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_setuid_binary_gains_nothing_under_no_new_privs(rootful, nnp):
+    """A setuid-root binary in the rootfs, run by uid 1000: with
+    noNewPrivileges the kernel ignores the setuid bit (prctl(2)
+    PR_SET_NO_NEW_PRIVS); without it, the bit works (the test's control)."""
+    import shutil
+
+    rootfs = os.path.join(rootful.dir, "suid-rootfs")
+    shutil.copytree(rootful.rootfs["hello"], rootfs, symlinks=True)
+    shutil.copy(os.path.join(rootfs, "hello"), os.path.join(rootfs, "suid"))
+    os.chown(os.path.join(rootfs, "suid"), 0, 0)
+    os.chmod(os.path.join(rootfs, "suid"), 0o4755)
+    config = rootful.config(["/suid", "euid"], rootfs="hello")
+    config["root"]["path"] = rootfs
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    config["process"]["noNewPrivileges"] = nnp
+    p = run(rootful, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == ("1000" if nnp else "0")
 
 
 def test_no_capabilities_field_means_none(rt):
@@ -112,6 +136,26 @@ def test_global_sysctl_is_refused(rt, residue, key):
 def test_host_processes_are_invisible(rt):
     p = run(rt, rt.config(["sh", "-c", "ls /proc | grep -c '^[0-9]'"]))
     assert int(p.stdout) <= 4, p.stdout  # init, sh, ls, grep
+
+
+def test_no_process_reaches_the_hosts_mount_namespace_through_an_fd(rt):
+    """Every process of the container has the container's mount namespace,
+    root and cwd, and no fd (beyond the caller's stdio) naming a file:
+    nothing to openat(2) or fchdir(2) out through (CVE-2024-21626's class)."""
+    script = (
+        'me=$(readlink /proc/self/ns/mnt); '
+        'for p in /proc/[0-9]*; do '
+        '  [ "$(readlink $p/ns/mnt)" = "$me" ] || echo "foreign-mnt $p"; '
+        '  echo "root $(readlink $p/root) cwd $(readlink $p/cwd)"; '
+        '  for f in $p/fd/*; do n=${f##*/}; [ "$n" -ge 3 ] || continue; t=$(readlink $f); '
+        '    case "$t" in anon_inode:*|pipe:*|socket:*|"") ;; *) echo "fd $f -> $t";; esac; done; '
+        'done')
+    config = rt.config(["sh", "-c", script])
+    config["process"]["cwd"] = "/"
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines and all(line == "root / cwd /" for line in lines), p.stdout
 
 
 def test_no_runtime_fd_reaches_the_container_even_with_a_log(rt):
@@ -205,12 +249,82 @@ def test_bad_seccomp_profile_names_the_field(rt, residue):
     residue.check()
 
 
-def test_notify_is_refused_until_supported(rt, residue):
-    config = rt.config(["true"])
-    config["linux"]["seccomp"] = _profile({"names": ["uname"], "action": "SCMP_ACT_NOTIFY"})
-    config["linux"]["seccomp"]["listenerPath"] = "/run/listener.sock"
+class _Listener:
+    """A seccomp agent: accepts the runtime's message on a unix socket
+    (config-linux.md, "listenerPath") and answers every notified system
+    call with ``answer`` (seccomp_unotify(2))."""
+
+    def __init__(self, path: str, answer: int):
+        import socket
+        import threading
+
+        self.path, self.answer = path, answer
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o777)  # a rootless runtime connects too
+        self.sock.listen(1)
+        self.message, self.fds, self.notified = None, [], 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import fcntl
+        import select
+        import socket
+        import struct
+
+        self.sock.settimeout(30)
+        conn, _ = self.sock.accept()
+        with conn:
+            data, self.fds, _, _ = socket.recv_fds(conn, 65536, 4)
+        self.message = json.loads(data)
+        listener = self.fds[0]
+        while True:
+            ready = select.poll()
+            ready.register(listener, select.POLLIN)
+            events = ready.poll(30000)
+            if not events or events[0][1] & (select.POLLHUP | select.POLLERR):
+                break  # every process under the filter is gone
+            buf = bytearray(80)  # struct seccomp_notif
+            try:
+                fcntl.ioctl(listener, 0xC0502100, buf)  # SECCOMP_IOCTL_NOTIF_RECV
+            except OSError:
+                continue
+            notif_id = struct.unpack_from("=Q", buf)[0]
+            resp = bytearray(struct.pack("=QqiI", notif_id, self.answer, 0, 0))  # struct seccomp_notif_resp
+            try:
+                fcntl.ioctl(listener, 0xC0182101, resp)  # SECCOMP_IOCTL_NOTIF_SEND
+                self.notified += 1
+            except OSError:
+                pass
+        os.close(listener)
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_notify_listener_receives_a_working_fd(rt, nnp):
+    config = rt.config(["/hello", "ppid"], rootfs="hello")
+    config["process"]["noNewPrivileges"] = nnp
+    config["linux"]["seccomp"] = _profile({"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"})
+    sock = os.path.join(rt.dir, "agent.sock")
+    config["linux"]["seccomp"]["listenerPath"] = sock
+    config["linux"]["seccomp"]["listenerMetadata"] = "hello-agent"
+    agent = _Listener(sock, 4242)
     p = run(rt, config)
-    assert p.returncode == 1 and "listenerPath" in p.stderr, p.stderr
+    assert p.returncode == 0 and p.stdout.split() == ["4242"], p.stdout + p.stderr
+    agent.thread.join(10)
+    msg = agent.message
+    assert msg["fds"] == ["seccompFd"] and msg["metadata"] == "hello-agent" and len(agent.fds) == 1
+    assert msg["state"]["id"] == "c1" and msg["state"]["status"] == "creating"
+    assert msg["pid"] == msg["state"]["pid"] > 0
+    assert agent.notified >= 1
+
+
+def test_unreachable_listener_fails_create_cleanly(rt, residue):
+    config = rt.config(["/hello", "ppid"], rootfs="hello")
+    config["linux"]["seccomp"] = _profile({"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"})
+    config["linux"]["seccomp"]["listenerPath"] = os.path.join(rt.dir, "nobody-listens.sock")
+    p = run(rt, config)
+    assert p.returncode == 1 and "listenerPath" in p.stderr and "No such file" in p.stderr, p.stderr
     residue.check()
 
 
