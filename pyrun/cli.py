@@ -123,6 +123,68 @@ def run(obj, container_id, bundle, detach, **kw):
     sys.exit(code)
 
 
+@cli.command(name="exec", context_settings={"allow_interspersed_args": False})
+@click.argument("container_id")
+@click.argument("command", nargs=-1)
+@click.option("--process", "-p", "process_file", type=click.Path(), default=None,
+              help="a process.json (config.md's process object) instead of COMMAND")
+@click.option("--env", "-e", multiple=True, help="KEY=VALUE, added to the container's env")
+@click.option("--cwd", default=None, help="working directory in the container")
+@click.option("--user", "-u", default=None, help="uid[:gid]")
+@click.option("--additional-gids", "-g", type=int, multiple=True)
+@click.option("--cap", "-c", multiple=True, help="add a capability")
+@click.option("--tty", "-t", is_flag=True)
+@click.option("--detach", "-d", is_flag=True, help="do not wait for the process")
+@click.option("--pid-file", type=click.Path(), default=None)
+@click.option("--console-socket", type=click.Path(), default=None)
+@click.option("--preserve-fds", type=int, default=0)
+@click.option("--no-new-privs", is_flag=True)
+@click.option("--process-label", default=None)
+@click.option("--apparmor", default=None)
+@click.option("--ignore-paused", is_flag=True, hidden=True)
+@click.pass_obj
+def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additional_gids, cap, tty,
+             detach, pid_file, console_socket, preserve_fds, no_new_privs, process_label, apparmor,
+             ignore_paused):
+    """Run COMMAND (or --process) in a running container."""
+    try:
+        code = _exec(obj.root, container_id, command, process_file, env, cwd, user, additional_gids,
+                     cap, tty, detach, pid_file, console_socket, preserve_fds, no_new_privs,
+                     process_label, apparmor)
+    except PyrunError as e:
+        # runc: "exec failed: ..." and status 255, so that a caller can tell
+        # a failed exec from a process that exited 1.
+        log.error(f"exec failed: {e}")
+        sys.exit(255)
+    sys.exit(code)
+
+
+def _exec(root, container_id, command, process_file, env, cwd, user, additional_gids, cap, tty,
+          detach, pid_file, console_socket, preserve_fds, no_new_privs, process_label, apparmor) -> int:
+    from dataclasses import replace
+
+    from pyrun import container, enter
+    from pyrun.spec import load_process
+
+    if preserve_fds < 0:
+        raise PyrunError("--preserve-fds must not be negative")
+    if process_file:
+        if command:
+            raise PyrunError("give either --process or a command, not both")
+        proc = load_process(process_file)
+    else:
+        sd, rec = container.load(root, container_id)
+        base = container.saved_spec(sd, rec).process
+        proc = enter.process_from_flags(base, list(command), list(env), cwd, user,
+                                        list(additional_gids), list(cap), tty, no_new_privs)
+    if process_label or apparmor:
+        proc = replace(proc, selinux_label=process_label or proc.selinux_label,
+                       apparmor_profile=apparmor or proc.apparmor_profile)
+    opts = enter.ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
+                             console_socket=console_socket)
+    return enter.exec_process(root, container_id, proc, opts)
+
+
 @cli.command()
 @click.argument("container_id")
 @click.pass_obj

@@ -85,7 +85,7 @@ def make_plan(spec, state_path: str, opts: Options):
         raise ConfigError("root.path", f"{spec.root.path}: no such directory")
     if spec.process.terminal:
         log.warning("process.terminal is not supported yet: running without a terminal")
-    _check_lsm(spec.process)
+    check_lsm(spec.process)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
         no_pivot=opts.no_pivot, new_keyring=not opts.no_new_keyring, preserve_fds=opts.preserve_fds,
@@ -94,13 +94,13 @@ def make_plan(spec, state_path: str, opts: Options):
         join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
     )
     if spec.linux.seccomp is not None:
-        plan.seccomp = _compile_seccomp(spec.linux.seccomp)
+        plan.seccomp = compile_seccomp(spec.linux.seccomp)
     plan.in_userns = plan.user_ns is not None or not initial_userns
     plan.use_mknod = privileged and plan.user_ns is None
     return plan
 
 
-def _compile_seccomp(profile: dict):
+def compile_seccomp(profile: dict):
     """Compile ``linux.seccomp`` before anything runs, so a bad profile fails
     ``create`` with its JSON path; the compiled filter survives fork(2)."""
     from pyrun import seccomp
@@ -108,7 +108,8 @@ def _compile_seccomp(profile: dict):
     return seccomp.build(profile)
 
 
-def _send_to_listener(filt, fd: int, rec: Record) -> None:
+def send_to_listener(filt, fd: int, rec: Record, pid: int | None = None,
+                     status: str = STATUS_CREATING) -> None:
     """Hand the seccomp notify fd to ``linux.seccomp.listenerPath``: one
     message, the container process state as JSON with the fd attached
     (unix(7) SCM_RIGHTS), as config-linux.md's "Seccomp" describes."""
@@ -118,9 +119,9 @@ def _send_to_listener(filt, fd: int, rec: Record) -> None:
     msg = {
         "ociVersion": OCI_VERSION,
         "fds": ["seccompFd"],
-        "pid": rec.pid,
+        "pid": pid or rec.pid,  # the process the filter is on: PID 1, or an exec'd one
         "metadata": filt.listener_metadata,
-        "state": {"ociVersion": OCI_VERSION, "id": rec.id, "status": STATUS_CREATING,
+        "state": {"ociVersion": OCI_VERSION, "id": rec.id, "status": status,
                   "pid": rec.pid, "bundle": rec.bundle, "annotations": rec.annotations},
     }
     where = f"linux.seccomp.listenerPath {filt.listener_path}"
@@ -134,7 +135,7 @@ def _send_to_listener(filt, fd: int, rec: Record) -> None:
         os.close(fd)
 
 
-def _check_lsm(process) -> None:
+def check_lsm(process) -> None:
     """AppArmor and SELinux labels: pyrun cannot apply them. Where the host has
     neither enabled they mean nothing and are ignored, as runc does; where it
     has one, refusing is honest: silently skipping would claim a confinement
@@ -238,11 +239,12 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     from pyrun.channel import Channel
 
     _prepare_state(sd, spec, plan.rootfs_mode)
+    _save_config(sd, spec)
     me = proc_start_time(os.getpid())
     rec = Record(
         id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),
         annotations=dict(spec.annotations), creator_pid=os.getpid(), creator_start=me[0] if me else 0,
-        use_init=plan.use_init, rootless=os.geteuid() != 0,
+        use_init=plan.use_init, new_keyring=plan.new_keyring, rootless=os.geteuid() != 0,
         uid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings],
         gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
     )
@@ -271,20 +273,20 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
             to_stage1.send("idmap-done")
             msg = to_stage1.recv()
         if msg is None or msg["kind"] != "pid":
-            _fail_from(msg, "container setup failed before PID 1 was started")
+            fail_from(msg, "container setup failed before PID 1 was started")
         init_pid = msg["pid"]
         pids.insert(0, init_pid)
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
         msg = to_init.recv()
         if msg and msg["kind"] == "seccomp-listener":
-            _send_to_listener(plan.seccomp, msg["fd"], rec)
+            send_to_listener(plan.seccomp, msg["fd"], rec)
             msg = to_init.recv()
         if msg is None or msg["kind"] != "ready":
-            _fail_from(msg, "container setup failed before it was ready")
+            fail_from(msg, "container setup failed before it was ready")
         sd.write(rec)
         if opts.pid_file:
-            _write_pid_file(opts.pid_file, init_pid)
+            write_pid_file(opts.pid_file, init_pid)
         to_init.send("ack")
         to_init.expect("detached")
         to_stage1.send("exit")
@@ -296,7 +298,22 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         to_init.close()
 
 
-def _fail_from(msg: dict | None, default: str) -> None:
+def _save_config(sd: StateDir, spec) -> None:
+    """A copy of config.json: ``exec`` and ``update`` read the container's
+    config as it was created, not the bundle's file as it is now."""
+    with open(os.path.join(spec.bundle, "config.json"), "rb") as src:
+        data = src.read()
+    with open(sd.file("config.json"), "wb") as dst:
+        dst.write(data)
+
+
+def saved_spec(sd: StateDir, rec: Record):
+    from pyrun.spec import load
+
+    return load(rec.bundle, sd.file("config.json"))
+
+
+def fail_from(msg: dict | None, default: str) -> None:
     from pyrun.errors import ContainerFailed
 
     if msg and msg.get("kind") == "error":
@@ -304,7 +321,7 @@ def _fail_from(msg: dict | None, default: str) -> None:
     raise ContainerFailed(default)
 
 
-def _write_pid_file(path: str, pid: int) -> None:
+def write_pid_file(path: str, pid: int) -> None:
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     try:
@@ -438,7 +455,7 @@ def parse_signal(value: str) -> int:
         raise UsageError(f"unknown signal {value!r}") from None
 
 
-def _pidfd(rec: Record) -> int | None:
+def pidfd(rec: Record) -> int | None:
     """pidfd_open(2) of the container's PID 1, if it is still the same process."""
     try:
         fd = os.pidfd_open(rec.pid)
@@ -472,7 +489,7 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
     status = sd.status(rec)
     if status not in (STATUS_CREATED, STATUS_RUNNING):
         raise InvalidState(f"container {container_id!r} is not running ({status})")
-    fd = _pidfd(rec)
+    fd = pidfd(rec)
     if fd is None:
         raise InvalidState(f"container {container_id!r} is not running (stopped)")
     try:
@@ -507,7 +524,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             raise InvalidState(f"cannot delete container {container_id!r} that is running: "
                                "stop it first or use --force")
         if status in (STATUS_CREATED, STATUS_RUNNING):
-            fd = _pidfd(rec)
+            fd = pidfd(rec)
             if fd is not None:
                 try:
                     signal.pidfd_send_signal(fd, signal.SIGKILL)
@@ -539,7 +556,21 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
             raise
         return 0
     rec = create(root, container_id, bundle, opts, foreground=True)
-    pid = rec.pid
+    try:
+        return wait_forwarding(rec.pid, then=lambda: start(root, container_id))
+    finally:
+        try:
+            delete(root, container_id, force=True)
+        except ContainerNotFound:
+            pass  # somebody deleted it already
+        except PyrunError as e:
+            log.warning(f"delete after run: {e}")
+
+
+def wait_forwarding(pid: int, then=None) -> int:
+    """Wait for our child ``pid``, passing on every signal we get; run
+    ``then`` once the handlers are in place. Returns its exit code, 128 + N
+    when killed by signal N (the shell's convention, and runc's)."""
 
     def forward(signum, frame):
         try:
@@ -549,27 +580,14 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
 
     previous = {s: signal.signal(s, forward) for s in _FORWARDED}
     try:
-        start(root, container_id)
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except ChildProcessError:
-                status = None
-                break
-        if status is None:
-            code = 255
-        else:
-            code = os.waitstatus_to_exitcode(status)
-            if code < 0:
-                code = 128 - code
-        return code
+        if then is not None:
+            then()
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return 255
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        try:
-            delete(root, container_id, force=True)
-        except ContainerNotFound:
-            pass  # somebody deleted it already
-        except PyrunError as e:
-            log.warning(f"delete after run: {e}")

@@ -22,10 +22,10 @@ class ConfigError(PyrunError):
     or ``""`` when the problem is the file as a whole.
     """
 
-    def __init__(self, path: str, message: str):
+    def __init__(self, path: str, message: str, file: str = "config.json"):
         self.path = path
         self.message = message
-        where = f"config.json: {path}: " if path else "config.json: "
+        where = f"{file}: {path}: " if path else f"{file}: "
         super().__init__(where + message)
 
 

@@ -972,14 +972,31 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def load(bundle: str) -> Spec:
-    """Read, decode and :func:`parse` ``<bundle>/config.json``."""
+def load(bundle: str, path: str | None = None) -> Spec:
+    """Read, decode and :func:`parse` ``<bundle>/config.json`` (or ``path``:
+    the copy a container keeps in its state directory)."""
     bundle = os.path.abspath(bundle)
-    if not os.path.exists(bundle):
-        raise ConfigError("", f"bundle directory {bundle} does not exist")
-    if not os.path.isdir(bundle):
-        raise ConfigError("", f"bundle {bundle} is not a directory")
-    path = os.path.join(bundle, "config.json")
+    if path is None:
+        if not os.path.exists(bundle):
+            raise ConfigError("", f"bundle directory {bundle} does not exist")
+        if not os.path.isdir(bundle):
+            raise ConfigError("", f"bundle {bundle} is not a directory")
+        path = os.path.join(bundle, "config.json")
+    return parse(_read_json(path), bundle)
+
+
+def load_process(path: str) -> Process:
+    """``exec --process FILE``: one ``process`` object of config.md, alone."""
+    try:
+        proc = _parse_process({"process": _read_json(path)})
+    except ConfigError as e:
+        field = e.path.removeprefix("process").removeprefix(".")
+        raise ConfigError(field, e.message, file=path) from None
+    assert proc is not None
+    return proc
+
+
+def _read_json(path: str) -> dict:
     try:
         with open(path, "rb") as f:
             blob = f.read()
@@ -1003,7 +1020,7 @@ def load(bundle: str) -> Spec:
         raise ConfigError("", f"invalid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError("", f"expected a JSON object at the top level, got {_type_name(data)}")
-    return parse(data, bundle)
+    return data
 
 
 # --------------------------------------------------------------------------

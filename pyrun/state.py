@@ -102,6 +102,7 @@ class Record:
     creator_start: int = 0
     # What later commands need to know without re-reading config.json.
     use_init: bool = True
+    new_keyring: bool = True
     rootless: bool = False
     uid_mappings: list[list[int]] = field(default_factory=list)
     gid_mappings: list[list[int]] = field(default_factory=list)

@@ -143,6 +143,17 @@ class Runtime:
         c["hostname"] = "pyrun-test"
         return c
 
+    def with_id_ranges(self, config: dict) -> dict:
+        """Rootless: uid/gid 0 -> the user, 1..65536 -> its /etc/subuid and
+        /etc/subgid ranges (newuidmap), so that other ids exist inside."""
+        if self.rootless:
+            if os.geteuid() != 0:
+                pytest.skip("needs the test user's /etc/subuid range")
+            for key, own in (("uidMappings", self.uid), ("gidMappings", self.gid)):
+                config["linux"][key] = [{"containerID": 0, "hostID": own, "size": 1},
+                                        {"containerID": 1, "hostID": SUBID_START, "size": SUBID_COUNT}]
+        return config
+
     def bundle(self, args: list[str] | None = None, rootfs: str = "busybox", config: dict | None = None,
                raw: str | None = None) -> str:
         """A bundle directory whose config.json is ``config`` (or ``raw`` text)."""

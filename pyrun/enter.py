@@ -1,0 +1,250 @@
+"""``pyrun exec``: start one more process inside a running container.
+
+The new process must end up exactly where the container's own process is:
+in every one of its namespaces, under its root directory, with the
+identity, capabilities, no_new_privs and seccomp filter its ``process``
+object asks for. The order, top-down:
+
+1. host side: pidfd_open(2) the container's PID 1 (the pidfd pins it: no
+   pid reuse race), open its root directory (``/proc/PID/root``);
+2. fork a helper; it makes itself non-dumpable (prctl(2)
+   PR_SET_DUMPABLE, so nothing in the container can ptrace it or open its
+   ``/proc/PID/exe``, the host's python: CVE-2019-5736), then one
+   setns(2) on the pidfd with the flags of every namespace that differs
+   from ours — the kernel joins the user namespace first;
+3. the helper forks again: only a child enters the pid (and time)
+   namespace; it reports that child's pid and exits;
+4. the child: fchdir(2) + chroot(2) to the container's root (right even
+   for a container built with ``--no-pivot``), a new session keyring,
+   rlimits, capabilities and user as in ``create``, closes every fd it
+   must not pass on, no_new_privs, seccomp, execve(2).
+
+The host side waits on the channel: an error message, or end-of-file when
+execve(2) closed the child's end (close-on-exec) — success. In the
+foreground pyrun is the child's subreaper (prctl(2)
+PR_SET_CHILD_SUBREAPER), forwards signals and exits with its status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, replace
+
+from pyrun.errors import ConfigError, InvalidState, PyrunError
+from pyrun.log import log
+
+
+@dataclass
+class ExecOptions:
+    """runc exec's flags (those that change ``process`` are applied by
+    :func:`process_from_flags`)."""
+
+    detach: bool = False
+    pid_file: str | None = None
+    preserve_fds: int = 0
+    console_socket: str | None = None
+
+
+def parse_user(value: str):
+    """runc's ``--user uid[:gid]``: numbers only."""
+    from pyrun.errors import UsageError
+
+    uid, _, gid = value.partition(":")
+    try:
+        return int(uid), (int(gid) if gid else None)
+    except ValueError:
+        raise UsageError(f"--user {value!r}: expected uid[:gid] as numbers") from None
+
+
+def process_from_flags(base, args: list[str], env: list[str], cwd: str | None, user: str | None,
+                       additional_gids: list[int], caps: list[str], tty: bool, no_new_privs: bool):
+    """The container's ``process`` with runc exec's overrides: new args,
+    env appended, cwd, user, additional gids, capabilities added, tty."""
+    from pyrun.spec import CAPABILITIES, Capabilities, User
+
+    proc = replace(base, args=list(args), env=base.env + list(env), terminal=tty)
+    if not args:
+        raise ConfigError("process.args", "exec needs a command (or --process)")
+    if cwd:
+        proc.cwd = cwd
+    if user:
+        uid, gid = parse_user(user)
+        proc.user = User(uid=uid, gid=proc.user.gid if gid is None else gid,
+                         umask=proc.user.umask, additional_gids=list(proc.user.additional_gids))
+    if additional_gids:
+        proc.user = replace(proc.user, additional_gids=list(additional_gids))
+    if caps:
+        c = proc.capabilities or Capabilities()
+        c = replace(c, bounding=list(c.bounding), effective=list(c.effective),
+                    permitted=list(c.permitted), ambient=list(c.ambient))
+        for name in caps:
+            name = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
+            if name not in CAPABILITIES:
+                raise PyrunError(f"--cap {name}: unknown capability")
+            c.bounding.append(name)
+            c.effective.append(name)
+            c.permitted.append(name)
+            if c.inheritable:
+                c.ambient.append(name)  # ambient needs inheritable, as in runc
+        proc.capabilities = c
+    if no_new_privs:
+        proc.no_new_privileges = True
+    return proc
+
+
+# ------------------------------------------------------------------ host side
+
+def _namespace_flags(spec, pid: int) -> int:
+    """The CLONE_NEW* flags of the container's namespaces that are not ours."""
+    from pyrun.namespaces import FLAGS, PROC_NAMES
+
+    flags = 0
+    for ns in spec.linux.namespaces:
+        name = PROC_NAMES[ns.type]
+        try:
+            theirs = os.readlink(f"/proc/{pid}/ns/{name}")
+        except OSError as e:
+            raise PyrunError(f"exec: cannot read /proc/{pid}/ns/{name}: {e.strerror}") from None
+        if theirs != os.readlink(f"/proc/self/ns/{name}"):
+            flags |= FLAGS[ns.type]
+    return flags
+
+
+def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = None) -> int:
+    """Run ``proc`` (a :class:`pyrun.spec.Process`) in the container.
+    Returns its exit status (128 + N if killed by signal N), or 0 once it
+    has been executed with ``detach``."""
+    import prctl
+
+    from pyrun import container
+    from pyrun.builder import Plan
+    from pyrun.channel import Channel
+    from pyrun.state import STATUS_CREATED, STATUS_RUNNING
+
+    opts = opts or ExecOptions()
+    sd, rec = container.load(root, container_id)
+    status = sd.status(rec)
+    if status not in (STATUS_CREATED, STATUS_RUNNING):
+        raise InvalidState(f"cannot exec in a {status} container")
+    spec = container.saved_spec(sd, rec)
+    if proc.terminal:
+        raise PyrunError("exec --tty: terminals are not supported yet")
+    container.check_lsm(proc)
+    plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
+                preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring)
+    if spec.linux.seccomp is not None:
+        plan.seccomp = container.compile_seccomp(spec.linux.seccomp)
+    pidfd = container.pidfd(rec)
+    if pidfd is None:
+        raise InvalidState("cannot exec in a stopped container")
+    try:
+        flags = _namespace_flags(spec, rec.pid)
+        with open(f"/proc/{rec.pid}/setgroups") as f:
+            plan.setgroups_ok = f.read().strip() == "allow"
+        from pyrun.capabilities import last_cap
+
+        plan.last_cap = last_cap()
+        rootfd = os.open(f"/proc/{rec.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(pidfd)
+        raise
+    if not opts.detach:
+        prctl.set_child_subreaper(True)  # the process becomes our child when the helper exits
+    host, child = Channel.pair()
+    try:
+        helper = os.fork()
+        if helper == 0:
+            host.close()
+            _helper(plan, child, pidfd, flags, rootfd)  # never returns
+    finally:
+        os.close(pidfd)
+        os.close(rootfd)
+        child.close()
+    try:
+        return _supervise(host, helper, plan, rec, opts)
+    finally:
+        host.close()
+
+
+def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
+    from pyrun import container
+    from pyrun.errors import ContainerFailed
+
+    pid = 0
+    try:
+        msg = ch.recv()
+        os.waitpid(helper, 0)
+        if msg is None or msg["kind"] != "pid":
+            container.fail_from(msg, "exec: the helper process died")
+        pid = msg["pid"]
+        while (msg := ch.recv()) is not None:   # end-of-file: execve(2) happened
+            if msg["kind"] == "seccomp-listener":
+                container.send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
+            elif msg["kind"] == "error":
+                raise ContainerFailed(msg["message"])
+    except BaseException:
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        raise
+    if opts.pid_file:
+        container.write_pid_file(opts.pid_file, pid)
+    if opts.detach:
+        return 0
+    return container.wait_forwarding(pid)
+
+
+# ------------------------------------------------------------ container side
+
+def _helper(plan, ch, pidfd: int, flags: int, rootfd: int) -> None:
+    """setns(2) into the container, fork the process. Never returns."""
+    import prctl
+
+    from pyrun import builder
+    from pyrun import syscalls as sc
+
+    code = 1
+    try:
+        prctl.set_pdeathsig(signal.SIGKILL)
+        prctl.set_dumpable(False)
+        builder._import_before_pivot_root()  # the host's files are gone after setns
+        with log.step("setns(pidfd)"):
+            sc.setns(pidfd, flags, shown="the container's namespaces")
+        os.close(pidfd)
+        pid = os.fork()
+        if pid == 0:
+            _child(plan, ch, rootfd)  # never returns
+        ch.send("pid", pid=pid)
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - reported to the host side
+        builder._report(ch, e)
+    os._exit(code)
+
+
+def _child(plan, ch, rootfd: int) -> None:
+    import prctl
+
+    from pyrun import builder, pid1, process
+
+    try:
+        # No pdeathsig here: our parent, the helper, exits at once.
+        os.fchdir(rootfd)
+        os.chroot(".")
+        os.close(rootfd)
+        if plan.new_keyring:
+            builder._join_session_keyring(os.path.basename(plan.state_path))
+        path = builder._prepare_process(plan, ch)
+        process.close_fds({ch.fileno()}, plan.preserve_fds)
+        proc = plan.spec.process
+        if proc.no_new_privileges:
+            prctl.set_no_new_privs(1)
+        if plan.seccomp is not None and not plan.seccomp_loaded:
+            builder._load_seccomp(plan, ch)
+        pid1.exec_process(path, proc.args, proc.env, None)
+    except BaseException as e:  # noqa: BLE001
+        builder._report(ch, e)
+    os._exit(127)
