@@ -53,6 +53,7 @@ class Plan:
     use_mknod: bool = True
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
     seccomp_loaded: bool = False      # set in the container once it is in force
+    cgroup_sync: bool = False         # stage 1 waits until the host put it in its cgroup
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
@@ -82,6 +83,8 @@ def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> Non
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != host_pid:  # the host died before pdeathsig was armed
             os._exit(1)
+        if plan.cgroup_sync:
+            to_host.expect("cgroup-done")
         _enter_namespaces(plan, to_host)
         pid = os.fork()
         if pid == 0:

@@ -218,6 +218,143 @@ def delete(obj, container_id, force):
     container.delete(obj.root, container_id, force)
 
 
+@cli.command()
+@click.argument("container_id")
+@click.pass_obj
+def pause(obj, container_id):
+    """Freeze every process of the container (cgroup.freeze)."""
+    from pyrun import container
+
+    container.pause(obj.root, container_id, True)
+
+
+@cli.command()
+@click.argument("container_id")
+@click.pass_obj
+def resume(obj, container_id):
+    """Thaw a paused container."""
+    from pyrun import container
+
+    container.pause(obj.root, container_id, False)
+
+
+@cli.command()
+@click.argument("container_id")
+@click.option("--resources", "-r", "resources_file", default=None,
+              help="a JSON file of linux.resources ('-' for stdin)")
+@click.option("--memory", default=None)
+@click.option("--memory-swap", default=None)
+@click.option("--memory-reservation", default=None)
+@click.option("--kernel-memory", default=None, hidden=True)
+@click.option("--kernel-memory-tcp", default=None, hidden=True)
+@click.option("--cpu-quota", type=int, default=None)
+@click.option("--cpu-period", type=int, default=None)
+@click.option("--cpu-share", type=int, default=None)
+@click.option("--cpu-rt-period", type=int, default=None)
+@click.option("--cpu-rt-runtime", type=int, default=None)
+@click.option("--cpuset-cpus", default=None)
+@click.option("--cpuset-mems", default=None)
+@click.option("--pids-limit", type=int, default=None)
+@click.option("--blkio-weight", type=int, default=None)
+@click.pass_obj
+def update(obj, container_id, resources_file, memory, memory_swap, memory_reservation, kernel_memory,
+           kernel_memory_tcp, cpu_quota, cpu_period, cpu_share, cpu_rt_period, cpu_rt_runtime,
+           cpuset_cpus, cpuset_mems, pids_limit, blkio_weight):
+    """Change the cgroup limits of a running container."""
+    from pyrun import container
+    from pyrun.cgroups import parse_bytes
+
+    if resources_file:
+        try:
+            text = sys.stdin.read() if resources_file == "-" else open(resources_file).read()
+            resources = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise PyrunError(f"--resources {resources_file}: {e}") from None
+        if not isinstance(resources, dict):
+            raise PyrunError(f"--resources {resources_file}: expected a JSON object")
+    else:
+        resources = {}
+    mem = resources.setdefault("memory", {})
+    for flag, key, value in (("--memory", "limit", memory), ("--memory-swap", "swap", memory_swap),
+                             ("--memory-reservation", "reservation", memory_reservation)):
+        if value is not None:
+            mem[key] = parse_bytes(value, flag)
+    cpu = resources.setdefault("cpu", {})
+    for key, value in (("quota", cpu_quota), ("period", cpu_period), ("shares", cpu_share),
+                       ("realtimePeriod", cpu_rt_period), ("realtimeRuntime", cpu_rt_runtime),
+                       ("cpus", cpuset_cpus), ("mems", cpuset_mems)):
+        if value is not None:
+            cpu[key] = value
+    if pids_limit is not None:
+        resources["pids"] = {"limit": pids_limit}
+    if blkio_weight is not None:
+        resources.setdefault("blockIO", {})["weight"] = blkio_weight
+    container.update(obj.root, container_id, resources)
+
+
+@cli.command()
+@click.argument("container_id")
+@click.option("--stats", "once", is_flag=True, help="print the statistics once and exit")
+@click.option("--interval", default="5s", help="how often to print statistics (e.g. 1s, 500ms)")
+@click.pass_obj
+def events(obj, container_id, once, interval):
+    """Print statistics and OOM events as JSON lines, as runc does."""
+    import time
+
+    from pyrun import cgroups, container
+
+    period = _duration(interval)
+    cg = container.live_cgroup(obj.root, container_id, "events")
+    ooms = cgroups.oom_kills(cg)
+    while True:
+        click.echo(json.dumps({"type": "stats", "id": container_id, "data": cgroups.stats(cg)}))
+        if once:
+            return
+        deadline = time.monotonic() + period
+        while time.monotonic() < deadline:
+            if not cg.exists() or container.state(obj.root, container_id)["status"] == "stopped":
+                now = cgroups.oom_kills(cg)
+                if now > ooms:
+                    click.echo(json.dumps({"type": "oom", "id": container_id}))
+                return
+            now = cgroups.oom_kills(cg)
+            if now > ooms:
+                ooms = now
+                click.echo(json.dumps({"type": "oom", "id": container_id}))
+            time.sleep(min(0.1, period))
+
+
+def _duration(text: str) -> float:
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text.strip())
+    if not m:
+        raise PyrunError(f"--interval {text!r}: expected a duration such as 5s or 500ms")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
+
+
+@cli.command()
+@click.argument("container_id")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+def ps(obj, container_id, fmt):
+    """Host pids of the container's processes."""
+    from pyrun import container
+
+    pids = container.processes(obj.root, container_id)
+    if fmt == "json":
+        click.echo(json.dumps(pids))
+        return
+    click.echo("PID   CMD")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        click.echo(f"{pid:<5} {cmd}")
+
+
 @cli.command(name="list")
 @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--quiet", "-q", is_flag=True, help="print only the ids")

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pyrun import OCI_VERSION
 from pyrun.errors import ConfigError, ContainerNotFound, InvalidState, PyrunError, UsageError
 from pyrun.log import log
-from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_RUNNING, STATUS_STOPPED,
-                         Record, StateDir, is_alive, now_rfc3339, proc_start_time)
+from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_PAUSED, STATUS_RUNNING,
+                         STATUS_STOPPED, Record, StateDir, is_alive, now_rfc3339, proc_start_time)
 
 ANNOTATION_INIT = "org.pyrun.init"
 ANNOTATION_ROOTFS = "org.pyrun.rootfs"
+ANNOTATION_CGROUPS = "org.pyrun.cgroups"  # "ignore-limits": run without limits where cgroups cannot serve
 
 
 @dataclass
@@ -198,6 +199,7 @@ def _reclaim_stale(sd: StateDir) -> None:
             rec = sd.read()
             if rec.pid == 0 and sd.status(rec) == STATUS_STOPPED:
                 log.debug_msg(f"removing stale half-created container {sd.id}")
+                _remove_cgroup(rec)
                 sd.remove()
     except PyrunError:
         pass
@@ -219,11 +221,12 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
     sd.make()
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     pids: list[int] = []
+    cgroup: list = []  # the Cgroup, once made
     try:
         with sd.lock():
-            return _create_locked(sd, spec, plan, opts, pids, foreground)
+            return _create_locked(sd, spec, plan, opts, pids, foreground, cgroup)
     except BaseException as e:
-        _undo_create(sd, pids)
+        _undo_create(sd, pids, cgroup[0] if cgroup else None)
         if isinstance(e, _Interrupted):
             raise PyrunError(f"create interrupted by {e}; cleaned up") from None
         raise
@@ -232,7 +235,21 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
             signal.signal(s, h)
 
 
-def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool) -> Record:
+def _setup_cgroup(spec, container_id: str, plan, out: list):
+    from pyrun import cgroups, state
+
+    rootless = os.geteuid() != 0 or not state.in_initial_userns()
+    ignore = spec.annotations.get(ANNOTATION_CGROUPS) == "ignore-limits"
+    with log.step("cgroup"):
+        cg = cgroups.setup(spec, container_id, rootless, ignore)
+    if cg is not None:
+        out.append(cg)
+        plan.cgroup_sync = True
+    return cg
+
+
+def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool,
+                   cgroup: list) -> Record:
     import prctl
 
     from pyrun import builder, idmap
@@ -240,6 +257,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
 
     _prepare_state(sd, spec, plan.rootfs_mode)
     _save_config(sd, spec)
+    cg = _setup_cgroup(spec, sd.id, plan, cgroup)
     me = proc_start_time(os.getpid())
     rec = Record(
         id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),
@@ -247,6 +265,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         use_init=plan.use_init, new_keyring=plan.new_keyring, rootless=os.geteuid() != 0,
         uid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings],
         gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
+        cgroup=cg.path if cg else "",
     )
     sd.write(rec)
     if foreground:
@@ -266,6 +285,11 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     stage1_end.close()
     init_end.close()
     try:
+        if cg is not None:
+            # Before stage 1 does anything: what it forks inherits the
+            # cgroup, and its cgroup namespace is rooted there.
+            cg.add(pid)
+            to_stage1.send("cgroup-done")
         msg = to_stage1.recv()
         if msg and msg["kind"] == "idmap":
             with log.step("write uid_map/gid_map"):
@@ -332,8 +356,11 @@ def write_pid_file(path: str, pid: int) -> None:
         raise PyrunError(f"--pid-file {path}: {e.strerror}") from None
 
 
-def _undo_create(sd: StateDir, pids: list[int]) -> None:
-    """Kill whatever was started, reap what is ours, remove the state dir."""
+def _undo_create(sd: StateDir, pids: list[int], cg=None) -> None:
+    """Kill whatever was started, reap what is ours, remove the cgroup and
+    the state dir."""
+    if cg is not None:
+        cg.kill()
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -344,6 +371,8 @@ def _undo_create(sd: StateDir, pids: list[int]) -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
+    if cg is not None:
+        cg.remove()
     _remove_state(sd, None)
 
 
@@ -487,13 +516,15 @@ def _same_ns_pids(pid: int, ns: str) -> list[int]:
 def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
     sd, rec = load(root, container_id)
     status = sd.status(rec)
-    if status not in (STATUS_CREATED, STATUS_RUNNING):
+    if status not in (STATUS_CREATED, STATUS_RUNNING, STATUS_PAUSED):
         raise InvalidState(f"container {container_id!r} is not running ({status})")
     fd = pidfd(rec)
     if fd is None:
         raise InvalidState(f"container {container_id!r} is not running (stopped)")
     try:
-        if all_processes:
+        if all_processes and rec.cgroup:
+            _signal_cgroup(rec.cgroup, sig)
+        elif all_processes:
             host_pidns = os.readlink("/proc/self/ns/pid")
             ns = "pid" if os.readlink(f"/proc/{rec.pid}/ns/pid") != host_pidns else "mnt"
             for pid in _same_ns_pids(rec.pid, ns):
@@ -504,6 +535,83 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
         signal.pidfd_send_signal(fd, sig)
     finally:
         os.close(fd)
+
+
+def _signal_cgroup(path: str, sig: int) -> None:
+    """Every process of the cgroup: cgroup.kill(2) for SIGKILL (atomic, no
+    fork race); otherwise frozen, signalled one by one, thawed (as runc)."""
+    from pyrun.cgroups import Cgroup
+
+    cg = Cgroup(path)
+    if sig == signal.SIGKILL and cg.kill():
+        return
+    was_frozen = cg.frozen()
+    cg.freeze(True)
+    try:
+        for pid in cg.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    finally:
+        if not was_frozen:
+            cg.freeze(False)
+
+
+# ----------------------------------------------------------------- pause
+
+def pause(root: str, container_id: str, on: bool = True) -> None:
+    """cgroup.freeze: every process of the container stops (or goes on)."""
+    from pyrun.cgroups import Cgroup
+
+    sd, _ = load(root, container_id)
+    with sd.lock():
+        rec = sd.read()
+        status = sd.status(rec)
+        want = STATUS_RUNNING if on else STATUS_PAUSED
+        if status != want:
+            raise InvalidState(f"container {container_id!r} is {status}, not {want}")
+        if not rec.cgroup:
+            raise InvalidState(f"container {container_id!r} has no cgroup of its own "
+                               "(no cgroup v2 here, or none delegated): it cannot be "
+                               f"{'paused' if on else 'resumed'}")
+        Cgroup(rec.cgroup).freeze(on)
+
+
+# ----------------------------------------------------------------- update, events, ps
+
+def live_cgroup(root: str, container_id: str, what: str):
+    """The cgroup of a container that is not stopped, for ``what``."""
+    from pyrun.cgroups import Cgroup
+
+    sd, rec = load(root, container_id)
+    status = sd.status(rec)
+    if status in (STATUS_STOPPED, STATUS_CREATING):
+        raise InvalidState(f"container {container_id!r} is {status}")
+    if not rec.cgroup:
+        raise InvalidState(f"container {container_id!r} has no cgroup of its own (no cgroup v2 here, "
+                           f"or none delegated): {what} needs one")
+    return Cgroup(rec.cgroup)
+
+
+def update(root: str, container_id: str, resources: dict) -> None:
+    from pyrun import cgroups
+
+    cgroups.update(live_cgroup(root, container_id, "update"), resources)
+
+
+def processes(root: str, container_id: str) -> list[int]:
+    """Host pids of the container's processes (``pyrun ps``)."""
+    sd, rec = load(root, container_id)
+    if sd.status(rec) in (STATUS_STOPPED, STATUS_CREATING):
+        return []
+    if rec.cgroup:
+        from pyrun.cgroups import Cgroup
+
+        return Cgroup(rec.cgroup).pids()
+    host_pidns = os.readlink("/proc/self/ns/pid")
+    ns = "pid" if os.readlink(f"/proc/{rec.pid}/ns/pid") != host_pidns else "mnt"
+    return _same_ns_pids(rec.pid, ns)
 
 
 def _wait_exit(fd: int, timeout: float) -> bool:
@@ -520,10 +628,10 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         status = sd.status(rec)
         if status == STATUS_CREATING:
             raise InvalidState(f"container {container_id!r} is being created")
-        if status == STATUS_RUNNING and not force:
-            raise InvalidState(f"cannot delete container {container_id!r} that is running: "
+        if status in (STATUS_RUNNING, STATUS_PAUSED) and not force:
+            raise InvalidState(f"cannot delete container {container_id!r} that is {status}: "
                                "stop it first or use --force")
-        if status in (STATUS_CREATED, STATUS_RUNNING):
+        if status in (STATUS_CREATED, STATUS_RUNNING, STATUS_PAUSED):
             fd = pidfd(rec)
             if fd is not None:
                 try:
@@ -532,7 +640,26 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
                         raise PyrunError(f"container {container_id!r}: pid {rec.pid} did not die after SIGKILL")
                 finally:
                     os.close(fd)
+        _remove_cgroup(rec)
         _remove_state(sd, rec)
+
+
+def _remove_cgroup(rec: Record) -> None:
+    """What is left in the container's cgroup (exec'd processes of a
+    container without a pid namespace) is killed; then rmdir(2)."""
+    if not rec.cgroup:
+        return
+    from pyrun.cgroups import Cgroup
+
+    cg = Cgroup(rec.cgroup)
+    if cg.pids():
+        if not cg.kill():
+            for pid in cg.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    cg.remove()
 
 
 # ----------------------------------------------------------------- run
@@ -557,7 +684,13 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
         return 0
     rec = create(root, container_id, bundle, opts, foreground=True)
     try:
-        return wait_forwarding(rec.pid, then=lambda: start(root, container_id))
+        code = wait_forwarding(rec.pid, then=lambda: start(root, container_id))
+        if rec.cgroup and code == 128 + signal.SIGKILL:
+            from pyrun.cgroups import Cgroup, oom_kills
+
+            if oom_kills(Cgroup(rec.cgroup)):
+                log.warning(f"container {container_id!r} was killed by the OOM killer (memory limit)")
+        return code
     finally:
         try:
             delete(root, container_id, force=True)

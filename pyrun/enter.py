@@ -156,7 +156,7 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         helper = os.fork()
         if helper == 0:
             host.close()
-            _helper(plan, child, pidfd, flags, rootfd)  # never returns
+            _helper(plan, child, pidfd, flags, rootfd, rec.cgroup)  # never returns
     finally:
         os.close(pidfd)
         os.close(rootfd)
@@ -200,8 +200,9 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
 
 # ------------------------------------------------------------ container side
 
-def _helper(plan, ch, pidfd: int, flags: int, rootfd: int) -> None:
-    """setns(2) into the container, fork the process. Never returns."""
+def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
+    """Join the container's cgroup, setns(2) into its namespaces, fork the
+    process. Never returns."""
     import prctl
 
     from pyrun import builder
@@ -211,6 +212,10 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int) -> None:
     try:
         prctl.set_pdeathsig(signal.SIGKILL)
         prctl.set_dumpable(False)
+        if cgroup:
+            from pyrun.cgroups import Cgroup
+
+            Cgroup(cgroup).add(os.getpid())  # before the cgroup namespace hides the path
         builder._import_before_pivot_root()  # the host's files are gone after setns
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")

@@ -29,6 +29,7 @@ STATUS_CREATING = "creating"
 STATUS_CREATED = "created"
 STATUS_RUNNING = "running"
 STATUS_STOPPED = "stopped"
+STATUS_PAUSED = "paused"  # runc's, beyond the OCI four: the cgroup is frozen
 
 
 def in_initial_userns() -> bool:
@@ -103,6 +104,7 @@ class Record:
     # What later commands need to know without re-reading config.json.
     use_init: bool = True
     new_keyring: bool = True
+    cgroup: str = ""  # the container's cgroup v2 directory, if it has one
     rootless: bool = False
     uid_mappings: list[list[int]] = field(default_factory=list)
     gid_mappings: list[list[int]] = field(default_factory=list)
@@ -175,7 +177,17 @@ class StateDir:
             return STATUS_STOPPED
         if os.path.exists(self.file("exec.fifo")):
             return STATUS_CREATED
+        if rec.cgroup and _frozen(rec.cgroup):
+            return STATUS_PAUSED
         return STATUS_RUNNING
+
+
+def _frozen(cgroup: str) -> bool:
+    try:
+        with open(os.path.join(cgroup, "cgroup.freeze")) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 def remove_tree(path: str) -> None:

@@ -1,0 +1,58 @@
+"""Where cgroup v2 cannot serve (this host's hybrid cgroups, or rootless
+without delegation): no limits -> no cgroup, silently; limits -> a clear
+error, or a warning when the config says to ignore them."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyrun import cgroups
+
+
+@pytest.fixture
+def no_cgroup_v2(rt):
+    if cgroups.available() and not rt.rootless:
+        pytest.skip("this host has cgroup v2: see the vm tests")
+    if cgroups.available() and rt.rootless and cgroups.delegated_root() is not None:
+        pytest.skip("a cgroup is delegated here")
+    return rt
+
+
+def test_limits_without_cgroup_v2_fail_clearly_and_leave_nothing(no_cgroup_v2, residue):
+    rt = no_cgroup_v2
+    config = rt.config(["true"])
+    config["linux"]["resources"] = {"memory": {"limit": 32 << 20}}
+    p = rt("run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 1, p.stderr
+    assert "linux.resources.memory.limit: cannot apply cgroup limits" in p.stderr
+    assert "org.pyrun.cgroups=ignore-limits" in p.stderr and len(p.stderr.splitlines()) == 1
+    residue.check()
+
+
+def test_ignore_limits_annotation_warns_and_runs(no_cgroup_v2):
+    rt = no_cgroup_v2
+    config = rt.config(["echo", "ran"])
+    config["linux"]["resources"] = {"pids": {"limit": 10}}
+    config["annotations"] = {"org.pyrun.cgroups": "ignore-limits"}
+    p = rt("run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 0 and p.stdout.strip() == "ran", p.stderr
+    assert "warning: cgroup limits ignored" in p.stderr
+
+
+def test_cgroup_commands_explain_why_they_cannot_work(no_cgroup_v2):
+    rt = no_cgroup_v2
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "30"]), "c1")
+    for args in (["pause", "c1"], ["update", "--memory", "64m", "c1"], ["events", "--stats", "c1"]):
+        p = rt(*args)
+        assert p.returncode == 1 and "has no cgroup of its own" in p.stderr, (args, p.stderr)
+    assert rt.state("c1")["status"] == "running"
+
+
+def test_ps_lists_the_containers_host_pids(rt):
+    import json
+
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "30"]), "c1")
+    pids = json.loads(rt.ok("ps", "--format", "json", "c1"))
+    init = rt.state("c1")["pid"]
+    assert init in pids and len(pids) == 2
+    assert "sleep 30" in rt.ok("ps", "c1")
