@@ -156,7 +156,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
         if plan.new_keyring:
             _join_session_keyring(os.path.basename(plan.state_path))
         _build_rootfs(plan)
-        _configure(plan)
+        _configure(plan, ch)
         path = _prepare_process(plan, ch)
         if plan.seccomp is not None and plan.seccomp.notify and not plan.seccomp_loaded:
             # The listener must have its fd before ``create`` returns, so a
@@ -196,7 +196,7 @@ def _import_before_pivot_root() -> None:
     import socket  # noqa: F401
 
     from pyrun import (capabilities, devices, masking, mounts, network, pid1, process,  # noqa: F401
-                       rootfs, sysctl)
+                       rootfs, sysctl, terminal)
     from pyrun.errors import ContainerFailed  # noqa: F401
 
 
@@ -244,10 +244,13 @@ def _build_rootfs(plan: Plan) -> None:
             rootfs.make_root_readonly()
 
 
-def _configure(plan: Plan) -> None:
+def _configure(plan: Plan, ch: Channel) -> None:
     import socket
 
     spec = plan.spec
+    if spec.process.terminal:
+        with log.step("openpt(/dev/ptmx)"):
+            open_terminal(spec.process, ch)
     if spec.hostname is not None:
         with log.step("sethostname"):
             socket.sethostname(spec.hostname)
@@ -259,6 +262,17 @@ def _configure(plan: Plan) -> None:
 
         with log.step("ioctl(lo, IFF_UP)"):
             loopback_up()
+
+
+def open_terminal(proc, ch: Channel) -> None:
+    """A pty from the container's devpts; the master goes to the host side,
+    the slave becomes our controlling terminal and stdio."""
+    from pyrun import terminal
+
+    master, slave = terminal.open_pty(proc.console_size)
+    ch.send_fd("console", master)
+    os.close(master)
+    terminal.become_controlling(slave)
 
 
 def _load_seccomp(plan: Plan, ch: Channel) -> None:

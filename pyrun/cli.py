@@ -81,12 +81,11 @@ def _options(pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
              rootfs_mode, init):
     from pyrun.container import Options
 
-    if console_socket:
-        raise PyrunError("--console-socket: terminals are not supported yet")
     if preserve_fds < 0:
         raise PyrunError("--preserve-fds must not be negative")
     return Options(pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                   preserve_fds=preserve_fds, rootfs_mode=rootfs_mode, init=init)
+                   preserve_fds=preserve_fds, rootfs_mode=rootfs_mode, init=init,
+                   console_socket=os.path.abspath(console_socket) if console_socket else None)
 
 
 @cli.command()
@@ -181,7 +180,7 @@ def _exec(root, container_id, command, process_file, env, cwd, user, additional_
         proc = replace(proc, selinux_label=process_label or proc.selinux_label,
                        apparmor_profile=apparmor or proc.apparmor_profile)
     opts = enter.ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
-                             console_socket=console_socket)
+                             console_socket=os.path.abspath(console_socket) if console_socket else None)
     return enter.exec_process(root, container_id, proc, opts)
 
 

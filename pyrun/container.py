@@ -41,6 +41,8 @@ class Options:
     preserve_fds: int = 0
     rootfs_mode: str | None = None   # "overlay" | "direct"; default: annotation, then overlay
     init: bool | None = None         # None: annotation, then True
+    console_socket: str | None = None  # where the pty master goes (process.terminal)
+    console_master: int | None = None  # set by a foreground create with a terminal: relay it
 
 
 # ----------------------------------------------------------------- planning
@@ -84,8 +86,6 @@ def make_plan(spec, state_path: str, opts: Options):
     use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, True)
     if not os.path.isdir(spec.root.path):
         raise ConfigError("root.path", f"{spec.root.path}: no such directory")
-    if spec.process.terminal:
-        log.warning("process.terminal is not supported yet: running without a terminal")
     check_lsm(spec.process)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
@@ -214,6 +214,9 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
     specmod.validate_id(container_id)
     spec = specmod.load(bundle)
     specmod.require_process(spec)
+    if spec.process.terminal and not opts.console_socket and not foreground:
+        raise ConfigError("process.terminal", "a detached container (create, run -d) with a terminal "
+                          "needs --console-socket to hand the pty to")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, opts)
     if sd.exists():
@@ -303,8 +306,11 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
         msg = to_init.recv()
-        if msg and msg["kind"] == "seccomp-listener":
-            send_to_listener(plan.seccomp, msg["fd"], rec)
+        while msg and msg["kind"] in ("seccomp-listener", "console"):
+            if msg["kind"] == "seccomp-listener":
+                send_to_listener(plan.seccomp, msg["fd"], rec)
+            else:
+                take_console(msg["fd"], opts)
             msg = to_init.recv()
         if msg is None or msg["kind"] != "ready":
             fail_from(msg, "container setup failed before it was ready")
@@ -320,6 +326,20 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     finally:
         to_stage1.close()
         to_init.close()
+
+
+def take_console(master: int, opts) -> None:
+    """The pty master from the container: to --console-socket, or kept
+    for the foreground relay."""
+    if opts.console_socket:
+        from pyrun.terminal import send_to_socket
+
+        try:
+            send_to_socket(opts.console_socket, master)
+        finally:
+            os.close(master)
+    else:
+        opts.console_master = master
 
 
 def _save_config(sd: StateDir, spec) -> None:
@@ -682,9 +702,10 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
             delete(root, container_id, force=True)
             raise
         return 0
+    opts = opts or Options()
     rec = create(root, container_id, bundle, opts, foreground=True)
     try:
-        code = wait_forwarding(rec.pid, then=lambda: start(root, container_id))
+        code = wait_forwarding(rec.pid, then=lambda: start(root, container_id), master=opts.console_master)
         if rec.cgroup and code == 128 + signal.SIGKILL:
             from pyrun.cgroups import Cgroup, oom_kills
 
@@ -700,7 +721,7 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
             log.warning(f"delete after run: {e}")
 
 
-def wait_forwarding(pid: int, then=None) -> int:
+def wait_forwarding(pid: int, then=None, master: int | None = None) -> int:
     """Wait for our child ``pid``, passing on every signal we get; run
     ``then`` once the handlers are in place. Returns its exit code, 128 + N
     when killed by signal N (the shell's convention, and runc's)."""
@@ -716,7 +737,12 @@ def wait_forwarding(pid: int, then=None) -> int:
         if then is not None:
             then()
         try:
-            _, status = os.waitpid(pid, 0)
+            if master is not None:
+                from pyrun.terminal import relay
+
+                status = relay(master, pid)
+            else:
+                _, status = os.waitpid(pid, 0)
         except ChildProcessError:
             return 255
         code = os.waitstatus_to_exitcode(status)

@@ -44,6 +44,7 @@ class ExecOptions:
     pid_file: str | None = None
     preserve_fds: int = 0
     console_socket: str | None = None
+    console_master: int | None = None  # the pty master, for the foreground relay
 
 
 def parse_user(value: str):
@@ -128,8 +129,8 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     if status not in (STATUS_CREATED, STATUS_RUNNING):
         raise InvalidState(f"cannot exec in a {status} container")
     spec = container.saved_spec(sd, rec)
-    if proc.terminal:
-        raise PyrunError("exec --tty: terminals are not supported yet")
+    if proc.terminal and opts.detach and not opts.console_socket:
+        raise PyrunError("--tty with --detach needs --console-socket to hand the pty to")
     container.check_lsm(proc)
     plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
                 preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring)
@@ -179,7 +180,9 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
             container.fail_from(msg, "exec: the helper process died")
         pid = msg["pid"]
         while (msg := ch.recv()) is not None:   # end-of-file: execve(2) happened
-            if msg["kind"] == "seccomp-listener":
+            if msg["kind"] == "console":
+                container.take_console(msg["fd"], opts)
+            elif msg["kind"] == "seccomp-listener":
                 container.send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
             elif msg["kind"] == "error":
                 raise ContainerFailed(msg["message"])
@@ -195,7 +198,7 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
         container.write_pid_file(opts.pid_file, pid)
     if opts.detach:
         return 0
-    return container.wait_forwarding(pid)
+    return container.wait_forwarding(pid, master=opts.console_master)
 
 
 # ------------------------------------------------------------ container side
@@ -240,6 +243,9 @@ def _child(plan, ch, rootfd: int) -> None:
         os.fchdir(rootfd)
         os.chroot(".")
         os.close(rootfd)
+        if plan.spec.process.terminal:
+            os.setsid()
+            builder.open_terminal(plan.spec.process, ch)
         if plan.new_keyring:
             builder._join_session_keyring(os.path.basename(plan.state_path))
         path = builder._prepare_process(plan, ch)

@@ -1,0 +1,127 @@
+"""``process.terminal``: a pseudo-terminal made inside the container.
+
+The pty pair comes from the container's own devpts (``/dev/ptmx`` →
+``/dev/pts/ptmx``), so the process's terminal is a ``/dev/pts/N`` it can
+see. The container side keeps the slave as its controlling terminal
+(setsid(2), ioctl(2) TIOCSCTTY) and stdin/stdout/stderr; the master goes
+to the host side over the sync channel (SCM_RIGHTS), which then:
+
+* sends it on to ``--console-socket`` (what conmon and containerd pass), as
+  runc does: one message, the name as data, the fd attached; or
+* in the foreground, relays between the caller's terminal and the master
+  (raw mode, restored on exit; SIGWINCH copies the window size).
+
+pty(7), ioctl_tty(2).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import termios
+
+TIOCGPTPEER = 0x5441  # ioctl_tty(2): open the slave from the master, no path lookup
+TIOCSPTLCK = 0x40045431
+
+
+def open_pty(size: tuple[int, int] | None) -> tuple[int, int]:
+    """posix_openpt(3) in the container's /dev/pts: (master, slave)."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt(3)
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    if size is not None:
+        set_size(master, *size)
+    return master, slave
+
+
+def set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def become_controlling(slave: int) -> None:
+    """The slave as controlling terminal and stdio (we lead a session)."""
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
+def send_to_socket(path: str, master: int) -> None:
+    """runc's console-socket protocol: connect, one sendmsg(2) with the fd."""
+    import socket
+
+    from pyrun.errors import PyrunError
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            socket.send_fds(s, [b"/dev/ptmx"], [master])
+    except OSError as e:
+        raise PyrunError(f"--console-socket {path}: {e.strerror or e}") from None
+
+
+def relay(master: int, pid: int) -> int:
+    """Copy the caller's stdin to the pty and the pty to stdout until
+    ``pid`` (our child) exits; returns its wait status."""
+    import select
+    import signal
+    import tty
+
+    stdin_tty = os.isatty(0)
+    saved = termios.tcgetattr(0) if stdin_tty else None
+
+    def winch(signum=None, frame=None):
+        try:
+            cols, rows = os.get_terminal_size(0)
+            if rows and cols:  # a terminal that does not know its size keeps consoleSize
+                set_size(master, rows, cols)
+        except OSError:
+            pass
+
+    old = signal.signal(signal.SIGWINCH, winch)
+    if stdin_tty:
+        tty.setraw(0)
+        winch()
+    inputs = [master, 0]
+    status = None
+    try:
+        while True:
+            if status is None:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+            try:
+                ready = select.select(inputs, [], [], 0.05 if status is None else 0)[0]
+            except InterruptedError:
+                continue
+            if not ready and status is not None:
+                return status
+            for fd in ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: the last slave fd closed
+                    data = b""
+                if fd == master:
+                    if not data:
+                        inputs.remove(master)
+                        if status is None:
+                            _, status = os.waitpid(pid, 0)
+                        return status
+                    _write_all(1, data)
+                else:
+                    if not data:
+                        inputs.remove(0)  # stdin at EOF: keep relaying output
+                    else:
+                        _write_all(master, data)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -1,0 +1,113 @@
+"""process.terminal: a pty from the container's devpts, handed to
+--console-socket (as conmon expects) or relayed in the foreground."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+SCRIPT = "tty; stty size; test -t 0 && echo stdin-is-a-tty; read line; echo got:$line; exit 3"
+
+
+class ConsoleSocket:
+    """The receiving end of --console-socket: one connection, one fd."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o777)
+        self.sock.listen(1)
+        self.master = None
+        self.name = None
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        self.sock.settimeout(30)
+        conn, _ = self.sock.accept()
+        with conn:
+            self.name, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        self.master = fds[0]
+
+
+def read_until(fd: int, marker: bytes, timeout: float = 15) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while marker not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+    return out
+
+
+def terminal_config(rt, args):
+    config = rt.config(args)
+    config["process"]["terminal"] = True
+    config["process"]["consoleSize"] = {"height": 33, "width": 101}
+    return config
+
+
+def test_console_socket_receives_the_pty_master(rt):
+    console = ConsoleSocket(os.path.join(rt.dir, "console.sock"))
+    bundle = rt.bundle(config=terminal_config(rt, ["sh", "-c", SCRIPT]))
+    rt.ok("create", "-b", bundle, "--console-socket", os.path.join(rt.dir, "console.sock"), "c1")
+    console.thread.join(10)
+    assert console.master is not None and console.name == b"/dev/ptmx"
+    rt.ok("start", "c1")
+    out = read_until(console.master, b"stdin-is-a-tty")
+    os.write(console.master, b"hello\n")
+    out += read_until(console.master, b"got:hello")
+    lines = out.decode().replace("\r", "").splitlines()
+    assert lines[0] == "/dev/pts/0" and lines[1] == "33 101" and "stdin-is-a-tty" in lines, lines
+    assert "got:hello" in lines
+    rt.wait_status("c1", "stopped")
+    os.close(console.master)
+
+
+def test_foreground_run_relays_the_callers_terminal(rt):
+    bundle = rt.bundle(config=terminal_config(rt, ["sh", "-c", SCRIPT]))
+    master, slave = os.openpty()
+    proc = rt.popen("run", "-b", bundle, "c1", stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = read_until(master, b"stdin-is-a-tty")
+    os.write(master, b"hello\r")
+    out += read_until(master, b"got:hello")
+    assert proc.wait(timeout=30) == 3
+    text = out.decode().replace("\r", "")
+    assert "/dev/pts/0" in text and "33 101" in text and "got:hello" in text, text
+    os.close(master)
+
+
+def test_exec_tty_in_the_foreground_and_through_a_console_socket(rt):
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
+    master, slave = os.openpty()
+    proc = rt.popen("exec", "-t", "c1", "sh", "-c", "tty; exit 5", stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = read_until(master, b"/dev/pts/")
+    assert proc.wait(timeout=30) == 5
+    assert b"/dev/pts/" in out, out
+    os.close(master)
+    path = os.path.join(rt.dir, "exec-console.sock")
+    console = ConsoleSocket(path)
+    rt.ok("exec", "-t", "-d", "--console-socket", path, "c1", "sh", "-c", "tty; sleep 1")
+    console.thread.join(10)
+    assert b"/dev/pts/" in read_until(console.master, b"/dev/pts/")
+    os.close(console.master)
+
+
+@pytest.mark.parametrize("command", [["create"], ["run", "-d"]])
+def test_detached_terminal_without_console_socket_is_an_error(rt, residue, command):
+    bundle = rt.bundle(config=terminal_config(rt, ["true"]))
+    p = rt(*command, "-b", bundle, "c1")
+    assert p.returncode == 1 and "process.terminal" in p.stderr and "--console-socket" in p.stderr, p.stderr
+    residue.check()
