@@ -54,6 +54,7 @@ class Plan:
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
     seccomp_loaded: bool = False      # set in the container once it is in force
     cgroup_sync: bool = False         # stage 1 waits until the host put it in its cgroup
+    host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
@@ -155,7 +156,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
                 init_fd = pid1.sealed_init_memfd()
         if plan.new_keyring:
             _join_session_keyring(os.path.basename(plan.state_path))
-        _build_rootfs(plan)
+        _build_rootfs(plan, ch)
         _configure(plan, ch)
         path = _prepare_process(plan, ch)
         if plan.seccomp is not None and plan.seccomp.notify and not plan.seccomp_loaded:
@@ -165,7 +166,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
             prctl.set_no_new_privs(1)
             _load_seccomp(plan, ch)
         ch.send("ready")
-        ch.expect("ack")
+        plan.host_pid = ch.expect("ack").get("pid", 0)
         prctl.set_pdeathsig(0)  # from here the container outlives pyrun
         ch.send("detached")
         ch.close()
@@ -195,12 +196,35 @@ def _import_before_pivot_root() -> None:
     import resource  # noqa: F401
     import socket  # noqa: F401
 
-    from pyrun import (capabilities, devices, masking, mounts, network, pid1, process,  # noqa: F401
-                       rootfs, sysctl, terminal)
+    from pyrun import (capabilities, devices, hooks, masking, mounts, network, pid1,  # noqa: F401
+                       process, rootfs, sysctl, terminal)
     from pyrun.errors import ContainerFailed  # noqa: F401
 
 
-def _build_rootfs(plan: Plan) -> None:
+def hook_state(plan: Plan, status: str) -> bytes:
+    from pyrun import OCI_VERSION, hooks
+
+    spec = plan.spec
+    return hooks.state_json(OCI_VERSION, os.path.basename(plan.state_path), status, plan.host_pid,
+                            spec.bundle, spec.annotations)
+
+
+def _create_hooks(plan: Plan, ch: Channel) -> None:
+    """prestart and createRuntime run on the host side (asked for over the
+    channel), then createContainer here, in the container's namespaces,
+    with the host's filesystem still visible: all before pivot_root."""
+    from pyrun import hooks
+
+    h = plan.spec.hooks
+    if not (h.prestart or h.create_runtime or h.create_container):
+        return
+    ch.send("hooks")
+    plan.host_pid = ch.expect("hooks-done")["pid"]
+    with log.step("hooks.createContainer"):
+        hooks.run_all(h.create_container, hook_state(plan, "creating"), "createContainer")
+
+
+def _build_rootfs(plan: Plan, ch: Channel) -> None:
     from pyrun import devices, masking, mounts, rootfs, sysctl
 
     spec = plan.spec
@@ -224,6 +248,7 @@ def _build_rootfs(plan: Plan) -> None:
             devices.create_symlinks(rootfd)
     finally:
         os.close(rootfd)
+    _create_hooks(plan, ch)
     with log.step("pivot_root" if not plan.no_pivot else "mount(MS_MOVE)+chroot"):
         if plan.no_pivot:
             rootfs.move_root(merged)
@@ -311,6 +336,18 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
         return process.lookup(proc.args[0], proc.env)
 
 
+def _start_hooks(plan: Plan, fifo: int) -> None:
+    """startContainer, in the container (its root, its credentials). A
+    failure goes back to ``pyrun start`` through the fifo, and we exit."""
+    from pyrun import hooks
+
+    try:
+        hooks.run_all(plan.spec.hooks.start_container, hook_state(plan, "created"), "startContainer")
+    except hooks.HookFailed as e:
+        os.write(fifo, b"!" + str(e).encode()[:4000])
+        os._exit(1)
+
+
 def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
     """Wait for ``pyrun start``, then exec. Errors here can only go to stderr."""
     from pyrun import pid1, process
@@ -319,6 +356,8 @@ def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
         # open(2) of a FIFO for writing blocks until a reader opens it:
         # that reader is ``pyrun start``.
         fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_fd)
+        if plan.spec.hooks.start_container:
+            _start_hooks(plan, fifo)
         os.write(fifo, b"0")
         os.close(fifo)
         os.close(state_fd)

@@ -269,6 +269,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         uid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings],
         gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
         cgroup=cg.path if cg else "",
+        hooks=bool(spec.hooks.poststart or spec.hooks.poststop),
     )
     sd.write(rec)
     if foreground:
@@ -306,9 +307,12 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
         msg = to_init.recv()
-        while msg and msg["kind"] in ("seccomp-listener", "console"):
+        while msg and msg["kind"] in ("seccomp-listener", "console", "hooks"):
             if msg["kind"] == "seccomp-listener":
                 send_to_listener(plan.seccomp, msg["fd"], rec)
+            elif msg["kind"] == "hooks":
+                _create_runtime_hooks(spec, rec)
+                to_init.send("hooks-done", pid=init_pid)
             else:
                 take_console(msg["fd"], opts)
             msg = to_init.recv()
@@ -317,7 +321,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         sd.write(rec)
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
-        to_init.send("ack")
+        to_init.send("ack", pid=init_pid)
         to_init.expect("detached")
         to_stage1.send("exit")
         os.waitpid(pid, 0)
@@ -326,6 +330,23 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     finally:
         to_stage1.close()
         to_init.close()
+
+
+def _hook_state(rec: Record, status: str) -> bytes:
+    from pyrun.hooks import state_json
+
+    return state_json(OCI_VERSION, rec.id, status, rec.pid if status != STATUS_STOPPED else 0,
+                      rec.bundle, rec.annotations)
+
+
+def _create_runtime_hooks(spec, rec: Record) -> None:
+    """prestart (deprecated) then createRuntime, in pyrun's namespaces."""
+    from pyrun import hooks
+
+    with log.step("hooks.prestart+createRuntime"):
+        state = _hook_state(rec, STATUS_CREATING)
+        hooks.run_all(spec.hooks.prestart, state, "prestart")
+        hooks.run_all(spec.hooks.create_runtime, state, "createRuntime")
 
 
 def take_console(master: int, opts) -> None:
@@ -472,6 +493,30 @@ def start(root: str, container_id: str) -> None:
         finally:
             os.close(fd)
         os.unlink(sd.file("exec.fifo"))
+        if rec.hooks:
+            _poststart(sd, rec)
+
+
+def _poststart(sd: StateDir, rec: Record) -> None:
+    """poststart hooks, once the user process runs: wait until PID 1 is no
+    longer this interpreter (it has called execve(2))."""
+    import time
+
+    from pyrun import hooks
+
+    spec = saved_spec(sd, rec)
+    if not spec.hooks.poststart:
+        return
+    me = os.readlink("/proc/self/exe")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{rec.pid}/exe") != me:
+                break
+        except OSError:
+            break
+        time.sleep(0.001)
+    hooks.run_all_warn(spec.hooks.poststart, _hook_state(rec, STATUS_RUNNING), "poststart")
 
 
 def _await_fifo(fd: int, sd: StateDir, rec: Record) -> None:
@@ -479,7 +524,10 @@ def _await_fifo(fd: int, sd: StateDir, rec: Record) -> None:
     poller.register(fd, select.POLLIN)
     while True:
         if poller.poll(100):
-            if os.read(fd, 1):
+            data = os.read(fd, 4096)
+            if data.startswith(b"!"):  # a startContainer hook failed; the process exited
+                raise PyrunError(data[1:].decode(errors="replace"))
+            if data:
                 return
             raise PyrunError("container process exited before start")
         if not is_alive(rec.pid, rec.pid_start):
@@ -660,8 +708,13 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
                         raise PyrunError(f"container {container_id!r}: pid {rec.pid} did not die after SIGKILL")
                 finally:
                     os.close(fd)
+        poststop = saved_spec(sd, rec).hooks.poststop if rec.hooks else []
         _remove_cgroup(rec)
         _remove_state(sd, rec)
+    if poststop:
+        from pyrun import hooks
+
+        hooks.run_all_warn(poststop, _hook_state(rec, STATUS_STOPPED), "poststop")
 
 
 def _remove_cgroup(rec: Record) -> None:
@@ -684,8 +737,10 @@ def _remove_cgroup(rec: Record) -> None:
 
 # ----------------------------------------------------------------- run
 
+# Not SIGPIPE: pyrun gets it from its own writes (to a hook's stdin, say),
+# and it is not the container's business.
 _FORWARDED = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
-                                                     signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
+                                                     signal.SIGPIPE, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
                                                      signal.SIGFPE, signal.SIGABRT, signal.SIGTRAP,
                                                      signal.SIGSYS)]
 

@@ -40,8 +40,22 @@ def sealed_init_memfd() -> int:
     return fd
 
 
+def _default_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
+    ignored across execve(2) (signal(7)): the container's process must
+    start with every disposition at its default, as under runc."""
+    import signal
+
+    for sig in range(1, signal.NSIG):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL, SIGSTOP, and the real-time ones Python does not name
+
+
 def exec_process(path: str, args: list[str], env: list[str], init_fd: int | None) -> None:
     """execve(2) the entrypoint, or execveat(2) the init that will run it."""
+    _default_signals()
     if init_fd is None:
         environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
         try:

@@ -105,6 +105,7 @@ class Record:
     use_init: bool = True
     new_keyring: bool = True
     cgroup: str = ""  # the container's cgroup v2 directory, if it has one
+    hooks: bool = False  # poststart or poststop hooks to run (from the saved config)
     rootless: bool = False
     uid_mappings: list[list[int]] = field(default_factory=list)
     gid_mappings: list[list[int]] = field(default_factory=list)

@@ -328,6 +328,15 @@ def test_unreachable_listener_fails_create_cleanly(rt, residue):
     residue.check()
 
 
+@pytest.mark.parametrize("init", ["--init", "--no-init"])
+def test_no_signal_is_ignored_or_blocked_at_start(rt, init):
+    """Python ignores SIGPIPE and SIGXFSZ; that must not reach the container
+    (an ignored signal stays ignored across execve(2))."""
+    p = rt("run", init, "-b", rt.bundle(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]), "c1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], p.stdout
+
+
 def test_no_fd_leaks_even_without_proc_in_the_container(rt):
     config = rt.config(["/hello", "fds"], rootfs="hello")
     config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/proc"]

@@ -1,0 +1,98 @@
+"""OCI hooks (config.md "POSIX-platform Hooks", runtime.md "Lifecycle").
+
+Each hook is a program run with exactly its ``args`` and ``env`` (nothing
+inherited), the container's state JSON on stdin, and an optional
+``timeout`` in seconds. When and where:
+
+============== ============================== =========================
+hook           when                           namespaces
+============== ============================== =========================
+prestart       create, before pivot_root      the runtime's (deprecated)
+createRuntime  create, before pivot_root      the runtime's
+createContainer create, before pivot_root     the container's
+startContainer start, before the user process the container's (its root)
+poststart      start, after the process runs  the runtime's
+poststop       delete, after the container    the runtime's
+============== ============================== =========================
+
+A failing hook before the user process runs aborts (create undoes
+everything; startContainer stops the container); poststart and poststop
+failures are warnings, as the spec says.
+
+Hooks are started with posix_spawn(3) and waited on through a pidfd, so
+the code also runs inside the container after pivot_root, where pyrun
+cannot import more modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+
+from pyrun.errors import PyrunError
+
+
+class HookFailed(PyrunError):
+    pass
+
+
+def state_json(oci_version: str, container_id: str, status: str, pid: int, bundle: str,
+               annotations: dict) -> bytes:
+    state = {"ociVersion": oci_version, "id": container_id, "status": status, "bundle": bundle}
+    if pid:
+        state["pid"] = pid
+    if annotations:
+        state["annotations"] = annotations
+    return json.dumps(state).encode()
+
+
+def run(hook, state: bytes, kind: str, index: int) -> None:
+    """Run one hook to completion; raise :class:`HookFailed` naming it
+    (``hooks.createRuntime[0] /usr/bin/x``) if it fails or times out."""
+    where = f"hooks.{kind}[{index}] {hook.path}"
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in hook.env)
+    r, w = os.pipe()
+    try:
+        pid = os.posix_spawn(hook.path, hook.args or [hook.path], env,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_CLOSE, w)])
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        raise HookFailed(f"{where}: {e.strerror}") from None
+    os.close(r)
+    try:
+        os.write(w, state)  # the state is small: it fits the pipe
+    except OSError:
+        pass  # a hook that does not read its stdin is fine
+    os.close(w)
+    pidfd = os.pidfd_open(pid)
+    try:
+        if not select.select([pidfd], [], [], hook.timeout)[0]:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise HookFailed(f"{where}: timed out after {hook.timeout} s")
+    finally:
+        os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        raise HookFailed(f"{where}: {how}")
+
+
+def run_all(hooks: list, state: bytes, kind: str) -> None:
+    for i, hook in enumerate(hooks):
+        run(hook, state, kind, i)
+
+
+def run_all_warn(hooks: list, state: bytes, kind: str) -> None:
+    """poststart, poststop: a failure is logged; the others still run."""
+    from pyrun.log import log
+
+    for i, hook in enumerate(hooks):
+        try:
+            run(hook, state, kind, i)
+        except HookFailed as e:
+            log.warning(str(e))
