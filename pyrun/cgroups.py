@@ -450,8 +450,8 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgrou
                       "or chown a cgroup and its cgroup.procs and cgroup.subtree_control)")
     if path is None:
         if items and not ignore_limits:
-            raise ConfigError(items[0].path, f"cannot apply cgroup limits: {reason}; "
-                              "or set annotation org.pyrun.cgroups=ignore-limits to run without them")
+            raise ConfigError(items[0].path, f"cannot apply cgroup limits: {reason}; or run without "
+                              "them: pyrun --ignore-cgroup-limits, or annotation org.pyrun.cgroups=ignore-limits")
         if items:
             log.warning(f"cgroup limits ignored: {reason}")
         return None

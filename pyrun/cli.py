@@ -20,8 +20,9 @@ from pyrun.log import log
 
 
 class Ctx:
-    def __init__(self, root: str | None):
+    def __init__(self, root: str | None, ignore_cgroup_limits: bool = False):
         self._root = root
+        self.ignore_cgroup_limits = ignore_cgroup_limits
 
     @property
     def root(self) -> str:
@@ -51,16 +52,19 @@ def _print_version(ctx, param, value):
 @click.option("--debug", is_flag=True, help="log each construction step and its duration")
 @click.option("--systemd-cgroup", is_flag=True, hidden=True, help="accepted for runc compatibility")
 @click.option("--rootless", default="auto", hidden=True, help="accepted for runc compatibility")
+@click.option("--ignore-cgroup-limits", is_flag=True,
+              help="where no cgroup v2 can serve linux.resources, warn and run without the limits "
+                   "(for engines that always ask for some, e.g. podman's pids limit)")
 @click.option("--version", "-v", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version, help="print the version")
 @click.pass_context
-def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless):
+def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless, ignore_cgroup_limits):
     """pyrun: a rootless, runc-compatible OCI container runtime."""
     try:
         log.configure(log_path, log_format, debug)
     except OSError as e:
         raise click.UsageError(f"--log {log_path}: {e.strerror}") from None
-    ctx.obj = Ctx(os.path.abspath(root) if root else None)
+    ctx.obj = Ctx(os.path.abspath(root) if root else None, ignore_cgroup_limits)
 
 
 def _create_options(f):
@@ -77,7 +81,7 @@ def _create_options(f):
     return f
 
 
-def _options(pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
+def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
              rootfs_mode, init):
     from pyrun.container import Options
 
@@ -85,7 +89,8 @@ def _options(pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
         raise PyrunError("--preserve-fds must not be negative")
     return Options(pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                    preserve_fds=preserve_fds, rootfs_mode=rootfs_mode, init=init,
-                   console_socket=os.path.abspath(console_socket) if console_socket else None)
+                   console_socket=os.path.abspath(console_socket) if console_socket else None,
+                   ignore_cgroup_limits=obj.ignore_cgroup_limits)
 
 
 @cli.command()
@@ -96,7 +101,7 @@ def create(obj, container_id, bundle, **kw):
     """Create a container; its process waits for `pyrun start`."""
     from pyrun import container
 
-    container.create(obj.root, container_id, bundle, _options(**kw))
+    container.create(obj.root, container_id, bundle, _options(obj, **kw))
 
 
 @cli.command()
@@ -118,7 +123,7 @@ def run(obj, container_id, bundle, detach, **kw):
     """Create and start a container; in the foreground, exit with its status."""
     from pyrun import container
 
-    code = container.run(obj.root, container_id, bundle, _options(**kw), detach=detach)
+    code = container.run(obj.root, container_id, bundle, _options(obj, **kw), detach=detach)
     sys.exit(code)
 
 

@@ -43,6 +43,7 @@ class Options:
     init: bool | None = None         # None: annotation, then True
     console_socket: str | None = None  # where the pty master goes (process.terminal)
     console_master: int | None = None  # set by a foreground create with a terminal: relay it
+    ignore_cgroup_limits: bool = False  # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
 
 
 # ----------------------------------------------------------------- planning
@@ -238,11 +239,11 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
             signal.signal(s, h)
 
 
-def _setup_cgroup(spec, container_id: str, plan, out: list):
+def _setup_cgroup(spec, container_id: str, plan, out: list, ignore: bool):
     from pyrun import cgroups, state
 
     rootless = os.geteuid() != 0 or not state.in_initial_userns()
-    ignore = spec.annotations.get(ANNOTATION_CGROUPS) == "ignore-limits"
+    ignore = ignore or spec.annotations.get(ANNOTATION_CGROUPS) == "ignore-limits"
     with log.step("cgroup"):
         cg = cgroups.setup(spec, container_id, rootless, ignore)
     if cg is not None:
@@ -260,7 +261,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
 
     _prepare_state(sd, spec, plan.rootfs_mode)
     _save_config(sd, spec)
-    cg = _setup_cgroup(spec, sd.id, plan, cgroup)
+    cg = _setup_cgroup(spec, sd.id, plan, cgroup, opts.ignore_cgroup_limits)
     me = proc_start_time(os.getpid())
     rec = Record(
         id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),

@@ -25,7 +25,7 @@ def test_limits_without_cgroup_v2_fail_clearly_and_leave_nothing(no_cgroup_v2, r
     p = rt("run", "-b", rt.bundle(config=config), "c1")
     assert p.returncode == 1, p.stderr
     assert "linux.resources.memory.limit: cannot apply cgroup limits" in p.stderr
-    assert "org.pyrun.cgroups=ignore-limits" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert "--ignore-cgroup-limits" in p.stderr and len(p.stderr.splitlines()) == 1
     residue.check()
 
 
