@@ -55,6 +55,7 @@ class Plan:
     seccomp_loaded: bool = False      # set in the container once it is in force
     cgroup_sync: bool = False         # stage 1 waits until the host put it in its cgroup
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
+    net: object = None                # pyrun.network.NetPlan
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
