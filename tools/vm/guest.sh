@@ -32,7 +32,8 @@ finish() {
     sleep 60
 }
 
-step() { echo "vm-guest: $*"; }
+# Each step with the guest's uptime (boot time is the first one's).
+step() { echo "vm-guest: [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 fail() {
     echo "vm-guest: FAILED: $*"
     finish 120
