@@ -5,8 +5,9 @@ Inside the VM (tools/vm/guest.sh) the tests run as root with:
 * a pure cgroup v2 hierarchy at /sys/fs/cgroup, every controller enabled in
   the root's cgroup.subtree_control;
 * ``PYRUN_TEST_DELEGATED``: a cgroup delegated to the test user as systemd
-  does (user.slice/user-UID.slice/user@UID.service), holding no process; the
-  tests themselves run in its leaf ``session.scope``;
+  does (user.slice/user-UID.slice/user@UID.service), holding no process,
+  every controller enabled in its subtree_control; the tests themselves run
+  in its leaf ``session.scope``;
 * setuid newuidmap/newgidmap for rootless containers.
 
 Few processes, no Python subprocess: a process start costs ~0.1 s and a
@@ -83,38 +84,44 @@ def test_delegated_subtree_is_the_test_users():
     for name in ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
         assert os.stat(f"{DELEGATED}/{name}").st_uid == pw.pw_uid, name
     assert read(f"{DELEGATED}/cgroup.procs") == "", "the delegated cgroup must hold no process"
+    # Enabled as systemd --user would; the user enables controllers below.
+    assert read(f"{DELEGATED}/cgroup.subtree_control") == read(f"{CG}/cgroup.subtree_control")
 
 
 def test_test_user_limits_memory_in_delegated_subtree():
-    """As the test user: a child cgroup with memory.max=32M, where a 100 MiB
-    toucher (dd's buffer) is OOM-killed."""
+    """As the test user: its own cgroup with controllers it enables, a leaf
+    with memory.max=32M, where a 100 MiB toucher (dd's buffer) is OOM-killed."""
     script = r"""
         set -eu
         D=$DELEGATED
         echo "+memory +pids" > "$D/cgroup.subtree_control"
         mkdir "$D/smoke"
-        echo 32M > "$D/smoke/memory.max"
-        echo 100 > "$D/smoke/pids.max"
-        echo "memory.max=$(cat "$D/smoke/memory.max") pids.max=$(cat "$D/smoke/pids.max")"
+        echo "+cpuset +memory +pids" > "$D/smoke/cgroup.subtree_control"
+        echo "enabled=$(cat "$D/smoke/cgroup.subtree_control")"
+        mkdir "$D/smoke/leaf"
+        echo 32M > "$D/smoke/leaf/memory.max"
+        echo 100 > "$D/smoke/leaf/pids.max"
+        echo "memory.max=$(cat "$D/smoke/leaf/memory.max") pids.max=$(cat "$D/smoke/leaf/pids.max")"
         set +e
         sh -c 'echo $$ > "$1/cgroup.procs" && exec dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null' \
-            sh "$D/smoke"
+            sh "$D/smoke/leaf"
         echo "toucher=$?"
         set -e
-        grep '^oom_kill ' "$D/smoke/memory.events"
-        rmdir "$D/smoke"
+        grep '^oom_kill ' "$D/smoke/leaf/memory.events"
     """
-    p = as_test_user(script, DELEGATED=DELEGATED)
     try:
+        p = as_test_user(script, DELEGATED=DELEGATED)
         assert p.returncode == 0, p.stdout + p.stderr
-        lines = p.stdout.split("\n")
-        assert lines[0] == f"memory.max={32 << 20} pids.max=100"
-        assert lines[1] == f"toucher={128 + signal.SIGKILL}"
-        assert lines[2] == "oom_kill 1"
+        assert p.stdout.split("\n")[:4] == [
+            "enabled=cpuset memory pids",
+            f"memory.max={32 << 20} pids.max=100",
+            f"toucher={128 + signal.SIGKILL}",
+            "oom_kill 1",
+        ], p.stdout + p.stderr
     finally:
-        if os.path.isdir(f"{DELEGATED}/smoke"):
-            os.rmdir(f"{DELEGATED}/smoke")
-        write(f"{DELEGATED}/cgroup.subtree_control", "-memory -pids")
+        for d in (f"{DELEGATED}/smoke/leaf", f"{DELEGATED}/smoke"):
+            if os.path.isdir(d):
+                os.rmdir(d)
 
 
 def test_newuidmap_is_setuid_root():

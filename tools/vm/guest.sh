@@ -6,8 +6,9 @@
 #   1. cgroup v2 alone at /sys/fs/cgroup, every controller enabled at the root
 #   2. the test user pyrun-test (as tests/conftest.py makes it), with the
 #      subtree user.slice/user-UID.slice/user@UID.service delegated to it as
-#      systemd does, and a leaf session.scope under it (owned by the user too)
-#      that holds this script, pytest and every pyrun it starts
+#      systemd does, every controller enabled in its subtree_control, and a
+#      leaf session.scope under it (owned by the user too) that holds this
+#      script, pytest and every pyrun it starts
 #   3. pytest -m vm in the checkout, output to the virtio-serial port
 #      pyrun.out, its exit status to the port pyrun.status
 #
@@ -95,6 +96,12 @@ delegate "$SCOPE"
 # session.scope, so user@UID.service holds no process of its own and its
 # subtree_control can be written ("no internal processes" rule).
 echo $$ >"$SCOPE/cgroup.procs" || fail "move into $SCOPE"
+# Every controller enabled in user@UID.service too, as systemd --user enables
+# its delegated ones there. Not left to the user: enabling cpuset migrates the
+# tasks of session.scope to new cpuset state, which the kernel allows only
+# for tasks whose scheduling the writer may change (cpuset_can_attach), and
+# root's pytest and this shell live there: the user would get EPERM.
+enable_all "$DELEGATED"
 step "running in $(cat /proc/self/cgroup)"
 
 step "permissions for $TEST_USER"
