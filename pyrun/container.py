@@ -334,6 +334,7 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
     if cg is not None:
         undo.append(lambda: (cg.kill(), cg.remove()))
         plan.cgroup_sync = True
+        plan.cgroup_path = cg.path
     return cg
 
 
@@ -691,7 +692,11 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-        signal.pidfd_send_signal(fd, sig)
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            if not all_processes:  # with --all it may be gone already, by our hand
+                raise InvalidState(f"container {container_id!r} is not running (stopped)") from None
     finally:
         os.close(fd)
 
