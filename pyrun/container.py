@@ -235,6 +235,7 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
                           "needs --console-socket to hand the pty to")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, opts)
+    _pass_listen_fds(spec, plan)
     if sd.exists():
         _reclaim_stale(sd)
     sd.make()
@@ -254,6 +255,23 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
+
+
+def _pass_listen_fds(spec, plan) -> None:
+    """systemd socket activation (sd_listen_fds(3)): when pyrun itself was
+    handed sockets (LISTEN_FDS, LISTEN_PID = our pid), they go on to the
+    container's process as fds 3.., before the --preserve-fds ones, and its
+    env says so — what runc does."""
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return
+    if count <= 0 or os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return
+    plan.preserve_fds += count
+    pid = 2 if plan.use_init else 1  # behind pyrun's init, the process is PID 2
+    spec.process.env = [e for e in spec.process.env if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
+    spec.process.env += [f"LISTEN_FDS={count}", f"LISTEN_PID={pid}"]
 
 
 def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:

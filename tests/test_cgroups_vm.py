@@ -179,3 +179,17 @@ def test_delete_leaves_no_cgroup_behind(v2):
     v2.ok("exec", "-d", "c1", "sleep", "60")
     v2.ok("delete", "--force", "c1")
     assert not os.path.exists(path)
+
+
+def test_device_rules_are_enforced_by_a_bpf_program(v2):
+    if v2.rootless:
+        pytest.skip("rootful only: an unprivileged user cannot attach a device program (nor needs one)")
+    config = v2.config(["sh", "-c", "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda 2>&1; "
+                                    "head -c1 /dev/zero | wc -c"])
+    config["root"]["readonly"] = False
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind].append("CAP_MKNOD")
+    config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+    p = v2("run", "-b", v2.bundle(config=config), "c1")
+    assert "Operation not permitted" in p.stdout, p.stdout + p.stderr  # b 8:0 is not allowed
+    assert p.stdout.split()[-1] == "1"  # /dev/zero is, by runc's defaults
