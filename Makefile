@@ -35,5 +35,10 @@ test: bundles         ## every test, rootful and rootless (as root: creates a te
 test-unit: build
 	$(PY) -P -m pytest -q -p no:cacheprovider tests/test_spec.py
 
+.PHONY: bench
+bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_QUICK=1, BENCH_OUT=file)
+	@sh tools/bench-deps.sh
+	$(PY) bench/bench.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json
