@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 HELLO_ROOTFS = os.path.join(TOP, "bundles", "hello", "rootfs")
+sys.path.insert(0, os.path.join(TOP, "bundles"))
+from prepare import is_static  # noqa: E402  (the bundles' own ELF check)
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N = int(os.environ.get("BENCH_N") or (3 if QUICK else 20))
@@ -390,22 +392,20 @@ class Bench:
         main = self.table.add(f"run /hello true, {mode.name} (ms)", "ms")
         direct = self.table.add(f"  pyrun --rootfs-mode direct --no-init, {mode.name} (ms)", "ms",
                                 note="runc/crun columns: the same samples as the row above")
+        direct["runc"], direct["crun"] = main["runc"], main["crun"]
+        series = {"pyrun": main["pyrun"], "pyrun-direct": direct["pyrun"],
+                  "runc": main["runc"], "crun": main["crun"]}
         for _ in range(N):
             for rt in rts:
                 cid = self.new_id()
                 self.track(mode, rt, cid)
                 r = self.call(mode, rt, ["run", *rt.create_flags, "-b", self.bundle(mode, rt, args), cid])
-                col = main if rt.name != "pyrun-direct" else direct
-                name = "pyrun" if rt.name.startswith("pyrun") else rt.name
-                col[name].ok(r.ms) if r.ok else col[name].fail(r.reason)
-                if r.ok and rt.name != "pyrun-direct":
-                    if rt.name in ("runc", "crun"):
-                        direct[rt.name].ok(r.ms)
+                series[rt.name].ok(r.ms) if r.ok else series[rt.name].fail(r.reason)
                 self.destroy(mode, rt, cid)
 
     def bench_lifecycle(self, mode: Mode) -> None:
-        """(b) create, start, state, exec, delete timed one by one, and (c)
-        the runtime's peak RSS during create."""
+        """(b) create, start, state, exec, delete timed one by one, against
+        a container running /hello pause; (f) state."""
         say(f"bench: create/start/state/exec/delete, {mode.name}, N={N}")
         rts = self.rts("pyrun", "runc", "crun")
         args = ["/hello", "pause"]
@@ -905,22 +905,6 @@ def tini_binary() -> str | None:
 def catatonit_binary() -> str | None:
     return next((p for p in ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit")
                  if os.path.exists(p)), None)
-
-
-def is_static(path: str) -> bool:
-    """An ELF file without a PT_INTERP program header needs no loader."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        if head[:4] != b"\x7fELF" or head[4] != 2:
-            return False
-        phoff = int.from_bytes(head[32:40], "little")
-        phentsize = int.from_bytes(head[54:56], "little")
-        phnum = int.from_bytes(head[56:58], "little")
-        for i in range(phnum):
-            f.seek(phoff + i * phentsize)
-            if int.from_bytes(f.read(4), "little") == 3:  # PT_INTERP
-                return False
-    return True
 
 
 def ensure_bench_user() -> pwd.struct_passwd:
