@@ -256,8 +256,10 @@ class Bench:
             text += f"\ntimeout after {timeout:.0f} s"
         return Result(p.returncode, (t1 - t0) * 1000, text, maxrss)
 
-    def destroy(self, mode: Mode, rt: Runtime, cid: str) -> None:
-        self.call(mode, rt, ["delete", "--force", cid], timeout=30)
+    def destroy(self, mode: Mode, rt: Runtime, cid: str, deleted: bool = False) -> None:
+        """delete --force, unless the measurement deleted it already."""
+        if not deleted:
+            self.call(mode, rt, ["delete", "--force", cid], timeout=30)
         with self.lock:
             self.live.discard((mode.name, rt.name, cid))
 
@@ -380,8 +382,8 @@ class Bench:
         for rt in rts:
             cid = self.new_id("w")
             self.track(mode, rt, cid)
-            self.call(mode, rt, ["run", *rt.create_flags, "-b", self.bundle(mode, rt, args), cid])
-            self.destroy(mode, rt, cid)
+            r = self.call(mode, rt, ["run", *rt.create_flags, "-b", self.bundle(mode, rt, args), cid])
+            self.destroy(mode, rt, cid, deleted=r.ok)
 
     def bench_run(self, mode: Mode) -> None:
         """(a) the whole create+start+wait+delete of /hello true."""
@@ -401,7 +403,7 @@ class Bench:
                 self.track(mode, rt, cid)
                 r = self.call(mode, rt, ["run", *rt.create_flags, "-b", self.bundle(mode, rt, args), cid])
                 series[rt.name].ok(r.ms) if r.ok else series[rt.name].fail(r.reason)
-                self.destroy(mode, rt, cid)
+                self.destroy(mode, rt, cid, deleted=r.ok)   # a foreground run deletes at exit
 
     def bench_lifecycle(self, mode: Mode) -> None:
         """(b) create, start, state, exec, delete timed one by one, against
@@ -429,6 +431,7 @@ class Bench:
         cid = self.new_id()
         pidfile = os.path.join(mode.dir, f"{cid}.pid")
         self.track(mode, rt, cid)
+        deleted = False
         try:
             r = self.call(mode, rt, ["create", *rt.create_flags, "-b", self.bundle(mode, rt, args),
                                      "--pid-file", pidfile, cid])
@@ -441,9 +444,9 @@ class Bench:
             wait_entrypoint(pid)
             record("exec /hello true", self.call(mode, rt, ["exec", cid, "/hello", "true"]))
             kill_and_wait(pid)
-            record("delete", self.call(mode, rt, ["delete", cid]))
+            deleted = record("delete", self.call(mode, rt, ["delete", cid]))
         finally:
-            self.destroy(mode, rt, cid)
+            self.destroy(mode, rt, cid, deleted)
             _unlink(pidfile)
 
     def bench_version(self) -> None:
@@ -637,7 +640,7 @@ class Bench:
             return cid, self.call(mode, rt, ["delete", cid], timeout=120)
 
         t0 = time.perf_counter()
-        ok_ids = []
+        ok_ids, deleted = [], set()
         with ThreadPoolExecutor(max_workers=SCALE) as pool:
             results = list(pool.map(launch, ids))
             t_launched = time.perf_counter()
@@ -650,11 +653,13 @@ class Bench:
                 else:
                     failed.append(f"run -d: {r.reason}")
             for cid, r in pool.map(delete, ok_ids):
-                if not r.ok:
+                if r.ok:
+                    deleted.add(cid)
+                else:
                     failed.append(f"delete: {r.reason}")
         t1 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda c: self.destroy(mode, rt, c), ids))
+            list(pool.map(lambda c: self.destroy(mode, rt, c, c in deleted), ids))
         return t1 - t0, t_launched - t0
 
     def bench_steps(self) -> None:
@@ -672,7 +677,7 @@ class Bench:
                 self.track(mode, rt, cid)
                 r = self.call(mode, rt, ["run", "-b", self.bundle(mode, rt, args), cid],
                               global_flags=("--debug",))
-                self.destroy(mode, rt, cid)
+                self.destroy(mode, rt, cid, deleted=r.ok)
                 if not i:
                     continue
                 if not r.ok:
