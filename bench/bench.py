@@ -956,6 +956,12 @@ def base_config(mode: Mode) -> dict:
     return config
 
 
+def loadavg() -> str:
+    """The 1-minute load average: other work on the machine makes noise."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
 def versions() -> dict:
     out = {}
     for name, cmd in (("pyrun", [PYRUN, "--version"]), ("runc", ["runc", "--version"]),
@@ -1107,6 +1113,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     meta = {"n": N, "mem_n": MEM_N, "scale": SCALE, "scale_rounds": SCALE_ROUNDS, "quick": QUICK,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+            "loadavg_start": loadavg(),
             "private_mount_ns": "tmpfs over " + UNIFIED,
             "config": "runc spec [--rootless], ambient capabilities dropped, same for every runtime"}
     t_start = time.monotonic()
@@ -1144,10 +1151,12 @@ def main() -> int:
     if interrupted:
         return 130
     meta["seconds"] = round(time.monotonic() - t_start, 1)
+    meta["loadavg_end"] = loadavg()
     print()
     print(f"pyrun benchmark: N={N} per measurement (memory {MEM_N}), interleaved; "
           f"{meta['versions']['pyrun']}, {meta['versions']['runc']}, {meta['versions']['crun']}; "
-          f"{meta['seconds']} s")
+          f"{meta['seconds']} s; load average {meta['loadavg_start']} at the start, "
+          f"{meta['loadavg_end']} at the end ({meta['versions']['cpus']} CPUs)")
     print(render(bench.table, bench.extra))
     os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
     with open(OUT, "w") as f:
