@@ -41,5 +41,10 @@ test-unit: build
 vm-test: bundles      ## the tests marked vm, in a qemu VM with cgroup v2 (tools/vm/vm-test)
 	tools/vm/vm-test
 
+.PHONY: bench
+bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_QUICK=1, BENCH_OUT=file)
+	@sh tools/bench-deps.sh
+	$(PY) bench/bench.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json
