@@ -453,7 +453,9 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgrou
             raise ConfigError(items[0].path, f"cannot apply cgroup limits: {reason}; or run without "
                               "them: pyrun --ignore-cgroup-limits, or annotation org.pyrun.cgroups=ignore-limits")
         if items:
-            log.warning(f"cgroup limits ignored: {reason}")
+            # asked for: a debug note, not a warning on the container's
+            # stderr (create's stderr is the container's, as in runc)
+            log.debug_msg(f"cgroup limits ignored: {reason}")
         return None
     if rootless:
         top = delegated_root() if not spec.linux.cgroups_path else None

@@ -59,6 +59,48 @@ def _owner() -> str:
         return str(os.geteuid())
 
 
+# Inits engines put in front of the process (podman --init, docker --init):
+# a second one behind pyrun's would only add a process.
+KNOWN_INITS = {"catatonit", "tini", "tini-static", "docker-init", "podman-init", "dumb-init", "pyrun-init"}
+
+
+def _runs_an_init(spec) -> bool:
+    if os.path.basename(spec.process.args[0]) in KNOWN_INITS:
+        log.debug_msg(f"{spec.process.args[0]} is an init: pyrun's own is not added")
+        return True
+    return False
+
+
+def _default_rootfs_mode(spec) -> str:
+    """overlay, so that the bundle is never modified — unless root.path is a
+    mount point: then an engine (podman, buildah, containerd) mounted the
+    container's own writable layer there and expects the writes in it
+    (podman diff/commit, a build's RUN step), as with runc."""
+    from pyrun import rootfs
+
+    if _is_mount_point(spec.root.path):
+        log.debug_msg(f"root.path {spec.root.path} is a mount point: writing to it directly")
+        return rootfs.DIRECT
+    return rootfs.OVERLAY
+
+
+def _is_mount_point(path: str) -> bool:
+    """From /proc/self/mountinfo (proc(5)): a bind mount of a directory onto
+    itself has the same st_dev as its parent, so stat(2) cannot tell."""
+    path = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split(" ", 5)[4]
+                if "\\" in point:  # octal escapes: \040 for a space
+                    point = point.encode().decode("unicode_escape")
+                if point == path:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 def _bool_annotation(spec, key: str, default: bool) -> bool:
     value = spec.annotations.get(key)
     if value is None:
@@ -80,13 +122,16 @@ def make_plan(spec, state_path: str, opts: Options):
     userns = spec.namespace("user")
     initial_userns = state.in_initial_userns()
     privileged = os.geteuid() == 0 and initial_userns
-    if not privileged and userns is None:
+    # uid 0 of a user namespace someone else set up (rootless podman runs
+    # its runtime so) needs no namespace of its own: it has one already.
+    if os.geteuid() != 0 and userns is None:
         raise ConfigError("linux.namespaces", "rootless container requires a user namespace "
                           "(pyrun spec --rootless writes one)")
-    mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS, rootfs.OVERLAY)
+    mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS) or _default_rootfs_mode(spec)
     if mode not in (rootfs.OVERLAY, rootfs.DIRECT):
         raise ConfigError(f"annotations[{ANNOTATION_ROOTFS!r}]", f"expected overlay or direct, got {mode!r}")
-    use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, True)
+    use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT,
+                                                                         not _runs_an_init(spec))
     if not os.path.isdir(spec.root.path):
         raise ConfigError("root.path", f"{spec.root.path}: no such directory")
     check_lsm(spec.process)
@@ -308,7 +353,7 @@ def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
 
 
 def _attach_network(sd: StateDir, rec: Record, plan, pid: int, undo: list) -> None:
-    """Once PID 1 (and so the network namespace) exists."""
+    """Once the network namespace exists; ``pid`` is a process in it (stage 1)."""
     from pyrun import network
 
     if plan.net.mode == network.BRIDGE:
@@ -414,7 +459,9 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
         if net:
-            _attach_network(sd, rec, plan, init_pid, undo)
+            # through stage 1, which shares the namespaces and, unlike PID 1,
+            # is not made non-dumpable: its /proc/PID/ns is ours to open
+            _attach_network(sd, rec, plan, pid, undo)
         msg = to_init.recv()
         while msg and msg["kind"] in ("seccomp-listener", "console", "hooks"):
             if msg["kind"] == "seccomp-listener":
@@ -477,7 +524,8 @@ def _save_config(sd: StateDir, spec) -> None:
     config as it was created, not the bundle's file as it is now."""
     with open(os.path.join(spec.bundle, "config.json"), "rb") as src:
         data = src.read()
-    with open(sd.file("config.json"), "wb") as dst:
+    fd = os.open(sd.file("config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with open(fd, "wb") as dst:
         dst.write(data)
 
 
@@ -545,7 +593,7 @@ def _remove_state(sd: StateDir, rec: Record | None) -> None:
 # ----------------------------------------------------------------- queries
 
 def load(root: str, container_id: str) -> tuple[StateDir, Record]:
-    from pyrun.spec import validate_id
+    from pyrun.state import validate_id
 
     validate_id(container_id)
     sd = StateDir(root, container_id)
@@ -804,6 +852,11 @@ def _wait_exit(fd: int, timeout: float) -> bool:
 # ----------------------------------------------------------------- delete
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
+    if force:
+        try:
+            sd, _ = load(root, container_id)
+        except ContainerNotFound:
+            return  # runc: delete --force of what is not there is not an error
     sd, _ = load(root, container_id)
     with sd.lock():
         rec = sd.read()

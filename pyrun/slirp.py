@@ -32,11 +32,11 @@ def start(pid: int, state_dir: str, ports, allow_host_loopback: bool, timeout: f
         raise PyrunError("network mode slirp4netns: slirp4netns is not installed "
                          "(Debian: apt-get install slirp4netns)")
     api = os.path.join(state_dir, "slirp.sock")
-    args = [exe, "--configure", "--mtu=65520", "--ready-fd=3", "--api-socket", api]
+    args = [exe, "--configure", "--mtu=65520", "--ready-fd=3", f"--api-socket={api}"]
     if not allow_host_loopback:
         args.append("--disable-host-loopback")
     if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
-        args += ["--userns-path", f"/proc/{pid}/ns/user"]
+        args.append(f"--userns-path=/proc/{pid}/ns/user")  # optional_argument: needs the =
     args += ["--netns-type=path", f"/proc/{pid}/ns/net", "tap0"]
     r, w = os.pipe()
     log_path = os.path.join(state_dir, "slirp4netns.log")
@@ -57,8 +57,9 @@ def start(pid: int, state_dir: str, ports, allow_host_loopback: bool, timeout: f
     if ready != b"1":
         stop(child)
         with open(log_path, errors="replace") as f:
-            why = f.read().strip().splitlines()[-1:] or ["no output"]
-        raise PyrunError(f"slirp4netns did not start: {why[0]}")
+            lines = [line for line in f.read().splitlines() if line.strip()]
+        # its first line says why (usage text may follow)
+        raise PyrunError(f"slirp4netns did not start: {lines[0] if lines else 'no output'}")
     try:
         for p in ports:
             _api(api, {"execute": "add_hostfwd", "arguments": {

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 
 from pyrun.defaults import default_spec
-from pyrun.errors import ConfigError, UsageError
+from pyrun.errors import ConfigError
 
 __all__ = [
     "CAPABILITIES",
@@ -1027,18 +1026,4 @@ def _read_json(path: str) -> dict:
 # Container ids
 # --------------------------------------------------------------------------
 
-# runc's idRegex is `^[\w+-\.]+$` (Go RE2, ASCII \w).  Inside the class
-# "+-\." is a *range* from '+' to '.', so runc also accepts ','.  We match
-# runc, not the regex's apparent intent.
-_ID_RE = re.compile(r"[A-Za-z0-9_+,\-.]+")
-
-
-def validate_id(container_id: str) -> None:
-    """Reject ids runc rejects: empty, '.', '..', '/', or outside [A-Za-z0-9_+,.-]."""
-    shown = _q(container_id)
-    if not container_id:
-        raise UsageError("invalid container id \"\": must not be empty")
-    if container_id in (".", ".."):
-        raise UsageError(f"invalid container id {shown}: must not be '.' or '..'")
-    if "/" in container_id or not _ID_RE.fullmatch(container_id):
-        raise UsageError(f"invalid container id {shown}: must match [A-Za-z0-9_+,.-]+")
+from pyrun.state import validate_id  # noqa: E402,F401 - where ids live; re-exported

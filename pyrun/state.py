@@ -52,15 +52,21 @@ def default_root() -> str:
 
 
 def ensure_root(root: str) -> None:
-    """Create the state root (0700) and refuse one owned by someone else:
-    a directory under /tmp could have been planted by another user."""
+    """Create the state root (0711) and refuse one owned by someone else:
+    a directory under /tmp could have been planted by another user.
+
+    0711, not 0700: a container whose root is mapped to another host uid
+    must still reach its own directory (overlay layers, exec.fifo) by
+    path; nobody can list the root, and state.json is 0600."""
     try:
-        os.makedirs(root, mode=0o700, exist_ok=True)
+        os.makedirs(root, mode=0o711, exist_ok=True)
     except OSError as e:
         raise PyrunError(f"cannot create state root {root}: {e.strerror}") from None
     st = os.lstat(root)
     if st.st_uid != os.geteuid():
         raise PyrunError(f"state root {root} is owned by uid {st.st_uid}, not by you ({os.geteuid()})")
+    if st.st_mode & 0o777 != 0o711:
+        os.chmod(root, 0o711)
 
 
 def proc_start_time(pid: int) -> tuple[int, str] | None:
@@ -112,6 +118,25 @@ class Record:
     gid_mappings: list[list[int]] = field(default_factory=list)
 
 
+# runc's idRegex is `^[\w+-\.]+$` (Go RE2, ASCII \w). Inside the class
+# "+-\." is a *range* from '+' to '.', so runc also accepts ','. We match
+# runc, not the regex's apparent intent.
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+,-.")
+
+
+def validate_id(container_id: str) -> None:
+    """Reject ids runc rejects: empty, '.', '..', '/', or outside [A-Za-z0-9_+,.-]."""
+    from pyrun.errors import UsageError
+
+    shown = json.dumps(container_id, ensure_ascii=False)
+    if not container_id:
+        raise UsageError("invalid container id \"\": must not be empty")
+    if container_id in (".", ".."):
+        raise UsageError(f"invalid container id {shown}: must not be '.' or '..'")
+    if not set(container_id) <= _ID_CHARS:
+        raise UsageError(f"invalid container id {shown}: must match [A-Za-z0-9_+,.-]+")
+
+
 class StateDir:
     def __init__(self, root: str, container_id: str):
         self.root = root
@@ -135,7 +160,8 @@ class StateDir:
 
     def write(self, rec: Record) -> None:
         tmp = self.file(".state.json.tmp")
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "w") as f:
             json.dump(asdict(rec), f)
         os.rename(tmp, self.file("state.json"))
 

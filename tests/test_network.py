@@ -175,6 +175,14 @@ def test_bridge_is_refused_rootless(rt, residue):
     residue.check()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def slirp(rt):
     if shutil.which("slirp4netns") is None:
@@ -189,7 +197,10 @@ def test_slirp_published_port_is_reached_on_127_0_0_1(slirp, residue):
     assert fetch(f"http://127.0.0.1:{port}/").strip() == "hello-from-web"
     helper = json.load(open(os.path.join(slirp.root, "c1", "state.json")))["net"]["helper_pid"]
     slirp.ok("delete", "--force", "c1")
-    assert not os.path.exists(f"/proc/{helper}") or open(f"/proc/{helper}/stat").read().split()[2] == "Z"
+    deadline = time.monotonic() + 10
+    while _alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(helper), "slirp4netns still runs after delete"
     residue.check()
 
 
