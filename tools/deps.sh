@@ -4,6 +4,9 @@
 # else print the command to run. Prints nothing when all is present.
 set -eu
 PKGS="gcc libc6-dev make python3 python3-venv python3-dev libcap-dev libseccomp-dev busybox-static uidmap procps util-linux"
+# tests/test_podman.py: podman, runc as the reference runtime, slirp4netns
+# for rootless networking, catatonit for --init
+PKGS="$PKGS podman runc slirp4netns catatonit"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
