@@ -113,14 +113,22 @@ def runtime_for(uid: int, gid: int, workspace: str) -> str:
     (a checkout under /root) a wrapper script named ``pyrun`` that runs the
     base interpreter on a world-readable copy of the installed packages,
     as tests/conftest.py's rootless_env does."""
-    script = os.environ.get("PYRUN_RUNTIME") or os.path.join(os.path.dirname(sys.executable), "pyrun")
     kw = {"user": uid, "group": gid, "extra_groups": []} if uid != os.geteuid() else {}
-    probe = subprocess.run([script, "--version"], capture_output=True, text=True,
-                           env={"PATH": PATH}, cwd="/", **kw)
-    if probe.returncode == 0:
+
+    def fails(path: str) -> str | None:
+        try:
+            p = subprocess.run([path, "--version"], capture_output=True, text=True, env={"PATH": PATH},
+                               cwd="/", **kw)
+        except OSError as e:
+            return str(e)
+        return None if p.returncode == 0 else p.stderr.strip()
+
+    script = os.environ.get("PYRUN_RUNTIME") or os.path.join(os.path.dirname(sys.executable), "pyrun")
+    error = fails(script)
+    if error is None:
         return script
     if os.environ.get("PYRUN_RUNTIME"):
-        raise RuntimeError(f"user {uid} cannot run $PYRUN_RUNTIME {script}: {probe.stderr.strip()}")
+        raise RuntimeError(f"user {uid} cannot run $PYRUN_RUNTIME {script}: {error}")
     site = os.path.join(workspace, "site-packages")
     if not os.path.isdir(site):
         shutil.copytree(sysconfig.get_paths()["purelib"], site, symlinks=True)
@@ -133,10 +141,9 @@ def runtime_for(uid: int, gid: int, workspace: str) -> str:
         # -P: the runtime's cwd (a checkout?) must not shadow the package
         f.write(f"#!/bin/sh\nPYTHONPATH={site} exec {base} -P -m pyrun \"$@\"\n")
     os.chmod(wrapper, 0o755)
-    probe = subprocess.run([wrapper, "--version"], capture_output=True, text=True,
-                           env={"PATH": PATH}, cwd="/", **kw)
-    if probe.returncode != 0:
-        raise RuntimeError(f"user {uid} cannot run pyrun: {probe.stderr.strip()}")
+    error = fails(wrapper)
+    if error is not None:
+        raise RuntimeError(f"user {uid} cannot run pyrun, not even from a copy: {error}")
     return wrapper
 
 
