@@ -4,8 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYRUN  := $(VENV)/bin/pyrun
 PYTEST_ARGS ?=
+VM_PYTEST_ARGS ?=
+VM_TIMEOUT ?= 1500
+export VM_PYTEST_ARGS VM_TIMEOUT
 
-.PHONY: all deps build bundles run run-hello test test-unit clean
+.PHONY: all deps build bundles run run-hello test test-unit vm-test clean
 
 all: build
 
@@ -30,10 +33,18 @@ run-hello: bundles
 	$(PYRUN) run -b bundles/hello hello-$$$$
 
 test: bundles         ## every test, rootful and rootless (as root: creates a test user)
-	$(PY) -P -m pytest -v -p no:cacheprovider $(PYTEST_ARGS) tests
+	$(PY) -P -m pytest -v -p no:cacheprovider -m "not vm" $(PYTEST_ARGS) tests
 
 test-unit: build
 	$(PY) -P -m pytest -q -p no:cacheprovider tests/test_spec.py
+
+vm-test: bundles      ## the tests marked vm, in a qemu VM with cgroup v2 (tools/vm/vm-test)
+	tools/vm/vm-test
+
+.PHONY: bench
+bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_QUICK=1, BENCH_OUT=file)
+	@sh tools/bench-deps.sh
+	$(PY) bench/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json

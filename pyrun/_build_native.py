@@ -71,13 +71,17 @@ ffibuilder.cdef(
     int pyrun_seccomp_export_bpf(void *ctx, int fd);
     int pyrun_seccomp_notify_fd(void *ctx);
     unsigned int pyrun_seccomp_api_get(void);
+
+    struct pyrun_dev_rule { int type; int major; int minor; int access; int allow; };
+    int pyrun_devices_bpf_attach(int cgroup_fd, const struct pyrun_dev_rule *rules,
+                                 int nrules, int default_allow);
     int pyrun_seccomp_version(char *buf, unsigned int len);
     """
 )
 ffibuilder.set_source(
     "pyrun._native",
-    '#include "shim.h"\n#include "pyrun_seccomp.h"',
-    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("shim.c", "seccomp.c")],
+    '#include "shim.h"\n#include "pyrun_seccomp.h"\n#include "devices_bpf.h"',
+    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("shim.c", "seccomp.c", "devices_bpf.c")],
     include_dirs=[NATIVE],
     libraries=["seccomp"],
 )

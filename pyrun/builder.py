@@ -54,7 +54,9 @@ class Plan:
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
     seccomp_loaded: bool = False      # set in the container once it is in force
     cgroup_sync: bool = False         # stage 1 waits until the host put it in its cgroup
+    cgroup_path: str = ""             # the container's cgroup directory, if it has one
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
+    net: object = None                # pyrun.network.NetPlan
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
@@ -242,7 +244,7 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
     try:
         for i, m in enumerate(spec.mounts):
             with log.step(f"mount({m.destination})"):
-                mounts.mount_one(rootfd, i, m, spec.bundle)
+                mounts.mount_one(rootfd, i, m, spec.bundle, plan.cgroup_path)
         with log.step("devices"):
             devices.create_devices(rootfd, spec.linux.devices, plan.use_mknod)
             devices.create_symlinks(rootfd)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import prctl
 
 from pyrun import syscalls as sc
-from pyrun.errors import ConfigError
 from pyrun.log import log
 from pyrun.spec import CAPABILITIES
 
@@ -82,7 +81,10 @@ def apply(sets: CapSets) -> None:
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL, shown="prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
     for cap in sorted(sets.ambient):
         if cap not in sets.permitted or cap not in sets.inheritable:
+            # The kernel refuses it (prctl(2) EPERM). runc skips it with a
+            # message, and `runc spec` writes such a config: so do we.
             name = next(n for n, v in CAPABILITIES.items() if v == cap)
-            raise ConfigError("process.capabilities.ambient",
-                              f"{name} must also be in the permitted and inheritable sets")
+            log.debug_msg(f"process.capabilities.ambient: {name} skipped: not in both "
+                          "permitted and inheritable")
+            continue
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap, shown=f"prctl(PR_CAP_AMBIENT_RAISE, {cap})")

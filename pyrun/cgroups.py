@@ -461,9 +461,12 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgrou
     else:
         top = MOUNT
     cg = Cgroup(path)
+    devices = None if rootless else device_rules(spec.linux.resources, spec.linux.devices)
     try:
         cg.create(top)
         cg.apply(items)
+        if devices is not None:
+            attach_device_filter(cg, devices)
     except BaseException:
         if cg.exists() and not cg.pids():
             try:
@@ -580,3 +583,61 @@ def update(cg: Cgroup, resources: dict) -> None:
         if mem["limit"] < usage:
             raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
     cg.apply(items)
+
+
+# --------------------------------------------------------------- devices
+
+# What runc allows in every container besides the config's rules
+# (libcontainer/specconv AllowedDevices): mknod of anything, and the
+# standard nodes pyrun creates in /dev.
+DEFAULT_ALLOWED = [("c", -1, -1, "m"), ("b", -1, -1, "m"),
+                   ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
+                   ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"), ("c", 136, -1, "rwm"),
+                   ("c", 10, 200, "rwm")]
+_TYPES = {"a": 0, "b": 1, "c": 2, "u": 2}
+_ACCESS = {"m": 1, "r": 2, "w": 4}
+
+
+def device_rules(resources: dict | None, devices) -> list[tuple[int, int, int, int, int]]:
+    """``linux.resources.devices`` (in order; the last match wins), then the
+    nodes of ``linux.devices``, then runc's defaults, as
+    (type, major, minor, access bits, allow) for the BPF program."""
+    base = f"{RES}.devices"
+    out = []
+    for i, rule in enumerate((resources or {}).get("devices") or []):
+        path = f"{base}[{i}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
+            raise ConfigError(f"{path}.allow", "is required: true or false")
+        kind = rule.get("type") or "a"
+        if kind not in _TYPES:
+            raise ConfigError(f"{path}.type", f"expected a, b or c, got {kind!r}")
+        access = rule.get("access") or "rwm"
+        if not isinstance(access, str) or not access or set(access) - set("rwm"):
+            raise ConfigError(f"{path}.access", f"expected letters of \"rwm\", got {access!r}")
+        major, minor = _num(rule, "major", path), _num(rule, "minor", path)
+        out.append((_TYPES[kind], -1 if major is None else major, -1 if minor is None else minor,
+                    sum(_ACCESS[c] for c in set(access)), int(rule["allow"])))
+    for d in devices:
+        if d.type in ("c", "u", "b") and d.major is not None and d.minor is not None:
+            out.append((_TYPES[d.type], d.major, d.minor, 7, 1))
+    for kind, major, minor, access in DEFAULT_ALLOWED:
+        out.append((_TYPES[kind], major, minor, sum(_ACCESS[c] for c in access), 1))
+    return out
+
+
+def attach_device_filter(cg: Cgroup, rules) -> None:
+    """bpf(2) BPF_PROG_LOAD a BPF_PROG_TYPE_CGROUP_DEVICE program from
+    ``rules`` and BPF_PROG_ATTACH it to the cgroup (native/devices_bpf.c)."""
+    from pyrun._native import ffi, lib
+    from pyrun.errors import SyscallError
+
+    arr = ffi.new("struct pyrun_dev_rule[]", len(rules))
+    for i, (kind, major, minor, access, allow) in enumerate(rules):
+        arr[i].type, arr[i].major, arr[i].minor, arr[i].access, arr[i].allow = kind, major, minor, access, allow
+    fd = os.open(cg.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rc = lib.pyrun_devices_bpf_attach(fd, arr, len(rules), 1)
+    finally:
+        os.close(fd)
+    if rc < 0:
+        raise SyscallError("bpf(BPF_PROG_LOAD/ATTACH, cgroup device program)", -rc, cg.path)

@@ -78,11 +78,16 @@ def _create_options(f):
                      help="overlay (default: writes never reach the bundle) or direct (as runc)")(f)
     f = click.option("--init/--no-init", "init", default=None,
                      help="run pyrun's PID 1 init in front of the process (default: yes)")(f)
+    f = click.option("--network", default=None,
+                     type=click.Choice(["none", "host", "bridge", "slirp4netns", "slirp"]),
+                     help="network mode (sets annotation org.pyrun.network)")(f)
+    f = click.option("--publish", "-p", multiple=True,
+                     help="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (sets org.pyrun.ports)")(f)
     return f
 
 
 def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
-             rootfs_mode, init):
+             rootfs_mode, init, network, publish):
     from pyrun.container import Options
 
     if preserve_fds < 0:
@@ -90,7 +95,8 @@ def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_sock
     return Options(pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                    preserve_fds=preserve_fds, rootfs_mode=rootfs_mode, init=init,
                    console_socket=os.path.abspath(console_socket) if console_socket else None,
-                   ignore_cgroup_limits=obj.ignore_cgroup_limits)
+                   ignore_cgroup_limits=obj.ignore_cgroup_limits, network=network,
+                   publish=",".join(publish) if publish else None)
 
 
 @cli.command()

@@ -44,6 +44,8 @@ class Options:
     console_socket: str | None = None  # where the pty master goes (process.terminal)
     console_master: int | None = None  # set by a foreground create with a terminal: relay it
     ignore_cgroup_limits: bool = False  # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
+    network: str | None = None       # --network: sets annotation org.pyrun.network
+    publish: str | None = None       # -p, comma-joined: sets annotation org.pyrun.ports
 
 
 # ----------------------------------------------------------------- planning
@@ -99,7 +101,19 @@ def make_plan(spec, state_path: str, opts: Options):
         plan.seccomp = compile_seccomp(spec.linux.seccomp)
     plan.in_userns = plan.user_ns is not None or not initial_userns
     plan.use_mknod = privileged and plan.user_ns is None
+    _plan_network(plan, spec, opts, privileged)
     return plan
+
+
+def _plan_network(plan, spec, opts: Options, privileged: bool) -> None:
+    from pyrun import network
+
+    net = network.plan(spec, opts.network, opts.publish, privileged)
+    if net.mode == network.HOST:
+        plan.new_ns = [t for t in plan.new_ns if t != "network"]
+    elif net.mode != network.PATH and "network" not in plan.new_ns:
+        plan.new_ns.append("network")
+    plan.net = net
 
 
 def compile_seccomp(profile: dict):
@@ -200,6 +214,7 @@ def _reclaim_stale(sd: StateDir) -> None:
             rec = sd.read()
             if rec.pid == 0 and sd.status(rec) == STATUS_STOPPED:
                 log.debug_msg(f"removing stale half-created container {sd.id}")
+                _remove_network(sd, rec)
                 _remove_cgroup(rec)
                 sd.remove()
     except PyrunError:
@@ -220,17 +235,20 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
                           "needs --console-socket to hand the pty to")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, opts)
+    _pass_listen_fds(spec, plan)
     if sd.exists():
         _reclaim_stale(sd)
     sd.make()
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     pids: list[int] = []
-    cgroup: list = []  # the Cgroup, once made
+    undo: list = []  # what to undo once the processes are gone, in reverse
     try:
         with sd.lock():
-            return _create_locked(sd, spec, plan, opts, pids, foreground, cgroup)
+            return _create_locked(sd, spec, plan, opts, pids, foreground, undo)
     except BaseException as e:
-        _undo_create(sd, pids, cgroup[0] if cgroup else None)
+        for s in old_handlers:
+            signal.signal(s, signal.SIG_IGN)  # a second SIGTERM must not stop the cleanup
+        _undo_create(sd, pids, undo)
         if isinstance(e, _Interrupted):
             raise PyrunError(f"create interrupted by {e}; cleaned up") from None
         raise
@@ -239,7 +257,92 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
             signal.signal(s, h)
 
 
-def _setup_cgroup(spec, container_id: str, plan, out: list, ignore: bool):
+def _pass_listen_fds(spec, plan) -> None:
+    """systemd socket activation (sd_listen_fds(3)): when pyrun itself was
+    handed sockets (LISTEN_FDS, LISTEN_PID = our pid), they go on to the
+    container's process as fds 3.., before the --preserve-fds ones, and its
+    env says so — what runc does."""
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return
+    if count <= 0 or os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return
+    plan.preserve_fds += count
+    pid = 2 if plan.use_init else 1  # behind pyrun's init, the process is PID 2
+    spec.process.env = [e for e in spec.process.env if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
+    spec.process.env += [f"LISTEN_FDS={count}", f"LISTEN_PID={pid}"]
+
+
+def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
+    """Before the container's processes exist: the address (bridge lease),
+    /etc/hosts and /etc/resolv.conf as bind mounts from the state dir."""
+    from pyrun import network
+    from pyrun.spec import Mount
+
+    net = plan.net
+    if net.mode not in (network.BRIDGE, network.SLIRP4NETNS):
+        return {}
+    network.check_ports_free(net.ports)
+    # by container id, and by hostname where it differs
+    name = sd.id if spec.hostname in (None, sd.id) else f"{sd.id} {spec.hostname}"
+    if net.mode == network.BRIDGE:
+        from pyrun import bridge
+
+        ip = bridge.allocate(sd.path, name, sd.file("hosts"), net.ports)
+        undo.append(lambda: bridge.detach(sd.path))
+        nameservers = None
+    else:
+        from pyrun import slirp
+
+        ip = slirp.GUEST_IP
+        with open(sd.file("hosts"), "w") as f:
+            f.write(network.hosts_text([(ip, name)]))
+        nameservers = [slirp.DNS]
+    with open(sd.file("resolv.conf"), "w") as f:
+        f.write(network.resolv_text(nameservers))
+    for name in ("hosts", "resolv.conf"):
+        spec.mounts.append(Mount(destination=f"/etc/{name}", type="bind", source=sd.file(name),
+                                 options=["bind", "ro"]))
+    return {"mode": net.mode, "ip": ip, "ports": [str(p) for p in net.ports]}
+
+
+def _attach_network(sd: StateDir, rec: Record, plan, pid: int, undo: list) -> None:
+    """Once PID 1 (and so the network namespace) exists."""
+    from pyrun import network
+
+    if plan.net.mode == network.BRIDGE:
+        from pyrun import bridge
+
+        with log.step("bridge"):
+            rec.net["veth"] = bridge.attach(sd.path, rec.net["ip"], pid, plan.net.ports)
+    else:
+        from pyrun import slirp
+
+        with log.step("slirp4netns"):
+            child = slirp.start(pid, sd.path, plan.net.ports, plan.net.allow_host_loopback)
+        undo.append(lambda: slirp.stop(child))
+        started = proc_start_time(child)
+        rec.net.update(helper_pid=child, helper_start=started[0] if started else 0)
+    sd.write(rec)
+
+
+def _remove_network(sd: StateDir, rec: Record) -> None:
+    """Undo what _prepare_network and _attach_network did; idempotent, so a
+    delete after a killed pyrun finishes the job."""
+    if not rec.net:
+        return
+    if rec.net.get("helper_pid") and is_alive(rec.net["helper_pid"], rec.net.get("helper_start", 0)):
+        from pyrun.slirp import stop
+
+        stop(rec.net["helper_pid"])
+    if rec.net.get("mode") == "bridge":
+        from pyrun import bridge
+
+        bridge.detach(sd.path)
+
+
+def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
     from pyrun import cgroups, state
 
     rootless = os.geteuid() != 0 or not state.in_initial_userns()
@@ -247,13 +350,14 @@ def _setup_cgroup(spec, container_id: str, plan, out: list, ignore: bool):
     with log.step("cgroup"):
         cg = cgroups.setup(spec, container_id, rootless, ignore)
     if cg is not None:
-        out.append(cg)
+        undo.append(lambda: (cg.kill(), cg.remove()))
         plan.cgroup_sync = True
+        plan.cgroup_path = cg.path
     return cg
 
 
 def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool,
-                   cgroup: list) -> Record:
+                   undo: list) -> Record:
     import prctl
 
     from pyrun import builder, idmap
@@ -261,7 +365,8 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
 
     _prepare_state(sd, spec, plan.rootfs_mode)
     _save_config(sd, spec)
-    cg = _setup_cgroup(spec, sd.id, plan, cgroup, opts.ignore_cgroup_limits)
+    cg = _setup_cgroup(spec, sd.id, plan, undo, opts.ignore_cgroup_limits)
+    net = _prepare_network(sd, spec, plan, undo)
     me = proc_start_time(os.getpid())
     rec = Record(
         id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),
@@ -271,6 +376,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
         cgroup=cg.path if cg else "",
         hooks=bool(spec.hooks.poststart or spec.hooks.poststop),
+        net=net,
     )
     sd.write(rec)
     if foreground:
@@ -307,6 +413,8 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         pids.insert(0, init_pid)
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
+        if net:
+            _attach_network(sd, rec, plan, init_pid, undo)
         msg = to_init.recv()
         while msg and msg["kind"] in ("seccomp-listener", "console", "hooks"):
             if msg["kind"] == "seccomp-listener":
@@ -398,11 +506,9 @@ def write_pid_file(path: str, pid: int) -> None:
         raise PyrunError(f"--pid-file {path}: {e.strerror}") from None
 
 
-def _undo_create(sd: StateDir, pids: list[int], cg=None) -> None:
-    """Kill whatever was started, reap what is ours, remove the cgroup and
-    the state dir."""
-    if cg is not None:
-        cg.kill()
+def _undo_create(sd: StateDir, pids: list[int], undo: list) -> None:
+    """Kill whatever was started, reap what is ours, undo the rest (cgroup,
+    network), remove the state dir."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -413,8 +519,11 @@ def _undo_create(sd: StateDir, pids: list[int], cg=None) -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-    if cg is not None:
-        cg.remove()
+    for step in reversed(undo):
+        try:
+            step()
+        except PyrunError as e:
+            log.warning(f"cleanup: {e}")
     _remove_state(sd, None)
 
 
@@ -601,7 +710,11 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-        signal.pidfd_send_signal(fd, sig)
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            if not all_processes:  # with --all it may be gone already, by our hand
+                raise InvalidState(f"container {container_id!r} is not running (stopped)") from None
     finally:
         os.close(fd)
 
@@ -710,6 +823,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
                 finally:
                     os.close(fd)
         poststop = saved_spec(sd, rec).hooks.poststop if rec.hooks else []
+        _remove_network(sd, rec)
         _remove_cgroup(rec)
         _remove_state(sd, rec)
     if poststop:

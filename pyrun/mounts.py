@@ -153,7 +153,7 @@ def is_bind(m) -> bool:
     return m.type == "bind" or "bind" in m.options or "rbind" in m.options
 
 
-def mount_one(rootfd: int, index: int, m, bundle: str) -> None:
+def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "") -> None:
     """Mount ``mounts[index]`` at its destination inside the rootfs."""
     where = f"mounts[{index}]"
     flags, propagation, data = parse_options(m.options)
@@ -189,7 +189,7 @@ def mount_one(rootfd: int, index: int, m, bundle: str) -> None:
                 finally:
                     os.close(fd2)
         else:
-            _mount_fs(source or fstype or "none", target, fstype, flags, data, shown, rootfd)
+            _mount_fs(source or fstype or "none", target, fstype, flags, data, shown, rootfd, cgroup_dir)
         if propagation:
             fd2 = open_in_root(rootfd, m.destination, shown=shown)
             try:
@@ -201,15 +201,16 @@ def mount_one(rootfd: int, index: int, m, bundle: str) -> None:
 
 
 def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: str,
-              shown: str, rootfd: int) -> None:
+              shown: str, rootfd: int, cgroup_dir: str) -> None:
     try:
         sc.mount(source, target, fstype, flags, data or None, shown=shown)
         return
     except SyscallError as e:
         # In a user namespace the kernel refuses sysfs without a network
         # namespace of our own, and cgroup2 without a cgroup namespace: do
-        # what runc does and bind the host's tree instead, read-only.
-        fallback = {"sysfs": "/sys", "cgroup2": "/sys/fs/cgroup"}.get(fstype or "")
+        # what runc does and bind the host's tree instead, read-only — for
+        # cgroup2, only the container's own cgroup when it has one.
+        fallback = {"sysfs": "/sys", "cgroup2": cgroup_dir or "/sys/fs/cgroup"}.get(fstype or "")
         if e.errno not in (1, 16) or fallback is None:  # EPERM, EBUSY
             raise
         log.debug_msg(f"mount {fstype} at {shown}: {e}; binding {fallback} instead")

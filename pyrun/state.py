@@ -106,6 +106,7 @@ class Record:
     new_keyring: bool = True
     cgroup: str = ""  # the container's cgroup v2 directory, if it has one
     hooks: bool = False  # poststart or poststop hooks to run (from the saved config)
+    net: dict = field(default_factory=dict)  # network mode, address, veth / helper pid
     rootless: bool = False
     uid_mappings: list[list[int]] = field(default_factory=list)
     gid_mappings: list[list[int]] = field(default_factory=list)

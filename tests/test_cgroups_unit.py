@@ -81,3 +81,26 @@ def test_parse_bytes_like_runc():
     assert cgroups.parse_bytes("-1", "--memory") == -1
     with pytest.raises(PyrunError, match="--memory"):
         cgroups.parse_bytes("lots", "--memory")
+
+
+def test_device_rules_keep_order_then_devices_then_runcs_defaults():
+    from pyrun.spec import Device
+
+    rules = cgroups.device_rules({"devices": [{"allow": False, "access": "rwm"},
+                                             {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}]},
+                                 [Device(type="c", path="/dev/fuse", major=10, minor=229)])
+    assert rules[0] == (0, -1, -1, 7, 0)   # deny everything
+    assert rules[1] == (2, 1, 3, 6, 1)     # then allow c 1:3 rw
+    assert rules[2] == (2, 10, 229, 7, 1)  # a node of linux.devices
+    assert (2, 136, -1, 7, 1) in rules[3:] and (1, -1, -1, 1, 1) in rules[3:]  # pts, mknod b *:*
+
+
+@pytest.mark.parametrize("rule, where", [
+    ({"access": "rwm"}, "linux.resources.devices[0].allow"),
+    ({"allow": True, "type": "x"}, "linux.resources.devices[0].type"),
+    ({"allow": True, "access": "rwx"}, "linux.resources.devices[0].access"),
+])
+def test_bad_device_rules_name_the_field(rule, where):
+    with pytest.raises(ConfigError) as e:
+        cgroups.device_rules({"devices": [rule]}, [])
+    assert e.value.path == where

@@ -52,6 +52,8 @@ def test_container_is_in_its_own_cgroup_from_the_start(v2):
     assert sorted(int(p) for p in read(f"{path}/cgroup.procs").split()) == json.loads(v2.ok("ps", "-f", "json", "c1"))
     p = v2("exec", "c1", "cat", "/proc/self/cgroup")
     assert p.stdout.strip() == "0::/", p.stdout  # its own cgroup namespace
+    p = v2("exec", "c1", "ls", "/sys/fs/cgroup")
+    assert "cgroup.procs" in p.stdout.split() and "pyrun" not in p.stdout.split(), p.stdout  # only its own
 
 
 def test_memory_max_exceeded_is_an_oom_kill(v2):
@@ -63,17 +65,22 @@ def test_memory_max_exceeded_is_an_oom_kill(v2):
 
 
 def test_events_reports_an_oom(v2):
-    detached(v2, ["sh", "-c", "sleep 2; dd if=/dev/zero of=/dev/null bs=100M count=1; sleep 60"],
-             {"memory": {"limit": 32 << 20, "swap": 32 << 20}})
+    # the memory hog starts only once `events` is watching (the VM is slow)
+    detached(v2, ["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.1; done; "
+                              "dd if=/dev/zero of=/dev/null bs=100M count=1; sleep 60"],
+             {"memory": {"limit": 32 << 20, "swap": 32 << 20}}, root={"path": v2.rootfs["busybox"],
+                                                                     "readonly": False})
     events = v2.popen("events", "--interval", "200ms", "c1", stdout=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         seen = []
         while time.monotonic() < deadline:
             line = events.stdout.readline()
             if not line:
                 break
             seen.append(json.loads(line)["type"])
+            if len(seen) == 1:
+                v2.ok("exec", "c1", "touch", "/tmp/go")
             if seen[-1] == "oom":
                 break
         assert "oom" in seen, seen
@@ -153,6 +160,9 @@ def test_kill_all_kills_a_tree_that_ignores_its_parent(v2):
     # no pid namespace: killing PID 1 would not take the others with it
     config = v2.config(["sh", "-c", "(trap '' TERM HUP; sleep 1000 &) ; sleep 1000"])
     config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "pid"]
+    # a user namespace without a pid namespace of its own cannot mount a new proc
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/proc"]
+    config["linux"]["maskedPaths"] = config["linux"]["readonlyPaths"] = []
     v2.ok("run", "-d", "-b", v2.bundle(config=config), "c1")
     path = cgroup_dir(v2)
     time.sleep(0.3)
@@ -169,3 +179,17 @@ def test_delete_leaves_no_cgroup_behind(v2):
     v2.ok("exec", "-d", "c1", "sleep", "60")
     v2.ok("delete", "--force", "c1")
     assert not os.path.exists(path)
+
+
+def test_device_rules_are_enforced_by_a_bpf_program(v2):
+    if v2.rootless:
+        pytest.skip("rootful only: an unprivileged user cannot attach a device program (nor needs one)")
+    config = v2.config(["sh", "-c", "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda 2>&1; "
+                                    "head -c1 /dev/zero | wc -c"])
+    config["root"]["readonly"] = False
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind].append("CAP_MKNOD")
+    config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+    p = v2("run", "-b", v2.bundle(config=config), "c1")
+    assert "Operation not permitted" in p.stdout, p.stdout + p.stderr  # b 8:0 is not allowed
+    assert p.stdout.split()[-1] == "1"  # /dev/zero is, by runc's defaults

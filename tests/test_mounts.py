@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from conftest import host_mounts
 
 
@@ -138,4 +140,23 @@ def test_preserve_fds(rt):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0", "1", "2", "3"]
     assert os.read(r, 100) == b"through-fd3\n"
+    os.close(r)
+
+
+@pytest.mark.parametrize("init", ["--init", "--no-init"])
+def test_listen_fds_are_passed_on_as_systemd_socket_activation(rt, init):
+    """LISTEN_FDS/LISTEN_PID meant for pyrun: the fds go on to the process,
+    whose env names it as their owner (sd_listen_fds(3))."""
+    r, w = os.pipe()
+    wrapper = (f"import os, sys; os.dup2({w}, 3); os.close({w}); os.environ['LISTEN_FDS'] = '1'; "
+               "os.environ['LISTEN_PID'] = str(os.getpid()); os.execvp(sys.argv[1], sys.argv[1:])")
+    script = 'echo through-listen-fd >&3; echo "$LISTEN_FDS $LISTEN_PID $$"'
+    cmd = [rt.prefix[0], "-c", wrapper] + rt.cmd("run", init, "-b", rt.bundle(["sh", "-c", script]), "c1")
+    p = subprocess.run(cmd, pass_fds=(w,), capture_output=True, text=True, timeout=60, env=rt.env,
+                       cwd=rt.dir, stdin=subprocess.DEVNULL, **rt._user_kw())
+    os.close(w)
+    assert p.returncode == 0, p.stderr
+    count, owner, me = p.stdout.split()
+    assert count == "1" and owner == me
+    assert os.read(r, 100) == b"through-listen-fd\n"
     os.close(r)

@@ -4,6 +4,9 @@
 # else print the command to run. Prints nothing when all is present.
 set -eu
 PKGS="gcc libc6-dev make python3 python3-venv python3-dev libcap-dev libseccomp-dev busybox-static uidmap procps util-linux"
+# make vm-test: the emulator, cpio for the initramfs, kmod's depmod for the
+# guest kernel's modules, binutils' readelf (comes with gcc).
+PKGS="$PKGS qemu-system-x86 cpio kmod binutils xz-utils"
 # tests/test_podman.py: podman, runc as the reference runtime, slirp4netns
 # for rootless networking, catatonit for --init
 PKGS="$PKGS podman runc slirp4netns catatonit"

@@ -1,0 +1,222 @@
+"""Networking modes: bridge (root) with published ports, slirp4netns
+(rootless); and that delete leaves nothing of a container's network.
+Traffic stays on loopback and on namespaces the tests create."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+LEASES = "/run/pyrun/network/leases.json"
+HTTPD = "mkdir -p /tmp/www && echo hello-from-$(hostname) > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def web_config(rt, hostname="web"):
+    config = rt.config(["sh", "-c", HTTPD])
+    config["root"]["readonly"] = False
+    config["hostname"] = hostname
+    return config
+
+
+def fetch(url: str, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def veths() -> set[str]:
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("pyrv")}
+
+
+def nft_rules() -> str:
+    p = subprocess.run(["nft", "list", "table", "ip", "pyrun"], capture_output=True, text=True)
+    return "\n".join(line for line in p.stdout.splitlines() if "dnat" in line)
+
+
+def leases_of(rt) -> dict:
+    try:
+        with open(LEASES) as f:
+            return {k: v for k, v in json.load(f).items() if k.startswith(rt.root + "/")}
+    except FileNotFoundError:
+        return {}
+
+
+@pytest.fixture
+def bridge(rootful):
+    if shutil.which("nft") is None:
+        pytest.skip("nft is not installed")
+    before = (veths(), nft_rules())
+    yield rootful
+    for cid in os.listdir(rootful.root):
+        rootful("delete", "--force", cid)
+    assert (veths(), nft_rules()) == before, "network left behind"
+    assert leases_of(rootful) == {}
+
+
+def test_bridge_container_is_reached_on_a_published_port_at_127_0_0_1(bridge):
+    port = free_port()
+    bridge.ok("run", "-d", "--network", "bridge", "-p", f"127.0.0.1:{port}:80",
+              "-b", bridge.bundle(config=web_config(bridge)), "c1")
+    assert fetch(f"http://127.0.0.1:{port}/").strip() == "hello-from-web"
+
+
+def test_ports_and_mode_from_annotations(bridge):
+    port = free_port()
+    config = web_config(bridge)
+    config["annotations"] = {"org.pyrun.network": "bridge", "org.pyrun.ports": f"{port}:80/tcp"}
+    bridge.ok("run", "-d", "-b", bridge.bundle(config=config), "c1")
+    assert fetch(f"http://127.0.0.1:{port}/").strip() == "hello-from-web"
+
+
+def test_two_bridge_containers_reach_each_other_by_name_and_ip(bridge):
+    bridge.ok("run", "-d", "--network", "bridge", "-b", bridge.bundle(config=web_config(bridge, "alpha")), "c1")
+    ip = leases_of(bridge)[os.path.join(bridge.root, "c1")]["ip"]
+    config = bridge.config(["sh", "-c", f"wget -qO- http://c1/; wget -qO- http://alpha/; wget -qO- http://{ip}/; "
+                                        "cat /etc/hosts"])
+    p = bridge("run", "--network", "bridge", "-b", bridge.bundle(config=config), "c2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[:3] == ["hello-from-alpha"] * 3, p.stdout
+    # the first container's /etc/hosts learned about the second one
+    p = bridge("exec", "c1", "cat", "/etc/hosts")
+    assert "c1 alpha" in p.stdout
+
+
+def test_twenty_bridge_containers_get_twenty_addresses(bridge):
+    procs = [bridge.popen("run", "-d", "--network", "bridge", "-b", bridge.bundle(["sleep", "60"]), f"n{i}",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(20)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    ips = [v["ip"] for v in leases_of(bridge).values()]
+    assert len(ips) == len(set(ips)) == 20
+    for i in range(20):
+        bridge.ok("delete", "--force", f"n{i}")
+    assert leases_of(bridge) == {}
+
+
+def test_delete_after_sigkill_removes_everything(bridge):
+    port = free_port()
+    bridge.ok("run", "-d", "--network", "bridge", "-p", f"{port}:80", "-b",
+              bridge.bundle(config=web_config(bridge)), "c1")
+    assert veths() and str(port) in nft_rules()
+    os.kill(bridge.state("c1")["pid"], 9)
+    bridge.wait_status("c1", "stopped")
+    bridge.ok("delete", "c1")
+
+
+def test_delete_after_pyrun_was_killed_half_way(bridge):
+    config = bridge.config(["true"])
+    config["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 30"]}]}
+    p = bridge.popen("create", "--network", "bridge", "-p", f"{free_port()}:80", "-b", bridge.bundle(config=config),
+                     "c1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not (veths() and nft_rules()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    bridge.wait_status("c1", "stopped")
+    bridge.ok("delete", "c1")  # the fixture checks that nothing is left
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--network", "bridge", "-p", "nonsense"], "expected [HOST_IP:]HOST_PORT:CONTAINER_PORT"),
+    (["--network", "bridge", "-p", "70000:80"], "within 1-65535"),
+    (["--network", "none", "-p", "8080:80"], "need network mode bridge or slirp4netns"),
+])
+def test_bad_network_input_is_a_clear_error(bridge, residue, args, message):
+    p = bridge("run", *args, "-b", bridge.bundle(["true"]), "c1")
+    assert p.returncode != 0 and message in p.stderr, p.stderr
+    residue.check()
+
+
+def test_unknown_mode_in_the_annotation(rt, residue):
+    config = rt.config(["true"])
+    config["annotations"] = {"org.pyrun.network": "carrier-pigeon"}
+    p = rt("run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 1 and "unknown network mode 'carrier-pigeon'" in p.stderr, p.stderr
+    residue.check()
+
+
+def test_a_port_already_taken_is_refused(rt, residue):
+    mode = "slirp4netns" if rt.rootless else "bridge"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = rt("run", "--network", mode, "-p", f"127.0.0.1:{port}:80", "-b", rt.bundle(["true"]), "c1")
+    assert p.returncode == 1 and f"host port {port}/tcp is not free" in p.stderr, p.stderr
+    residue.check()
+
+
+def test_bridge_is_refused_rootless(rt, residue):
+    if not rt.rootless:
+        pytest.skip("rootless only")
+    p = rt("run", "--network", "bridge", "-b", rt.bundle(["true"]), "c1")
+    assert p.returncode == 1 and "bridge needs root" in p.stderr
+    residue.check()
+
+
+@pytest.fixture
+def slirp(rt):
+    if shutil.which("slirp4netns") is None:
+        pytest.skip("slirp4netns is not installed")
+    return rt
+
+
+def test_slirp_published_port_is_reached_on_127_0_0_1(slirp, residue):
+    port = free_port()
+    slirp.ok("run", "-d", "--network", "slirp4netns", "-p", f"127.0.0.1:{port}:80", "-b",
+             slirp.bundle(config=web_config(slirp)), "c1")
+    assert fetch(f"http://127.0.0.1:{port}/").strip() == "hello-from-web"
+    helper = json.load(open(os.path.join(slirp.root, "c1", "state.json")))["net"]["helper_pid"]
+    slirp.ok("delete", "--force", "c1")
+    assert not os.path.exists(f"/proc/{helper}") or open(f"/proc/{helper}/stat").read().split()[2] == "Z"
+    residue.check()
+
+
+def test_slirp_outbound_tcp_reaches_a_host_server(slirp):
+    """The host's loopback through slirp4netns's gateway 10.0.2.2, allowed
+    by org.pyrun.network.allow-host-loopback."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    got = []
+
+    def serve():
+        server.settimeout(20)
+        try:
+            conn, _ = server.accept()
+            with conn:
+                got.append(conn.recv(100))
+                conn.sendall(b"pong\n")
+        except OSError:
+            pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    config = slirp.config(["sh", "-c", f"echo ping | nc 10.0.2.2 {port}"])
+    config["annotations"] = {"org.pyrun.network": "slirp4netns", "org.pyrun.network.allow-host-loopback": "true"}
+    p = slirp("run", "-b", slirp.bundle(config=config), "c1")
+    t.join(20)
+    server.close()
+    assert got == [b"ping\n"] and p.stdout.strip() == "pong", (got, p.stdout, p.stderr)

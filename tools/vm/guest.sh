@@ -1,0 +1,137 @@
+#!/bin/bash
+# PID 1 of the test VM, started by the initramfs's /init (tools/vm/init) after
+# switch_root into an overlay of the host's / (writable, changes die with the
+# guest). Runs as root. Sets up what the vm tests need and runs them:
+#
+#   1. cgroup v2 alone at /sys/fs/cgroup, every controller enabled at the root
+#   2. the test user pyrun-test (as tests/conftest.py makes it), with the
+#      subtree user.slice/user-UID.slice/user@UID.service delegated to it as
+#      systemd does, every controller enabled in its subtree_control, and a
+#      leaf session.scope under it (owned by the user too) that holds this
+#      script, pytest and every pyrun it starts
+#   3. pytest -m vm in the checkout, output to the virtio-serial port
+#      pyrun.out, its exit status to the port pyrun.status
+#
+# Then it powers the guest off. A failed setup step reports status 120 with
+# the step's name in the output.
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8
+umask 022
+
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+RUN="$TOP/.cache/vm/run"            # written by the host before boot
+STATUS_PORT=/dev/virtio-ports/pyrun.status
+
+exec >/dev/virtio-ports/pyrun.out 2>&1 </dev/null
+
+finish() {
+    echo "$1" >"$STATUS_PORT"
+    sync
+    /bin/busybox poweroff -f
+    echo o >/proc/sysrq-trigger
+    sleep 60
+}
+
+# Each step with the guest's uptime (boot time is the first one's).
+step() { echo "vm-guest: [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+fail() {
+    echo "vm-guest: FAILED: $*"
+    finish 120
+}
+
+# Host-written settings: VM_PYTEST_ARGS (a bash array, quoted by the host).
+VM_PYTEST_ARGS=()
+# shellcheck disable=SC1091
+[ -f "$RUN/guest.env" ] && . "$RUN/guest.env"
+
+step "cgroup v2 at /sys/fs/cgroup"
+CG=/sys/fs/cgroup
+# The guest's /sys is a fresh sysfs, so nothing of the host's hybrid tree is
+# here; no v1 hierarchy is mounted (and the kernel runs with cgroup_no_v1=all).
+mountpoint -q "$CG" && umount -l "$CG"
+mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 "$CG" || fail "mount cgroup2"
+
+# enable_all DIR: every controller DIR has, in DIR/cgroup.subtree_control.
+enable_all() {
+    local c
+    for c in $(cat "$1/cgroup.controllers"); do
+        echo "+$c" >"$1/cgroup.subtree_control" || fail "enable $c in $1"
+    done
+}
+enable_all "$CG"
+step "controllers: $(cat "$CG/cgroup.subtree_control")"
+
+step "test user"
+TEST_USER=pyrun-test
+# Exactly what tests/conftest.py's ensure_test_user does; the host's user (if
+# the host test suite made it) is kept, as /etc comes from the host.
+if ! getent passwd "$TEST_USER" >/dev/null; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$TEST_USER" || fail "useradd"
+fi
+for f in /etc/subuid /etc/subgid; do
+    grep -q "^$TEST_USER:" "$f" 2>/dev/null || echo "$TEST_USER:300000:65536" >>"$f"
+done
+TUID=$(id -u "$TEST_USER")
+TGID=$(id -g "$TEST_USER")
+
+step "delegating a cgroup to $TEST_USER ($TUID:$TGID)"
+SLICE="$CG/user.slice/user-$TUID.slice"
+DELEGATED="$SLICE/user@$TUID.service"
+SCOPE="$DELEGATED/session.scope"
+mkdir -p "$SCOPE" || fail "mkdir $SCOPE"
+# Controllers on every level above the delegated cgroup, as systemd's
+# Delegate=yes leaves them; its own subtree_control is for the user to write.
+enable_all "$CG/user.slice"
+enable_all "$SLICE"
+# delegate DIR: the directory and the files a delegatee writes (cgroup v2
+# docs, "Delegation Containment"), owned by the user.
+delegate() {
+    chown "$TUID:$TGID" "$1" "$1/cgroup.procs" "$1/cgroup.subtree_control" "$1/cgroup.threads" \
+        || fail "chown $1"
+}
+delegate "$DELEGATED"
+delegate "$SCOPE"
+# This shell (PID 1) into the leaf: everything started from here on lives in
+# session.scope, so user@UID.service holds no process of its own and its
+# subtree_control can be written ("no internal processes" rule).
+echo $$ >"$SCOPE/cgroup.procs" || fail "move into $SCOPE"
+# Every controller enabled in user@UID.service too, as systemd --user enables
+# its delegated ones there. Not left to the user: enabling cpuset migrates the
+# tasks of session.scope to new cpuset state, which the kernel allows only
+# for tasks whose scheduling the writer may change (cpuset_can_attach), and
+# root's pytest and this shell live there: the user would get EPERM.
+enable_all "$DELEGATED"
+step "running in $(cat /proc/self/cgroup)"
+
+step "permissions for $TEST_USER"
+# The checkout may sit under a 0700 directory (/root): let others traverse its
+# ancestors. Directories are copied up to the overlay without their contents,
+# so this is cheap, and it changes nothing on the host.
+d="$TOP"
+while [ "$d" != / ]; do
+    [ -n "$(find "$d" -maxdepth 0 -perm -o=x)" ] || chmod o+x "$d" || fail "chmod o+x $d"
+    d=$(dirname "$d")
+done
+# Rootless containers need the setuid id mappers from the host (package uidmap).
+for b in /usr/bin/newuidmap /usr/bin/newgidmap; do
+    [ "$(stat -c %u "$b" 2>/dev/null)" = 0 ] && [ -u "$b" ] \
+        || fail "$b is not setuid root in the guest: $(ls -l "$b" 2>&1)"
+done
+
+# Exploration hook: tools/vm/vm-test --shell-cmd CMD runs CMD here instead of
+# pytest (output and status as for pytest).
+if [ -n "${VM_SHELL_CMD:-}" ]; then
+    step "running: $VM_SHELL_CMD"
+    cd "$TOP" || fail "cd $TOP"
+    PYRUN_TEST_DELEGATED="$DELEGATED" PYRUN_IN_VM=1 bash -c "$VM_SHELL_CMD"
+    finish $?
+fi
+
+step "pytest"
+cd "$TOP" || fail "cd $TOP"
+# -P: import the installed (compiled) package from the venv, not the
+# checkout's pyrun/ directory.
+PYRUN_TEST_DELEGATED="$DELEGATED" PYRUN_IN_VM=1 PYTHONUNBUFFERED=1 \
+    "$TOP/.venv/bin/python" -P -m pytest -v -p no:cacheprovider -m vm "${VM_PYTEST_ARGS[@]}" tests
+finish $?
