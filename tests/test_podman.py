@@ -151,25 +151,35 @@ def scenario(fn):
         try:
             fn(pm)
         except (AssertionError, OSError) as e:
-            error = f"{type(e).__name__}: {e}"
+            error = one_line(e)
             cleanup(pm)
             if pm.runtime == "runc":
                 RUNC_RESULTS[(name, pm.mode)] = error
                 if name in SMOKE:
                     raise AssertionError(f"podman cannot run a container with runc here: the host "
                                          f"or the suite's setup is broken, not pyrun: {error}") from e
-                pytest.xfail(f"fails with runc on this host: {error}")
+                pytest.xfail(f"fails with runc on this host: {short(error)}")
             runc_error = runc_result(fn, name, pm)
             if runc_error is not None:
-                pytest.xfail(f"fails with runc too: {runc_error}")
+                pytest.xfail(f"fails with runc too: {short(runc_error)}")
             for scen, mode, pattern, reason in PYRUN_BUGS:
                 if scen in (None, name) and mode in (None, pm.mode) and re.search(pattern, error):
-                    pytest.xfail(f"{reason}: {error}")
+                    pytest.xfail(f"{reason}: {short(error)}")
             raise
         if pm.runtime == "runc":
             RUNC_RESULTS[(name, pm.mode)] = None
 
     return wrapper
+
+
+def one_line(e: BaseException) -> str:
+    """An error as one line, for xfail reasons (pytest -rx prints them)."""
+    text = " | ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    return text.split(" | assert ")[0]  # not pytest's rewritten-assert detail
+
+
+def short(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def cleanup(pm: PodmanEnv) -> None:
@@ -192,7 +202,7 @@ def runc_result(fn, name: str, pm: PodmanEnv) -> str | None:
             fn(ref)
             RUNC_RESULTS[key] = None
         except (AssertionError, OSError) as e:
-            RUNC_RESULTS[key] = f"{type(e).__name__}: {e}"
+            RUNC_RESULTS[key] = one_line(e)
             cleanup(ref)
     return RUNC_RESULTS[key]
 
