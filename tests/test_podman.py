@@ -12,8 +12,9 @@ Verdicts:
 * runc fails a scenario: xfail, "fails with runc on this host" (the host
   cannot do it: e.g. pause without cgroups for rootless podman);
 * pyrun fails where runc fails too (same scenario and mode): xfail;
-* pyrun fails where runc passes: a failure, unless the scenario is listed
-  in PYRUN_BUGS (a known pyrun bug: xfail, not strict, with the reason).
+* pyrun fails where runc passes: a failure, unless its error matches an
+  entry of PYRUN_BUGS (a known pyrun bug: xfail with the reason; a fix
+  simply makes the test pass).
 
 Without runc, HOST_LIMITS documents what this kind of host cannot do.
 Run alone with ``make test-podman``; needs root (rootful, and to create
@@ -63,9 +64,6 @@ PYRUN_BUGS: list[tuple[str | None, str | None, str, str]] = [
     (None, "rootless", r"rootless container requires a user namespace",
      "pyrun bug: rootless podman runs the runtime as uid 0 in the user namespace it made and "
      "gives no user namespace in config.json; pyrun refuses such a config"),
-    ("build", None, r"CAP_\w+ must also be in the permitted and inheritable sets",
-     "pyrun bug: buildah asks for ambient capabilities that are not inheritable; runc ignores "
-     "the failed raise, pyrun refuses the config"),
     (None, None, r"can't open '/built'|is not in the container's layer",
      "pyrun bug: writes to the rootfs go to pyrun's own overlay layer (removed by delete), not "
      "to root.path, the container's layer that podman/buildah mounted: RUN, diff, commit, "
