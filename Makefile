@@ -48,3 +48,7 @@ bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_
 
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json
+
+.PHONY: test-podman
+test-podman: bundles  ## podman with pyrun (and runc, the reference) as its runtime, rootful and rootless (as root)
+	$(PY) -P -m pytest -v -p no:cacheprovider -rxXs $(PYTEST_ARGS) tests/test_podman.py

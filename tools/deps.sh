@@ -7,6 +7,9 @@ PKGS="gcc libc6-dev make python3 python3-venv python3-dev libcap-dev libseccomp-
 # make vm-test: the emulator, cpio for the initramfs, kmod's depmod for the
 # guest kernel's modules, binutils' readelf (comes with gcc).
 PKGS="$PKGS qemu-system-x86 cpio kmod binutils xz-utils"
+# tests/test_podman.py: podman, runc as the reference runtime, slirp4netns
+# for rootless networking, catatonit for --init
+PKGS="$PKGS podman runc slirp4netns catatonit"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
