@@ -71,17 +71,18 @@ def _runs_an_init(spec) -> bool:
     return False
 
 
-def _default_rootfs_mode(spec) -> str:
-    """overlay, so that the bundle is never modified — unless root.path is a
-    mount point: then an engine (podman, buildah, containerd) mounted the
-    container's own writable layer there and expects the writes in it
-    (podman diff/commit, a build's RUN step), as with runc."""
-    from pyrun import rootfs
-
+def _engine_managed(spec) -> bool:
+    """root.path is a mount point: an engine (podman, buildah, containerd)
+    mounted the container's own writable layer there. It expects runc's
+    behaviour: writes land in that layer (podman diff/commit, a build's RUN
+    step) and the entrypoint is PID 1 (the engine has --init for an init).
+    A hand-made bundle gets pyrun's defaults: an overlay, so the bundle is
+    never modified, and pyrun's init as PID 1."""
     if _is_mount_point(spec.root.path):
-        log.debug_msg(f"root.path {spec.root.path} is a mount point: writing to it directly")
-        return rootfs.DIRECT
-    return rootfs.OVERLAY
+        log.debug_msg(f"root.path {spec.root.path} is a mount point: an engine's layer; "
+                      "written directly, no pyrun init (as runc)")
+        return True
+    return False
 
 
 def _is_mount_point(path: str) -> bool:
@@ -127,11 +128,13 @@ def make_plan(spec, state_path: str, opts: Options):
     if os.geteuid() != 0 and userns is None:
         raise ConfigError("linux.namespaces", "rootless container requires a user namespace "
                           "(pyrun spec --rootless writes one)")
-    mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS) or _default_rootfs_mode(spec)
+    engine = _engine_managed(spec)
+    mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS) or (
+        rootfs.DIRECT if engine else rootfs.OVERLAY)
     if mode not in (rootfs.OVERLAY, rootfs.DIRECT):
         raise ConfigError(f"annotations[{ANNOTATION_ROOTFS!r}]", f"expected overlay or direct, got {mode!r}")
-    use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT,
-                                                                         not _runs_an_init(spec))
+    use_init = opts.init if opts.init is not None else _bool_annotation(
+        spec, ANNOTATION_INIT, not engine and not _runs_an_init(spec))
     if not os.path.isdir(spec.root.path):
         raise ConfigError("root.path", f"{spec.root.path}: no such directory")
     check_lsm(spec.process)
