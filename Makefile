@@ -43,7 +43,7 @@ vm-test: bundles      ## the tests marked vm, in a qemu VM with cgroup v2 (tools
 
 .PHONY: bench
 bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_QUICK=1, BENCH_OUT=file)
-	@sh tools/bench-deps.sh
+	@sh tools/deps.sh runc crun tini catatonit time util-linux passwd  # what pyrun is compared with
 	$(PY) bench/bench.py
 
 clean:

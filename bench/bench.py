@@ -913,18 +913,10 @@ def catatonit_binary() -> str | None:
 
 def ensure_bench_user() -> pwd.struct_passwd:
     """An unprivileged user with subordinate id ranges (as make test's)."""
-    try:
-        pw = pwd.getpwnam(BENCH_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        BENCH_USER], check=True, capture_output=True)
-        pw = pwd.getpwnam(BENCH_USER)
-    for path in ("/etc/subuid", "/etc/subgid"):
-        text = open(path).read() if os.path.exists(path) else ""
-        if not any(line.split(":")[0] == BENCH_USER for line in text.splitlines()):
-            with open(path, "a") as f:
-                f.write(f"{BENCH_USER}:{SUBID_START}:{SUBID_COUNT}\n")
-    return pw
+    sys.path.insert(0, os.path.join(TOP, "tests"))
+    from users import ensure_user
+
+    return ensure_user(BENCH_USER, SUBID_START, SUBID_COUNT)
 
 
 def base_config(mode: Mode) -> dict:

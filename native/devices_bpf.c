@@ -84,10 +84,17 @@ int pyrun_devices_bpf_attach(int cgroup_fd, const struct pyrun_dev_rule *rules,
 	insns[n++] = RSH_K(3, 16);     /* access */
 	insns[n++] = LDX_W(4, 1, 4);   /* major */
 	insns[n++] = LDX_W(5, 1, 8);   /* minor */
-	for (int i = nrules - 1; i >= 0; i--)
+	for (int i = nrules - 1; i >= 0; i--) {
 		n += emit_rule(&insns[n], &rules[i]);
+		/* A rule that matches everything ("a *:* rwm", the usual first
+		 * entry) ends the program: what would follow is unreachable,
+		 * and the verifier refuses unreachable instructions (EINVAL). */
+		if (block_len(&rules[i]) == 2)
+			goto done;
+	}
 	insns[n++] = MOV64_K(0, default_allow ? 1 : 0);
 	insns[n++] = EXIT();
+done:
 
 	memset(&attr, 0, sizeof(attr));
 	attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;

@@ -118,12 +118,12 @@ def _nft(script: str) -> None:
         raise PyrunError(f"nft: {p.stderr.strip() or 'exit status ' + str(p.returncode)}")
 
 
-_BASE = f"""
-table ip pyrun {{
-  chain prerouting {{ type nat hook prerouting priority dstnat; }}
-  chain output {{ type nat hook output priority -100; }}
-  chain postrouting {{ type nat hook postrouting priority srcnat; }}
-}}
+_BASE = """
+table ip pyrun {
+  chain prerouting { type nat hook prerouting priority dstnat; }
+  chain output { type nat hook output priority -100; }
+  chain postrouting { type nat hook postrouting priority srcnat; }
+}
 """
 
 

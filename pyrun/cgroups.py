@@ -61,6 +61,15 @@ def _num(obj: dict, key: str, base: str, lo: int | None = None) -> int | None:
     return value
 
 
+def _ranged(obj: dict, key: str, base: str, lo: int, hi: int) -> int:
+    """An optional integer where 0 (or absent) means unset and anything else
+    must be within [lo, hi]."""
+    value = _num(obj, key, base, 0) or 0
+    if value and not lo <= value <= hi:
+        raise ConfigError(f"{base}.{key}", f"must be within [{lo}, {hi}], got {value}")
+    return value
+
+
 def _obj(obj: dict, key: str, base: str) -> dict:
     value = obj.get(key)
     if value is None:
@@ -130,10 +139,8 @@ def _cpu(res: dict) -> list[Write]:
     base = f"{RES}.cpu"
     cpu = _obj(res, "cpu", RES)
     out = []
-    shares = _num(cpu, "shares", base, 0)
+    shares = _ranged(cpu, "shares", base, 2, 262144)
     if shares:
-        if not 2 <= shares <= 262144:
-            raise ConfigError(f"{base}.shares", f"must be within [2, 262144], got {shares}")
         out.append(Write("cpu.weight", str(shares_to_weight(shares)), f"{base}.shares"))
     quota, period = _num(cpu, "quota", base), _num(cpu, "period", base, 0)
     if quota or period:
@@ -177,10 +184,8 @@ def _io(res: dict) -> list[Write]:
     base = f"{RES}.blockIO"
     bio = _obj(res, "blockIO", RES)
     out = []
-    weight = _num(bio, "weight", base, 0)
+    weight = _ranged(bio, "weight", base, 10, 1000)
     if weight:
-        if not 10 <= weight <= 1000:
-            raise ConfigError(f"{base}.weight", f"must be within [10, 1000], got {weight}")
         out.append(Write("io.weight", f"default {blkio_to_io_weight(weight)}", f"{base}.weight"))
     for i, item in enumerate(bio.get("weightDevice") or []):
         path = f"{base}.weightDevice[{i}]"

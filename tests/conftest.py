@@ -39,17 +39,9 @@ def _run(cmd, **kw):
 
 def ensure_test_user() -> pwd.struct_passwd:
     """As root: an unprivileged user with subordinate id ranges."""
-    try:
-        pw = pwd.getpwnam(TEST_USER)
-    except KeyError:
-        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
-        pw = pwd.getpwnam(TEST_USER)
-    for path in ("/etc/subuid", "/etc/subgid"):
-        text = open(path).read() if os.path.exists(path) else ""
-        if not any(line.split(":")[0] == TEST_USER for line in text.splitlines()):
-            with open(path, "a") as f:
-                f.write(f"{TEST_USER}:{SUBID_START}:{SUBID_COUNT}\n")
-    return pw
+    from users import ensure_user
+
+    return ensure_user(TEST_USER, SUBID_START, SUBID_COUNT)
 
 
 @pytest.fixture(scope="session")

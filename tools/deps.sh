@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install the Debian packages pyrun's build, sample bundles and tests need.
+# Install the Debian packages pyrun's build, sample bundles and tests need
+# (or, given as arguments, those packages: make bench names its own).
 # As root: apt-get installs what is missing. Otherwise: sudo if available,
 # else print the command to run. Prints nothing when all is present.
 set -eu
@@ -10,6 +11,9 @@ PKGS="$PKGS qemu-system-x86 cpio kmod binutils xz-utils"
 # tests/test_podman.py: podman, runc as the reference runtime, slirp4netns
 # for rootless networking, catatonit for --init
 PKGS="$PKGS podman runc slirp4netns catatonit"
+# networking: nftables for the bridge's NAT
+PKGS="$PKGS nftables"
+[ $# -gt 0 ] && PKGS="$*"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
