@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sigdefault.h"
+
 /*
  * stdio would drag buffering and locale code into a process that stays
  * resident for the container's whole life; a few write(2) calls are enough.
@@ -65,18 +67,7 @@ static void say(const char *first, ...)
  */
 static void reset_dispositions(void)
 {
-	struct sigaction dfl;
-	int sig;
-
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	sigemptyset(&dfl.sa_mask);
-	for (sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		/* glibc reserves a couple of RT signals; EINVAL there is fine. */
-		(void)sigaction(sig, &dfl, NULL);
-	}
+	pyrun_signals_default();
 }
 
 /*

@@ -12,6 +12,12 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "sigdefault.h"
+
+void pyrun_default_signals(void)
+{
+	pyrun_signals_default();
+}
 
 static int result(long rc)
 {

@@ -19,4 +19,6 @@ int pyrun_prctl(int option, unsigned long arg2, unsigned long arg3,
                 unsigned long arg4, unsigned long arg5);
 int pyrun_execveat(int dirfd, const char *path, char *const argv[],
                    char *const envp[], int flags);
+/* Every signal disposition to SIG_DFL (see sigdefault.h). */
+void pyrun_default_signals(void);
 #endif

@@ -27,6 +27,7 @@ ffibuilder.cdef(
     int pyrun_openat2(int dirfd, const char *path, unsigned long long flags,
                       unsigned long long mode, unsigned long long resolve);
     int pyrun_join_session_keyring(const char *name);
+    void pyrun_default_signals(void);
     int pyrun_prctl(int option, unsigned long arg2, unsigned long arg3,
                     unsigned long arg4, unsigned long arg5);
     int pyrun_execveat(int dirfd, const char *path, char *const argv[],

@@ -436,6 +436,67 @@ class Cgroup:
                 time.sleep(0.01)
 
 
+class FreezerV1(Cgroup):
+    """On a cgroup v1 or hybrid host (like this project's CI), root still
+    gets a cgroup of the v1 freezer hierarchy: ``pause``/``resume``
+    (freezer.state), ``kill --all`` and ``ps`` then work as with runc. No
+    limits: those are cgroup v2's job here (cgroups(7), "Cgroups version 1")."""
+
+    ROOT = "/sys/fs/cgroup/freezer"
+
+    def frozen(self) -> bool:
+        try:
+            return _read(self.file("freezer.state")).strip() == "FROZEN"
+        except FileNotFoundError:
+            return False
+
+    def freeze(self, on: bool, timeout: float = 10.0) -> None:
+        import time
+
+        want = "FROZEN" if on else "THAWED"
+        _write(self.file("freezer.state"), want)
+        deadline = time.monotonic() + timeout
+        while _read(self.file("freezer.state")).strip() != want:  # FREEZING until every task stops
+            if time.monotonic() > deadline:
+                raise PyrunError(f"cgroup {self.path}: not {want} after {timeout:.0f} s")
+            _write(self.file("freezer.state"), want)
+            time.sleep(0.005)
+
+    def kill(self) -> bool:
+        return False  # no cgroup.kill in v1: the caller signals each process
+
+    def events(self, name: str = "cgroup.events") -> dict[str, int]:
+        return {}
+
+
+def open_cgroup(path: str) -> Cgroup:
+    """The cgroup a Record names: v2, or the v1 freezer fallback."""
+    return FreezerV1(path) if path.startswith(FreezerV1.ROOT + "/") else Cgroup(path)
+
+
+def _freezer_v1(container_id: str, cgroups_path: str | None) -> FreezerV1 | None:
+    """Root on a host without cgroup v2: a cgroup of the v1 freezer, if
+    mounted, at cgroupsPath (as runc's cgroupfs driver puts it in every v1
+    hierarchy) or pyrun/<id>."""
+    if not os.path.exists(os.path.join(FreezerV1.ROOT, "cgroup.procs")):
+        return None
+    rel = (cgroups_path or f"pyrun/{container_id}").lstrip("/")
+    if ":" in rel:
+        return None  # the systemd form: not ours to interpret
+    path = os.path.normpath(os.path.join(FreezerV1.ROOT, rel))
+    if not path.startswith(FreezerV1.ROOT + "/"):
+        raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r} leaves {FreezerV1.ROOT}")
+    cg = FreezerV1(path)
+    try:
+        os.makedirs(cg.path, 0o755)
+    except FileExistsError:
+        if cg.pids():
+            raise PyrunError(f"cgroup {cg.path} already has processes: is the id in use?") from None
+    except OSError:
+        return None  # not ours to write (a v1 host where even root may not): no cgroup, as before
+    return cg
+
+
 def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgroup | None:
     """Decide and build the container's cgroup, limits written, no process
     in it yet. None: the container runs in the caller's cgroup, which is
@@ -461,6 +522,8 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgrou
             # asked for: a debug note, not a warning on the container's
             # stderr (create's stderr is the container's, as in runc)
             log.debug_msg(f"cgroup limits ignored: {reason}")
+        if not available() and not rootless:
+            return _freezer_v1(container_id, spec.linux.cgroups_path)
         return None
     if rootless:
         top = delegated_root() if not spec.linux.cgroups_path else None

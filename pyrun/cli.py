@@ -79,7 +79,7 @@ def _create_options(f):
     f = click.option("--init/--no-init", "init", default=None,
                      help="run pyrun's PID 1 init in front of the process (default: yes)")(f)
     f = click.option("--network", default=None,
-                     type=click.Choice(["none", "host", "bridge", "slirp4netns", "slirp"]),
+                     type=click.Choice(["none", "host", "bridge", "pasta", "slirp4netns", "slirp"]),
                      help="network mode (sets annotation org.pyrun.network)")(f)
     f = click.option("--publish", "-p", multiple=True,
                      help="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (sets org.pyrun.ports)")(f)

@@ -331,7 +331,7 @@ def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
     from pyrun.spec import Mount
 
     net = plan.net
-    if net.mode not in (network.BRIDGE, network.SLIRP4NETNS):
+    if net.mode not in (network.BRIDGE, *network.USER_MODE):
         return {}
     network.check_ports_free(net.ports)
     # by container id, and by hostname where it differs
@@ -345,10 +345,12 @@ def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
     else:
         from pyrun import slirp
 
-        ip = slirp.GUEST_IP
+        # slirp4netns gives the container a fixed address and DNS; pasta the
+        # host's own address and the host's resolvers
+        ip = slirp.GUEST_IP if net.mode == network.SLIRP4NETNS else "127.0.1.1"
         with open(sd.file("hosts"), "w") as f:
             f.write(network.hosts_text([(ip, name)]))
-        nameservers = [slirp.DNS]
+        nameservers = [slirp.DNS] if net.mode == network.SLIRP4NETNS else None
     with open(sd.file("resolv.conf"), "w") as f:
         f.write(network.resolv_text(nameservers))
     for name in ("hosts", "resolv.conf"):
@@ -369,8 +371,9 @@ def _attach_network(sd: StateDir, rec: Record, plan, pid: int, undo: list) -> No
     else:
         from pyrun import slirp
 
-        with log.step("slirp4netns"):
-            child = slirp.start(pid, sd.path, plan.net.ports, plan.net.allow_host_loopback)
+        start = slirp.start if plan.net.mode == network.SLIRP4NETNS else slirp.start_pasta
+        with log.step(plan.net.mode):
+            child = start(pid, sd.path, plan.net.ports, plan.net.allow_host_loopback)
         undo.append(lambda: slirp.stop(child))
         started = proc_start_time(child)
         rec.net.update(helper_pid=child, helper_start=started[0] if started else 0)
@@ -402,7 +405,8 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
     if cg is not None:
         undo.append(lambda: (cg.kill(), cg.remove()))
         plan.cgroup_sync = True
-        plan.cgroup_path = cg.path
+        if not isinstance(cg, cgroups.FreezerV1):
+            plan.cgroup_path = cg.path  # what a cgroup2 mount may bind
     return cg
 
 
@@ -775,9 +779,9 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
 def _signal_cgroup(path: str, sig: int) -> None:
     """Every process of the cgroup: cgroup.kill(2) for SIGKILL (atomic, no
     fork race); otherwise frozen, signalled one by one, thawed (as runc)."""
-    from pyrun.cgroups import Cgroup
+    from pyrun.cgroups import open_cgroup
 
-    cg = Cgroup(path)
+    cg = open_cgroup(path)
     if sig == signal.SIGKILL and cg.kill():
         return
     was_frozen = cg.frozen()
@@ -797,7 +801,7 @@ def _signal_cgroup(path: str, sig: int) -> None:
 
 def pause(root: str, container_id: str, on: bool = True) -> None:
     """cgroup.freeze: every process of the container stops (or goes on)."""
-    from pyrun.cgroups import Cgroup
+    from pyrun.cgroups import open_cgroup
 
     sd, _ = load(root, container_id)
     with sd.lock():
@@ -810,21 +814,21 @@ def pause(root: str, container_id: str, on: bool = True) -> None:
             raise InvalidState(f"container {container_id!r} has no cgroup of its own "
                                "(no cgroup v2 here, or none delegated): it cannot be "
                                f"{'paused' if on else 'resumed'}")
-        Cgroup(rec.cgroup).freeze(on)
+        open_cgroup(rec.cgroup).freeze(on)
 
 
 # ----------------------------------------------------------------- update, events, ps
 
 def live_cgroup(root: str, container_id: str, what: str):
     """The cgroup of a container that is not stopped, for ``what``."""
-    from pyrun.cgroups import Cgroup
+    from pyrun.cgroups import Cgroup, FreezerV1, open_cgroup
 
     sd, rec = load(root, container_id)
     status = sd.status(rec)
     if status in (STATUS_STOPPED, STATUS_CREATING):
         raise InvalidState(f"container {container_id!r} is {status}")
-    if not rec.cgroup:
-        raise InvalidState(f"container {container_id!r} has no cgroup of its own (no cgroup v2 here, "
+    if not rec.cgroup or isinstance(open_cgroup(rec.cgroup), FreezerV1):
+        raise InvalidState(f"container {container_id!r} has no cgroup v2 of its own (no cgroup v2 here, "
                            f"or none delegated): {what} needs one")
     return Cgroup(rec.cgroup)
 
@@ -841,9 +845,9 @@ def processes(root: str, container_id: str) -> list[int]:
     if sd.status(rec) in (STATUS_STOPPED, STATUS_CREATING):
         return []
     if rec.cgroup:
-        from pyrun.cgroups import Cgroup
+        from pyrun.cgroups import open_cgroup
 
-        return Cgroup(rec.cgroup).pids()
+        return open_cgroup(rec.cgroup).pids()
     host_pidns = os.readlink("/proc/self/ns/pid")
     ns = "pid" if os.readlink(f"/proc/{rec.pid}/ns/pid") != host_pidns else "mnt"
     return _same_ns_pids(rec.pid, ns)
@@ -895,9 +899,9 @@ def _remove_cgroup(rec: Record) -> None:
     container without a pid namespace) is killed; then rmdir(2)."""
     if not rec.cgroup:
         return
-    from pyrun.cgroups import Cgroup
+    from pyrun.cgroups import open_cgroup
 
-    cg = Cgroup(rec.cgroup)
+    cg = open_cgroup(rec.cgroup)
     if cg.pids():
         if not cg.kill():
             for pid in cg.pids():
@@ -935,9 +939,9 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
     try:
         code = wait_forwarding(rec.pid, then=lambda: start(root, container_id), master=opts.console_master)
         if rec.cgroup and code == 128 + signal.SIGKILL:
-            from pyrun.cgroups import Cgroup, oom_kills
+            from pyrun.cgroups import oom_kills, open_cgroup
 
-            if oom_kills(Cgroup(rec.cgroup)):
+            if oom_kills(open_cgroup(rec.cgroup)):
                 log.warning(f"container {container_id!r} was killed by the OOM killer (memory limit)")
         return code
     finally:

@@ -37,8 +37,9 @@ IFF_UP = 0x1
 ANNOTATION = "org.pyrun.network"
 ANNOTATION_PORTS = "org.pyrun.ports"
 ANNOTATION_HOST_LOOPBACK = "org.pyrun.network.allow-host-loopback"
-NONE, HOST, PATH, BRIDGE, SLIRP4NETNS = "none", "host", "path", "bridge", "slirp4netns"
-MODES = (NONE, HOST, BRIDGE, SLIRP4NETNS, "slirp")
+NONE, HOST, PATH, BRIDGE, SLIRP4NETNS, PASTA = "none", "host", "path", "bridge", "slirp4netns", "pasta"
+MODES = (NONE, HOST, BRIDGE, SLIRP4NETNS, PASTA, "slirp")
+USER_MODE = (SLIRP4NETNS, PASTA)  # the unprivileged ones, through a helper process
 
 
 def loopback_up() -> None:
@@ -109,21 +110,24 @@ def plan(spec, mode: str | None, ports: str | None, privileged: bool) -> NetPlan
     if mode is None:
         mode = HOST if netns is None else (PATH if netns.path else NONE)
     elif mode not in MODES:
-        raise ConfigError(where, f"unknown network mode {mode!r} (none, host, bridge, slirp4netns)")
+        raise ConfigError(where, f"unknown network mode {mode!r} (none, host, bridge, pasta, slirp4netns, slirp)")
     if mode == "slirp":
-        mode = SLIRP4NETNS
+        from pyrun.slirp import choose
+
+        mode = choose(mode)
     if netns is not None and netns.path and mode != PATH:
         raise ConfigError("linux.namespaces", f"network mode {mode!r} conflicts with joining the "
                           f"network namespace {netns.path}")
     if mode == BRIDGE and not privileged:
-        raise ConfigError(where, "bridge needs root: rootless containers use slirp4netns")
-    if mode == SLIRP4NETNS and privileged:
-        pass  # works as root too
+        raise ConfigError(where, "bridge needs root: rootless containers use slirp (pasta or slirp4netns)")
+    if mode == PASTA and privileged:
+        raise ConfigError(where, "pasta is for rootless containers (as root it drops to nobody before "
+                          "joining the namespace): use bridge or slirp4netns")
     port_text = ports if ports is not None else spec.annotations.get(ANNOTATION_PORTS, "")
     port_list = parse_ports(port_text, f"annotations[{ANNOTATION_PORTS!r}]") if port_text else []
-    if port_list and mode not in (BRIDGE, SLIRP4NETNS):
+    if port_list and mode not in (BRIDGE, *USER_MODE):
         raise ConfigError(f"annotations[{ANNOTATION_PORTS!r}]",
-                          f"published ports need network mode bridge or slirp4netns, not {mode}")
+                          f"published ports need network mode bridge, pasta or slirp4netns, not {mode}")
     loopback = spec.annotations.get(ANNOTATION_HOST_LOOPBACK, "false").lower() in ("true", "1", "yes")
     return NetPlan(mode, port_list, loopback)
 

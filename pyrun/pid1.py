@@ -44,13 +44,9 @@ def _default_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
     ignored across execve(2) (signal(7)): the container's process must
     start with every disposition at its default, as under runc."""
-    import signal
+    from pyrun._native import lib
 
-    for sig in range(1, signal.NSIG):
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass  # SIGKILL, SIGSTOP, and the real-time ones Python does not name
+    lib.pyrun_default_signals()  # raw rt_sigaction(2): glibc's refuses signals 32 and 33
 
 
 def exec_process(path: str, args: list[str], env: list[str], init_fd: int | None) -> None:

@@ -1,5 +1,20 @@
-"""Network mode ``slirp4netns``: outbound connectivity and published ports
-without privileges (slirp4netns(1)).
+"""Network modes ``pasta`` and ``slirp4netns``: outbound connectivity and
+published ports without privileges (pasta(1), slirp4netns(1)).
+
+Both are user-mode network stacks in a helper process that joins the
+container's user and network namespaces (it owns nothing else), creates a
+tap device there and moves packets between it and ordinary sockets on the
+host. ``slirp`` picks slirp4netns when it is installed, else pasta
+(podman prefers pasta; here slirp4netns is the one whose every path is
+tested: Debian 12's pasta, 2023-03, drops to nobody before joining the
+namespace when run as root, and its gateway-to-host-loopback mapping was
+not verified). The helper is killed on ``delete``.
+
+pasta (passt package) copies the host's addresses and routes into the
+namespace (``--config-net``), forwards the published ports (``-t``/``-u``)
+and, with ``org.pyrun.network.allow-host-loopback``, maps the gateway
+address to the host's loopback; it daemonizes once ready and writes its
+pid to a file.
 
 slirp4netns joins the container's user and network namespaces, creates
 ``tap0`` there (10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3) and moves
@@ -23,6 +38,46 @@ from pyrun.errors import PyrunError
 
 GUEST_IP = "10.0.2.100"
 DNS = "10.0.2.3"
+
+
+def choose(mode: str) -> str:
+    """``slirp``: slirp4netns if installed, else pasta; a clear error if neither."""
+    if mode != "slirp":
+        return mode
+    for name in ("slirp4netns", "pasta"):
+        if shutil.which(name):
+            return name
+    raise PyrunError("network mode slirp: neither pasta (Debian: passt) nor slirp4netns is installed")
+
+
+def start_pasta(pid: int, state_dir: str, ports, allow_host_loopback: bool, timeout: float = 10.0) -> int:
+    """Start pasta for the namespaces of ``pid``; returns the daemon's pid."""
+    import subprocess
+
+    exe = shutil.which("pasta")
+    if exe is None:
+        raise PyrunError("network mode pasta: pasta is not installed (Debian: apt-get install passt)")
+    pidfile = os.path.join(state_dir, "pasta.pid")
+    tcp = ",".join(f"{p.host_ip + '/' if p.host_ip else ''}{p.host_port}:{p.container_port}"
+                   for p in ports if p.proto == "tcp")
+    udp = ",".join(f"{p.host_ip + '/' if p.host_ip else ''}{p.host_port}:{p.container_port}"
+                   for p in ports if p.proto == "udp")
+    args = [exe, "--config-net", "--quiet", "--pid", pidfile, "--netns", f"/proc/{pid}/ns/net",
+            "-t", tcp or "none", "-u", udp or "none", "-T", "none", "-U", "none"]
+    if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
+        args += ["--userns", f"/proc/{pid}/ns/user"]
+    if not allow_host_loopback:
+        args.append("--no-map-gw")
+    try:
+        p = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                           start_new_session=True)
+    except subprocess.TimeoutExpired:
+        raise PyrunError(f"pasta did not start within {timeout:.0f} s") from None
+    if p.returncode != 0:
+        lines = [line for line in (p.stderr + p.stdout).splitlines() if line.strip()]
+        raise PyrunError(f"pasta did not start: {lines[0] if lines else f'exit status {p.returncode}'}")
+    with open(pidfile) as f:
+        return int(f.read().strip())
 
 
 def start(pid: int, state_dir: str, ports, allow_host_loopback: bool, timeout: float = 10.0) -> int:

@@ -235,11 +235,14 @@ class StateDir:
 
 
 def _frozen(cgroup: str) -> bool:
-    try:
-        with open(os.path.join(cgroup, "cgroup.freeze")) as f:
-            return f.read().strip() == "1"
-    except OSError:
-        return False
+    """cgroup.freeze (v2), or freezer.state (the v1 freezer fallback)."""
+    for name, frozen in (("cgroup.freeze", "1"), ("freezer.state", "FROZEN")):
+        try:
+            with open(os.path.join(cgroup, name)) as f:
+                return f.read().strip() == frozen
+        except OSError:
+            continue
+    return False
 
 
 def remove_tree(path: str) -> None:

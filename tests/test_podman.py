@@ -60,11 +60,7 @@ HOST_LIMITS = {
 # mode or None for both, a regex the error must match, the reason). A test
 # is xfailed (not strictly: a fix makes it pass) only when its error matches,
 # so that a different failure of the same test is still reported.
-PYRUN_BUGS: list[tuple[str | None, str | None, str, str]] = [
-    ("pause", "rootful", r"has no cgroup of its own",
-     "pyrun limitation: cgroup v2 only, so no freezer (pause) on this cgroup v1/hybrid host "
-     "(runc uses the v1 freezer; pause is tested with cgroup v2 in make vm-test)"),
-]
+PYRUN_BUGS: list[tuple[str | None, str | None, str, str]] = []
 
 # runc must pass these: otherwise every scenario would be "expected" to fail
 SMOKE = {"run_echo"}

@@ -335,7 +335,9 @@ def test_unreachable_listener_fails_create_cleanly(rt, residue):
 def test_no_signal_is_ignored_or_blocked_at_start(rt, init):
     """Python ignores SIGPIPE and SIGXFSZ; that must not reach the container
     (an ignored signal stays ignored across execve(2))."""
-    p = rt("run", init, "-b", rt.bundle(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]), "c1")
+    # and whatever the caller ignored (nohup ignores SIGHUP) is not inherited
+    p = rt("run", init, "-b", rt.bundle(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]), "c1",
+           preexec_fn=lambda: __import__("signal").signal(1, __import__("signal").SIG_IGN))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], p.stdout
 

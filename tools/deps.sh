@@ -11,8 +11,8 @@ PKGS="$PKGS qemu-system-x86 cpio kmod binutils xz-utils"
 # tests/test_podman.py: podman, runc as the reference runtime, slirp4netns
 # for rootless networking, catatonit for --init
 PKGS="$PKGS podman runc slirp4netns catatonit"
-# networking: nftables for the bridge's NAT
-PKGS="$PKGS nftables"
+# networking: nftables for the bridge's NAT, passt for the pasta mode
+PKGS="$PKGS nftables passt"
 [ $# -gt 0 ] && PKGS="$*"
 missing=""
 for p in $PKGS; do
