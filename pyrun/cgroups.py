@@ -392,9 +392,11 @@ class Cgroup:
             return {}
         return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.strip())}
 
+    FREEZE_FILE, FROZEN = "cgroup.freeze", "1"
+
     def frozen(self) -> bool:
         try:
-            return _read(self.file("cgroup.freeze")).strip() == "1"
+            return _read(self.file(self.FREEZE_FILE)).strip() == self.FROZEN
         except FileNotFoundError:
             return False
 
@@ -443,12 +445,7 @@ class FreezerV1(Cgroup):
     limits: those are cgroup v2's job here (cgroups(7), "Cgroups version 1")."""
 
     ROOT = "/sys/fs/cgroup/freezer"
-
-    def frozen(self) -> bool:
-        try:
-            return _read(self.file("freezer.state")).strip() == "FROZEN"
-        except FileNotFoundError:
-            return False
+    FREEZE_FILE, FROZEN = "freezer.state", "FROZEN"
 
     def freeze(self, on: bool, timeout: float = 10.0) -> None:
         import time
