@@ -139,6 +139,9 @@ def check_ports_free(ports: list[Port]) -> None:
     for p in ports:
         kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
         with socket.socket(socket.AF_INET, kind) as s:
+            # SO_REUSEADDR: a connection in TIME_WAIT from an earlier
+            # container does not make the port busy; a listener still does
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((p.host_ip or "0.0.0.0", p.host_port))
             except OSError as e:

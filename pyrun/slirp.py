@@ -4,11 +4,10 @@ published ports without privileges (pasta(1), slirp4netns(1)).
 Both are user-mode network stacks in a helper process that joins the
 container's user and network namespaces (it owns nothing else), creates a
 tap device there and moves packets between it and ordinary sockets on the
-host. ``slirp`` picks slirp4netns when it is installed, else pasta
-(podman prefers pasta; here slirp4netns is the one whose every path is
-tested: Debian 12's pasta, 2023-03, drops to nobody before joining the
-namespace when run as root, and its gateway-to-host-loopback mapping was
-not verified). The helper is killed on ``delete``.
+host. ``slirp`` picks pasta when it is installed (podman's default), else
+slirp4netns. pasta is for rootless containers: run as root, Debian 12's
+pasta (2023-03) drops to nobody before it joins the namespace. The helper
+is killed on ``delete``.
 
 pasta (passt package) copies the host's addresses and routes into the
 namespace (``--config-net``), forwards the published ports (``-t``/``-u``)
@@ -41,10 +40,10 @@ DNS = "10.0.2.3"
 
 
 def choose(mode: str) -> str:
-    """``slirp``: slirp4netns if installed, else pasta; a clear error if neither."""
+    """``slirp``: pasta if installed, else slirp4netns; a clear error if neither."""
     if mode != "slirp":
         return mode
-    for name in ("slirp4netns", "pasta"):
+    for name in ("pasta", "slirp4netns"):
         if shutil.which(name):
             return name
     raise PyrunError("network mode slirp: neither pasta (Debian: passt) nor slirp4netns is installed")
@@ -141,15 +140,24 @@ def _api(path: str, request: dict, what: str) -> dict:
     return reply
 
 
-def stop(pid: int) -> None:
-    """SIGKILL slirp4netns and reap it if it is our child."""
+def stop(pid: int, timeout: float = 5.0) -> None:
+    """SIGKILL the helper and wait until it has exited (its pidfd polls
+    readable), so that its published ports are free when delete returns;
+    reap it if it is our child."""
     import signal
 
     try:
-        os.kill(pid, signal.SIGKILL)
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
     try:
-        os.waitpid(pid, 0)
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        select.select([fd], [], [], timeout)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)
+    try:
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
