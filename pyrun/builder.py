@@ -352,8 +352,6 @@ def _start_hooks(plan: Plan, fifo: int) -> None:
 
 def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
     """Wait for ``pyrun start``, then exec. Errors here can only go to stderr."""
-    from pyrun import pid1, process
-
     try:
         # open(2) of a FIFO for writing blocks until a reader opens it:
         # that reader is ``pyrun start``.
@@ -364,17 +362,30 @@ def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
         os.close(fifo)
         os.close(state_fd)
         log.close()
-        keep = {init_fd} if init_fd is not None else set()
-        process.close_fds(keep, plan.preserve_fds)
-        proc = plan.spec.process
-        if proc.no_new_privileges:
-            import prctl
-
-            prctl.set_no_new_privs(1)
-        if plan.seccomp is not None and not plan.seccomp_loaded:
-            plan.seccomp.load()  # last before exec; the init runs under it too
-        sys.stdout.flush()
-        pid1.exec_process(path, proc.args, proc.env, init_fd)
+        exec_last(plan, path, init_fd, keep={init_fd} if init_fd is not None else set())
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"pyrun: {e}\n".encode())
     os._exit(127)
+
+
+def exec_last(plan: Plan, path: str, init_fd: int | None, keep: set[int], ch: Channel | None = None) -> None:
+    """The last steps before the process runs, for ``create`` and ``exec``
+    alike: close every fd not passed on, no_new_privs, the seccomp filter
+    (if not loaded earlier; the init runs under it too), execve(2).
+    ``ch``: where a NOTIFY listener fd goes (exec); create loaded such a
+    filter before it was ready."""
+    import prctl
+
+    from pyrun import pid1, process
+
+    process.close_fds(keep, plan.preserve_fds)
+    proc = plan.spec.process
+    if proc.no_new_privileges:
+        prctl.set_no_new_privs(1)
+    if plan.seccomp is not None and not plan.seccomp_loaded:
+        if ch is not None:
+            _load_seccomp(plan, ch)
+        else:
+            plan.seccomp.load()
+    sys.stdout.flush()
+    pid1.exec_process(path, proc.args, proc.env, init_fd)

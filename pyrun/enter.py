@@ -234,9 +234,7 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
 
 
 def _child(plan, ch, rootfd: int) -> None:
-    import prctl
-
-    from pyrun import builder, pid1, process
+    from pyrun import builder
 
     try:
         # No pdeathsig here: our parent, the helper, exits at once.
@@ -249,13 +247,8 @@ def _child(plan, ch, rootfd: int) -> None:
         if plan.new_keyring:
             builder._join_session_keyring(os.path.basename(plan.state_path))
         path = builder._prepare_process(plan, ch)
-        process.close_fds({ch.fileno()}, plan.preserve_fds)
-        proc = plan.spec.process
-        if proc.no_new_privileges:
-            prctl.set_no_new_privs(1)
-        if plan.seccomp is not None and not plan.seccomp_loaded:
-            builder._load_seccomp(plan, ch)
-        pid1.exec_process(path, proc.args, proc.env, None)
+        # the channel stays open until execve(2) closes it: that is the signal
+        builder.exec_last(plan, path, None, keep={ch.fileno()}, ch=ch)
     except BaseException as e:  # noqa: BLE001
         builder._report(ch, e)
     os._exit(127)
