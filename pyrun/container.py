@@ -760,9 +760,7 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
         if all_processes and rec.cgroup:
             _signal_cgroup(rec.cgroup, sig)
         elif all_processes:
-            host_pidns = os.readlink("/proc/self/ns/pid")
-            ns = "pid" if os.readlink(f"/proc/{rec.pid}/ns/pid") != host_pidns else "mnt"
-            for pid in _same_ns_pids(rec.pid, ns):
+            for pid in _namespace_pids(rec):
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
@@ -848,6 +846,12 @@ def processes(root: str, container_id: str) -> list[int]:
         from pyrun.cgroups import open_cgroup
 
         return open_cgroup(rec.cgroup).pids()
+    return _namespace_pids(rec)
+
+
+def _namespace_pids(rec: Record) -> list[int]:
+    """Without a cgroup of its own: the processes in PID 1's pid namespace,
+    or in its mount namespace when it shares the host's pids."""
     host_pidns = os.readlink("/proc/self/ns/pid")
     ns = "pid" if os.readlink(f"/proc/{rec.pid}/ns/pid") != host_pidns else "mnt"
     return _same_ns_pids(rec.pid, ns)
@@ -861,12 +865,12 @@ def _wait_exit(fd: int, timeout: float) -> bool:
 # ----------------------------------------------------------------- delete
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    if force:
-        try:
-            sd, _ = load(root, container_id)
-        except ContainerNotFound:
+    try:
+        sd, _ = load(root, container_id)
+    except ContainerNotFound:
+        if force:
             return  # runc: delete --force of what is not there is not an error
-    sd, _ = load(root, container_id)
+        raise
     with sd.lock():
         rec = sd.read()
         status = sd.status(rec)
