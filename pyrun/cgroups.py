@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 from pyrun.errors import ConfigError, PyrunError
 
@@ -40,14 +40,11 @@ RES = "linux.resources"
 # --------------------------------------------------------------- conversions
 
 
-@dataclass(frozen=True)
-class Write:
-    """One value for one file of the container's cgroup, and the config
-    field it came from (for the error message)."""
-
-    file: str
-    value: str
-    path: str
+# One value for one file of the container's cgroup, and the config field it
+# came from (for the error message). A namedtuple, not a dataclass: `pyrun
+# state` reads a paused container's cgroup through this module and should
+# not pay for importing dataclasses (or typing).
+Write = namedtuple("Write", "file value path")
 
 
 def _num(obj: dict, key: str, base: str, lo: int | None = None) -> int | None:

@@ -229,20 +229,12 @@ class StateDir:
             return STATUS_STOPPED
         if os.path.exists(self.file("exec.fifo")):
             return STATUS_CREATED
-        if rec.cgroup and _frozen(rec.cgroup):
-            return STATUS_PAUSED
+        if rec.cgroup:
+            from pyrun.cgroups import open_cgroup
+
+            if open_cgroup(rec.cgroup).frozen():
+                return STATUS_PAUSED
         return STATUS_RUNNING
-
-
-def _frozen(cgroup: str) -> bool:
-    """cgroup.freeze (v2), or freezer.state (the v1 freezer fallback)."""
-    for name, frozen in (("cgroup.freeze", "1"), ("freezer.state", "FROZEN")):
-        try:
-            with open(os.path.join(cgroup, name)) as f:
-                return f.read().strip() == frozen
-        except OSError:
-            continue
-    return False
 
 
 def remove_tree(path: str) -> None:
