@@ -43,9 +43,15 @@ def in_child(profile: dict, probe):
     """Build the filter here, load it in a child, run ``probe()`` there.
 
     Returns (what probe returned, or None if the child died; wait status)."""
+    return collect(*fork_filtered(seccomp.build(profile), probe))
+
+
+def fork_filtered(filt, probe, after_load=None) -> tuple[int, int]:
+    """Fork a child that loads ``filt`` (under no_new_privs), calls
+    ``after_load(fd)`` if given, then reports ``probe()`` through a pipe.
+    Returns (pid, the pipe's read end) for :func:`collect`."""
     import prctl
 
-    filt = seccomp.build(profile)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: no pytest machinery from here on
@@ -54,12 +60,19 @@ def in_child(profile: dict, probe):
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGSYS dumps core
             prctl.set_no_new_privs(1)
             fd = filt.load()
+            if after_load is not None:
+                after_load(fd)
             out = {"fd": fd, "result": probe()}
         except BaseException as e:  # noqa: BLE001
             out = {"error": repr(e)}
         os.write(w, json.dumps(out).encode())
         os._exit(0)
     os.close(w)
+    return pid, r
+
+
+def collect(pid: int, r: int):
+    """(what the child's probe returned, or None if it died; wait status)."""
     data = b""
     while chunk := os.read(r, 65536):
         data += chunk
@@ -333,24 +346,8 @@ def test_notify_hands_over_a_listener_fd():
 
     rule = {"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}
     profile = allow_all(rule, listenerPath="/unused/in/this/test.sock")
-    filt = seccomp.build(profile)
-    import prctl
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            parent_sock.close()
-            prctl.set_no_new_privs(1)
-            fd = filt.load()
-            socket.send_fds(child_sock, [b"fd"], [fd])
-            out = {"fd": fd, "result": probe()}
-        except BaseException as e:  # noqa: BLE001
-            out = {"error": repr(e)}
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
+    pid, r = fork_filtered(seccomp.build(profile), probe,
+                           after_load=lambda fd: socket.send_fds(child_sock, [b"fd"], [fd]))
     child_sock.close()
     try:
         parent_sock.settimeout(10)
@@ -370,11 +367,7 @@ def test_notify_hands_over_a_listener_fd():
         fcntl.ioctl(listener, 0xC0182101, resp)  # SECCOMP_IOCTL_NOTIF_SEND
         os.close(listener)
     finally:
-        data = os.read(r, 65536)
-        os.close(r)
-        os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out
+        out, _ = collect(pid, r)
     assert out["fd"] >= 0
     assert out["result"] == -errno.EBUSY
 
