@@ -91,6 +91,7 @@ def test_ports_and_mode_from_annotations(bridge):
 def test_two_bridge_containers_reach_each_other_by_name_and_ip(bridge):
     bridge.ok("run", "-d", "--network", "bridge", "-b", bridge.bundle(config=web_config(bridge, "alpha")), "c1")
     ip = leases_of(bridge)[os.path.join(bridge.root, "c1")]["ip"]
+    assert fetch(f"http://{ip}/").strip() == "hello-from-alpha"  # c1's httpd is up before c2 asks
     config = bridge.config(["sh", "-c", f"wget -qO- http://c1/; wget -qO- http://alpha/; wget -qO- http://{ip}/; "
                                         "cat /etc/hosts"])
     p = bridge("run", "--network", "bridge", "-b", bridge.bundle(config=config), "c2")
