@@ -23,6 +23,7 @@ Per container, in order (each undone by :func:`detach`):
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -239,10 +240,16 @@ def detach(key: str) -> None:
                 _nft("\n".join(deletes) + "\n")
         veth = veth_name(key)
         if os.path.exists(f"/sys/class/net/{veth}"):
-            from pyroute2 import IPRoute
+            from pyroute2 import IPRoute, NetlinkError
 
             with IPRoute() as ipr:
                 for index in ipr.link_lookup(ifname=veth):
-                    ipr.link("del", index=index)
+                    try:
+                        ipr.link("del", index=index)
+                    except NetlinkError as e:
+                        # The kernel destroys the pair with the container's
+                        # netns, asynchronously: it may be gone by now.
+                        if e.code != errno.ENODEV:
+                            raise
         if leases.pop(key, None) is not None:
             _write_hosts(leases)
