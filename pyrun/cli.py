@@ -171,9 +171,8 @@ def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additiona
 
 def _exec(root, container_id, command, process_file, env, cwd, user, additional_gids, cap, tty,
           detach, pid_file, console_socket, preserve_fds, no_new_privs, process_label, apparmor) -> int:
-    from dataclasses import replace
-
     from pyrun import container, enter
+    from pyrun.record import replace
     from pyrun.spec import load_process
 
     if preserve_fds < 0:

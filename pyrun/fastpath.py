@@ -121,9 +121,9 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
 
     cid = pos[0]
     if command == "state":
-        import json
+        from pyrun import jsonio
 
-        sys.stdout.write(json.dumps(container.state(root, cid), indent=2) + "\n")
+        sys.stdout.write(jsonio.dumps(container.state(root, cid), indent=2) + "\n")
     elif command == "start":
         container.start(root, cid)
     elif command == "kill":

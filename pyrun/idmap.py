@@ -12,9 +12,7 @@ Who may write what, and therefore how pyrun writes it:
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
 
 from pyrun.errors import PyrunError
 
@@ -42,6 +40,8 @@ def single_own_id(maps: list[Mapping], own: int) -> bool:
 
 
 def _helper(name: str) -> str:
+    import shutil
+
     path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
     if path is None:
         raise PyrunError(f"{name} not found: install the uidmap package (apt-get install uidmap) "
@@ -60,6 +60,8 @@ def _has_file_caps(path: str) -> bool:
 
 
 def _run_helper(name: str, pid: int, maps: list[Mapping], subids: str) -> None:
+    import subprocess
+
     helper = _helper(name)
     args = [helper, str(pid)] + [str(x) for m in maps for x in m]
     proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True)

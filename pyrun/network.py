@@ -22,13 +22,12 @@ pyroute2, hundreds of milliseconds to import, is loaded only for a bridge.
 
 from __future__ import annotations
 
+import _socket  # socket.py's C core: `import socket` costs ~4 ms (enum, selectors)
 import fcntl
-import ipaddress
-import socket
 import struct
-from dataclasses import dataclass, field
 
 from pyrun.errors import ConfigError
+from pyrun.record import field, record
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -43,13 +42,16 @@ USER_MODE = (SLIRP4NETNS, PASTA)  # the unprivileged ones, through a helper proc
 
 
 def loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         ifreq = struct.pack("16sh", b"lo", 0)
         flags = struct.unpack("16sh", fcntl.ioctl(s, SIOCGIFFLAGS, ifreq))[1]
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Port:
     host_ip: str       # "" = every host address
     host_port: int
@@ -61,7 +63,7 @@ class Port:
         return f"{ip}{self.host_port}:{self.container_port}/{self.proto}"
 
 
-@dataclass
+@record
 class NetPlan:
     mode: str = NONE
     ports: list[Port] = field(default_factory=list)
@@ -82,6 +84,8 @@ def parse_ports(text: str, where: str) -> list[Port]:
             host_ip, host_port, cport = "", parts[0], parts[1]
         elif len(parts) == 3:
             host_ip, host_port, cport = parts
+            import ipaddress
+
             try:
                 ipaddress.IPv4Address(host_ip)
             except ValueError:
@@ -134,6 +138,8 @@ def plan(spec, mode: str | None, ports: str | None, privileged: bool) -> NetPlan
 
 def check_ports_free(ports: list[Port]) -> None:
     """A host port another program listens on fails ``create`` now, clearly."""
+    import socket
+
     from pyrun.errors import PyrunError
 
     for p in ports:

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 
 from pyrun._native import ffi, lib
 from pyrun.errors import ConfigError, SyscallError
+from pyrun.record import field, record
 
 BASE = "linux.seccomp"
 
@@ -159,7 +159,7 @@ def _action(obj: dict, key: str, errno_key: str, path: str) -> tuple[str, int]:
     return name, _FIXED[name]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Arg:
     """One comparison of seccomp_rule_add(3): argument ``index`` ``op``
     ``value`` (for SCMP_CMP_MASKED_EQ: ``(arg & value) == value_two``)."""
@@ -170,7 +170,7 @@ class Arg:
     value_two: int
 
 
-@dataclass
+@record
 class Rule:
     names: list[str]
     action: int
@@ -258,7 +258,7 @@ class _Context:
             self.ptr = ffi.NULL
 
 
-@dataclass
+@record
 class Filter:
     """A checked ``linux.seccomp``, compiled into a libseccomp context."""
 

@@ -1,4 +1,4 @@
-"""The bundle's config.json: load it, type-check it, turn it into dataclasses.
+"""The bundle's config.json: load it, type-check it, turn it into records.
 
 Pure logic (no syscalls beyond reading the file) and cheap to import.  Every
 problem is a :class:`~pyrun.errors.ConfigError` naming the JSON path of the
@@ -19,12 +19,12 @@ References are to the OCI runtime spec: config.md and config-linux.md.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 
 from pyrun.defaults import default_spec
 from pyrun.errors import ConfigError
+from pyrun.jsonio import quote as _quote
+from pyrun.record import field, record
 
 __all__ = [
     "CAPABILITIES",
@@ -180,7 +180,7 @@ _IPC_SYSCTLS = frozenset(
 # --------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@record
 class IDMapping:
     """One uid/gid map line (config-linux.md "User namespace mappings")."""
 
@@ -189,7 +189,7 @@ class IDMapping:
     size: int
 
 
-@dataclass(slots=True)
+@record
 class User:
     """The process's identity (config.md "POSIX process", ``user``)."""
 
@@ -199,7 +199,7 @@ class User:
     additional_gids: list[int] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@record
 class Rlimit:
     """A setrlimit(2) entry (config.md "POSIX process", ``rlimits``)."""
 
@@ -208,7 +208,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass(slots=True)
+@record
 class Capabilities:
     """The five capability sets (config.md "Linux process", ``capabilities``)."""
 
@@ -219,7 +219,7 @@ class Capabilities:
     ambient: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@record
 class Process:
     """The container process (config.md "Process").
 
@@ -240,7 +240,7 @@ class Process:
     selinux_label: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class Root:
     """The root filesystem (config.md "Root"); ``path`` is absolute."""
 
@@ -248,7 +248,7 @@ class Root:
     readonly: bool = False
 
 
-@dataclass(slots=True)
+@record
 class Mount:
     """One entry of ``mounts`` (config.md "Mounts"), in listed order."""
 
@@ -258,7 +258,7 @@ class Mount:
     options: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@record
 class Namespace:
     """A namespace to create, or join when ``path`` is set (config-linux.md "Namespaces")."""
 
@@ -266,7 +266,7 @@ class Namespace:
     path: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class Device:
     """A device node to create (config-linux.md "Devices"); type c, b, u or p."""
 
@@ -279,7 +279,7 @@ class Device:
     gid: int | None = None
 
 
-@dataclass(slots=True)
+@record
 class Hook:
     """One hook command (config.md "POSIX-platform Hooks")."""
 
@@ -289,7 +289,7 @@ class Hook:
     timeout: int | None = None
 
 
-@dataclass(slots=True)
+@record
 class Hooks:
     """All hook lists (config.md "POSIX-platform Hooks"); prestart is deprecated."""
 
@@ -301,7 +301,7 @@ class Hooks:
     poststop: list[Hook] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@record
 class Linux:
     """The ``linux`` object (config-linux.md).
 
@@ -323,7 +323,7 @@ class Linux:
     mount_label: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class Spec:
     """A parsed config.json (config.md).
 
@@ -392,12 +392,12 @@ def _join(base: str, key: str) -> str:
 
 def _key(base: str, key: str) -> str:
     """Path of a map entry: ``annotations["a.b"]``."""
-    return f"{base}[{json.dumps(key, ensure_ascii=False)}]"
+    return f"{base}[{_quote(key)}]"
 
 
 def _q(text: str) -> str:
     """Quote a value for a message, keeping it on one line."""
-    return json.dumps(text, ensure_ascii=False)
+    return _quote(text)
 
 
 def _check(value: object, kind: type, path: str) -> None:
@@ -1006,16 +1006,17 @@ def _read_json(path: str) -> dict:
     # the strings are handed back to the OS (paths, argv, env).
     text = blob.decode("utf-8", "surrogateescape")
 
-    def _reject_constant(name: str):
-        raise ValueError(f"{name} is not a JSON value")
+    from pyrun import jsonio
 
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            "", f"invalid JSON at line {e.lineno} column {e.colno}: {_lower_first(e.msg)}"
-        ) from None
-    except (ValueError, RecursionError) as e:
+        data = jsonio.loads(text)  # NaN and Infinity refused, as Go's encoding/json
+    except ValueError as e:
+        if hasattr(e, "lineno"):  # json.JSONDecodeError
+            raise ConfigError(
+                "", f"invalid JSON at line {e.lineno} column {e.colno}: {_lower_first(e.msg)}"
+            ) from None
+        raise ConfigError("", f"invalid JSON: {e}") from None
+    except RecursionError as e:
         raise ConfigError("", f"invalid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError("", f"expected a JSON object at the top level, got {_type_name(data)}")
