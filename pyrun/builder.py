@@ -52,7 +52,12 @@ class Plan:
     use_mknod: bool = True
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
     seccomp_loaded: bool = False      # set in the container once it is in force
-    cgroup_sync: bool = False         # stage 1 waits until the host put it in its cgroup
+    # Who the host moves into the container's cgroup (cgroup.procs): "" no
+    # cgroup; "stage1" before it unshares anything (a cgroup namespace is
+    # rooted in the cgroup of the process that makes it); "pid1" while it
+    # builds the rootfs (a move can wait an RCU grace period, ~5 ms: hidden
+    # behind the mounts), and PID 1 waits for it before any hook or exec.
+    cgroup_join: str = ""
     cgroup_path: str = ""             # the container's cgroup directory, if it has one
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
     net: object = None                # pyrun.network.NetPlan
@@ -87,7 +92,7 @@ def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> Non
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != host_pid:  # the host died before pdeathsig was armed
             os._exit(1)
-        if plan.cgroup_sync:
+        if plan.cgroup_join == "stage1":
             to_host.expect("cgroup-done")
         _enter_namespaces(plan, to_host)
         pid = os.fork()
@@ -251,6 +256,9 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             devices.create_symlinks(rootfd)
     finally:
         os.close(rootfd)
+    if plan.cgroup_join == "pid1":
+        with log.step("wait for cgroup.procs"):
+            ch.expect("cgroup-done")  # from here on, what runs is in the container's cgroup
     _create_hooks(plan, ch)
     with log.step("pivot_root" if not plan.no_pivot else "mount(MS_MOVE)+chroot"):
         if plan.no_pivot:

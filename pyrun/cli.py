@@ -158,40 +158,17 @@ def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additiona
              ignore_paused):
     """Run COMMAND (or --process) in a running container."""
     try:
-        code = _exec(obj.root, container_id, command, process_file, env, cwd, user, additional_gids,
-                     cap, tty, detach, pid_file, console_socket, preserve_fds, no_new_privs,
-                     process_label, apparmor)
+        from pyrun.enter import exec_from_flags
+
+        code = exec_from_flags(obj.root, container_id, list(command), process_file, list(env), cwd, user,
+                               list(additional_gids), list(cap), tty, detach, pid_file, console_socket,
+                               preserve_fds, no_new_privs, process_label, apparmor)
     except PyrunError as e:
         # runc: "exec failed: ..." and status 255, so that a caller can tell
         # a failed exec from a process that exited 1.
         log.error(f"exec failed: {e}")
         sys.exit(255)
     sys.exit(code)
-
-
-def _exec(root, container_id, command, process_file, env, cwd, user, additional_gids, cap, tty,
-          detach, pid_file, console_socket, preserve_fds, no_new_privs, process_label, apparmor) -> int:
-    from pyrun import container, enter
-    from pyrun.record import replace
-    from pyrun.spec import load_process
-
-    if preserve_fds < 0:
-        raise PyrunError("--preserve-fds must not be negative")
-    if process_file:
-        if command:
-            raise PyrunError("give either --process or a command, not both")
-        proc = load_process(process_file)
-    else:
-        sd, rec = container.load(root, container_id)
-        base = container.saved_spec(sd, rec).process
-        proc = enter.process_from_flags(base, list(command), list(env), cwd, user,
-                                        list(additional_gids), list(cap), tty, no_new_privs)
-    if process_label or apparmor:
-        proc = replace(proc, selinux_label=process_label or proc.selinux_label,
-                       apparmor_profile=apparmor or proc.apparmor_profile)
-    opts = enter.ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
-                             console_socket=os.path.abspath(console_socket) if console_socket else None)
-    return enter.exec_process(root, container_id, proc, opts)
 
 
 @cli.command()

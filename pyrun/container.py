@@ -404,7 +404,7 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
         cg = cgroups.setup(spec, container_id, rootless, ignore)
     if cg is not None:
         undo.append(lambda: (cg.kill(), cg.remove()))
-        plan.cgroup_sync = True
+        plan.cgroup_join = "stage1" if "cgroup" in plan.new_ns else "pid1"
         if not isinstance(cg, cgroups.FreezerV1):
             plan.cgroup_path = cg.path  # what a cgroup2 mount may bind
     return cg
@@ -450,10 +450,11 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     stage1_end.close()
     init_end.close()
     try:
-        if cg is not None:
+        if plan.cgroup_join == "stage1":
             # Before stage 1 does anything: what it forks inherits the
             # cgroup, and its cgroup namespace is rooted there.
-            cg.add(pid)
+            with log.step("write cgroup.procs"):
+                cg.add(pid)
             to_stage1.send("cgroup-done")
         msg = to_stage1.recv()
         if msg and msg["kind"] == "idmap":
@@ -465,6 +466,10 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
             fail_from(msg, "container setup failed before PID 1 was started")
         init_pid = msg["pid"]
         pids.insert(0, init_pid)
+        if plan.cgroup_join == "pid1":
+            with log.step("write cgroup.procs"):
+                cg.add(init_pid)  # while PID 1 mounts; it waits for this before hooks and exec
+            to_init.send("cgroup-done")
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
         if net:

@@ -1,14 +1,14 @@
 """The command lines engines send most, parsed without click.
 
 conmon, containerd and CI scripts call ``create``, ``start``, ``state``,
-``kill`` and ``delete`` for every container; importing click costs more
-than runc's whole run (../PERF-NOTES.md). This module recognises those
-commands in the exact forms runc documents — global ``--root``, ``--log``,
-``--log-format``, ``--debug`` first, then the command, its flags, the id —
-and calls the same library functions as :mod:`pyrun.cli`. Anything else
-(``--help``, a flag it does not know, a malformed value) returns None and
-the full click CLI handles the command, so the two cannot disagree on
-anything but speed.
+``kill``, ``delete`` and ``exec`` for every container; importing click
+costs more than runc's whole run (../PERF-NOTES.md). This module recognises
+those commands in the exact forms runc documents — global ``--root``,
+``--log``, ``--log-format``, ``--debug`` first, then the command, its
+flags, the id — and calls the same library functions as :mod:`pyrun.cli`.
+Anything else (``--help``, a flag it does not know, combined short flags, a
+malformed value) returns None and the full click CLI handles the command,
+so the two cannot disagree on anything but speed.
 """
 
 from __future__ import annotations
@@ -16,31 +16,60 @@ from __future__ import annotations
 import os
 import sys
 
-_GLOBAL_VALUE = {"--root", "--log", "--log-format"}
-_GLOBAL_FLAG = {"--debug", "--systemd-cgroup", "--ignore-cgroup-limits"}
+_GLOBAL_VALUE = {"--root": "--root", "--log": "--log", "--log-format": "--log-format"}
+_GLOBAL_FLAG = {"--debug": "--debug", "--systemd-cgroup": "--systemd-cgroup",
+                "--ignore-cgroup-limits": "--ignore-cgroup-limits"}
 
-# command -> (flags taking a value, boolean flags, positional arguments: min, max)
+
+class _Command:
+    """One command's grammar: option name (and alias) -> canonical name."""
+
+    def __init__(self, values: dict[str, str], flags: dict[str, str], lo: int, hi: int | None,
+                 repeated: tuple[str, ...] = (), stop_at_id: bool = False):
+        self.values, self.flags, self.lo, self.hi = values, flags, lo, hi
+        self.repeated = repeated      # canonical names that collect a list
+        self.stop_at_id = stop_at_id  # exec: what follows the id is the command line
+
+
+def _names(*groups: str) -> dict[str, str]:
+    """"--bundle -b" -> {"--bundle": "--bundle", "-b": "--bundle"}."""
+    out = {}
+    for group in groups:
+        names = group.split()
+        for name in names:
+            out[name] = names[0]
+    return out
+
+
+_CREATE_VALUES = _names("--bundle -b", "--pid-file", "--console-socket", "--preserve-fds", "--rootfs-mode",
+                        "--network", "--publish -p")
+_CREATE_FLAGS = _names("--no-pivot", "--no-new-keyring", "--init", "--no-init")
+
 _COMMANDS = {
-    "state": (set(), set(), 1, 1),
-    "start": (set(), set(), 1, 1),
-    "kill": (set(), {"--all", "-a"}, 1, 2),
-    "delete": (set(), {"--force", "-f"}, 1, 1),
-    "create": ({"--bundle", "-b", "--pid-file", "--console-socket", "--preserve-fds"},
-               {"--no-pivot", "--no-new-keyring"}, 1, 1),
-    "run": ({"--bundle", "-b", "--pid-file", "--console-socket", "--preserve-fds"},
-            {"--no-pivot", "--no-new-keyring", "--detach", "-d"}, 1, 1),
+    "state": _Command({}, {}, 1, 1),
+    "start": _Command({}, {}, 1, 1),
+    "kill": _Command({}, _names("--all -a"), 1, 2),
+    "delete": _Command({}, _names("--force -f"), 1, 1),
+    "create": _Command(_CREATE_VALUES, _CREATE_FLAGS, 1, 1, ("--publish",)),
+    "run": _Command(_CREATE_VALUES, {**_CREATE_FLAGS, **_names("--detach -d")}, 1, 1, ("--publish",)),
+    "exec": _Command(_names("--process -p", "--env -e", "--cwd", "--user -u", "--additional-gids -g",
+                            "--cap -c", "--pid-file", "--console-socket", "--preserve-fds",
+                            "--process-label", "--apparmor"),
+                     _names("--tty -t", "--detach -d", "--no-new-privs", "--ignore-paused"), 1, None,
+                     ("--env", "--additional-gids", "--cap"), stop_at_id=True),
 }
+_CHOICES = {"--rootfs-mode": ("overlay", "direct"),
+            "--network": ("none", "host", "bridge", "pasta", "slirp4netns", "slirp")}
 
 
-def _split(args: list[str], values: set[str], flags: set[str], stop_at_positional: bool):
-    """(options, positionals) or None for anything unexpected."""
-    opts: dict[str, str | bool] = {}
+def _split(args: list[str], values: dict[str, str], flags: dict[str, str], stop_at_positional: bool,
+           repeated: tuple[str, ...] = ()):
+    """(options by canonical name, positionals) or None for anything unexpected."""
+    opts: dict[str, str | bool | list[str]] = {}
     pos: list[str] = []
     i = 0
     while i < len(args):
         a = args[i]
-        if a.startswith("-") and pos and stop_at_positional:
-            return None
         if a.startswith("-") and a != "-":
             name, eq, value = a.partition("=")
             if name in values:
@@ -49,9 +78,13 @@ def _split(args: list[str], values: set[str], flags: set[str], stop_at_positiona
                     if i == len(args):
                         return None
                     value = args[i]
-                opts[name] = value
+                key = values[name]
+                if key in repeated:
+                    opts.setdefault(key, []).append(value)
+                else:
+                    opts[key] = value
             elif name in flags and not eq:
-                opts[name] = True
+                opts[flags[name]] = True
             else:
                 return None
         else:
@@ -74,12 +107,18 @@ def main(argv: list[str]) -> int | None:
     if parsed is None or not parsed[1] or parsed[1][0] not in _COMMANDS:
         return None
     glob, rest = parsed
-    command, cmd_args = rest[0], rest[1:]
-    values, flags, lo, hi = _COMMANDS[command]
-    parsed = _split(cmd_args, values, flags, stop_at_positional=False)
-    if parsed is None or not lo <= len(parsed[1]) <= hi:
+    command, cmd = rest[0], _COMMANDS[rest[0]]
+    parsed = _split(rest[1:], cmd.values, cmd.flags, cmd.stop_at_id, cmd.repeated)
+    if parsed is None or len(parsed[1]) < cmd.lo or (cmd.hi is not None and len(parsed[1]) > cmd.hi):
         return None
     opts, pos = parsed
+    for name, choices in _CHOICES.items():
+        if opts.get(name, choices[0]) not in choices:
+            return None
+    if not all(g.isdigit() for g in opts.get("--additional-gids", [])):
+        return None
+    if "--init" in opts and "--no-init" in opts:
+        return None
     fmt = glob.get("--log-format", "text")
     if fmt not in ("text", "json"):
         return None
@@ -120,6 +159,8 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
     from pyrun import container
 
     cid = pos[0]
+    if command == "exec":
+        return _exec(root, cid, pos[1:], opts, preserve)
     if command == "state":
         from pyrun import jsonio
 
@@ -128,18 +169,41 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
         container.start(root, cid)
     elif command == "kill":
         sig = container.parse_signal(pos[1] if len(pos) > 1 else "SIGTERM")
-        container.kill(root, cid, sig, bool(opts.get("--all") or opts.get("-a")))
+        container.kill(root, cid, sig, bool(opts.get("--all")))
     elif command == "delete":
-        container.delete(root, cid, bool(opts.get("--force") or opts.get("-f")))
+        container.delete(root, cid, bool(opts.get("--force")))
     else:
         socket = opts.get("--console-socket")
+        publish = opts.get("--publish")
         options = container.Options(
             pid_file=opts.get("--pid-file"), no_pivot=bool(opts.get("--no-pivot")),
             no_new_keyring=bool(opts.get("--no-new-keyring")), preserve_fds=preserve,
-            console_socket=os.path.abspath(socket) if socket else None, ignore_cgroup_limits=ignore_limits)
-        bundle = opts.get("--bundle") or opts.get("-b") or "."
+            console_socket=os.path.abspath(socket) if socket else None, ignore_cgroup_limits=ignore_limits,
+            rootfs_mode=opts.get("--rootfs-mode"), network=opts.get("--network"),
+            init=True if "--init" in opts else False if "--no-init" in opts else None,
+            publish=",".join(publish) if publish else None)
+        bundle = opts.get("--bundle") or "."
         if command == "create":
             container.create(root, cid, bundle, options)
         else:
-            return container.run(root, cid, bundle, options, detach=bool(opts.get("--detach") or opts.get("-d")))
+            return container.run(root, cid, bundle, options, detach=bool(opts.get("--detach")))
     return 0
+
+
+def _exec(root: str, cid: str, command: list[str], opts: dict, preserve: int) -> int:
+    """``exec`` as the CLI runs it: a failure to exec is "exec failed: ..."
+    and status 255 (runc's convention); otherwise the process's status."""
+    from pyrun.enter import exec_from_flags
+    from pyrun.errors import PyrunError
+    from pyrun.log import log
+
+    try:
+        return exec_from_flags(
+            root, cid, command, opts.get("--process"), opts.get("--env", []), opts.get("--cwd"),
+            opts.get("--user"), [int(g) for g in opts.get("--additional-gids", [])], opts.get("--cap", []),
+            bool(opts.get("--tty")), bool(opts.get("--detach")), opts.get("--pid-file"),
+            opts.get("--console-socket"), preserve, bool(opts.get("--no-new-privs")),
+            opts.get("--process-label"), opts.get("--apparmor"))
+    except PyrunError as e:
+        log.error(f"exec failed: {e}")
+        return 255
