@@ -56,6 +56,13 @@ int pyrun_setdomainname(const char *name, size_t len)
     return result(setdomainname(name, len));
 }
 
+int pyrun_setrlimit(int resource, unsigned long long soft, unsigned long long hard)
+{
+    struct rlimit rl = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };
+
+    return result(setrlimit(resource, &rl));
+}
+
 /* openat2(2) with RESOLVE_IN_ROOT is how a path inside the container's rootfs
  * is resolved without letting a symlink lead out of it. No glibc wrapper. */
 int pyrun_openat2(int dirfd, const char *path, unsigned long long flags,

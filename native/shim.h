@@ -4,6 +4,7 @@
 #ifndef PYRUN_SHIM_H
 #define PYRUN_SHIM_H
 #include <stddef.h>
+#include <sys/resource.h>
 
 int pyrun_mount(const char *source, const char *target, const char *fstype,
                 unsigned long flags, const char *data);
@@ -19,6 +20,9 @@ int pyrun_prctl(int option, unsigned long arg2, unsigned long arg3,
                 unsigned long arg4, unsigned long arg5);
 int pyrun_execveat(int dirfd, const char *path, char *const argv[],
                    char *const envp[], int flags);
+/* setrlimit(2); resource is an RLIMIT_* number, RLIM_INFINITY is ~0ULL.
+ * (Python's resource module would cost a shared library load per start.) */
+int pyrun_setrlimit(int resource, unsigned long long soft, unsigned long long hard);
 /* Every signal disposition to SIG_DFL (see sigdefault.h). */
 void pyrun_default_signals(void);
 #endif

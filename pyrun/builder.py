@@ -140,7 +140,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
     import prctl
 
     try:
-        _import_before_pivot_root()
+        _import_before_pivot_root(plan)
         prctl.set_pdeathsig(signal.SIGKILL)
         if plan.spec.process.oom_score_adj is not None:
             # Before set_dumpable(False): that makes /proc/self root's.
@@ -198,15 +198,26 @@ def _join_session_keyring(container_id: str) -> None:
             log.debug_msg(f"no new session keyring: {e}")
 
 
-def _import_before_pivot_root() -> None:
+def _import_before_pivot_root(plan: Plan) -> None:
     """After pivot_root the host's filesystem, and with it pyrun's own
-    modules, is gone: everything used after that point is imported now."""
+    modules, is gone: everything used after that point is imported now,
+    and only what this container will use (each import costs a start)."""
     import _socket  # noqa: F401
-    import resource  # noqa: F401
 
-    from pyrun import (capabilities, devices, hooks, masking, mounts, network, pid1,  # noqa: F401
-                       process, rootfs, sysctl, terminal)
+    from pyrun import capabilities, devices, mounts, pid1, process, rootfs  # noqa: F401
     from pyrun.errors import ContainerFailed  # noqa: F401
+
+    spec = plan.spec
+    if spec.process.terminal:
+        from pyrun import terminal  # noqa: F401
+    if spec.hooks.start_container:
+        from pyrun import hooks  # noqa: F401
+    if spec.linux.sysctl:
+        from pyrun import sysctl  # noqa: F401
+    if spec.linux.masked_paths or spec.linux.readonly_paths:
+        from pyrun import masking  # noqa: F401
+    if "network" in plan.new_ns:
+        from pyrun import network  # noqa: F401
 
 
 def hook_state(plan: Plan, status: str) -> bytes:
@@ -221,11 +232,11 @@ def _create_hooks(plan: Plan, ch: Channel) -> None:
     """prestart and createRuntime run on the host side (asked for over the
     channel), then createContainer here, in the container's namespaces,
     with the host's filesystem still visible: all before pivot_root."""
-    from pyrun import hooks
-
     h = plan.spec.hooks
     if not (h.prestart or h.create_runtime or h.create_container):
         return
+    from pyrun import hooks
+
     ch.send("hooks")
     plan.host_pid = ch.expect("hooks-done")["pid"]
     with log.step("hooks.createContainer"):
@@ -233,7 +244,7 @@ def _create_hooks(plan: Plan, ch: Channel) -> None:
 
 
 def _build_rootfs(plan: Plan, ch: Channel) -> None:
-    from pyrun import devices, masking, mounts, rootfs, sysctl
+    from pyrun import devices, mounts, rootfs
 
     spec = plan.spec
     prop = None
@@ -267,8 +278,12 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             rootfs.pivot_root(merged)
     linux = spec.linux
     if linux.sysctl:
+        from pyrun import sysctl  # imported before pivot_root, when needed
+
         with log.step("sysctl"):
             sysctl.write_sysctls(linux.sysctl)
+    if linux.readonly_paths or linux.masked_paths:
+        from pyrun import masking  # imported before pivot_root, when needed
     if linux.readonly_paths:
         with log.step("readonlyPaths"):
             masking.readonly_paths(linux.readonly_paths)

@@ -26,16 +26,24 @@ _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_S
 
 
 def sealed_init_memfd() -> int:
-    """memfd_create(2) + write + F_ADD_SEALS: an executable nobody can modify."""
+    """memfd_create(2) + sendfile(2) + F_ADD_SEALS: an executable nobody can
+    modify. sendfile copies inside the kernel, page cache to memfd: the
+    bytes never pass through Python."""
     try:
-        with open(INIT_PATH, "rb") as f:
-            data = f.read()
+        src = os.open(INIT_PATH, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise PyrunError(f"native init {INIT_PATH}: {e.strerror} (reinstall pyrun: pip install .)") from None
-    fd = os.memfd_create("pyrun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    try:
+        size = os.fstat(src).st_size
+        fd = os.memfd_create("pyrun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        offset = 0
+        while offset < size:
+            sent = os.sendfile(fd, src, offset, size - offset)
+            if sent == 0:
+                raise PyrunError(f"native init {INIT_PATH}: shorter than its size (reinstall pyrun)")
+            offset += sent
+    finally:
+        os.close(src)
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
     return fd
 

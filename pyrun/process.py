@@ -10,30 +10,25 @@ we are ready, so a missing program fails ``create`` and not ``start``.
 from __future__ import annotations
 
 import os
-import resource
 
 from pyrun.errors import ConfigError, PyrunError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _rlim(value: int) -> int:
-    # Configs write "unlimited" as 2**64-1; Python spells it RLIM_INFINITY (-1).
-    return resource.RLIM_INFINITY if value >= 2**63 else value
-
-
 def set_rlimits(rlimits) -> None:
-    """setrlimit(2) for each ``process.rlimits`` entry."""
+    """setrlimit(2) for each ``process.rlimits`` entry. Configs write
+    "unlimited" as 2**64-1, which is RLIM_INFINITY as the kernel reads it."""
+    from pyrun._native import lib
+
     for i, rl in enumerate(rlimits):
-        which = getattr(resource, rl.type, None)
+        which = getattr(lib, rl.type, None) if rl.type.startswith("RLIMIT_") else None
         if which is None:
             raise ConfigError(f"process.rlimits[{i}].type", f"{rl.type} is not supported here")
-        try:
-            resource.setrlimit(which, (_rlim(rl.soft), _rlim(rl.hard)))
-        except (OSError, ValueError) as e:
-            reason = e.strerror if isinstance(e, OSError) else str(e)
-            raise PyrunError(f"setrlimit({rl.type}, soft={rl.soft}, hard={rl.hard}): {reason} "
-                             f"(process.rlimits[{i}])") from None
+        rc = lib.pyrun_setrlimit(which, rl.soft, rl.hard)
+        if rc < 0:
+            raise PyrunError(f"setrlimit({rl.type}, soft={rl.soft}, hard={rl.hard}): {os.strerror(-rc)} "
+                             f"(process.rlimits[{i}])")
 
 
 def set_oom_score_adj(value: int) -> None:
