@@ -248,7 +248,7 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
             from pyrun.cgroups import Cgroup
 
             Cgroup(cgroup).add(os.getpid())  # before the cgroup namespace hides the path
-        builder._import_before_pivot_root()  # the host's files are gone after setns
+        builder._import_before_pivot_root(plan)  # the host's files are gone after setns
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")
         os.close(pidfd)
