@@ -3,12 +3,15 @@
 ``pyrun create`` (the *host side*, in ``container.py``) forks once. What
 happens then, in order — each step named after the system call it makes:
 
-stage 1, the first child:
-    unshare(CLONE_NEWUSER) → host writes uid_map/gid_map → setresuid(0)
-    → setns(path) for joined namespaces → unshare(the other new ones)
-    → fork: the child is PID 1 of the new PID namespace.
+stage 1, the first child (the host meanwhile makes exec.fifo and the
+    overlay's dirs, and writes stage 1's pid to the cgroup's cgroup.procs):
+    import what stage 2 will need → unshare(CLONE_NEWUSER) → host writes
+    uid_map/gid_map → setresuid(0) → setns(path) for joined namespaces
+    → unshare(the other new ones) → "cgroup-done" → fork: the child is
+    PID 1 of the new PID namespace, in the container's cgroup.
 stage 2, that child (the container's PID 1 until it execs):
-    setsid → mount(/, rslave) → mount(overlay root) → mount(each mount)
+    setsid → memfd_create(init) → "prepared" from the host
+    → mount(/, rslave) → mount(overlay root) → mount(each mount)
     → mknod or bind(devices) → pivot_root → write(sysctl)
     → mount(readonlyPaths, maskedPaths) → remount(/, ro)
     → sethostname → ioctl(lo up) → setrlimit → prctl(PR_CAPBSET_DROP)
@@ -52,12 +55,13 @@ class Plan:
     use_mknod: bool = True
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
     seccomp_loaded: bool = False      # set in the container once it is in force
-    # Who the host moves into the container's cgroup (cgroup.procs): "" no
-    # cgroup; "stage1" before it unshares anything (a cgroup namespace is
-    # rooted in the cgroup of the process that makes it); "pid1" while it
-    # builds the rootfs (a move can wait an RCU grace period, ~5 ms: hidden
-    # behind the mounts), and PID 1 waits for it before any hook or exec.
-    cgroup_join: str = ""
+    # The host moves stage 1 into the container's cgroup (cgroup.procs)
+    # right after fork(2). A move can wait an RCU grace period (5-15 ms
+    # here), so stage 1 does its imports and unshares meanwhile and waits
+    # for "cgroup-done" as late as it can: before unshare(CLONE_NEWCGROUP)
+    # (a cgroup namespace is rooted where its maker is), else before it
+    # forks PID 1, which so starts inside, with all it will ever fork.
+    cgroup_sync: bool = False
     cgroup_path: str = ""             # the container's cgroup directory, if it has one
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
     net: object = None                # pyrun.network.NetPlan
@@ -92,9 +96,12 @@ def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> Non
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != host_pid:  # the host died before pdeathsig was armed
             os._exit(1)
-        if plan.cgroup_join == "stage1":
-            to_host.expect("cgroup-done")
+        # Here, not in stage 2: the host is busy with the state dir (and the
+        # cgroup) on the other CPU meanwhile, and stage 2 inherits them.
+        _import_before_pivot_root(plan)
         _enter_namespaces(plan, to_host)
+        if plan.cgroup_sync and "cgroup" not in plan.new_ns:
+            to_host.expect("cgroup-done")
         pid = os.fork()
         if pid == 0:
             to_host.close()
@@ -131,6 +138,8 @@ def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
     for ns_type, path in plan.join_ns:
         with log.step(f"setns({ns_type})"):
             namespaces.setns_path(ns_type, path)
+    if plan.cgroup_sync and "cgroup" in plan.new_ns:
+        to_host.expect("cgroup-done")
     with log.step(f"unshare({','.join(plan.new_ns) or '-'})"):
         namespaces.unshare_rest(plan.new_ns)
 
@@ -140,7 +149,6 @@ def stage2(plan: Plan, ch: Channel) -> None:
     import prctl
 
     try:
-        _import_before_pivot_root(plan)
         prctl.set_pdeathsig(signal.SIGKILL)
         if plan.spec.process.oom_score_adj is not None:
             # Before set_dumpable(False): that makes /proc/self root's.
@@ -164,6 +172,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
                 init_fd = pid1.sealed_init_memfd()
         if plan.new_keyring:
             _join_session_keyring(os.path.basename(plan.state_path))
+        ch.expect("prepared")  # the host made exec.fifo and the overlay's dirs
         _build_rootfs(plan, ch)
         _configure(plan, ch)
         path = _prepare_process(plan, ch)
@@ -267,9 +276,6 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             devices.create_symlinks(rootfd)
     finally:
         os.close(rootfd)
-    if plan.cgroup_join == "pid1":
-        with log.step("wait for cgroup.procs"):
-            ch.expect("cgroup-done")  # from here on, what runs is in the container's cgroup
     _create_hooks(plan, ch)
     with log.step("pivot_root" if not plan.no_pivot else "mount(MS_MOVE)+chroot"):
         if plan.no_pivot:

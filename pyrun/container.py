@@ -404,7 +404,7 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
         cg = cgroups.setup(spec, container_id, rootless, ignore)
     if cg is not None:
         undo.append(lambda: (cg.kill(), cg.remove()))
-        plan.cgroup_join = "stage1" if "cgroup" in plan.new_ns else "pid1"
+        plan.cgroup_sync = True
         if not isinstance(cg, cgroups.FreezerV1):
             plan.cgroup_path = cg.path  # what a cgroup2 mount may bind
     return cg
@@ -412,13 +412,15 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
 
 def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool,
                    undo: list) -> Record:
-    import prctl
-
     from pyrun import builder, idmap
+    from pyrun import syscalls as sc
     from pyrun.channel import Channel
 
-    _prepare_state(sd, spec, plan.rootfs_mode)
-    _save_config(sd, spec)
+    # What the container's processes inherit is decided before fork(2): the
+    # cgroup (plan.cgroup_sync, .cgroup_path), the network's extra mounts, the record a
+    # later `delete` cleans up by if we die. The rest (exec.fifo, overlay
+    # dirs, config copy) is made after it, while stage 1 imports and
+    # unshares on the other CPU; PID 1 waits for "prepared" before it mounts.
     cg = _setup_cgroup(spec, sd.id, plan, undo, opts.ignore_cgroup_limits)
     net = _prepare_network(sd, spec, plan, undo)
     me = proc_start_time(os.getpid())
@@ -435,8 +437,9 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     sd.write(rec)
     if foreground:
         # So that the container's PID 1 becomes our child when stage 1 exits,
-        # and ``run`` can wait for it (prctl(2) PR_SET_CHILD_SUBREAPER).
-        prctl.set_child_subreaper(True)
+        # and ``run`` can wait for it (prctl(2) PR_SET_CHILD_SUBREAPER; the
+        # shim's prctl: python-prctl's import would cost this process 1 ms).
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1, shown="prctl(PR_SET_CHILD_SUBREAPER)")
     to_stage1, stage1_end = Channel.pair()
     to_init, init_end = Channel.pair()
     host_pid = os.getpid()
@@ -450,26 +453,30 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     stage1_end.close()
     init_end.close()
     try:
-        if plan.cgroup_join == "stage1":
-            # Before stage 1 does anything: what it forks inherits the
-            # cgroup, and its cgroup namespace is rooted there.
+        # While stage 1 imports and unshares on the other CPU:
+        with log.step("state dir (exec.fifo, overlay dirs, config.json)"):
+            _prepare_state(sd, spec, plan.rootfs_mode)
+            _save_config(sd, spec)
+        to_init.send("prepared")  # queued until PID 1 exists and reads it
+        if plan.cgroup_sync:
             with log.step("write cgroup.procs"):
-                cg.add(pid)
+                cg.add(pid)  # what stage 1 forks from now on starts inside
+        msg = None
+        if plan.user_ns == "new":
+            msg = to_stage1.recv()
+            if msg and msg["kind"] == "idmap":
+                with log.step("write uid_map/gid_map"):
+                    idmap.write_id_maps(pid, rec.uid_mappings, rec.gid_mappings)
+                to_stage1.send("idmap-done")
+                msg = None
+        if plan.cgroup_sync and msg is None:
             to_stage1.send("cgroup-done")
-        msg = to_stage1.recv()
-        if msg and msg["kind"] == "idmap":
-            with log.step("write uid_map/gid_map"):
-                idmap.write_id_maps(pid, rec.uid_mappings, rec.gid_mappings)
-            to_stage1.send("idmap-done")
+        if msg is None:
             msg = to_stage1.recv()
         if msg is None or msg["kind"] != "pid":
             fail_from(msg, "container setup failed before PID 1 was started")
         init_pid = msg["pid"]
         pids.insert(0, init_pid)
-        if plan.cgroup_join == "pid1":
-            with log.step("write cgroup.procs"):
-                cg.add(init_pid)  # while PID 1 mounts; it waits for this before hooks and exec
-            to_init.send("cgroup-done")
         started = proc_start_time(init_pid)
         rec.pid, rec.pid_start = init_pid, started[0] if started else 0
         if net:

@@ -119,6 +119,7 @@ def join_session_keyring(name: str) -> None:
     _check(lib.pyrun_join_session_keyring(name.encode()), f"keyctl(JOIN_SESSION_KEYRING, {name!r})")
 
 
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
