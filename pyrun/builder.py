@@ -3,14 +3,15 @@
 ``pyrun create`` (the *host side*, in ``container.py``) forks once. What
 happens then, in order — each step named after the system call it makes:
 
-stage 1, the first child (the host meanwhile makes exec.fifo and the
-    overlay's dirs, and writes stage 1's pid to the cgroup's cgroup.procs):
+stage 1, the first child (the host meanwhile writes stage 1's pid to the
+    cgroup's cgroup.procs, makes exec.fifo and the overlay's dirs, and
+    copies the init into a sealed memfd):
     import what stage 2 will need → unshare(CLONE_NEWUSER) → host writes
     uid_map/gid_map → setresuid(0) → setns(path) for joined namespaces
     → unshare(the other new ones) → "cgroup-done" → fork: the child is
     PID 1 of the new PID namespace, in the container's cgroup.
 stage 2, that child (the container's PID 1 until it execs):
-    setsid → memfd_create(init) → "prepared" from the host
+    setsid → "prepared" from the host (with the init's sealed memfd)
     → mount(/, rslave) → mount(overlay root) → mount(each mount)
     → mknod or bind(devices) → pivot_root → write(sysctl)
     → mount(readonlyPaths, maskedPaths) → remount(/, ro)
@@ -164,15 +165,11 @@ def stage2(plan: Plan, ch: Channel) -> None:
         plan.setgroups_ok = process.setgroups_allowed()
         plan.last_cap = capabilities.last_cap()
         state_fd = os.open(plan.state_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        init_fd = None
-        if plan.use_init:
-            from pyrun import pid1
-
-            with log.step("memfd_create(init)"):
-                init_fd = pid1.sealed_init_memfd()
         if plan.new_keyring:
             _join_session_keyring(os.path.basename(plan.state_path))
-        ch.expect("prepared")  # the host made exec.fifo and the overlay's dirs
+        # The host made exec.fifo and the overlay's dirs, and (with an init)
+        # the sealed memfd we will execveat(2) (pid1.sealed_init_memfd).
+        init_fd = ch.expect("prepared").get("fd")
         _build_rootfs(plan, ch)
         _configure(plan, ch)
         path = _prepare_process(plan, ch)

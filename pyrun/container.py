@@ -410,6 +410,26 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
     return cg
 
 
+def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
+    """What PID 1 needs before it mounts, made while stage 1 works: then
+    "prepared", with the init's sealed memfd attached (queued until PID 1
+    exists and reads it)."""
+    with log.step("state dir (exec.fifo, overlay dirs, config.json)"):
+        _prepare_state(sd, spec, plan.rootfs_mode)
+        _save_config(sd, spec)
+    if not plan.use_init:
+        to_init.send("prepared")
+        return
+    from pyrun import pid1
+
+    with log.step("memfd_create(init)"):
+        fd = pid1.sealed_init_memfd()
+    try:
+        to_init.send_fd("prepared", fd)
+    finally:
+        os.close(fd)
+
+
 def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool,
                    undo: list) -> Record:
     from pyrun import builder, idmap
@@ -453,14 +473,14 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     stage1_end.close()
     init_end.close()
     try:
-        # While stage 1 imports and unshares on the other CPU:
-        with log.step("state dir (exec.fifo, overlay dirs, config.json)"):
-            _prepare_state(sd, spec, plan.rootfs_mode)
-            _save_config(sd, spec)
-        to_init.send("prepared")  # queued until PID 1 exists and reads it
+        # While stage 1 imports and unshares on the other CPU: the cgroup
+        # first (stage 1 waits for it before it forks PID 1), else at once
+        # what PID 1 waits for before it mounts.
         if plan.cgroup_sync:
             with log.step("write cgroup.procs"):
                 cg.add(pid)  # what stage 1 forks from now on starts inside
+        else:
+            _prepare_for_init(sd, spec, plan, to_init)
         msg = None
         if plan.user_ns == "new":
             msg = to_stage1.recv()
@@ -471,6 +491,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
                 msg = None
         if plan.cgroup_sync and msg is None:
             to_stage1.send("cgroup-done")
+            _prepare_for_init(sd, spec, plan, to_init)
         if msg is None:
             msg = to_stage1.recv()
         if msg is None or msg["kind"] != "pid":
