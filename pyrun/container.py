@@ -244,7 +244,11 @@ def _prepare_state(sd: StateDir, spec, rootfs_mode: str) -> None:
         os.chmod(sd.file("upper"), mode)
     if (uid, gid) != (os.geteuid(), os.getegid()):
         for name in ["exec.fifo"] + dirs:
-            os.chown(sd.file(name), uid, gid)
+            try:
+                os.chown(sd.file(name), uid, gid)
+            except OSError as e:
+                raise ConfigError("linux.uidMappings", f"the container's root is host uid {uid} gid {gid}, "
+                                  f"and chown(2) of {sd.file(name)} to it failed: {e.strerror}") from None
 
 
 # ----------------------------------------------------------------- create

@@ -96,6 +96,19 @@ def test_failure_at_the_last_step_before_ready(rt, residue):
     _assert_clean_failure(p, residue, "process.cwd")
 
 
+def test_root_mapped_to_a_uid_we_cannot_give_files_to(rt, residue):
+    """Rootless, the container's root mapped to host uid 0: the overlay's
+    dirs cannot be chown(2)ed to it. That happens after stage 1 is forked
+    (the host makes them while stage 1 imports): one line, and undone."""
+    if not rt.rootless:
+        pytest.skip("root may chown to anyone")
+    config = rt.config(["true"])
+    for key in ("uidMappings", "gidMappings"):
+        config["linux"][key] = [{"containerID": 0, "hostID": 0, "size": 1}]
+    p = rt("create", "-b", rt.bundle(config=config), "c1")
+    _assert_clean_failure(p, residue, "linux.uidMappings", "chown(2)")
+
+
 def test_bind_mount_of_a_missing_source(rt, residue):
     config = rt.config(["true"])
     config["mounts"].append({"destination": "/data", "type": "bind", "source": "/no/such/source",
