@@ -192,9 +192,28 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         os.close(rootfd)
         child.close()
     try:
+        if rec.cgroup:
+            _join_cgroup(host, helper, rec.cgroup)
         return _supervise(host, helper, plan, rec, opts)
     finally:
         host.close()
+
+
+def _join_cgroup(ch, helper: int, cgroup: str) -> None:
+    """Move the helper into the container's cgroup (cgroup.procs) while it
+    imports and setns(2)s; it waits for "cgroup-done" before it forks the
+    process, which so starts inside. (The write can wait an RCU grace
+    period, 5-15 ms here: see builder.Plan.cgroup_sync.)"""
+    from pyrun.cgroups import Cgroup
+
+    try:
+        with log.step("write cgroup.procs"):
+            Cgroup(cgroup).add(helper)
+    except BaseException:
+        os.kill(helper, signal.SIGKILL)
+        os.waitpid(helper, 0)
+        raise
+    ch.send("cgroup-done")
 
 
 def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
@@ -233,8 +252,8 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
 # ------------------------------------------------------------ container side
 
 def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
-    """Join the container's cgroup, setns(2) into its namespaces, fork the
-    process. Never returns."""
+    """setns(2) into the container's namespaces, wait until the host has
+    put us in the container's cgroup, fork the process. Never returns."""
     import prctl
 
     from pyrun import builder
@@ -244,14 +263,12 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
     try:
         prctl.set_pdeathsig(signal.SIGKILL)
         prctl.set_dumpable(False)
-        if cgroup:
-            from pyrun.cgroups import Cgroup
-
-            Cgroup(cgroup).add(os.getpid())  # before the cgroup namespace hides the path
         builder._import_before_pivot_root(plan)  # the host's files are gone after setns
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")
         os.close(pidfd)
+        if cgroup:
+            ch.expect("cgroup-done")  # the host moved us meanwhile (_join_cgroup)
         pid = os.fork()
         if pid == 0:
             _child(plan, ch, rootfd)  # never returns
