@@ -720,7 +720,8 @@ class Bench:
                     ["--root", self.root(mode, rt), "run", "-b", self.bundle(mode, rt, ["/hello", "true"]), cid]
                 self.track(mode, rt, cid)
                 with tempfile.TemporaryFile("w+") as err:
-                    subprocess.run([python, "-X", "importtime", "-m", "pyrun", *args],
+                    # the console script itself, as users run it (-m pyrun adds runpy's imports)
+                    subprocess.run([python, "-X", "importtime", PYRUN, *args],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                    cwd=mode.dir, env=mode.env, timeout=TIMEOUT)
                     err.seek(0)
@@ -1039,7 +1040,7 @@ def render(table: Table, extra: dict) -> str:
         if data["failures"]:
             out.append(f"  failed: {data['failures'][0]}")
     for what, data in extra.get("importtime", {}).items():
-        out += ["", f"python -X importtime -m pyrun {what}: {data['total_import_ms']:.1f} ms of imports "
+        out += ["", f"python -X importtime .venv/bin/pyrun {what}: {data['total_import_ms']:.1f} ms of imports "
                 f"(top-level, cumulative, median)"]
         for name, ms in list(data["top_level_cumulative_ms"].items())[:8]:
             out.append(f"  {ms:8.2f} ms  {name}")
