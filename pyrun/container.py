@@ -22,8 +22,9 @@ import stat
 from pyrun import OCI_VERSION
 from pyrun.errors import ConfigError, ContainerNotFound, InvalidState, PyrunError, UsageError
 from pyrun.log import log
+from pyrun.record import record
 from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_PAUSED, STATUS_RUNNING,
-                         STATUS_STOPPED, Record, StateDir, _Plain, is_alive, now_rfc3339,
+                         STATUS_STOPPED, Record, StateDir, is_alive, now_rfc3339,
                          proc_start_time)
 
 ANNOTATION_INIT = "org.pyrun.init"
@@ -31,23 +32,21 @@ ANNOTATION_ROOTFS = "org.pyrun.rootfs"
 ANNOTATION_CGROUPS = "org.pyrun.cgroups"  # "ignore-limits": run without limits where cgroups cannot serve
 
 
-class Options(_Plain):
+@record
+class Options:
     """Command-line choices for create/run (runc's flags plus pyrun's own)."""
 
-    _DEFAULTS = {
-        "pid_file": None,
-        "no_pivot": False,
-        "no_new_keyring": False,
-        "preserve_fds": 0,
-        "rootfs_mode": None,           # "overlay" | "direct"; default: annotation, then by root.path
-        "init": None,                  # None: annotation, then by root.path
-        "console_socket": None,        # where the pty master goes (process.terminal)
-        "console_master": None,        # set by a foreground create with a terminal: relay it
-        "ignore_cgroup_limits": False,  # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
-        "network": None,               # --network: sets annotation org.pyrun.network
-        "publish": None,               # -p, comma-joined: sets annotation org.pyrun.ports
-    }
-    __slots__ = tuple(_DEFAULTS)
+    pid_file: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    rootfs_mode: str | None = None        # "overlay" | "direct"; default: annotation, then by root.path
+    init: bool | None = None              # None: annotation, then by root.path
+    console_socket: str | None = None     # where the pty master goes (process.terminal)
+    console_master: int | None = None     # set by a foreground create with a terminal: relay it
+    ignore_cgroup_limits: bool = False    # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
+    network: str | None = None            # --network: sets annotation org.pyrun.network
+    publish: str | None = None            # -p, comma-joined: sets annotation org.pyrun.ports
 
 
 # ----------------------------------------------------------------- planning

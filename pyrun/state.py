@@ -21,6 +21,7 @@ import time
 
 from pyrun import jsonio
 from pyrun.errors import ContainerExists, ContainerNotFound, PyrunError
+from pyrun.record import field, record, to_dict
 
 STATUS_CREATING = "creating"
 STATUS_CREATED = "created"
@@ -90,54 +91,29 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
-class _Plain:
-    """A record with named fields, defaults and ``to_dict``: what a
-    dataclass gives, without importing dataclasses (inspect, re: about
-    10 ms), which ``pyrun state`` and ``start`` would pay on every call.
-    Subclasses list ``_REQUIRED`` and ``_DEFAULTS`` (a type is a factory)."""
-
-    _REQUIRED: tuple[str, ...] = ()
-    _DEFAULTS: dict = {}
-    __slots__ = ()
-
-    def __init__(self, **fields):
-        unknown = set(fields) - set(self.__slots__)
-        missing = [k for k in self._REQUIRED if k not in fields]
-        if unknown or missing:
-            raise TypeError(f"{type(self).__name__}: unknown {sorted(unknown)}, missing {missing}")
-        for name in self.__slots__:
-            if name in fields:
-                value = fields[name]
-            else:
-                value = self._DEFAULTS[name]
-                value = value() if isinstance(value, type) else value
-            setattr(self, name, value)
-
-    def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.to_dict()!r})"
-
-
-class Record(_Plain):
+@record
+class Record:
     """What pyrun remembers about one container (``state.json``)."""
 
-    _REQUIRED = ("id", "bundle", "rootfs", "created", "owner")
-    _DEFAULTS = {
-        "annotations": dict,
-        "pid": 0, "pid_start": 0, "creator_pid": 0, "creator_start": 0,
-        # What later commands need to know without re-reading config.json.
-        "use_init": True,
-        "new_keyring": True,
-        "cgroup": "",        # the container's cgroup v2 directory, if it has one
-        "hooks": False,      # poststart or poststop hooks to run (from the saved config)
-        "net": dict,         # network mode, address, veth / helper pid
-        "rootless": False,
-        "uid_mappings": list,
-        "gid_mappings": list,
-    }
-    __slots__ = _REQUIRED + tuple(_DEFAULTS)
+    id: str
+    bundle: str
+    rootfs: str
+    created: str
+    owner: str
+    annotations: dict = field(default_factory=dict)
+    pid: int = 0
+    pid_start: int = 0
+    creator_pid: int = 0
+    creator_start: int = 0
+    # What later commands need to know without re-reading config.json.
+    use_init: bool = True
+    new_keyring: bool = True
+    cgroup: str = ""           # the container's cgroup directory, if it has one
+    hooks: bool = False        # poststart or poststop hooks to run (from the saved config)
+    net: dict = field(default_factory=dict)   # network mode, address, veth / helper pid
+    rootless: bool = False
+    uid_mappings: list = field(default_factory=list)
+    gid_mappings: list = field(default_factory=list)
 
 
 # runc's idRegex is `^[\w+-\.]+$` (Go RE2, ASCII \w). Inside the class
@@ -184,7 +160,7 @@ class StateDir:
         tmp = self.file(".state.json.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with open(fd, "w") as f:
-            f.write(jsonio.dumps(rec.to_dict()))
+            f.write(jsonio.dumps(to_dict(rec)))
         os.rename(tmp, self.file("state.json"))
 
     def read(self) -> Record:

@@ -48,7 +48,7 @@ def _parsed(monkeypatch, argv):
     monkeypatch.setattr(fastpath, "_dispatch", lambda *a: seen.append(a) or 0)
     monkeypatch.setattr("pyrun.log.log.configure", lambda *a: None)
     assert fastpath.main(argv) == 0
-    _root, command, opts, pos, preserve, ignore = seen[0]
+    _root, command, opts, pos, _preserve, _ignore = seen[0]
     return command, opts, pos
 
 
@@ -62,7 +62,7 @@ def test_exec_options_stop_at_the_id(monkeypatch):
 
 
 def test_aliases_and_repeated_publish(monkeypatch):
-    command, opts, pos = _parsed(monkeypatch, ["run", "-b", "/b", "-p", "80:80", "--publish", "8080:80/udp",
+    _command, opts, pos = _parsed(monkeypatch, ["run", "-b", "/b", "-p", "80:80", "--publish", "8080:80/udp",
                                                "-d", "--no-init", "c1"])
     assert opts == {"--bundle": "/b", "--publish": ["80:80", "8080:80/udp"], "--detach": True, "--no-init": True}
     assert pos == ["c1"]
