@@ -90,11 +90,11 @@ def _report(ch: Channel, exc: BaseException) -> None:
 
 def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> None:
     """The first child: namespaces, then fork PID 1. Never returns."""
-    import prctl
+    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
     code = 1
     try:
-        prctl.set_pdeathsig(signal.SIGKILL)
+        _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != host_pid:  # the host died before pdeathsig was armed
             os._exit(1)
         # Here, not in stage 2: the host is busy with the state dir (and the
@@ -147,10 +147,10 @@ def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
 
 def stage2(plan: Plan, ch: Channel) -> None:
     """PID 1 of the container until it execs. Never returns."""
-    import prctl
+    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
     try:
-        prctl.set_pdeathsig(signal.SIGKILL)
+        _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
         if plan.spec.process.oom_score_adj is not None:
             # Before set_dumpable(False): that makes /proc/self root's.
             from pyrun.process import set_oom_score_adj
@@ -158,7 +158,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
             set_oom_score_adj(plan.spec.process.oom_score_adj)
         # Non-dumpable: no process of the container may ptrace us or open
         # our /proc/PID/exe (the host's python) while we still run.
-        prctl.set_dumpable(False)
+        _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
         os.setsid()
         from pyrun import capabilities, process
 
@@ -177,11 +177,11 @@ def stage2(plan: Plan, ch: Channel) -> None:
             # The listener must have its fd before ``create`` returns, so a
             # filter with SCMP_ACT_NOTIFY is loaded now, not after the
             # exec.fifo wait (runc does the same); no_new_privs goes first.
-            prctl.set_no_new_privs(1)
+            _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
             _load_seccomp(plan, ch)
         ch.send("ready")
         plan.host_pid = ch.expect("ack").get("pid", 0)
-        prctl.set_pdeathsig(0)  # from here the container outlives pyrun
+        _prctl.prctl(_prctl.PR_SET_PDEATHSIG, 0)  # from here the container outlives pyrun
         ch.send("detached")
         ch.close()
     except BaseException as e:  # noqa: BLE001
@@ -401,14 +401,14 @@ def exec_last(plan: Plan, path: str, init_fd: int | None, keep: set[int], ch: Ch
     (if not loaded earlier; the init runs under it too), execve(2).
     ``ch``: where a NOTIFY listener fd goes (exec); create loaded such a
     filter before it was ready."""
-    import prctl
+    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
     from pyrun import pid1, process
 
     process.close_fds(keep, plan.preserve_fds)
     proc = plan.spec.process
     if proc.no_new_privileges:
-        prctl.set_no_new_privs(1)
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
     if plan.seccomp is not None and not plan.seccomp_loaded:
         if ch is not None:
             _load_seccomp(plan, ch)

@@ -17,7 +17,7 @@ kernel does not know are skipped with a warning, as runc and crun do.
 
 from __future__ import annotations
 
-import prctl
+import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
 from pyrun import syscalls as sc
 from pyrun.log import log
@@ -29,7 +29,7 @@ def last_cap() -> int:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read())
     except OSError:
-        return prctl.CAP_LAST_CAP
+        return _prctl.CAP_LAST_CAP
 
 
 class CapSets:
@@ -58,25 +58,24 @@ class CapSets:
 def drop_bounding(sets: CapSets) -> None:
     """prctl(PR_CAPBSET_DROP) for every capability not in the bounding set."""
     for cap in range(sets.last + 1):
-        if cap not in sets.bounding and prctl.capbset_read(cap):
-            prctl.capbset_drop(cap)
+        if cap not in sets.bounding and _prctl.prctl(_prctl.PR_CAPBSET_READ, cap):
+            _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
 
 
 def keep_across_setuid() -> None:
-    prctl.set_keepcaps(True)
+    _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 1)
 
 
 def apply(sets: CapSets) -> None:
     """capset(2) the three sets, then the ambient set (PR_CAP_AMBIENT)."""
-    prctl.set_keepcaps(False)
+    _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
     everything = set(range(sets.last + 1))
-    prctl.set_caps(
-        (sorted(sets.permitted), prctl.CAP_PERMITTED, True),
-        (sorted(sets.effective), prctl.CAP_EFFECTIVE, True),
-        (sorted(sets.inheritable), prctl.CAP_INHERITABLE, True),
-        (sorted(everything - sets.permitted), prctl.CAP_PERMITTED, False),
-        (sorted(everything - sets.effective), prctl.CAP_EFFECTIVE, False),
-        (sorted(everything - sets.inheritable), prctl.CAP_INHERITABLE, False),
+    # libcap's cap_set_proc(3) through python-prctl: the sets to raise
+    # (effective, permitted, inheritable), then the sets to clear.
+    _prctl.set_caps(
+        sorted(sets.effective), sorted(sets.permitted), sorted(sets.inheritable),
+        sorted(everything - sets.effective), sorted(everything - sets.permitted),
+        sorted(everything - sets.inheritable),
     )
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL, shown="prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
     for cap in sorted(sets.ambient):

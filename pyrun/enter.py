@@ -145,7 +145,7 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     """Run ``proc`` (a :class:`pyrun.spec.Process`) in the container.
     Returns its exit status (128 + N if killed by signal N), or 0 once it
     has been executed with ``detach``."""
-    import prctl
+    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
     from pyrun import container
     from pyrun.builder import Plan
@@ -180,7 +180,7 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         os.close(pidfd)
         raise
     if not opts.detach:
-        prctl.set_child_subreaper(True)  # the process becomes our child when the helper exits
+        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)  # the process becomes our child when the helper exits
     host, child = Channel.pair()
     try:
         helper = os.fork()
@@ -254,15 +254,15 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
 def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
     """setns(2) into the container's namespaces, wait until the host has
     put us in the container's cgroup, fork the process. Never returns."""
-    import prctl
+    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
     from pyrun import builder
     from pyrun import syscalls as sc
 
     code = 1
     try:
-        prctl.set_pdeathsig(signal.SIGKILL)
-        prctl.set_dumpable(False)
+        _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
         builder._import_before_pivot_root(plan)  # the host's files are gone after setns
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")
