@@ -420,17 +420,22 @@ def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
     with log.step("state dir (exec.fifo, overlay dirs, config.json)"):
         _prepare_state(sd, spec, plan.rootfs_mode)
         _save_config(sd, spec)
-    if not plan.use_init:
-        to_init.send("prepared")
-        return
-    from pyrun import pid1
+    fd = None
+    if plan.use_init:
+        from pyrun import pid1
 
-    with log.step("memfd_create(init)"):
-        fd = pid1.sealed_init_memfd()
+        with log.step("memfd_create(init)"):
+            fd = pid1.sealed_init_memfd()
     try:
-        to_init.send_fd("prepared", fd)
+        if fd is None:
+            to_init.send("prepared")
+        else:
+            to_init.send_fd("prepared", fd)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # stage 1 failed before it forked PID 1: its error, or EOF, is read next
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool,
@@ -440,10 +445,11 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     from pyrun.channel import Channel
 
     # What the container's processes inherit is decided before fork(2): the
-    # cgroup (plan.cgroup_sync, .cgroup_path), the network's extra mounts, the record a
-    # later `delete` cleans up by if we die. The rest (exec.fifo, overlay
-    # dirs, config copy) is made after it, while stage 1 imports and
-    # unshares on the other CPU; PID 1 waits for "prepared" before it mounts.
+    # cgroup (plan.cgroup_sync, plan.cgroup_path), the network's extra
+    # mounts, and the record a later `delete` cleans up by if we die. The
+    # rest (exec.fifo, overlay dirs, config copy, the init's memfd) is made
+    # after it, while stage 1 imports and unshares on the other CPU; PID 1
+    # waits for "prepared" before it mounts.
     cg = _setup_cgroup(spec, sd.id, plan, undo, opts.ignore_cgroup_limits)
     net = _prepare_network(sd, spec, plan, undo)
     me = proc_start_time(os.getpid())
@@ -493,7 +499,10 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
                 to_stage1.send("idmap-done")
                 msg = None
         if plan.cgroup_sync and msg is None:
-            to_stage1.send("cgroup-done")
+            try:
+                to_stage1.send("cgroup-done")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # stage 1 failed meanwhile: its error, or EOF, is read next
             _prepare_for_init(sd, spec, plan, to_init)
         if msg is None:
             msg = to_stage1.recv()

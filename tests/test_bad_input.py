@@ -109,6 +109,21 @@ def test_root_mapped_to_a_uid_we_cannot_give_files_to(rt, residue):
     _assert_clean_failure(p, residue, "linux.uidMappings", "chown(2)")
 
 
+def test_joining_a_namespace_of_the_wrong_type(rt, residue):
+    """Stage 1 fails at its first setns(2) while the host still works on
+    the state dir and the cgroup: its error is what is reported (not a
+    broken pipe from the host's next message), and everything is undone."""
+    if rt.rootless:
+        pytest.skip("joining another process's namespaces needs root")
+    config = rt.config(["true"])
+    for ns in config["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = f"/proc/{os.getpid()}/ns/ipc"
+    p = rt("create", "-b", rt.bundle(config=config), "c1")
+    _assert_clean_failure(p, residue, "network")
+    assert "Broken pipe" not in p.stderr and "internal error" not in p.stderr
+
+
 def test_bind_mount_of_a_missing_source(rt, residue):
     config = rt.config(["true"])
     config["mounts"].append({"destination": "/data", "type": "bind", "source": "/no/such/source",
