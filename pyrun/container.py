@@ -486,8 +486,11 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         # first (stage 1 waits for it before it forks PID 1), else at once
         # what PID 1 waits for before it mounts.
         if plan.cgroup_sync:
-            with log.step("write cgroup.procs"):
-                cg.add(pid)  # what stage 1 forks from now on starts inside
+            try:
+                with log.step("write cgroup.procs"):
+                    cg.add(pid)  # what stage 1 forks from now on starts inside
+            except PyrunError as e:
+                child_error_first(to_stage1, pid, e)
         else:
             _prepare_for_init(sd, spec, plan, to_init)
         msg = None
@@ -587,6 +590,21 @@ def saved_spec(sd: StateDir, rec: Record):
     from pyrun.spec import load
 
     return load(rec.bundle, sd.file("config.json"))
+
+
+def child_error_first(ch, pid: int, error: PyrunError) -> None:
+    """The host failed (``error``) while a child it forked was at work: if
+    the child had failed first (a stage 1 or an exec helper that is gone
+    makes the move into the cgroup fail with ESRCH), its own message is the
+    one that says what went wrong. Kills the child; the caller reaps it."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    msg = ch.recv()  # what it sent before it died, or end-of-file
+    if msg and msg.get("kind") == "error":
+        fail_from(msg, "")
+    raise error
 
 
 def fail_from(msg: dict | None, default: str) -> None:

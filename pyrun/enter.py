@@ -204,16 +204,21 @@ def _join_cgroup(ch, helper: int, cgroup: str) -> None:
     imports and setns(2)s; it waits for "cgroup-done" before it forks the
     process, which so starts inside. (The write can wait an RCU grace
     period, 5-15 ms here: see builder.Plan.cgroup_sync.)"""
+    from pyrun import container
     from pyrun.cgroups import Cgroup
 
     try:
         with log.step("write cgroup.procs"):
             Cgroup(cgroup).add(helper)
-    except BaseException:
-        os.kill(helper, signal.SIGKILL)
-        os.waitpid(helper, 0)
-        raise
-    ch.send("cgroup-done")
+    except PyrunError as e:
+        try:
+            container.child_error_first(ch, helper, e)
+        finally:
+            os.waitpid(helper, 0)
+    try:
+        ch.send("cgroup-done")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the helper failed meanwhile: _supervise reads its error
 
 
 def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:

@@ -171,3 +171,38 @@ def test_stale_half_created_container_is_reclaimed(rt):
     assert rt.state("c1")["status"] == "stopped"
     rt.ok("run", "-b", rt.bundle(["true"]), "c1")
     assert os.listdir(rt.root) == []
+
+
+def test_a_child_that_failed_first_is_the_error_reported():
+    """container.child_error_first: when the host's step fails because the
+    child it forked was already gone, the child's own message wins; a child
+    that said nothing is killed and the host's error stands. Real processes,
+    the real channel."""
+    from pyrun import container
+    from pyrun.channel import Channel
+    from pyrun.errors import ContainerFailed, PyrunError
+
+    for says in ("error", None):
+        host, child = Channel.pair()
+        pid = os.fork()
+        if pid == 0:
+            host.close()
+            if says:
+                child.send("error", message="setns(the container's namespaces): No such process")
+                os._exit(1)
+            child.recv()  # waits for the host, which kills it instead
+            os._exit(0)
+        child.close()
+        if says:  # it failed first: gone (not yet reaped) before the host's step fails
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        try:
+            with pytest.raises(PyrunError) as e:
+                container.child_error_first(host, pid, PyrunError("cgroup: add pid: No such process"))
+            if says:
+                assert isinstance(e.value, ContainerFailed) and "setns" in str(e.value)
+            else:
+                assert "cgroup: add pid" in str(e.value)
+        finally:
+            _, status = os.waitpid(pid, 0)
+            host.close()
+        assert os.WIFEXITED(status) if says else os.WTERMSIG(status) == 9
