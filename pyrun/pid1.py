@@ -33,6 +33,7 @@ def sealed_init_memfd() -> int:
         src = os.open(INIT_PATH, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise PyrunError(f"native init {INIT_PATH}: {e.strerror} (reinstall pyrun: pip install .)") from None
+    fd = -1
     try:
         size = os.fstat(src).st_size
         fd = os.memfd_create("pyrun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -42,9 +43,13 @@ def sealed_init_memfd() -> int:
             if sent == 0:
                 raise PyrunError(f"native init {INIT_PATH}: shorter than its size (reinstall pyrun)")
             offset += sent
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)  # this runs in the host now, which lives on (library use, `run`)
+        raise
     finally:
         os.close(src)
-    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
     return fd
 
 
