@@ -23,9 +23,9 @@ from pyrun import OCI_VERSION
 from pyrun.errors import ConfigError, ContainerNotFound, InvalidState, PyrunError, UsageError
 from pyrun.log import log
 from pyrun.record import record
-from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_PAUSED, STATUS_RUNNING,
-                         STATUS_STOPPED, Record, StateDir, is_alive, now_rfc3339,
-                         proc_start_time)
+from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_PAUSED, STATUS_RUNNING,  # noqa: F401
+                         STATUS_STOPPED, Record, StateDir, is_alive, load, now_rfc3339, oci_state,
+                         proc_start_time, read_state)
 
 ANNOTATION_INIT = "org.pyrun.init"
 ANNOTATION_ROOTFS = "org.pyrun.rootfs"
@@ -664,35 +664,9 @@ def _remove_state(sd: StateDir, rec: Record | None) -> None:
 
 # ----------------------------------------------------------------- queries
 
-def load(root: str, container_id: str) -> tuple[StateDir, Record]:
-    from pyrun.state import validate_id
-
-    validate_id(container_id)
-    sd = StateDir(root, container_id)
-    return sd, sd.read()
-
-
-def oci_state(sd: StateDir, rec: Record) -> dict:
-    """The state of runtime.md ("State"), with runc's extra fields."""
-    status = sd.status(rec)
-    out = {
-        "ociVersion": OCI_VERSION,
-        "id": rec.id,
-        "pid": rec.pid if status in (STATUS_CREATED, STATUS_RUNNING) else 0,
-        "status": status,
-        "bundle": rec.bundle,
-        "rootfs": rec.rootfs,
-        "created": rec.created,
-        "owner": rec.owner,
-    }
-    if rec.annotations:
-        out["annotations"] = rec.annotations
-    return out
-
-
-def state(root: str, container_id: str) -> dict:
-    sd, rec = load(root, container_id)
-    return oci_state(sd, rec)
+# load, oci_state and the state command itself live in pyrun.state, so that
+# `pyrun state` (which engines call all the time) does not import this module.
+state = read_state
 
 
 def list_states(root: str) -> list[dict]:

@@ -156,16 +156,18 @@ def main(argv: list[str]) -> int | None:
 
 
 def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int, ignore_limits: bool) -> int:
-    from pyrun import container
-
     cid = pos[0]
     if command == "exec":
         return _exec(root, cid, pos[1:], opts, preserve)
-    if command == "state":
+    if command == "state":  # through pyrun.state, not pyrun.container: engines call it all the time
         from pyrun import jsonio
+        from pyrun.state import read_state
 
-        sys.stdout.write(jsonio.dumps(container.state(root, cid), indent=2) + "\n")
-    elif command == "start":
+        sys.stdout.write(jsonio.dumps(read_state(root, cid), indent=2) + "\n")
+        return 0
+    from pyrun import container
+
+    if command == "start":
         container.start(root, cid)
     elif command == "kill":
         sig = container.parse_signal(pos[1] if len(pos) > 1 else "SIGTERM")

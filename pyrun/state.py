@@ -277,6 +277,39 @@ def _rmtree(path: str) -> None:
     os.rmdir(path)
 
 
+def load(root: str, container_id: str) -> tuple[StateDir, Record]:
+    """The state dir of a container and its record (ContainerNotFound if none)."""
+    validate_id(container_id)
+    sd = StateDir(root, container_id)
+    return sd, sd.read()
+
+
+def oci_state(sd: StateDir, rec: Record) -> dict:
+    """The state of runtime.md ("State"), with runc's extra fields."""
+    from pyrun import OCI_VERSION
+
+    status = sd.status(rec)
+    out = {
+        "ociVersion": OCI_VERSION,
+        "id": rec.id,
+        "pid": rec.pid if status in (STATUS_CREATED, STATUS_RUNNING) else 0,
+        "status": status,
+        "bundle": rec.bundle,
+        "rootfs": rec.rootfs,
+        "created": rec.created,
+        "owner": rec.owner,
+    }
+    if rec.annotations:
+        out["annotations"] = rec.annotations
+    return out
+
+
+def read_state(root: str, container_id: str) -> dict:
+    """``pyrun state``: the OCI state of one container."""
+    sd, rec = load(root, container_id)
+    return oci_state(sd, rec)
+
+
 def list_ids(root: str) -> list[str]:
     try:
         names = os.listdir(root)

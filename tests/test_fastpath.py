@@ -76,3 +76,4 @@ def test_state_and_version_do_not_import_click(tmp_path):
         assert " click" not in p.stderr, argv
         if spec is False:
             assert "pyrun.spec" not in p.stderr, argv
+            assert "pyrun.container" not in p.stderr, argv  # state reads through pyrun.state alone
