@@ -25,7 +25,7 @@ from pyrun.log import log
 from pyrun.record import record
 from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_PAUSED, STATUS_RUNNING,  # noqa: F401
                          STATUS_STOPPED, Record, StateDir, is_alive, load, now_rfc3339, oci_state,
-                         proc_start_time, read_state)
+                         proc_start_time, read_state, state_dir)
 
 ANNOTATION_INIT = "org.pyrun.init"
 ANNOTATION_ROOTFS = "org.pyrun.rootfs"
@@ -467,7 +467,8 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     if foreground:
         # So that the container's PID 1 becomes our child when stage 1 exits,
         # and ``run`` can wait for it (prctl(2) PR_SET_CHILD_SUBREAPER; the
-        # shim's prctl: python-prctl's import would cost this process 1 ms).
+        # shim's prctl: this process does not otherwise load _prctl and
+        # libcap, stage 1 does, while this process prepares the state dir).
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1, shown="prctl(PR_SET_CHILD_SUBREAPER)")
     to_stage1, stage1_end = Channel.pair()
     to_init, init_end = Channel.pair()
@@ -685,7 +686,7 @@ def list_states(root: str) -> list[dict]:
 
 def start(root: str, container_id: str) -> None:
     """Release the container's process: read one byte from exec.fifo."""
-    sd, _ = load(root, container_id)
+    sd = state_dir(root, container_id)
     with sd.lock():
         rec = sd.read()
         status = sd.status(rec)
@@ -851,7 +852,7 @@ def pause(root: str, container_id: str, on: bool = True) -> None:
     """cgroup.freeze: every process of the container stops (or goes on)."""
     from pyrun.cgroups import open_cgroup
 
-    sd, _ = load(root, container_id)
+    sd = state_dir(root, container_id)
     with sd.lock():
         rec = sd.read()
         status = sd.status(rec)
@@ -915,12 +916,9 @@ def _wait_exit(fd: int, timeout: float) -> bool:
 # ----------------------------------------------------------------- delete
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    try:
-        sd, _ = load(root, container_id)
-    except ContainerNotFound:
-        if force:
-            return  # runc: delete --force of what is not there is not an error
-        raise
+    sd = state_dir(root, container_id)
+    if force and not os.path.isfile(sd.file("state.json")):
+        return  # runc: delete --force of what is not there is not an error
     with sd.lock():
         rec = sd.read()
         status = sd.status(rec)

@@ -277,10 +277,16 @@ def _rmtree(path: str) -> None:
     os.rmdir(path)
 
 
+def state_dir(root: str, container_id: str) -> StateDir:
+    """The state dir of a (valid) id, unread: for commands that take the lock
+    and then read the record under it (lock and read raise ContainerNotFound)."""
+    validate_id(container_id)
+    return StateDir(root, container_id)
+
+
 def load(root: str, container_id: str) -> tuple[StateDir, Record]:
     """The state dir of a container and its record (ContainerNotFound if none)."""
-    validate_id(container_id)
-    sd = StateDir(root, container_id)
+    sd = state_dir(root, container_id)
     return sd, sd.read()
 
 
