@@ -13,7 +13,8 @@ object asks for. The order, top-down:
    setns(2) on the pidfd with the flags of every namespace that differs
    from ours — the kernel joins the user namespace first;
 3. the helper forks again: only a child enters the pid (and time)
-   namespace; it reports that child's pid and exits;
+   namespace; it reports that child's pid, lets the child go on (a pipe:
+   the child must not send on the shared channel before) and exits;
 4. the child: fchdir(2) + chroot(2) to the container's root (right even
    for a container built with ``--no-pivot``), a new session keyring,
    rlimits, capabilities and user as in ``create``, closes every fd it
@@ -228,9 +229,13 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
     pid = 0
     try:
         msg = ch.recv()
-        os.waitpid(helper, 0)
-        if msg is None or msg["kind"] != "pid":
-            container.fail_from(msg, "exec: the helper process died")
+        _, status = os.waitpid(helper, 0)
+        if msg is None:
+            code = os.waitstatus_to_exitcode(status)
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            raise ContainerFailed(f"exec: the helper process died ({how})")
+        if msg["kind"] != "pid":
+            container.fail_from(msg, f"exec: sync: expected 'pid', got {msg['kind']!r}")
         pid = msg["pid"]
         while (msg := ch.recv()) is not None:   # end-of-file: execve(2) happened
             if msg["kind"] == "console":
@@ -274,10 +279,19 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
         os.close(pidfd)
         if cgroup:
             ch.expect("cgroup-done")  # the host moved us meanwhile (_join_cgroup)
+        # The child shares our channel: it must not speak (its pty master,
+        # its seccomp listener) before the host has its pid from us.
+        go_r, go_w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(go_w)
+            if os.read(go_r, 1) != b"g":  # EOF: we failed to report it
+                os._exit(1)
+            os.close(go_r)
             _child(plan, ch, rootfd)  # never returns
+        os.close(go_r)
         ch.send("pid", pid=pid)
+        os.write(go_w, b"g")
         code = 0
     except BaseException as e:  # noqa: BLE001 - reported to the host side
         builder._report(ch, e)
