@@ -563,18 +563,26 @@ def _create_runtime_hooks(spec, rec: Record) -> None:
         hooks.run_all(spec.hooks.create_runtime, state, "createRuntime")
 
 
-def take_console(master: int, opts) -> None:
+def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
     """The pty master from the container: to --console-socket, or kept
     for the foreground relay."""
     if opts.console_socket:
         from pyrun.terminal import send_to_socket
 
         try:
-            send_to_socket(opts.console_socket, master)
+            send_to_socket(opts.console_socket, master, wait_taken)
         finally:
             os.close(master)
     else:
         opts.console_master = master
+        try:  # the caller's size before the process runs (the relay follows SIGWINCH)
+            cols, rows = os.get_terminal_size(0)
+        except OSError:
+            return
+        if rows and cols:
+            from pyrun.terminal import set_size
+
+            set_size(master, rows, cols)
 
 
 def _save_config(sd: StateDir, spec) -> None:

@@ -36,6 +36,12 @@ from pyrun.log import log
 from pyrun.record import record, replace
 
 
+# How long exec waits for the --console-socket receiver to close the
+# connection (taking the master) before the process runs; a receiver that
+# keeps it open (runc's recvtty) costs this much per ``exec -t``.
+CONSOLE_TAKEN_WAIT = 0.25
+
+
 @record
 class ExecOptions:
     """runc exec's flags (those that change ``process`` are applied by
@@ -239,7 +245,8 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
         pid = msg["pid"]
         while (msg := ch.recv()) is not None:   # end-of-file: execve(2) happened
             if msg["kind"] == "console":
-                container.take_console(msg["fd"], opts)
+                container.take_console(msg["fd"], opts, wait_taken=CONSOLE_TAKEN_WAIT)
+                ch.send("console-done")
             elif msg["kind"] == "seccomp-listener":
                 container.send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
             elif msg["kind"] == "error":
@@ -309,6 +316,11 @@ def _child(plan, ch, rootfd: int) -> None:
         if plan.spec.process.terminal:
             os.setsid()
             builder.open_terminal(plan.spec.process, ch)
+            # Wait until the master is at --console-socket and taken: the
+            # caller (conmon) sets the window size once it has it, and an
+            # exec's process has no consoleSize; it would otherwise run, and
+            # read a 0x0 size, before (runc: the same race, narrower).
+            ch.expect("console-done")
         if plan.new_keyring:
             builder._join_session_keyring(os.path.basename(plan.state_path))
         path = builder._prepare_process(plan, ch)

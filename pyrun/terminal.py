@@ -48,8 +48,13 @@ def become_controlling(slave: int) -> None:
         os.close(slave)
 
 
-def send_to_socket(path: str, master: int) -> None:
-    """runc's console-socket protocol: connect, one sendmsg(2) with the fd."""
+def send_to_socket(path: str, master: int, wait_taken: float = 0.0) -> None:
+    """runc's console-socket protocol: connect, one sendmsg(2) with the fd.
+
+    With ``wait_taken``, then wait (at most that many seconds) for the
+    receiver to close the connection: conmon and containerd close it once
+    they hold the master, and conmon has by then queued the window size
+    its caller sent (``exec`` has no consoleSize to start from)."""
     import socket
 
     from pyrun.errors import PyrunError
@@ -58,6 +63,12 @@ def send_to_socket(path: str, master: int) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(path)
             socket.send_fds(s, [b"/dev/ptmx"], [master])
+            if wait_taken:
+                import select
+
+                p = select.poll()
+                p.register(s, select.POLLIN)  # EOF (or HUP) when the receiver closes
+                p.poll(int(wait_taken * 1000))
     except OSError as e:
         raise PyrunError(f"--console-socket {path}: {e.strerror or e}") from None
 

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import socket
+import struct
+import termios
 import threading
 import time
 
@@ -15,24 +18,40 @@ SCRIPT = "tty; stty size; test -t 0 && echo stdin-is-a-tty; read line; echo got:
 
 
 class ConsoleSocket:
-    """The receiving end of --console-socket: one connection, one fd."""
+    """The receiving end of --console-socket: one connection, one fd.
 
-    def __init__(self, path: str):
+    Like conmon, it can set a window ``size`` on the master once it has it
+    (after ``delay`` seconds: a slow conmon) and only then close the
+    connection; with ``hold`` it keeps the connection open (runc's recvtty)."""
+
+    def __init__(self, path: str, size: tuple[int, int] | None = None, delay: float = 0, hold: bool = False):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         os.chmod(path, 0o777)
         self.sock.listen(1)
         self.master = None
         self.name = None
+        self.size, self.delay, self.hold = size, delay, hold
+        self.conn = None
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
     def _accept(self):
         self.sock.settimeout(30)
         conn, _ = self.sock.accept()
-        with conn:
-            self.name, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        self.name, fds, _, _ = socket.recv_fds(conn, 4096, 1)
         self.master = fds[0]
+        if self.size:
+            time.sleep(self.delay)
+            set_size(self.master, *self.size)
+        if self.hold:
+            self.conn = conn
+        else:
+            conn.close()
+
+
+def set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def read_until(fd: int, marker: bytes, timeout: float = 15) -> bytes:
@@ -103,6 +122,43 @@ def test_exec_tty_in_the_foreground_and_through_a_console_socket(rt):
     console.thread.join(10)
     assert b"/dev/pts/" in read_until(console.master, b"/dev/pts/")
     os.close(console.master)
+
+
+def test_exec_tty_process_starts_with_the_size_the_console_receiver_sets(rt):
+    """An exec's process has no consoleSize: conmon sets the size on the
+    master when it has it. exec waits until the receiver has taken the
+    master (closed the connection), so the process never reads 0x0 first."""
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
+    path = os.path.join(rt.dir, "slow-console.sock")
+    console = ConsoleSocket(path, size=(40, 120), delay=0.1)
+    rt.ok("exec", "-t", "-d", "--console-socket", path, "c1", "sh", "-c", "stty size; sleep 1")
+    console.thread.join(10)
+    out = read_until(console.master, b"\n").decode().replace("\r", "")
+    assert out.splitlines()[0] == "40 120", out
+    os.close(console.master)
+
+
+def test_exec_tty_with_a_receiver_that_keeps_the_connection_open(rt):
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
+    path = os.path.join(rt.dir, "held-console.sock")
+    console = ConsoleSocket(path, hold=True)
+    rt.ok("exec", "-t", "-d", "--console-socket", path, "c1", "sh", "-c", "echo hello-from-exec; sleep 1")
+    console.thread.join(10)
+    assert b"hello-from-exec" in read_until(console.master, b"hello-from-exec")
+    os.close(console.master)
+    console.conn.close()
+
+
+def test_foreground_exec_tty_starts_with_the_callers_size(rt):
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
+    master, slave = os.openpty()
+    set_size(master, 50, 150)
+    proc = rt.popen("exec", "-t", "c1", "stty", "size", stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = read_until(master, b"150")
+    assert proc.wait(timeout=30) == 0
+    assert "50 150" in out.decode(), out
+    os.close(master)
 
 
 @pytest.mark.parametrize("command", [["create"], ["run", "-d"]])
