@@ -6,8 +6,10 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import shutil
 import socket
 import struct
+import subprocess
 import termios
 import threading
 import time
@@ -147,6 +149,27 @@ def test_exec_tty_with_a_receiver_that_keeps_the_connection_open(rt):
     assert b"hello-from-exec" in read_until(console.master, b"hello-from-exec")
     os.close(console.master)
     console.conn.close()
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (tools/deps.sh installs it)")
+def test_exec_child_speaks_only_after_the_helper_reported_its_pid(rootful):
+    """exec's helper reports the child's pid on a channel the child shares;
+    the child sends its pty master on it. strace delays every sendto(2) (the
+    helper's "pid") and not sendmsg(2) (the master): the child must still
+    wait for the pid to be reported. Before the fix: "the helper process
+    died", every time."""
+    rt = rootful
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
+    master, slave = os.openpty()
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=sendto",
+                             "-e", "inject=sendto:delay_enter=300000",
+                             *rt.cmd("exec", "-t", "c1", "sh", "-c", "tty; exit 5")],
+                            stdin=slave, stdout=slave, stderr=slave, env=rt.env, cwd=rt.dir)
+    os.close(slave)
+    out = read_until(master, b"/dev/pts/")
+    assert proc.wait(timeout=30) == 5, out
+    assert b"/dev/pts/" in out, out
+    os.close(master)
 
 
 def test_foreground_exec_tty_starts_with_the_callers_size(rt):

@@ -15,6 +15,8 @@ PKGS="$PKGS qemu-system-x86 cpio kmod binutils xz-utils"
 PKGS="$PKGS podman runc slirp4netns catatonit"
 # networking: nftables for the bridge's NAT, passt for the pasta mode
 PKGS="$PKGS nftables passt"
+# tests/test_terminal.py: strace's syscall delay injection makes a race happen
+PKGS="$PKGS strace"
 [ $# -gt 0 ] && PKGS="$*"
 missing=""
 for p in $PKGS; do
