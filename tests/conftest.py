@@ -175,6 +175,43 @@ class Runtime:
                 raise AssertionError(f"{cid} did not become {status}: {p.stdout or p.stderr}")
             time.sleep(0.05)
 
+    def wait_handler(self, cid: str, signum: int, timeout: float = 10) -> int:
+        """Wait until the container's process (PID 1, or the init's child)
+        catches ``signum`` (SigCgt in /proc/PID/status); returns its pid.
+        A test that signals a process must not race its sigaction(2)."""
+        pid = self.state(cid)["pid"]
+        deadline = time.monotonic() + timeout
+        while True:
+            for p in [pid, *children(pid)]:
+                try:
+                    with open(f"/proc/{p}/status") as f:
+                        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+                except (OSError, StopIteration):
+                    continue
+                if caught & (1 << (signum - 1)):  # pyrun-init blocks signals (signalfd), catches none
+                    return p
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no process of {cid} caught signal {signum} within {timeout}s")
+            time.sleep(0.02)
+
+
+def children(pid: int) -> list[int]:
+    """/proc/PID/task/PID/children: the pids the process forked (proc(5))."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def wait_children(pid: int, timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while not (found := children(pid)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} forked nothing within {timeout}s")
+        time.sleep(0.02)
+    return found
+
 
 @pytest.fixture(scope="session")
 def rootless_env(workspace):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from conftest import host_mounts
 
@@ -162,8 +161,7 @@ def test_sigterm_from_pyrun_kill_reaches_the_entrypoint(rt):
             os.chown(out, rt.uid, rt.gid)
         p = rt("run", "-d", "-b", bundle, "c1", stdout=f, capture_output=False, stderr=None)
     assert p.returncode == 0
-    rt.wait_status("c1", "running")
-    time.sleep(0.3)  # let the entrypoint install its SIGTERM handler
+    rt.wait_handler("c1", signal.SIGTERM)  # the entrypoint's sigaction(2) is done
     rt.ok("kill", "c1", "TERM")
     assert rt.wait_status("c1", "stopped")["status"] == "stopped"
     assert open(out).read().strip() == "got SIGTERM"
@@ -174,7 +172,7 @@ def test_foreground_run_forwards_signals(rt):
     bundle = rt.bundle(["hello", "pause"])
     proc = rt.popen("run", "-b", bundle, "c1", stdout=__import__("subprocess").PIPE)
     rt.wait_status("c1", "running")
-    time.sleep(0.3)
+    rt.wait_handler("c1", signal.SIGTERM)
     proc.send_signal(signal.SIGTERM) if not rt.rootless else rt.ok("kill", "c1", "SIGTERM")
     assert proc.wait(timeout=10) == 0
     assert proc.stdout.read().strip() == "got SIGTERM"

@@ -354,9 +354,9 @@ def test_no_fd_leaks_even_without_proc_in_the_container(rt):
     rt.ok("run", "-d", "-b", rt.bundle(config=config), "c1")
     pid = rt.state("c1")["pid"]
     import os
-    import time
 
-    time.sleep(0.2)
-    child = int(open(f"/proc/{pid}/task/{pid}/children").read().split()[0])
+    from conftest import wait_children
+
+    child = wait_children(pid)[0]
     assert sorted(int(fd) for fd in os.listdir(f"/proc/{child}/fd")) == [0, 1, 2]
     assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")) == [0, 1, 2, 3]  # init's signalfd
