@@ -132,7 +132,7 @@ def test_exec_tty_process_starts_with_the_size_the_console_receiver_sets(rt):
     master (closed the connection), so the process never reads 0x0 first."""
     rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
     path = os.path.join(rt.dir, "slow-console.sock")
-    console = ConsoleSocket(path, size=(40, 120), delay=0.1)
+    console = ConsoleSocket(path, size=(40, 120), delay=0.05)
     rt.ok("exec", "-t", "-d", "--console-socket", path, "c1", "sh", "-c", "stty size; sleep 1")
     console.thread.join(10)
     out = read_until(console.master, b"\n").decode().replace("\r", "")
