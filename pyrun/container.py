@@ -575,14 +575,9 @@ def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
             os.close(master)
     else:
         opts.console_master = master
-        try:  # the caller's size before the process runs (the relay follows SIGWINCH)
-            cols, rows = os.get_terminal_size(0)
-        except OSError:
-            return
-        if rows and cols:
-            from pyrun.terminal import set_size
+        from pyrun.terminal import copy_size
 
-            set_size(master, rows, cols)
+        copy_size(master)  # the caller's size before the process runs (the relay follows SIGWINCH)
 
 
 def _save_config(sd: StateDir, spec) -> None:

@@ -39,6 +39,17 @@ def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+def copy_size(master: int, fd: int = 0) -> None:
+    """The caller's terminal size (``fd``) onto the pty. A terminal that
+    does not know its size (0x0) leaves the pty's (consoleSize) alone."""
+    try:
+        cols, rows = os.get_terminal_size(fd)
+        if rows and cols:
+            set_size(master, rows, cols)
+    except OSError:
+        pass
+
+
 def become_controlling(slave: int) -> None:
     """The slave as controlling terminal and stdio (we lead a session)."""
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -83,18 +94,13 @@ def relay(master: int, pid: int) -> int:
     stdin_tty = os.isatty(0)
     saved = termios.tcgetattr(0) if stdin_tty else None
 
-    def winch(signum=None, frame=None):
-        try:
-            cols, rows = os.get_terminal_size(0)
-            if rows and cols:  # a terminal that does not know its size keeps consoleSize
-                set_size(master, rows, cols)
-        except OSError:
-            pass
+    def winch(signum, frame):
+        copy_size(master)
 
     old = signal.signal(signal.SIGWINCH, winch)
     if stdin_tty:
         tty.setraw(0)
-        winch()
+        copy_size(master)
     inputs = [master, 0]
     status = None
     try:
