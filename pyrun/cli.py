@@ -157,18 +157,11 @@ def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additiona
              detach, pid_file, console_socket, preserve_fds, no_new_privs, process_label, apparmor,
              ignore_paused):
     """Run COMMAND (or --process) in a running container."""
-    try:
-        from pyrun.enter import exec_from_flags
+    from pyrun.enter import exec_from_flags
 
-        code = exec_from_flags(obj.root, container_id, list(command), process_file, list(env), cwd, user,
-                               list(additional_gids), list(cap), tty, detach, pid_file, console_socket,
-                               preserve_fds, no_new_privs, process_label, apparmor)
-    except PyrunError as e:
-        # runc: "exec failed: ..." and status 255, so that a caller can tell
-        # a failed exec from a process that exited 1.
-        log.error(f"exec failed: {e}")
-        sys.exit(255)
-    sys.exit(code)
+    sys.exit(exec_from_flags(obj.root, container_id, list(command), process_file, list(env), cwd, user,
+                             list(additional_gids), list(cap), tty, detach, pid_file, console_socket,
+                             preserve_fds, no_new_privs, process_label, apparmor))
 
 
 @cli.command()

@@ -126,26 +126,33 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
                     process_label: str | None, apparmor: str | None) -> int:
     """``runc exec``'s command line, for :mod:`pyrun.cli` and :mod:`pyrun.fastpath`:
     the process from ``--process`` or from the container's own with the
-    flags applied, then :func:`exec_process`."""
+    flags applied, then :func:`exec_process`. Returns the process's status,
+    or 255 with "exec failed: ..." logged when it could not be started
+    (runc's convention: a caller tells a failed exec from a process that
+    exited 1)."""
     from pyrun import container
     from pyrun.spec import load_process
 
-    if preserve_fds < 0:
-        raise PyrunError("--preserve-fds must not be negative")
-    if process_file:
-        if command:
-            raise PyrunError("give either --process or a command, not both")
-        proc = load_process(process_file)
-    else:
-        sd, rec = container.load(root, container_id)
-        base = container.saved_spec(sd, rec).process
-        proc = process_from_flags(base, command, env, cwd, user, additional_gids, caps, tty, no_new_privs)
-    if process_label or apparmor:
-        proc = replace(proc, selinux_label=process_label or proc.selinux_label,
-                       apparmor_profile=apparmor or proc.apparmor_profile)
-    opts = ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
-                       console_socket=os.path.abspath(console_socket) if console_socket else None)
-    return exec_process(root, container_id, proc, opts)
+    try:
+        if preserve_fds < 0:
+            raise PyrunError("--preserve-fds must not be negative")
+        if process_file:
+            if command:
+                raise PyrunError("give either --process or a command, not both")
+            proc = load_process(process_file)
+        else:
+            sd, rec = container.load(root, container_id)
+            base = container.saved_spec(sd, rec).process
+            proc = process_from_flags(base, command, env, cwd, user, additional_gids, caps, tty, no_new_privs)
+        if process_label or apparmor:
+            proc = replace(proc, selinux_label=process_label or proc.selinux_label,
+                           apparmor_profile=apparmor or proc.apparmor_profile)
+        opts = ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
+                           console_socket=os.path.abspath(console_socket) if console_socket else None)
+        return exec_process(root, container_id, proc, opts)
+    except PyrunError as e:
+        log.error(f"exec failed: {e}")
+        return 255
 
 
 def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = None) -> int:

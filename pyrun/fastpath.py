@@ -193,19 +193,12 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
 
 
 def _exec(root: str, cid: str, command: list[str], opts: dict, preserve: int) -> int:
-    """``exec`` as the CLI runs it: a failure to exec is "exec failed: ..."
-    and status 255 (runc's convention); otherwise the process's status."""
+    """``exec`` as the CLI runs it (exec_from_flags: 255 if it failed)."""
     from pyrun.enter import exec_from_flags
-    from pyrun.errors import PyrunError
-    from pyrun.log import log
 
-    try:
-        return exec_from_flags(
-            root, cid, command, opts.get("--process"), opts.get("--env", []), opts.get("--cwd"),
-            opts.get("--user"), [int(g) for g in opts.get("--additional-gids", [])], opts.get("--cap", []),
-            bool(opts.get("--tty")), bool(opts.get("--detach")), opts.get("--pid-file"),
-            opts.get("--console-socket"), preserve, bool(opts.get("--no-new-privs")),
-            opts.get("--process-label"), opts.get("--apparmor"))
-    except PyrunError as e:
-        log.error(f"exec failed: {e}")
-        return 255
+    return exec_from_flags(
+        root, cid, command, opts.get("--process"), opts.get("--env", []), opts.get("--cwd"),
+        opts.get("--user"), [int(g) for g in opts.get("--additional-gids", [])], opts.get("--cap", []),
+        bool(opts.get("--tty")), bool(opts.get("--detach")), opts.get("--pid-file"),
+        opts.get("--console-socket"), preserve, bool(opts.get("--no-new-privs")),
+        opts.get("--process-label"), opts.get("--apparmor"))
