@@ -40,6 +40,18 @@ class Channel:
         self.sock.sendmsg([jsonio.dumps(fields).encode()],
                           [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _FD.pack(fd))])
 
+    def send_if_open(self, kind: str, fd: int | None = None, **fields) -> None:
+        """:meth:`send` (or :meth:`send_fd`) to a peer that may have failed
+        meanwhile: a closed peer is not an error here, since what it sent
+        before it went (its error, or EOF) is what :meth:`recv` reads next."""
+        try:
+            if fd is None:
+                self.send(kind, **fields)
+            else:
+                self.send_fd(kind, fd, **fields)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def recv(self) -> dict | None:
         """The next message; a file descriptor that came with it (SCM_RIGHTS)
         is in ``msg["fd"]`` and belongs to the caller."""

@@ -427,12 +427,7 @@ def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
         with log.step("memfd_create(init)"):
             fd = pid1.sealed_init_memfd()
     try:
-        if fd is None:
-            to_init.send("prepared")
-        else:
-            to_init.send_fd("prepared", fd)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # stage 1 failed before it forked PID 1: its error, or EOF, is read next
+        to_init.send_if_open("prepared", fd)  # stage 1 may have failed before it forked PID 1
     finally:
         if fd is not None:
             os.close(fd)
@@ -487,11 +482,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         # first (stage 1 waits for it before it forks PID 1), else at once
         # what PID 1 waits for before it mounts.
         if plan.cgroup_sync:
-            try:
-                with log.step("write cgroup.procs"):
-                    cg.add(pid)  # what stage 1 forks from now on starts inside
-            except PyrunError as e:
-                child_error_first(to_stage1, pid, e)
+            move_child(cg, to_stage1, pid)  # what stage 1 forks from now on starts inside
         else:
             _prepare_for_init(sd, spec, plan, to_init)
         msg = None
@@ -503,10 +494,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
                 to_stage1.send("idmap-done")
                 msg = None
         if plan.cgroup_sync and msg is None:
-            try:
-                to_stage1.send("cgroup-done")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # stage 1 failed meanwhile: its error, or EOF, is read next
+            to_stage1.send_if_open("cgroup-done")
             _prepare_for_init(sd, spec, plan, to_init)
         if msg is None:
             msg = to_stage1.recv()
@@ -594,6 +582,17 @@ def saved_spec(sd: StateDir, rec: Record):
     from pyrun.spec import load
 
     return load(rec.bundle, sd.file("config.json"))
+
+
+def move_child(cg, ch, pid: int) -> None:
+    """Write ``pid`` to the cgroup's cgroup.procs while that child works
+    on (the write can wait an RCU grace period: builder.Plan.cgroup_sync).
+    If the move fails, :func:`child_error_first`."""
+    try:
+        with log.step("write cgroup.procs"):
+            cg.add(pid)
+    except PyrunError as e:
+        child_error_first(ch, pid, e)
 
 
 def child_error_first(ch, pid: int, error: PyrunError) -> None:

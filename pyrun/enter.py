@@ -216,23 +216,16 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
 def _join_cgroup(ch, helper: int, cgroup: str) -> None:
     """Move the helper into the container's cgroup (cgroup.procs) while it
     imports and setns(2)s; it waits for "cgroup-done" before it forks the
-    process, which so starts inside. (The write can wait an RCU grace
-    period, 5-15 ms here: see builder.Plan.cgroup_sync.)"""
+    process, which so starts inside."""
     from pyrun import container
-    from pyrun.cgroups import Cgroup
+    from pyrun.cgroups import open_cgroup
 
     try:
-        with log.step("write cgroup.procs"):
-            Cgroup(cgroup).add(helper)
-    except PyrunError as e:
-        try:
-            container.child_error_first(ch, helper, e)
-        finally:
-            os.waitpid(helper, 0)
-    try:
-        ch.send("cgroup-done")
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the helper failed meanwhile: _supervise reads its error
+        container.move_child(open_cgroup(cgroup), ch, helper)
+    except PyrunError:
+        os.waitpid(helper, 0)
+        raise
+    ch.send_if_open("cgroup-done")  # the helper may have failed meanwhile: _supervise reads its error
 
 
 def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
