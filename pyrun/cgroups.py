@@ -458,13 +458,14 @@ class FreezerV1(Cgroup):
     def freeze(self, on: bool, timeout: float = 10.0) -> None:
         import time
 
-        want = "FROZEN" if on else "THAWED"
-        _write(self.file("freezer.state"), want)
+        want = self.FROZEN if on else "THAWED"
+        state = self.file(self.FREEZE_FILE)
+        _write(state, want)
         deadline = time.monotonic() + timeout
-        while _read(self.file("freezer.state")).strip() != want:  # FREEZING until every task stops
+        while _read(state).strip() != want:  # FREEZING until every task stops
             if time.monotonic() > deadline:
                 raise PyrunError(f"cgroup {self.path}: not {want} after {timeout:.0f} s")
-            _write(self.file("freezer.state"), want)
+            _write(state, want)
             time.sleep(0.005)
 
     def kill(self) -> bool:
