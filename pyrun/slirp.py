@@ -57,12 +57,13 @@ def start_pasta(pid: int, state_dir: str, ports, allow_host_loopback: bool, time
     if exe is None:
         raise PyrunError("network mode pasta: pasta is not installed (Debian: apt-get install passt)")
     pidfile = os.path.join(state_dir, "pasta.pid")
-    tcp = ",".join(f"{p.host_ip + '/' if p.host_ip else ''}{p.host_port}:{p.container_port}"
-                   for p in ports if p.proto == "tcp")
-    udp = ",".join(f"{p.host_ip + '/' if p.host_ip else ''}{p.host_port}:{p.container_port}"
-                   for p in ports if p.proto == "udp")
+
+    def forwards(proto: str) -> str:  # pasta(1) -t/-u: [ADDR/]HOST_PORT:CONTAINER_PORT,...
+        return ",".join(f"{p.host_ip + '/' if p.host_ip else ''}{p.host_port}:{p.container_port}"
+                        for p in ports if p.proto == proto) or "none"
+
     args = [exe, "--config-net", "--quiet", "--pid", pidfile, "--netns", f"/proc/{pid}/ns/net",
-            "-t", tcp or "none", "-u", udp or "none", "-T", "none", "-U", "none"]
+            "-t", forwards("tcp"), "-u", forwards("udp"), "-T", "none", "-U", "none"]
     if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         args += ["--userns", f"/proc/{pid}/ns/user"]
     if not allow_host_loopback:
