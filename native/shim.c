@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -70,6 +71,33 @@ int pyrun_openat2(int dirfd, const char *path, unsigned long long flags,
 {
     struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
     return result(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
+}
+
+/* close_range(2) without glibc's wrapper (2.34+), so the build does not
+ * depend on it; a seccomp profile may refuse it (the caller falls back). */
+int pyrun_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{
+    return result(syscall(SYS_close_range, first, last, flags));
+}
+
+int pyrun_open_tree(int dirfd, const char *path, unsigned int flags)
+{
+    return result(syscall(SYS_open_tree, dirfd, path, flags));
+}
+
+int pyrun_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
+                     const char *to_path, unsigned int flags)
+{
+    return result(syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags));
+}
+
+long long pyrun_fstatfs_type(int fd)
+{
+    struct statfs st;
+
+    if (fstatfs(fd, &st) < 0)
+        return -errno;
+    return (long long)(unsigned long)st.f_type;
 }
 
 /* execveat(2) with AT_EMPTY_PATH runs the init from a sealed memfd, so no

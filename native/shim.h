@@ -23,6 +23,15 @@ int pyrun_execveat(int dirfd, const char *path, char *const argv[],
 /* setrlimit(2); resource is an RLIMIT_* number, RLIM_INFINITY is ~0ULL.
  * (Python's resource module would cost a shared library load per start.) */
 int pyrun_setrlimit(int resource, unsigned long long soft, unsigned long long hard);
+/* close_range(2): with flags 0 closes, with CLOSE_RANGE_CLOEXEC marks. */
+int pyrun_close_range(unsigned int first, unsigned int last, unsigned int flags);
+/* open_tree(2) and move_mount(2): a bind mount made from a descriptor and
+ * attached at a descriptor, with no path (and no /proc) in between. */
+int pyrun_open_tree(int dirfd, const char *path, unsigned int flags);
+int pyrun_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
+                     const char *to_path, unsigned int flags);
+/* fstatfs(2)'s f_type: which filesystem a descriptor is on. */
+long long pyrun_fstatfs_type(int fd);
 /* Every signal disposition to SIG_DFL (see sigdefault.h). */
 void pyrun_default_signals(void);
 #endif

@@ -69,6 +69,13 @@ class Plan:
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
+    # mounts[i] -> a detached copy of its bind source (open_tree(2)), made
+    # on the host side by root for a container with a user namespace.
+    mount_trees: dict = field(default_factory=dict)
+    clone_sources: bool = False       # make mount_trees (root on the host, a user namespace)
+    # /dev is one of the config's bind mounts (the host's): pyrun creates
+    # nothing in it (no device nodes, links or /dev/console), as runc.
+    dev_is_bind: bool = False
 
 
 def _report(ch: Channel, exc: BaseException) -> None:
@@ -251,28 +258,49 @@ def _create_hooks(plan: Plan, ch: Channel) -> None:
 
 def _build_rootfs(plan: Plan, ch: Channel) -> None:
     from pyrun import devices, mounts, rootfs
+    from pyrun.errors import ConfigError
 
     spec = plan.spec
     prop = None
     if spec.linux.rootfs_propagation:
         prop = mounts.PROPAGATION[spec.linux.rootfs_propagation]
+    # The host's procfs, opened before any mount of the container's exists:
+    # sysctls are written through it after pivot_root, where the container's
+    # own mounts could otherwise redirect a path under /proc (CVE-2025-52881).
+    proc_fd = _open_host_proc() if spec.linux.sysctl else -1
     with log.step("mount(/, rslave)"):
         rootfs.make_mounts_private(prop)
     merged = os.path.join(plan.state_path, "merged")
     with log.step(f"mount(root, {plan.rootfs_mode})"):
-        rootfs.mount_root(plan.rootfs_mode, spec.root.path, plan.state_path, plan.in_userns)
+        rootfs.mount_root(plan.rootfs_mode, spec.root.path, plan.state_path, plan.in_userns, spec.bundle)
     if prop:
         rootfs.set_root_propagation(merged, prop)
     rootfd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        host_dirs = set()  # mount ids of the config's bind mounts
         for i, m in enumerate(spec.mounts):
             with log.step(f"mount({m.destination})"):
-                mounts.mount_one(rootfd, i, m, spec.bundle, plan.cgroup_path)
+                host_dirs.add(mounts.mount_one(rootfd, i, m, spec.bundle, plan.cgroup_path,
+                                               plan.mount_trees.pop(i, None)))
+        host_dirs.discard(-1)
+        if spec.process and spec.process.cwd not in ("", "/"):
+            # runc creates a missing cwd, inside the root (a dangling symlink
+            # on the way is followed inside it, a magic link refused).
+            try:
+                os.close(mounts.make_in_root(rootfd, spec.process.cwd, is_dir=True))
+            except PyrunError as e:
+                raise ConfigError("process.cwd", str(e)) from None
+        devfd = mounts.make_in_root(rootfd, "/dev", is_dir=True)
+        plan.dev_is_bind = mounts.mount_id(devfd) in host_dirs
+        os.close(devfd)
         with log.step("devices"):
-            devices.create_devices(rootfd, spec.linux.devices, plan.use_mknod)
-            devices.create_symlinks(rootfd)
+            devices.create_devices(rootfd, spec.linux.devices, plan.use_mknod, host_dirs)
+            devices.create_symlinks(rootfd, host_dirs)
     finally:
         os.close(rootfd)
+        for fd in plan.mount_trees.values():
+            os.close(fd)
+        plan.mount_trees.clear()
     _create_hooks(plan, ch)
     with log.step("pivot_root" if not plan.no_pivot else "mount(MS_MOVE)+chroot"):
         if plan.no_pivot:
@@ -284,7 +312,10 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
         from pyrun import sysctl  # imported before pivot_root, when needed
 
         with log.step("sysctl"):
-            sysctl.write_sysctls(linux.sysctl)
+            try:
+                sysctl.write_sysctls(linux.sysctl, proc_fd)
+            finally:
+                os.close(proc_fd)
     if linux.readonly_paths or linux.masked_paths:
         from pyrun import masking  # imported before pivot_root, when needed
     if linux.readonly_paths:
@@ -298,13 +329,22 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             rootfs.make_root_readonly()
 
 
+def _open_host_proc() -> int:
+    """O_PATH descriptor of /proc, checked to be procfs (statfs(2) PROC_SUPER_MAGIC)."""
+    fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    if sc.fs_type(fd) != sc.PROC_SUPER_MAGIC:
+        os.close(fd)
+        raise PyrunError("/proc is not a procfs: cannot write linux.sysctl safely")
+    return fd
+
+
 def _configure(plan: Plan, ch: Channel) -> None:
     import _socket
 
     spec = plan.spec
     if spec.process.terminal:
         with log.step("openpt(/dev/ptmx)"):
-            open_terminal(spec.process, ch)
+            open_terminal(spec.process, ch, console=not plan.dev_is_bind)
     if spec.hostname is not None:
         with log.step("sethostname"):
             _socket.sethostname(spec.hostname)
@@ -318,12 +358,15 @@ def _configure(plan: Plan, ch: Channel) -> None:
             loopback_up()
 
 
-def open_terminal(proc, ch: Channel) -> None:
+def open_terminal(proc, ch: Channel, console: bool = False) -> None:
     """A pty from the container's devpts; the master goes to the host side,
-    the slave becomes our controlling terminal and stdio."""
+    the slave becomes our controlling terminal and stdio (and, for the
+    container's first process, /dev/console)."""
     from pyrun import terminal
 
     master, slave = terminal.open_pty(proc.console_size)
+    if console:
+        terminal.bind_console(slave)
     ch.send_fd("console", master)
     os.close(master)
     terminal.become_controlling(slave)
@@ -345,6 +388,7 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
     from pyrun import capabilities, process
 
     proc = plan.spec.process
+    process.prepare_fds(plan.preserve_fds)  # before any seccomp filter can refuse close_range(2)
     with log.step("setrlimit"):
         process.set_rlimits(proc.rlimits)
     process.chdir(proc.cwd)  # as root first: the user may lack search rights above cwd

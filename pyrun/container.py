@@ -136,8 +136,8 @@ def make_plan(spec, state_path: str, opts: Options):
         raise ConfigError(f"annotations[{ANNOTATION_ROOTFS!r}]", f"expected overlay or direct, got {mode!r}")
     use_init = opts.init if opts.init is not None else _bool_annotation(
         spec, ANNOTATION_INIT, not engine and not _runs_an_init(spec))
-    if not os.path.isdir(spec.root.path):
-        raise ConfigError("root.path", f"{spec.root.path}: no such directory")
+    rootfs.check_root(spec.root.path, spec.bundle)
+    _check_mount_sources(spec)
     check_lsm(spec.process)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
@@ -150,8 +150,23 @@ def make_plan(spec, state_path: str, opts: Options):
         plan.seccomp = compile_seccomp(spec.linux.seccomp)
     plan.in_userns = plan.user_ns is not None or not initial_userns
     plan.use_mknod = privileged and plan.user_ns is None
+    plan.clone_sources = privileged and plan.user_ns is not None
     _plan_network(plan, spec, opts, privileged)
     return plan
+
+
+def _check_mount_sources(spec) -> None:
+    """Every bind source opened once on the host side, before anything
+    runs: a bad or dangerous one fails ``create`` with its JSON path."""
+    from pyrun import mounts
+
+    for i, m in enumerate(spec.mounts):
+        if mounts.is_bind(m) and m.source:
+            try:
+                os.close(mounts.open_source(mounts.source_path(m, spec.bundle), f"mounts[{i}]"))
+            except ConfigError as e:
+                if "Permission denied" not in e.message:  # the container's root may reach it where we do not
+                    raise
 
 
 def _plan_network(plan, spec, opts: Options, privileged: bool) -> None:
@@ -465,10 +480,21 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         # shim's prctl: this process does not otherwise load _prctl and
         # libcap, stage 1 does, while this process prepares the state dir).
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1, shown="prctl(PR_SET_CHILD_SUBREAPER)")
+    if plan.clone_sources:
+        from pyrun.mounts import clone_sources
+
+        with log.step("open_tree(bind sources)"):
+            plan.mount_trees = clone_sources(spec.mounts, spec.bundle)
     to_stage1, stage1_end = Channel.pair()
     to_init, init_end = Channel.pair()
     host_pid = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    finally:
+        if plan.mount_trees and os.getpid() == host_pid:  # stage 1 inherited them
+            for fd in plan.mount_trees.values():
+                os.close(fd)
+            plan.mount_trees = {}
     if pid == 0:
         os.close(sd.lock_fd)
         to_stage1.close()

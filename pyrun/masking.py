@@ -6,6 +6,15 @@ an empty read-only tmpfs, so reading /proc/kcore or /proc/keys yields
 nothing. A read-only path is bound onto itself and remounted read-only, so
 /proc/sys and /proc/sysrq-trigger cannot be written even by root inside.
 Paths that do not exist are skipped, as runc does.
+
+The /dev/null that masks is the container's, which the image or a bind
+mount may have made anything: it is opened without following a link,
+checked to be the null device (character 1:3) and bound from that
+descriptor onto a descriptor of the target (open_tree(2), move_mount(2)),
+never by path (runc CVE-2025-31133: an image's /dev/null symlink turned
+"masking" into binding a writable file over /proc). Every path is resolved
+with openat2(2) ``RESOLVE_NO_MAGICLINKS``: /proc/self/fd/N would name one
+of pyrun's descriptors.
 """
 
 from __future__ import annotations
@@ -14,24 +23,71 @@ import os
 import stat
 
 from pyrun import syscalls as sc
+from pyrun.errors import PyrunError, SyscallError
 from pyrun.mounts import remount
 
 
+def _open(root: int, path: str) -> int | None:
+    """O_PATH fd of ``path`` inside the root (symlinks followed inside it,
+    magic links refused); None when it does not exist."""
+    try:
+        return sc.openat2(root, path.lstrip("/") or ".", sc.O_PATH,
+                          sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=path)
+    except SyscallError as e:
+        if e.errno == 2:  # ENOENT
+            return None
+        raise PyrunError(f"linux.maskedPaths/readonlyPaths {path}: {e}") from None
+
+
+def null_device(root: int) -> int:
+    """The container's /dev/null, proven to be the null device."""
+    try:
+        fd = sc.openat2(root, "dev/null", sc.O_PATH | os.O_NOFOLLOW,
+                        sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown="/dev/null")
+    except SyscallError as e:
+        raise PyrunError(f"linux.maskedPaths: {e}: nothing safe to mask with") from None
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (1, 3):
+        os.close(fd)
+        raise PyrunError("linux.maskedPaths: /dev/null in the container is not the null device "
+                         "(character 1:3): refusing to mask with it")
+    return fd
+
+
 def mask_paths(paths: list[str]) -> None:
-    for path in paths:
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(mode):
-            sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None, shown=path)
-        else:
-            sc.mount("/dev/null", path, None, sc.MS_BIND, None, shown=path)
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    null = -1
+    try:
+        for path in paths:
+            fd = _open(root, path)
+            if fd is None:
+                continue
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    # the path checked above has no magic link: mount(2) by
+                    # it resolves the same (nothing of the container runs yet)
+                    sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None, shown=path)
+                else:
+                    if null < 0:
+                        null = null_device(root)
+                    sc.bind_fd(null, fd, path)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root)
+        if null >= 0:
+            os.close(null)
 
 
 def readonly_paths(paths: list[str]) -> None:
-    for path in paths:
-        if not os.path.exists(path):
-            continue
-        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None, shown=path)
-        remount(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, shown=path)
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path in paths:
+            fd = _open(root, path)
+            if fd is None:
+                continue
+            os.close(fd)
+            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None, shown=path)
+            remount(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, shown=path)
+    finally:
+        os.close(root)

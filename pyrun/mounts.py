@@ -153,43 +153,112 @@ def is_bind(m) -> bool:
     return m.type == "bind" or "bind" in m.options or "rbind" in m.options
 
 
-def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "") -> None:
-    """Mount ``mounts[index]`` at its destination inside the rootfs."""
+def mount_id(fd: int) -> int:
+    """The id of the mount a descriptor is on (``mnt_id`` in
+    /proc/self/fdinfo/N, proc(5)); -1 when it cannot be read."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+# Paths that name the resolving process's own descriptors: as a mount
+# source they would bind pyrun's state dir, its root or its sockets.
+_SELF_PREFIXES = ("/proc/self/", "/proc/thread-self/", "/dev/fd/", "/dev/stdin", "/dev/stdout",
+                  "/dev/stderr")
+_NS_NAMES = {"cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children",
+             "user", "uts"}
+
+
+def source_path(m, bundle: str) -> str:
+    """A bind source as the host sees it: relative ones are in the bundle."""
+    return os.path.normpath(os.path.join(bundle, m.source))
+
+
+def open_source(source: str, where: str) -> int:
+    """O_PATH descriptor of a bind source, for the mount to be made from.
+
+    The caller chooses sources, and is trusted to ask, not to be right: a
+    source that resolves through a /proc magic link (``/proc/self/fd/N``,
+    a host symlink to one) would name a descriptor of whichever process
+    resolves it — pyrun's state dir, sockets, the container's root — so
+    openat2(2) refuses magic links. The one exception is a namespace file
+    (``/proc/PID/ns/net``, as ``ip netns`` binds), checked on the result."""
+    if (source + "/").startswith(_SELF_PREFIXES) or source.startswith(_SELF_PREFIXES):
+        raise ConfigError(f"{where}.source", f"{source}: names a descriptor of the runtime itself; refused")
+    try:
+        return sc.openat2(-100, source, sc.O_PATH, sc.RESOLVE_NO_MAGICLINKS, shown=source)  # AT_FDCWD
+    except SyscallError as e:
+        if e.errno != errno.ELOOP:
+            raise ConfigError(f"{where}.source", f"{source}: {os.strerror(e.errno)}") from None
+    try:
+        fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError(f"{where}.source", f"{source}: {e.strerror}") from None
+    try:
+        target = os.readlink(fd_path(fd))
+    except OSError:
+        target = ""
+    if target.split(":[", 1)[0] in _NS_NAMES and target.endswith("]"):
+        return fd
+    os.close(fd)
+    raise ConfigError(f"{where}.source", f"{source}: resolves through a /proc magic link to "
+                      "something that is not a namespace; refused")
+
+
+def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tree: int | None = None) -> int:
+    """Mount ``mounts[index]`` at its destination inside the rootfs.
+
+    A bind's source is opened first (:func:`open_source`) and the mount made
+    from that descriptor; ``tree`` is a detached copy the host side already
+    made with open_tree(2) (root making a user-namespaced container: the
+    container's root may not be able to reach the source), attached with
+    move_mount(2). Returns the new mount's id for a bind, else -1."""
     where = f"mounts[{index}]"
     flags, propagation, data = parse_options(m.options)
     bind = is_bind(m)
-    source = m.source
+    src_fd = -1
     if bind:
-        if not source:
+        if not m.source:
             raise ConfigError(f"{where}.source", "a bind mount needs a source")
-        if not os.path.isabs(source):
-            source = os.path.join(bundle, source)
-        try:
-            src_is_dir = stat.S_ISDIR(os.stat(source).st_mode)
-        except OSError as e:
-            raise ConfigError(f"{where}.source", f"{source}: {e.strerror}") from None
+        src_fd = tree if tree is not None else open_source(source_path(m, bundle), where)
+        src_is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
     else:
         src_is_dir = True
     fstype = m.type
     if fstype == "cgroup":
         fstype = "cgroup2"  # pyrun speaks cgroup v2 only
-    dest_fd = make_in_root(rootfd, m.destination, is_dir=src_is_dir)
+    try:
+        dest_fd = make_in_root(rootfd, m.destination, is_dir=src_is_dir)
+    except BaseException:
+        if src_fd >= 0 and tree is None:
+            os.close(src_fd)
+        raise
+    new_id = -1
     try:
         target = fd_path(dest_fd)
         shown = m.destination
         if bind:
-            sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC), None, shown=shown)
+            if tree is not None:
+                sc.attach_mount(tree, dest_fd, shown)
+            else:
+                sc.mount(fd_path(src_fd), target, None, sc.MS_BIND | (flags & sc.MS_REC), None, shown=shown)
             # Flags other than bind/rec need a second, remounting call.
             extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-            if extra:
-                # The fd still names the covered directory; reopen the mount.
-                fd2 = open_in_root(rootfd, m.destination, shown=shown)
-                try:
+            # The fd still names the covered directory; reopen the mount.
+            fd2 = open_in_root(rootfd, m.destination, shown=shown)
+            try:
+                new_id = mount_id(fd2)
+                if extra:
                     remount(fd_path(fd2), extra, shown=shown)
-                finally:
-                    os.close(fd2)
+            finally:
+                os.close(fd2)
         else:
-            _mount_fs(source or fstype or "none", target, fstype, flags, data, shown, rootfd, cgroup_dir)
+            _mount_fs(m.source or fstype or "none", target, fstype, flags, data, shown, rootfd, cgroup_dir)
         if propagation:
             fd2 = open_in_root(rootfd, m.destination, shown=shown)
             try:
@@ -198,6 +267,33 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "") -> 
                 os.close(fd2)
     finally:
         os.close(dest_fd)
+        if src_fd >= 0 and tree is None:
+            os.close(src_fd)
+    return new_id
+
+
+def clone_sources(mounts_list, bundle: str) -> dict[int, int]:
+    """Host side, as root, for a container with its own user namespace:
+    each bind source as a detached mount (open_tree(2) ``OPEN_TREE_CLONE``),
+    made while pyrun still has the host's credentials. The container's root
+    (a subordinate uid) may be unable to reach a source root can (runc does
+    the same). Index -> descriptor; the caller closes them."""
+    trees: dict[int, int] = {}
+    try:
+        for i, m in enumerate(mounts_list):
+            if not is_bind(m) or not m.source:
+                continue
+            fd = open_source(source_path(m, bundle), f"mounts[{i}]")
+            try:
+                recursive = bool(parse_options(m.options)[0] & sc.MS_REC)
+                trees[i] = sc.clone_mount(fd, recursive, m.destination)
+            finally:
+                os.close(fd)
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        raise
+    return trees
 
 
 def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: str,

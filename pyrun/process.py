@@ -99,26 +99,108 @@ def lookup(arg0: str, env: list[str]) -> str:
 
 
 def chdir(cwd: str) -> None:
+    """chdir(2) to ``process.cwd``, resolved inside the container's root.
+
+    ``cwd`` comes from the image (engines copy WORKDIR into it): a magic
+    link such as ``/proc/self/fd/N`` would name a descriptor of pyrun's and
+    put the process's working directory on the host (runc CVE-2024-21626).
+    openat2(2) with ``RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`` refuses it;
+    fchdir(2) then moves to exactly what was checked, and getcwd(3) proves
+    the result is reachable from the root ("(unreachable)" or ENOENT when a
+    directory lies outside it)."""
+    from pyrun import syscalls as sc
+    from pyrun.errors import SyscallError
+
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.chdir(cwd)
+        fd = sc.openat2(root, cwd.lstrip("/") or ".", sc.O_PATH | os.O_DIRECTORY,
+                        sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=cwd)
+    except SyscallError as e:
+        raise ConfigError("process.cwd", str(e)) from None
+    finally:
+        os.close(root)
+    try:
+        os.fchdir(fd)
     except OSError as e:
         raise ConfigError("process.cwd", f"chdir {cwd}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    check_cwd(cwd)
 
 
-def close_fds(keep: set[int], preserve: int) -> None:
-    """Close every fd but 0-2, the ``--preserve-fds`` ones and ``keep``, so no
-    descriptor of the runtime reaches the container (runc CVE-2024-21626 was
-    a leaked fd of the host's cgroupfs)."""
+def check_cwd(cwd: str) -> None:
+    """The working directory must be inside the root: getcwd(3) says so."""
+    try:
+        where = os.getcwd()
+    except OSError:
+        where = "(unreachable)"
+    if not where.startswith("/"):
+        raise ConfigError("process.cwd", f"{cwd}: the working directory is outside the container's root")
+
+
+def prepare_fds(preserve: int) -> None:
+    """Before any seccomp filter is loaded: the ``--preserve-fds`` ones are
+    made inheritable, every other descriptor from 3 up close-on-exec
+    (close_range(2) ``CLOSE_RANGE_CLOEXEC``, one call). Whatever a filter
+    later refuses, nothing of the runtime's survives execve(2)."""
+    from pyrun import syscalls as sc
+
     last = 2 + preserve
     for fd in range(3, last + 1):
         try:
             os.set_inheritable(fd, True)
         except OSError:
             pass
-    # close_range(2) under os.closerange: needs no /proc, which the
-    # container may not have mounted.
+    try:
+        sc.close_range(last + 1, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    except PyrunError:  # a kernel before 5.11: mark the open ones
+        fds = _open_fds()
+        if fds is None:
+            import resource
+
+            fds = range(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        for fd in fds:
+            if fd > last:
+                try:
+                    os.set_inheritable(fd, False)
+                except OSError:
+                    pass
+
+
+def _open_fds() -> list[int] | None:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return None
+
+
+def close_fds(keep: set[int], preserve: int) -> None:
+    """Close every fd but 0-2, the ``--preserve-fds`` ones and ``keep``, so no
+    descriptor of the runtime reaches the container (runc CVE-2024-21626 was
+    a leaked fd of the host's cgroupfs).
+
+    close_range(2) needs no /proc, which the container may not have mounted.
+    A seccomp profile may refuse it (deny-by-default profiles that list no
+    close_range): then Python's os.closerange would fall back to 2**31
+    close(2) calls. Instead the open descriptors are closed one by one, and
+    :func:`prepare_fds` made every one close-on-exec before the filter."""
+    from pyrun import syscalls as sc
+
+    last = 2 + preserve
+    ranges = []
     start = last + 1
     for fd in sorted(k for k in keep if k >= start):
-        os.closerange(start, fd)
+        if fd > start:
+            ranges.append((start, fd - 1))
         start = fd + 1
-    os.closerange(start, 2**31 - 1)
+    ranges.append((start, 0xFFFFFFFF))
+    try:
+        for first, end in ranges:
+            sc.close_range(first, end)
+    except PyrunError:
+        for fd in _open_fds() or ():  # without /proc: close-on-exec already
+            if fd > last and fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass

@@ -50,8 +50,13 @@ def bind_rootfs(rootfs: str, merged: str) -> None:
     sc.mount(rootfs, merged, None, sc.MS_BIND | sc.MS_REC, None)
 
 
-def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool) -> str:
-    """Mount the root at ``<state>/merged``; returns the mode really used."""
+def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool, bundle: str = "") -> str:
+    """Mount the root at ``<state>/merged``; returns the mode really used.
+
+    If the overlay cannot be mounted, the bundle's rootfs is used directly,
+    with a warning, but only when it is a directory inside the bundle: the
+    container's writes never land anywhere the user did not name as a root
+    they own (``check_root`` already refused symlinks)."""
     merged = os.path.join(state_path, "merged")
     if mode == OVERLAY:
         try:
@@ -59,10 +64,30 @@ def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool) -> str:
                           os.path.join(state_path, "work"), merged, in_userns)
             return OVERLAY
         except SyscallError as e:
+            if not bundle or not rootfs.startswith(bundle.rstrip("/") + "/"):
+                raise SyscallError(f"mount overlay root on {rootfs}", e.errno,
+                                   "root.path is outside the bundle, so pyrun will not use it directly "
+                                   "instead (--rootfs-mode direct says to)") from None
             log.warning(f"overlay root not available ({e}); using the bundle's rootfs directly, "
                         "writes will reach the bundle")
     bind_rootfs(rootfs, merged)
     return DIRECT
+
+
+def check_root(path: str, bundle: str) -> None:
+    """root.path must be the directory it names: a symlink there, or on the
+    way to it, is refused, as runc refuses it ("not an absolute path, or a
+    symlink"). A relative root.path is taken in the bundle's real
+    directory (runc chdir(2)s into the bundle first)."""
+    from pyrun.errors import ConfigError
+
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        raise ConfigError("root.path", f"{path}: no such directory")
+    if real != path and real != os.path.normpath(os.path.join(os.path.realpath(bundle),
+                                                          os.path.relpath(path, bundle))):
+        raise ConfigError("root.path", f"{path} is a symlink or goes through one (to {real}): "
+                          "refused; name the real directory")
 
 
 def set_root_propagation(merged: str, propagation: int) -> None:

@@ -128,3 +128,52 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0, *,
           shown: str = "prctl") -> int:
     return _check(lib.pyrun_prctl(option, arg2, arg3, arg4, arg5), shown)
+
+
+# open_tree(2) / move_mount(2) flags (<linux/mount.h>)
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_RECURSIVE = 0x8000
+AT_SYMLINK_NOFOLLOW = 0x100
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+def close_range(first: int, last: int, flags: int = 0) -> None:
+    """close_range(2) from ``first`` to ``last`` (inclusive)."""
+    _check(lib.pyrun_close_range(first, min(last, 0xFFFFFFFF), flags), "close_range")
+
+
+def clone_mount(fd: int, recursive: bool, shown: str) -> int:
+    """open_tree(fd, "", OPEN_TREE_CLONE): a detached bind mount of what the
+    descriptor names. Made from a descriptor, not a path: nothing can be
+    swapped in between the check of that descriptor and the mount."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    return _check(lib.pyrun_open_tree(fd, b"", flags), f"open_tree({shown!r})")
+
+
+def attach_mount(tree_fd: int, target_fd: int, shown: str) -> None:
+    """move_mount(2) a detached mount onto what ``target_fd`` (O_PATH) names."""
+    _check(lib.pyrun_move_mount(tree_fd, b"", target_fd, b"",
+                                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+           f"move_mount({shown!r})")
+
+
+def bind_fd(src_fd: int, target_fd: int, shown: str, recursive: bool = False) -> None:
+    """Bind what ``src_fd`` names onto what ``target_fd`` names: both are
+    descriptors, so neither a symlink nor a /proc over-mount can redirect it."""
+    tree = clone_mount(src_fd, recursive, shown)
+    try:
+        attach_mount(tree, target_fd, shown)
+    finally:
+        os.close(tree)
+
+
+PROC_SUPER_MAGIC = 0x9FA0
+DEVPTS_SUPER_MAGIC = 0x1CD1
+
+
+def fs_type(fd: int) -> int:
+    """fstatfs(2)'s ``f_type`` of what ``fd`` names (statfs(2) lists the magics)."""
+    return _check(lib.pyrun_fstatfs_type(fd), "fstatfs")

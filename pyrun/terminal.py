@@ -35,6 +35,41 @@ def open_pty(size: tuple[int, int] | None) -> tuple[int, int]:
     return master, slave
 
 
+def bind_console(slave: int) -> None:
+    """/dev/console is the container's pty, as under runc: the slave is
+    bound onto it from its descriptor (open_tree(2) + move_mount(2)). The
+    target is made with O_EXCL|O_NOFOLLOW; one the image left there is used
+    only if it is not a symlink or a directory (runc CVE-2025-52565: the
+    bind followed an image's /dev/console symlink onto a host path)."""
+    import stat
+
+    from pyrun import syscalls as sc
+    from pyrun.errors import PyrunError
+
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # after pivot_root: the container's
+    try:
+        dev = sc.openat2(root, "dev", sc.O_PATH | os.O_DIRECTORY,
+                         sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown="/dev")
+    finally:
+        os.close(root)
+    try:
+        try:
+            os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=dev))
+        except FileExistsError:
+            st = os.stat("console", dir_fd=dev, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                raise PyrunError("/dev/console in the rootfs is a symlink or a directory: "
+                                 "pyrun will not bind the terminal over it") from None
+        target = os.open("console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
+        try:
+            sc.bind_fd(slave, target, "/dev/console")
+        finally:
+            os.close(target)
+    finally:
+        os.close(dev)
+
+
 def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 

@@ -91,7 +91,7 @@ def test_failure_half_way_through_the_mounts(rt, residue):
 
 def test_failure_at_the_last_step_before_ready(rt, residue):
     config = rt.config(["true"])
-    config["process"]["cwd"] = "/no/such/dir"
+    config["process"]["cwd"] = "/etc/passwd"  # a missing cwd is created (runc); a file is no directory
     p = rt("create", "-b", rt.bundle(config=config), "c1")
     _assert_clean_failure(p, residue, "process.cwd")
 
