@@ -287,7 +287,7 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             # runc creates a missing cwd, inside the root (a dangling symlink
             # on the way is followed inside it, a magic link refused).
             try:
-                os.close(mounts.make_in_root(rootfd, spec.process.cwd, is_dir=True))
+                os.close(mounts.make_in_root(rootfd, spec.process.cwd, is_dir=True, host_dirs=host_dirs))
             except PyrunError as e:
                 raise ConfigError("process.cwd", str(e)) from None
         devfd = mounts.make_in_root(rootfd, "/dev", is_dir=True)

@@ -14,7 +14,7 @@ import stat
 
 from pyrun import syscalls as sc
 from pyrun.errors import PyrunError, SyscallError
-from pyrun.mounts import make_in_root, open_in_root
+from pyrun.mounts import InHostDir, make_in_root, open_in_root
 
 # (path, type, major, minor, mode)
 DEFAULT_DEVICES = [
@@ -130,7 +130,10 @@ def create_devices(rootfd: int, devices, use_mknod: bool, host_dirs: set[int] = 
         wanted[d.path] = (d.type, d.major, d.minor, d.file_mode if d.file_mode is not None else 0o666,
                           d.uid or 0, d.gid or 0)
     for path, (dtype, major, minor, mode, uid, gid) in wanted.items():
-        pfd = make_in_root(rootfd, os.path.dirname(path), is_dir=True)
+        try:
+            pfd = make_in_root(rootfd, os.path.dirname(path), is_dir=True, host_dirs=host_dirs)
+        except InHostDir:  # its directory would be made in the host's: not ours, as runc
+            continue
         try:
             if mount_id(pfd) in host_dirs:
                 continue

@@ -78,7 +78,12 @@ def open_in_root(rootfd: int, path: str, *, shown: str) -> int:
                       sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=shown)
 
 
-def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755, _depth: int = 0) -> int:
+class InHostDir(SyscallError):
+    """What :func:`make_in_root` would create lies in a host directory."""
+
+
+def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755, _depth: int = 0,
+                 host_dirs: set[int] = frozenset()) -> int:
     """Resolve ``path`` inside the rootfs, creating what is missing (parents
     as directories, the last component as a directory or an empty file).
     Returns an O_PATH fd of the result.
@@ -87,7 +92,10 @@ def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755, _de
     mkdirat(2) or openat(2) ``O_CREAT|O_EXCL``, neither of which follows a
     symlink. A dangling symlink on the way is followed *inside* the rootfs
     (its target re-rooted, ``..`` clamped at the root), as runc does: a link
-    to ``/host/dir`` creates ``<rootfs>/host/dir``, never the host's."""
+    to ``/host/dir`` creates ``<rootfs>/host/dir``, never the host's.
+
+    ``host_dirs``: mount ids of the config's bind mounts, in which nothing is
+    created (ENOENT instead): the host's directories are not pyrun's to fill."""
     if _depth > 40:
         raise SyscallError(f"create {path!r} in the rootfs", errno.ELOOP)
     parts = [p for p in path.split("/") if p and p != "."]
@@ -101,6 +109,9 @@ def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755, _de
             except SyscallError as e:
                 if e.errno != errno.ENOENT:
                     raise
+                if host_dirs and mount_id(parent) in host_dirs:
+                    raise InHostDir(f"create {path!r} in the rootfs", errno.ENOENT,
+                                    "its directory is a bind mount of the host's; pyrun creates nothing there")
                 try:
                     if last and not is_dir:
                         os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
@@ -115,7 +126,7 @@ def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755, _de
                     os.close(parent)
                     parent = -1
                     return make_in_root(rootfd, "/".join(x for x in (base, target, rest) if x),
-                                        is_dir=is_dir, mode=mode, _depth=_depth + 1)
+                                        is_dir=is_dir, mode=mode, _depth=_depth + 1, host_dirs=host_dirs)
                 except OSError as err:
                     raise SyscallError(f"create {path!r} in the rootfs", err.errno) from None
                 fd = open_in_root(rootfd, sub, shown=path)
@@ -234,9 +245,11 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tre
         fstype = "cgroup2"  # pyrun speaks cgroup v2 only
     try:
         dest_fd = make_in_root(rootfd, m.destination, is_dir=src_is_dir)
-    except BaseException:
+    except BaseException as e:
         if src_fd >= 0 and tree is None:
             os.close(src_fd)
+        if isinstance(e, SyscallError):
+            raise ConfigError(f"{where}.destination", str(e)) from None
         raise
     new_id = -1
     try:

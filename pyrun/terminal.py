@@ -46,6 +46,9 @@ def bind_console(slave: int) -> None:
     from pyrun import syscalls as sc
     from pyrun.errors import PyrunError
 
+    if sc.fs_type(slave) != sc.DEVPTS_SUPER_MAGIC:  # the image's /dev/ptmx could be anything
+        raise PyrunError("process.terminal: the pty from /dev/ptmx is not on a devpts: "
+                         "refusing to make it /dev/console")
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # after pivot_root: the container's
     try:
         dev = sc.openat2(root, "dev", sc.O_PATH | os.O_DIRECTORY,
