@@ -26,8 +26,17 @@ TIOCSPTLCK = 0x40045431
 
 
 def open_pty(size: tuple[int, int] | None) -> tuple[int, int]:
-    """posix_openpt(3) in the container's /dev/pts: (master, slave)."""
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    """posix_openpt(3) in the container's /dev/pts: (master, slave).
+    /dev/ptmx is the image's to make a link of: resolved inside the root,
+    never through a magic link to a descriptor of pyrun's."""
+    from pyrun import syscalls as sc
+
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        master = sc.openat2(root, "dev/ptmx", os.O_RDWR | os.O_NOCTTY,
+                            sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown="/dev/ptmx")
+    finally:
+        os.close(root)
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt(3)
     slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
     if size is not None:
