@@ -327,18 +327,27 @@ def test_sysctl_write_cannot_be_redirected_by_a_mount(rt, residue):
 
 # --------------------------------------------------------- 8. /dev/console
 
-def _console_run(rt, config, tmp_name="console.sock"):
-    from test_terminal import ConsoleSocket, read_until
+def _console_run(rt, config):
+    """create with --console-socket, then take the master (runc's
+    protocol: it waits in the socket's queue), start, read to END."""
+    from test_terminal import read_until
 
-    sock = os.path.join(rt.dir, f"{uuid.uuid4().hex[:8]}.sock")
-    cs = ConsoleSocket(sock)
-    p = rt("create", "--console-socket", sock, "-b", rt.bundle(config=config), C1)
-    if p.returncode != 0:
-        return p, b""
-    cs.thread.join(10)
+    path = os.path.join(rt.dir, f"{uuid.uuid4().hex[:8]}.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        os.chmod(path, 0o777)
+        listener.listen(1)
+        p = rt("create", "--console-socket", path, "-b", rt.bundle(config=config), C1)
+        if p.returncode != 0:
+            return p, b""
+        listener.settimeout(10)
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    master = fds[0]
     rt.ok("start", C1)
-    out = read_until(cs.master, b"END")
-    os.close(cs.master)
+    out = read_until(master, b"END")
+    os.close(master)
     rt("delete", "--force", C1)
     return p, out
 
