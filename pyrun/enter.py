@@ -10,8 +10,10 @@ object asks for. The order, top-down:
 2. fork a helper; it makes itself non-dumpable (prctl(2)
    PR_SET_DUMPABLE, so nothing in the container can ptrace it or open its
    ``/proc/PID/exe``, the host's python: CVE-2019-5736), then one
-   setns(2) on the pidfd with the flags of every namespace that differs
-   from ours — the kernel joins the user namespace first;
+   setns(2) on the pidfd with the flags of every namespace PID 1 is in
+   that differs from ours (compared through ``/proc/PID/ns/*``, not read
+   from config.json: ``--network`` adds a namespace the config does not
+   list) — the kernel joins the user namespace first;
 3. the helper forks again: only a child enters the pid (and time)
    namespace; it reports that child's pid, lets the child go on (a pipe:
    the child must not send on the shared channel before) and exits;
@@ -103,19 +105,27 @@ def process_from_flags(base, args: list[str], env: list[str], cwd: str | None, u
 
 # ------------------------------------------------------------------ host side
 
-def _namespace_flags(spec, pid: int) -> int:
-    """The CLONE_NEW* flags of the container's namespaces that are not ours."""
+def _namespace_flags(pid: int) -> int:
+    """The CLONE_NEW* flags of every namespace the container's PID 1 is in
+    that is not ours: exactly where it runs, whatever made each one — a
+    ``linux.namespaces`` entry, ``--network``/``org.pyrun.network`` adding
+    a network namespace the config does not have, a ``path`` — and never
+    what config.json says (namespaces(7): /proc/PID/ns/* name the
+    namespaces; two links are equal when the namespaces are the same)."""
     from pyrun.namespaces import FLAGS, PROC_NAMES
 
     flags = 0
-    for ns in spec.linux.namespaces:
-        name = PROC_NAMES[ns.type]
+    for ns_type, name in PROC_NAMES.items():
+        try:
+            ours = os.readlink(f"/proc/self/ns/{name}")
+        except FileNotFoundError:
+            continue  # a kernel without this namespace type (time: Linux < 5.6)
         try:
             theirs = os.readlink(f"/proc/{pid}/ns/{name}")
         except OSError as e:
             raise PyrunError(f"exec: cannot read /proc/{pid}/ns/{name}: {e.strerror}") from None
-        if theirs != os.readlink(f"/proc/self/ns/{name}"):
-            flags |= FLAGS[ns.type]
+        if theirs != ours:
+            flags |= FLAGS[ns_type]
     return flags
 
 
@@ -183,7 +193,7 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     if pidfd is None:
         raise InvalidState("cannot exec in a stopped container")
     try:
-        flags = _namespace_flags(spec, rec.pid)
+        flags = _namespace_flags(rec.pid)
         with open(f"/proc/{rec.pid}/setgroups") as f:
             plan.setgroups_ok = f.read().strip() == "allow"
         from pyrun.capabilities import last_cap

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import threading
 import time
 
 import pytest
@@ -131,3 +134,152 @@ def test_exec_does_not_expose_the_runtime_executable(running):
 
 def _container_pids(rt) -> list[int]:
     return json.loads(rt.ok("ps", "--format", "json", "c1"))
+
+
+# --------------------------------------------- exec joins PID 1's namespaces
+#
+# Whatever made a namespace — a linux.namespaces entry, --network (or the
+# org.pyrun.network annotation) adding one to a config without it, a path
+# to join, or none at all (the host's) — an exec'd process is in exactly the
+# namespaces the container's PID 1 is in (issue 12, item 11).
+
+PROC_NS = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
+           "cgroup": "cgroup", "time": "time"}
+
+
+def _ns_of(pid: int) -> dict[str, str]:
+    return {t: os.readlink(f"/proc/{pid}/ns/{n}") for t, n in PROC_NS.items()}
+
+
+def _cid(name: str) -> str:
+    """A container id no other test on this host uses: rootful cgroups are
+    named after the id, and other test runs may share the machine."""
+    return f"{name}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+def assert_exec_in_pid1_namespaces(rt, cid: str, inside: bool = True) -> None:
+    """exec -d a sleep; the host compares its /proc/PID/ns/* with PID 1's.
+    With ``inside``, the exec'd process also compares /proc/self/ns/* with
+    /proc/1/ns/* (the container's own pid namespace: 1 is its PID 1)."""
+    pid_file = os.path.join(rt.dir, f"{cid}-exec.pid")
+    rt.ok("exec", "-d", "--pid-file", pid_file, cid, "sleep", "30")
+    pid = int(open(pid_file).read())
+    init = rt.state(cid)["pid"]
+    try:
+        assert _ns_of(pid) == _ns_of(init)
+    finally:
+        os.kill(pid, 9)
+    if inside:
+        script = "; ".join(f'[ "$(readlink /proc/1/ns/{n})" = "$(readlink /proc/self/ns/{n})" ] || echo {n}'
+                           for n in PROC_NS.values())
+        p = rt("exec", cid, "sh", "-c", script)
+        assert p.returncode == 0 and p.stdout == "", p.stdout + p.stderr
+
+
+def _without(config: dict, ns_type: str) -> dict:
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != ns_type]
+    return config
+
+
+def _with(config: dict, ns_type: str, path: str | None = None) -> dict:
+    _without(config, ns_type)
+    config["linux"]["namespaces"].append({"type": ns_type, **({"path": path} if path else {})})
+    if ns_type == "user" and "uidMappings" not in config["linux"]:
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+        config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    return config
+
+
+@pytest.mark.parametrize("ns_type", list(PROC_NS))
+@pytest.mark.parametrize("way", ["new", "path", "host"])
+def test_exec_is_in_pid1_namespaces_however_they_were_made(rt, ns_type, way):
+    if way == "host" and ns_type == "mount":
+        pytest.skip("a mount namespace is required")
+    if way == "host" and ns_type == "user" and rt.rootless:
+        pytest.skip("rootless needs a user namespace")
+    if way == "path" and ns_type in ("mount", "user"):
+        pytest.skip(f"joining another container's {ns_type} namespace is not supported")
+    if way == "host" and ns_type in ("pid", "ipc") and rt.rootless:
+        pytest.skip("rootless: the host's /proc or /dev/mqueue cannot be mounted from a user namespace")
+    if way == "path" and rt.rootless:
+        pytest.skip("rootless: another container's namespaces belong to its own user namespace")
+    config = rt.config(["sleep", "300"])
+    if way == "new":
+        _with(config, ns_type)
+    elif way == "host":
+        _without(config, ns_type)
+    else:
+        donor = rt.config(["sleep", "300"])
+        _with(donor, ns_type)
+        donor_id = _cid("donor")
+        rt.ok("run", "-d", "-b", rt.bundle(config=donor), donor_id)
+        donor_pid = rt.state(donor_id)["pid"]
+        _with(config, ns_type, f"/proc/{donor_pid}/ns/{PROC_NS[ns_type]}")
+    if ns_type == "uts" and way != "new":
+        config.pop("hostname", None)  # a hostname needs a uts namespace of the container's own
+    cid = _cid("c")
+    rt.ok("run", "-d", "-b", rt.bundle(config=config), cid)
+    assert_exec_in_pid1_namespaces(rt, cid, inside=ns_type != "pid" or way == "new")
+
+
+@pytest.mark.parametrize("how", ["flag", "annotation"])
+@pytest.mark.parametrize("mode", ["none", "bridge", "pasta", "slirp4netns"])
+def test_exec_joins_a_network_namespace_added_by_the_network_mode(rt, mode, how):
+    """Rootless configs have no network namespace, and --network none,
+    bridge, pasta or slirp4netns adds one: exec must join it too."""
+    if mode == "bridge" and rt.rootless or mode == "pasta" and not rt.rootless:
+        pytest.skip(f"{mode} is {'root' if mode == 'bridge' else 'rootless'}-only")
+    if mode in ("pasta", "slirp4netns") and shutil.which(mode) is None:
+        pytest.skip(f"{mode} is not installed")
+    config = _without(rt.config(["sleep", "300"]), "network")
+    flags = []
+    if how == "flag":
+        flags = ["--network", mode]
+    else:
+        config["annotations"] = {"org.pyrun.network": mode}
+    cid = _cid("c")
+    rt.ok("run", "-d", *flags, "-b", rt.bundle(config=config), cid)
+    assert_exec_in_pid1_namespaces(rt, cid)
+
+
+@pytest.mark.parametrize("mode", ["bridge", "pasta", "slirp4netns"])
+def test_exec_cannot_reach_the_hosts_loopback_the_container_cannot(rt, mode):
+    """A secret served on the host's 127.0.0.1: the container's own process
+    cannot reach it, and neither can a process exec'd into it."""
+    if mode == "bridge" and rt.rootless or mode == "pasta" and not rt.rootless:
+        pytest.skip(f"{mode} is {'root' if mode == 'bridge' else 'rootless'}-only")
+    if shutil.which(mode) is None and mode != "bridge":
+        pytest.skip(f"{mode} is not installed")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.1)
+    port = server.getsockname()[1]
+    got = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                got.append(conn.recv(100))
+                conn.sendall(b"secret\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        probe = f"echo ping | timeout 3 nc 127.0.0.1 {port}; true"
+        config = _without(rt.config(["sh", "-c", probe + "; sleep 300"]), "network")
+        cid = _cid("c")
+        rt.ok("run", "-d", "--network", mode, "-b", rt.bundle(config=config), cid)
+        p = rt("exec", cid, "sh", "-c", probe, timeout=30)
+        assert "secret" not in p.stdout, p.stdout
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join(5)
+        server.close()
+    assert got == [], got
