@@ -38,9 +38,10 @@ from pyrun.log import log
 from pyrun.record import record, replace
 
 
-# How long exec waits for the --console-socket receiver to close the
-# connection (taking the master) before the process runs; a receiver that
-# keeps it open (runc's recvtty) costs this much per ``exec -t``.
+# How long exec waits at most for the --console-socket receiver to take the
+# master and set its size before a process without a consoleSize runs
+# (terminal._wait_taken); a receiver that reads the master and keeps the
+# connection open without a size (runc's recvtty) costs this much.
 CONSOLE_TAKEN_WAIT = 0.25
 
 
@@ -255,7 +256,9 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
         pid = msg["pid"]
         while (msg := ch.recv()) is not None:   # end-of-file: execve(2) happened
             if msg["kind"] == "console":
-                container.take_console(msg["fd"], opts, wait_taken=CONSOLE_TAKEN_WAIT)
+                # a consoleSize is set on the pty already: nothing to wait for
+                wait = 0.0 if plan.spec.process.console_size else CONSOLE_TAKEN_WAIT
+                container.take_console(msg["fd"], opts, wait_taken=wait)
                 ch.send("console-done")
             elif msg["kind"] == "seccomp-listener":
                 container.send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
@@ -326,10 +329,10 @@ def _child(plan, ch, rootfd: int) -> None:
         if plan.spec.process.terminal:
             os.setsid()
             builder.open_terminal(plan.spec.process, ch)
-            # Wait until the master is at --console-socket and taken: the
-            # caller (conmon) sets the window size once it has it, and an
-            # exec's process has no consoleSize; it would otherwise run, and
-            # read a 0x0 size, before (runc: the same race, narrower).
+            # Wait until the master is at --console-socket (and, without a
+            # consoleSize, taken by a receiver that reads it now: conmon
+            # sets the window size once it has it; the process would
+            # otherwise run, and read a 0x0 size, before).
             ch.expect("console-done")
         if plan.new_keyring:
             builder._join_session_keyring(os.path.basename(plan.state_path))

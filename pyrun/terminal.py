@@ -106,13 +106,18 @@ def become_controlling(slave: int) -> None:
         os.close(slave)
 
 
+# How long a receiver may take to read the message before ``exec`` concludes
+# that it is not reading now: containerd's shim accepts the connection only
+# once ``runc exec`` has returned, conmon (an event loop already polling its
+# socket) reads it at once.
+READ_GRACE = 0.02
+
+
 def send_to_socket(path: str, master: int, wait_taken: float = 0.0) -> None:
     """runc's console-socket protocol: connect, one sendmsg(2) with the fd.
 
-    With ``wait_taken``, then wait (at most that many seconds) for the
-    receiver to close the connection: conmon and containerd close it once
-    they hold the master, and conmon has by then queued the window size
-    its caller sent (``exec`` has no consoleSize to start from)."""
+    With ``wait_taken``, then wait (at most that many seconds) while the
+    receiver is taking the master: see :func:`_wait_taken`."""
     import socket
 
     from pyrun.errors import PyrunError
@@ -122,13 +127,46 @@ def send_to_socket(path: str, master: int, wait_taken: float = 0.0) -> None:
             s.connect(path)
             socket.send_fds(s, [b"/dev/ptmx"], [master])
             if wait_taken:
-                import select
-
-                p = select.poll()
-                p.register(s, select.POLLIN)  # EOF (or HUP) when the receiver closes
-                p.poll(int(wait_taken * 1000))
+                _wait_taken(s, master, wait_taken)
     except OSError as e:
         raise PyrunError(f"--console-socket {path}: {e.strerror or e}") from None
+
+
+def _unread(sock) -> int:
+    """Bytes we sent that the receiver has not read yet: for a unix stream
+    socket SIOCOUTQ is the memory of our queued messages, freed when the
+    receiver reads them (unix(7))."""
+    return struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, struct.pack("i", 0)))[0]
+
+
+def _has_size(fd: int) -> bool:
+    rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))[:2]
+    return bool(rows and cols)
+
+
+def _wait_taken(sock, master: int, limit: float) -> None:
+    """An exec's process without a consoleSize starts with a 0x0 window
+    unless the receiver sets one first. conmon reads the master at once,
+    sets the size its caller sent and closes the connection: wait for that
+    (or for the size), at most ``limit`` seconds. containerd's shim takes
+    the master only after ``exec`` has returned (and resizes then, as with
+    runc, which never waits): a receiver that has not read the message
+    within :data:`READ_GRACE` is not waited for."""
+    import select
+    import time
+
+    p = select.poll()
+    p.register(sock, select.POLLIN)  # EOF (or HUP) when the receiver closes
+    start = time.monotonic()
+    read = False
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= limit or p.poll(2) or _has_size(master):
+            return
+        if not read:
+            read = _unread(sock) == 0
+            if not read and elapsed >= READ_GRACE:
+                return
 
 
 def relay(master: int, pid: int) -> int:

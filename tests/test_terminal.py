@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import shutil
@@ -190,3 +191,48 @@ def test_detached_terminal_without_console_socket_is_an_error(rt, residue, comma
     p = rt(*command, "-b", bundle, "c1")
     assert p.returncode == 1 and "process.terminal" in p.stderr and "--console-socket" in p.stderr, p.stderr
     residue.check()
+
+
+def _exec_seconds(rt, *args) -> float:
+    t0 = time.monotonic()
+    rt.ok(*args)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("console_size", [False, True])
+def test_exec_tty_does_not_wait_for_a_receiver_that_takes_the_master_after_exec_returns(rt, console_size):
+    """containerd's shim accepts the --console-socket connection only once
+    ``runc exec`` has returned: exec -t must not wait for it to close the
+    connection (it was 0.25 s more than exec without -t, every time). With
+    a consoleSize the process starts with it; without, there is nothing
+    to wait for from a receiver that is not reading."""
+    cid = f"late-{os.getpid()}"
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), cid)
+    args = ["sh", "-c", "stty size"]
+    if console_size:
+        path = os.path.join(rt.dir, "process.json")
+        with open(path, "w") as f:
+            json.dump({"args": args, "cwd": "/", "terminal": True, "env": ["PATH=/bin:/usr/bin"],
+                       "consoleSize": {"height": 30, "width": 90}, "user": {"uid": 0, "gid": 0}}, f)
+        os.chmod(path, 0o644)
+        command = ["--process", path, cid]
+    else:
+        command = [cid, *args]
+    plain = min(_exec_seconds(rt, "exec", "-d", cid, "true") for _ in range(3))
+    tty = []
+    for i in range(3):
+        sock_path = os.path.join(rt.dir, f"late{i}.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(sock_path)
+        os.chmod(sock_path, 0o777)
+        listener.listen(1)
+        tty.append(_exec_seconds(rt, "exec", "-t", "-d", "--console-socket", sock_path, *command))
+        conn, _ = listener.accept()  # only now, as containerd's shim does
+        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        out = read_until(fds[0], b"\n").decode().replace("\r", "")
+        if console_size:
+            assert out.splitlines()[0] == "30 90", out
+        os.close(fds[0])
+        conn.close()
+        listener.close()
+    assert min(tty) - plain < 0.15, (tty, plain)
