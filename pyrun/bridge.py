@@ -11,7 +11,9 @@ Per container, in order (each undone by :func:`detach`):
    bind mounts of files in each state directory, so the running ones see
    the newcomer by name);
 3. the bridge, once: ``ip link add pyrun0 type bridge``, 10.89.0.1/16, up;
-   IPv4 forwarding on; ``route_localnet`` on the bridge so that a port
+   an nftables rule that drops what arrives on the bridge for 127.0.0.0/8
+   unless it belongs to a DNATed (published port) connection; IPv4
+   forwarding on; ``route_localnet`` on the bridge so that a port
    published on 127.0.0.1 can be DNATed into it;
 4. RTM_NEWLINK veth ``pyrv<hash>`` whose peer is created directly in the
    container's network namespace as ``eth0``; master pyrun0; up;
@@ -124,12 +126,21 @@ table ip pyrun {
   chain prerouting { type nat hook prerouting priority dstnat; }
   chain output { type nat hook output priority -100; }
   chain postrouting { type nat hook postrouting priority srcnat; }
+  chain input { type filter hook input priority filter; }
 }
 """
 
+# route_localnet lets the kernel take packets that arrive on the bridge for
+# 127.0.0.0/8; only the replies of a published port's DNATed connections may
+# (a container with CAP_NET_RAW would otherwise reach the host's
+# loopback-only services: CVE-2020-8558, kube-proxy's and Docker's rule).
+LOOPBACK_GUARD = (f'add rule ip pyrun input iifname "{BRIDGE}" ip daddr 127.0.0.0/8 ct status & dnat == 0 '
+                  'drop comment "pyrun:loopback-guard"')
+
 
 def _ensure_base(ipr) -> int:
-    """The bridge and the NAT table, made once; returns the bridge's index."""
+    """The bridge and the NAT table, made once; returns the bridge's index.
+    The loopback guard is in place before route_localnet is switched on."""
     found = ipr.link_lookup(ifname=BRIDGE)
     if not found:
         with log.step(f"RTM_NEWLINK bridge {BRIDGE}"):
@@ -137,17 +148,21 @@ def _ensure_base(ipr) -> int:
             found = ipr.link_lookup(ifname=BRIDGE)
             ipr.addr("add", index=found[0], address=str(GATEWAY), prefixlen=SUBNET.prefixlen)
             ipr.link("set", index=found[0], state="up")
-    _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
-    _sysctl(f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet", "1")
     import subprocess
 
-    listed = subprocess.run(["nft", "list", "chain", "ip", "pyrun", "postrouting"],
-                            capture_output=True, text=True)
-    if listed.returncode != 0 or "pyrun:base" not in listed.stdout:
-        _nft(_BASE + f"""
-add rule ip pyrun postrouting ip saddr {SUBNET} ip daddr != {SUBNET} masquerade comment "pyrun:base"
-add rule ip pyrun postrouting ip saddr 127.0.0.0/8 ip daddr {SUBNET} masquerade comment "pyrun:base"
-""")
+    listed = subprocess.run(["nft", "list", "table", "ip", "pyrun"], capture_output=True, text=True)
+    listed = listed.stdout if listed.returncode == 0 else ""
+    rules = []
+    if "pyrun:base" not in listed:
+        rules += [f'add rule ip pyrun postrouting ip saddr {SUBNET} ip daddr != {SUBNET} masquerade comment "pyrun:base"',
+                  f'add rule ip pyrun postrouting ip saddr 127.0.0.0/8 ip daddr {SUBNET} masquerade '
+                  'comment "pyrun:base"']
+    if "pyrun:loopback-guard" not in listed:  # a table made by an older pyrun has none
+        rules.append(LOOPBACK_GUARD)
+    if rules:
+        _nft(_BASE + "\n".join(rules) + "\n")
+    _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+    _sysctl(f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet", "1")
     return found[0]
 
 

@@ -50,7 +50,7 @@ def veths() -> set[str]:
 
 def nft_rules() -> str:
     p = subprocess.run(["nft", "list", "table", "ip", "pyrun"], capture_output=True, text=True)
-    return "\n".join(line for line in p.stdout.splitlines() if "dnat" in line)
+    return "\n".join(line for line in p.stdout.splitlines() if "dnat to" in line)
 
 
 def leases_of(rt) -> dict:
@@ -249,3 +249,81 @@ def test_slirp_outbound_tcp_reaches_a_host_server(slirp):
     t.join(20)
     server.close()
     assert got == [b"ping\n"] and p.stdout.split()[:1] == ["pong"], (got, p.stdout, p.stderr)
+
+
+# ------------------------------------ the host's loopback from the bridge
+#
+# CVE-2020-8558 class: route_localnet=1 on pyrun0 (for ports published on
+# 127.0.0.1) lets the kernel accept packets arriving on the bridge for
+# 127.0.0.0/8. Anything on the bridge with CAP_NET_RAW (a container gets it
+# by default from Docker and podman) sends a frame to the gateway's MAC
+# addressed to 127.0.0.1 and reaches the host's loopback-only services.
+# The test puts its own veth into pyrun0 from a network namespace it makes
+# (what a container's eth0 is) and sends the frame from there with an
+# AF_PACKET socket: the host's service must receive nothing.
+
+SEND_FRAME = r"""
+import socket, struct, sys
+dst_mac, src_mac, src_ip, port, ifname = sys.argv[1:6]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    return ~(s + (s >> 16)) & 0xffff
+payload = b"from-the-bridge"
+udp = struct.pack("!HHHH", 40000, int(port), 8 + len(payload), 0) + payload
+hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, 64, 17, 0,
+                  socket.inet_aton(src_ip), socket.inet_aton("127.0.0.1"))
+hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+frame = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00" + hdr + udp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+for _ in range(5):
+    s.send(frame)
+"""
+
+
+@pytest.fixture
+def bridge_port():
+    """A veth whose one end is a port of pyrun0 and whose other end
+    (``eth0``) is in a network namespace of the test's own."""
+    name = f"pyrt{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", name],
+                       check=True)
+        subprocess.run(["ip", "link", "set", name, "master", "pyrun0", "up"], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "eth0", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def _send_to_host_loopback(netns: str, port: int) -> None:
+    import sys
+
+    gateway_mac = open("/sys/class/net/pyrun0/address").read().strip()
+    mac = subprocess.run(["ip", "netns", "exec", netns, "cat", "/sys/class/net/eth0/address"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SEND_FRAME, gateway_mac, mac,
+                    "10.89.255.254", str(port), "eth0"], check=True)
+
+
+def test_a_frame_from_the_bridge_does_not_reach_the_hosts_loopback(bridge, request):
+    port = free_port()
+    # a container on the bridge, with a port published on 127.0.0.1 (the
+    # reason for route_localnet): it keeps working
+    bridge.ok("run", "-d", "--network", "bridge", "-p", f"127.0.0.1:{port}:80",
+              "-b", bridge.bundle(config=web_config(bridge)), "c1")
+    assert fetch(f"http://127.0.0.1:{port}/").strip() == "hello-from-web"
+    netns = request.getfixturevalue("bridge_port")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as secret:
+        secret.bind(("127.0.0.1", 0))
+        secret.settimeout(1)
+        _send_to_host_loopback(netns, secret.getsockname()[1])
+        try:
+            got = secret.recvfrom(100)
+        except TimeoutError:
+            got = None
+    assert got is None, f"the host's 127.0.0.1 received {got} from the bridge"
+    assert fetch(f"http://127.0.0.1:{port}/").strip() == "hello-from-web"
