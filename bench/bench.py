@@ -10,6 +10,10 @@ its command line exactly as a user would:
 * the RSS and PSS of the container's PID 1 (pyrun's init against tini and
   catatonit under runc and crun; the entrypoint itself as PID 1), the peak
   RSS of the runtime during ``create`` and during a foreground ``run``;
+* ``ps``, ``pause``, ``resume``, ``list``, ``events --stats``, ``update``,
+  ``features`` (what containerd's shim calls for every task) and ``exec -t``
+  with a console socket whose receiver accepts only after exec returned (as
+  the shim does), against a running container;
 * 50 containers launched at once (``run -d``), waited for and deleted;
 * where ``pyrun run`` spends its time: ``--debug`` step timings and
   ``python -X importtime``.
@@ -447,6 +451,70 @@ class Bench:
         finally:
             self.destroy(mode, rt, cid, deleted)
             _unlink(pidfile)
+
+    # What containerd's shim calls for every task, against a running
+    # container (/hello pause); "exec -t" as the shim runs it: --detach with
+    # a --console-socket whose receiver accepts only once exec has returned.
+    TASK_OPS = (("ps", ["ps", "{id}"]), ("ps --format json", ["ps", "--format", "json", "{id}"]),
+                ("pause", ["pause", "{id}"]), ("resume", ["resume", "{id}"]), ("list", ["list"]),
+                ("events --stats", ["events", "--stats", "{id}"]),
+                ("update --pids-limit", ["update", "--pids-limit", "1000", "{id}"]),
+                ("features", ["features"]), ("exec -t (containerd)", None))
+
+    def bench_task_commands(self, mode: Mode) -> None:
+        """(g) ps, pause, resume, list, events --stats, update, features
+        and exec -t, each timed beside runc and crun."""
+        say(f"bench: ps/pause/resume/list/events/update/features/exec -t, {mode.name}, N={N}")
+        rts = self.rts("pyrun", "runc", "crun")
+        rows = {op: self.table.add(f"{op}, {mode.name} (ms)", "ms") for op, _ in self.TASK_OPS}
+        containers = {}
+        try:
+            for rt in rts:
+                cid = self.new_id("t")
+                self.track(mode, rt, cid)
+                r = self.call(mode, rt, ["run", "-d", *rt.create_flags,
+                                         "-b", self.bundle(mode, rt, ["/hello", "pause"]), cid])
+                if r.ok:
+                    containers[rt.name] = cid
+                else:
+                    for op in rows:
+                        rows[op][rt.name].fail(f"run -d: {r.reason}")
+            for i in range(N + 1):   # the first round warms up and is not counted
+                for rt in rts:
+                    cid = containers.get(rt.name)
+                    if cid is None:
+                        continue
+                    for op, args in self.TASK_OPS:
+                        r = (self.exec_tty_once(mode, rt, cid) if args is None else
+                             self.call(mode, rt, [a.format(id=cid) for a in args], root=op != "features"))
+                        if i:
+                            rows[op][rt.name].ok(r.ms) if r.ok else rows[op][rt.name].fail(r.reason)
+        finally:
+            for rt in rts:
+                if rt.name in containers:
+                    self.destroy(mode, rt, containers[rt.name])
+
+    def exec_tty_once(self, mode: Mode, rt: Runtime, cid: str) -> Result:
+        import socket
+
+        path = os.path.join(mode.dir, f"console-{cid}.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            os.chmod(path, 0o777)
+            listener.listen(1)
+            r = self.call(mode, rt, ["exec", "-t", "-d", "--console-socket", path, cid, "/hello", "true"])
+            if r.ok:
+                listener.settimeout(5)
+                conn, _ = listener.accept()   # only now, as containerd's shim does
+                with conn:
+                    _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+                    for fd in fds:
+                        os.close(fd)
+            return r
+        finally:
+            listener.close()
+            _unlink(path)
 
     def bench_version(self) -> None:
         """(f) --version: the floor of every command."""
@@ -1115,6 +1183,8 @@ def main() -> int:
             lambda: bench.bench_run(bench.modes["rootless"]),
             lambda: bench.bench_lifecycle(bench.modes["rootful"]),
             lambda: bench.bench_lifecycle(bench.modes["rootless"]),
+            lambda: bench.bench_task_commands(bench.modes["rootful"]),
+            lambda: bench.bench_task_commands(bench.modes["rootless"]),
             bench.bench_version,
             bench.bench_memory,
             bench.bench_scale,

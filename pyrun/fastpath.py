@@ -1,7 +1,9 @@
 """The command lines engines send most, parsed without click.
 
 conmon, containerd and CI scripts call ``create``, ``start``, ``state``,
-``kill``, ``delete`` and ``exec`` for every container; importing click
+``kill``, ``delete`` and ``exec`` for every container, and containerd
+``ps``, ``pause``, ``resume``, ``list``, ``events --stats``, ``update`` and
+``features`` for every task; importing click
 costs more than runc's whole run (../PERF-NOTES.md). This module recognises
 those commands in the exact forms runc documents — global ``--root``,
 ``--log``, ``--log-format``, ``--debug`` first, then the command, its
@@ -125,6 +127,8 @@ def main(argv: list[str]) -> int | None:
     preserve = opts.get("--preserve-fds", "0")
     if not str(preserve).isdigit():
         return None
+    if command in _TASK_COMMANDS and not _task_args_ok(command, opts):
+        return None
 
     from pyrun.errors import PyrunError
     from pyrun.log import log
@@ -156,6 +160,8 @@ def main(argv: list[str]) -> int | None:
 
 
 def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int, ignore_limits: bool) -> int:
+    if command in _TASK_COMMANDS:
+        return _task(root, command, opts, pos)
     cid = pos[0]
     if command == "exec":
         return _exec(root, cid, pos[1:], opts, preserve)
@@ -202,3 +208,180 @@ def _exec(root: str, cid: str, command: list[str], opts: dict, preserve: int) ->
         bool(opts.get("--tty")), bool(opts.get("--detach")), opts.get("--pid-file"),
         opts.get("--console-socket"), preserve, bool(opts.get("--no-new-privs")),
         opts.get("--process-label"), opts.get("--apparmor"))
+
+
+# ------------------------------------------------ the commands of every task
+#
+# containerd's shim calls these for every task (runc: ~5 ms each; through
+# click ~40 ms). Each one below does what its click command in pyrun.cli
+# does, with the same output (click.echo's: a line, flushed, ANSI escapes
+# stripped when stdout is not a terminal), errors and exit status; anything
+# it does not know — a streaming ``events`` (no --stats), a hidden flag, a
+# value click would convert differently — goes to click.
+
+_FORMAT = _names("--format -f")
+_INT_OPTIONS = ("--cpu-quota", "--cpu-period", "--cpu-share", "--cpu-rt-period", "--cpu-rt-runtime",
+                "--pids-limit", "--blkio-weight")
+_TASK_COMMANDS = {
+    "ps": _Command(_FORMAT, {}, 1, 1),
+    "pause": _Command({}, {}, 1, 1),
+    "resume": _Command({}, {}, 1, 1),
+    "list": _Command(_FORMAT, _names("--quiet -q"), 0, 0),
+    "events": _Command(_names("--interval"), _names("--stats"), 1, 1),
+    "update": _Command(_names("--resources -r", "--memory", "--memory-swap", "--memory-reservation",
+                              "--cpuset-cpus", "--cpuset-mems", *_INT_OPTIONS), {}, 1, 1),
+    "features": _Command({}, {}, 0, 0),
+}
+_COMMANDS.update(_TASK_COMMANDS)
+_CHOICES["--format"] = ("table", "json")
+
+
+def _task_args_ok(command: str, opts: dict) -> bool:
+    """What the fast path takes of these commands' flags: events only with
+    --stats (the streaming loop is click's), integers only as plain
+    ASCII digits (click's int() takes more forms: those go to click)."""
+    if command == "events" and "--stats" not in opts:
+        return False
+    for name in _INT_OPTIONS:
+        value = opts.get(name)
+        if value is not None:
+            digits = value[1:] if value.startswith("-") else value
+            if not (digits.isascii() and digits.isdigit()):
+                return False
+    return True
+
+
+def _echo(text: str) -> None:
+    """click.echo(text): one line, flushed; click strips ANSI escape
+    sequences (a container's command line may hold some) unless stdout is
+    a terminal."""
+    if "\033" in text and not os.isatty(1):
+        import re
+
+        text = re.sub(r"\033\[[0-?]*[ -/]*[@-~]", "", text)  # click._compat._ansi_re
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _duration(text: str) -> float:
+    """pyrun.cli._duration without ``re``: ``\\d+(\\.\\d+)?(ms|s|m)?``
+    (\\d: a Unicode decimal digit, str.isdecimal)."""
+    number, unit = text.strip(), None
+    for suffix in ("ms", "s", "m"):
+        if number.endswith(suffix):
+            number, unit = number[:-len(suffix)], suffix
+            break
+    whole, dot, fraction = number.partition(".")
+    if not whole.isdecimal() or dot and not fraction.isdecimal():
+        from pyrun.errors import PyrunError
+
+        raise PyrunError(f"--interval {text!r}: expected a duration such as 5s or 500ms")
+    return float(number) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[unit]
+
+
+def _task(root: str, command: str, opts: dict, pos: list[str]) -> int:
+    try:
+        _TASKS[command](root, opts, *pos)
+    except BrokenPipeError:
+        return 1  # click: a closed stdout ends the command quietly, status 1
+    return 0
+
+
+def _ps(root: str, opts: dict, cid: str) -> None:
+    from pyrun import container, jsonio
+
+    pids = container.processes(root, cid)
+    if opts.get("--format") == "json":
+        _echo(jsonio.dumps(pids, compact=False))
+        return
+    _echo("PID   CMD")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        _echo(f"{pid:<5} {cmd}")
+
+
+def _pause(root: str, opts: dict, cid: str, on: bool = True) -> None:
+    from pyrun import container
+
+    container.pause(root, cid, on)
+
+
+def _resume(root: str, opts: dict, cid: str) -> None:
+    _pause(root, opts, cid, False)
+
+
+def _list(root: str, opts: dict) -> None:
+    from pyrun import container, jsonio
+
+    states = container.list_states(root)
+    if opts.get("--quiet"):
+        for s in states:
+            _echo(s["id"])
+    elif opts.get("--format") == "json":
+        _echo(jsonio.dumps(states, compact=False))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            _echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "   " + r[5])
+
+
+def _events(root: str, opts: dict, cid: str) -> None:
+    """``events --stats``: one stats line (the streaming form is click's)."""
+    from pyrun import cgroups, container, jsonio
+
+    _duration(opts.get("--interval", "5s"))
+    cg = container.live_cgroup(root, cid, "events")
+    cgroups.oom_kills(cg)
+    _echo(jsonio.dumps({"type": "stats", "id": cid, "data": cgroups.stats(cg)}, compact=False))
+
+
+def _update(root: str, opts: dict, cid: str) -> None:
+    from pyrun import container
+    from pyrun.cgroups import parse_bytes
+    from pyrun.errors import PyrunError
+
+    resources_file = opts.get("--resources")
+    if resources_file:
+        import json  # json's own messages for a bad file, as click's update
+
+        try:
+            text = sys.stdin.read() if resources_file == "-" else open(resources_file).read()
+            resources = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise PyrunError(f"--resources {resources_file}: {e}") from None
+        if not isinstance(resources, dict):
+            raise PyrunError(f"--resources {resources_file}: expected a JSON object")
+    else:
+        resources = {}
+    mem = resources.setdefault("memory", {})
+    for flag, key in (("--memory", "limit"), ("--memory-swap", "swap"), ("--memory-reservation", "reservation")):
+        if opts.get(flag) is not None:
+            mem[key] = parse_bytes(opts[flag], flag)
+    cpu = resources.setdefault("cpu", {})
+    for flag, key in (("--cpu-quota", "quota"), ("--cpu-period", "period"), ("--cpu-share", "shares"),
+                      ("--cpu-rt-period", "realtimePeriod"), ("--cpu-rt-runtime", "realtimeRuntime"),
+                      ("--cpuset-cpus", "cpus"), ("--cpuset-mems", "mems")):
+        if opts.get(flag) is not None:
+            cpu[key] = int(opts[flag]) if flag in _INT_OPTIONS else opts[flag]
+    if opts.get("--pids-limit") is not None:
+        resources["pids"] = {"limit": int(opts["--pids-limit"])}
+    if opts.get("--blkio-weight") is not None:
+        resources.setdefault("blockIO", {})["weight"] = int(opts["--blkio-weight"])
+    container.update(root, cid, resources)
+
+
+def _features(root: str, opts: dict) -> None:
+    from pyrun import jsonio
+    from pyrun.features import features
+
+    _echo(jsonio.dumps(features(), indent=4))
+
+
+_TASKS = {"ps": _ps, "pause": _pause, "resume": _resume, "list": _list, "events": _events,
+          "update": _update, "features": _features}

@@ -3,6 +3,7 @@ else falls through to the full CLI (pure logic, and one import check)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -34,6 +35,19 @@ from pyrun import fastpath
     (["exec", "--tty"], False),
     (["--log-format", "xml", "state", "c1"], False),
     (["create", "--preserve-fds", "x", "c1"], False),
+    (["ps", "-f", "json", "c1"], True),
+    (["ps", "-f", "xml", "c1"], False),
+    (["list", "-q"], True),
+    (["list", "c1"], False),
+    (["pause", "c1"], True),
+    (["resume", "c1"], True),
+    (["events", "--stats", "c1"], True),
+    (["events", "c1"], False),  # the streaming loop is click's
+    (["update", "--pids-limit", "5", "-r", "/r.json", "c1"], True),
+    (["update", "--cpu-quota", "1_0", "c1"], False),
+    (["update", "--kernel-memory", "1M", "c1"], False),
+    (["features"], True),
+    (["features", "x"], False),
 ])
 def test_fast_path_takes_only_what_it_knows(argv, ours, monkeypatch):
     seen = []
@@ -77,3 +91,114 @@ def test_state_and_version_do_not_import_click(tmp_path):
         if spec is False:
             assert "pyrun.spec" not in p.stderr, argv
             assert "pyrun.container" not in p.stderr, argv  # state reads through pyrun.state alone
+
+
+# ------------------------------------ the commands of every task: fast = click
+#
+# ps, pause, resume, list, events --stats, update and features take the
+# fast path (containerd calls them for every task); each must print, fail
+# and exit exactly as its click command does, for every flag and for bad
+# input. Each case runs both ways against the same containers.
+
+CLICK = "import sys; sys.argv[0] = 'pyrun'; from pyrun.cli import main; main()"
+
+TASK_CASES = [
+    ["ps", "{c}"], ["ps", "-f", "json", "{c}"], ["ps", "--format=json", "{c}"], ["ps", "{c}", "--format", "table"],
+    ["ps", "{red}"], ["ps", "-f", "json", "{red}"], ["ps", "nope"], ["ps", "-f", "xml", "{c}"], ["ps"],
+    ["ps", "{c}", "{c}"], ["ps", "--bogus", "{c}"],
+    ["list"], ["list", "-q"], ["list", "--quiet"], ["list", "-f", "json"], ["list", "--format=table"],
+    ["list", "-q", "-f", "json"], ["list", "extra"], ["list", "--format"],
+    ["events", "--stats", "{c}"], ["events", "--stats", "--interval", "1s", "{c}"],
+    ["events", "--stats", "--interval", "bogus", "{c}"], ["events", "--stats", "--interval", " 1.5ms ", "{c}"],
+    ["events", "--stats", "--interval", "\u0661s", "{c}"], ["events", "--stats", "--interval", "1.s", "{c}"],
+    ["events", "--stats", "nope"], ["events", "--stats"],
+    ["update", "--pids-limit", "10", "{c}"], ["update", "--memory", "1M", "{c}"], ["update", "--memory", "bogus", "{c}"],
+    ["update", "--cpu-quota", "x", "{c}"], ["update", "--cpu-share", "-5", "{c}"], ["update", "--cpu-quota", "+5", "{c}"],
+    ["update", "-r", "{dir}/missing.json", "{c}"], ["update", "-r", "{dir}/bad.json", "{c}"],
+    ["update", "-r", "{dir}/list.json", "{c}"], ["update", "--resources={dir}/bom.json", "{c}"],
+    ["update", "-r", "{dir}/ok.json", "{c}"], ["update", "--cpuset-cpus", "0", "nope"], ["update", "{c}"],
+    ["pause", "nope"], ["resume", "{c}"], ["pause"], ["resume", "nope", "x"],
+    ["features"], ["features", "x"],
+]
+FILES = {"bad.json": "{", "list.json": "[]", "bom.json": "\ufeff{}", "ok.json": '{"pids": {"limit": 20}}'}
+
+
+def _both(rt, args: list[str], input: str | None = None):
+    """(fast, click): (status, stdout, stderr) of pyrun ARGS each way; the
+    fast run is made with -X importtime, which also proves it took no click."""
+    kw = dict(env=rt.env, cwd=rt.dir, capture_output=True, text=True, timeout=60, input=input,
+              stdin=None if input is not None else subprocess.DEVNULL, **rt._user_kw())
+    python = rt.prefix[0]
+    fast = subprocess.run([python, "-X", "importtime", *rt.prefix[1:], "--root", rt.root, *args], **kw)
+    slow = subprocess.run([python, "-c", CLICK, "--root", rt.root, *args], **kw)
+    timing = [line for line in fast.stderr.splitlines(True) if line.startswith("import time:")]
+    fast_err = "".join(line for line in fast.stderr.splitlines(True) if not line.startswith("import time:"))
+    took_click = any(line.split("|")[-1].strip() == "click" for line in timing)
+    return (fast.returncode, fast.stdout, fast_err, took_click), (slow.returncode, slow.stdout, slow.stderr)
+
+
+def _comparable(args, result):
+    code, out, err = result[:3]
+    if args[0] == "events" and code == 0:  # the statistics move between the two runs: their shape does not
+        event = json.loads(out)
+        event["data"] = sorted(event["data"])
+        out = event
+    return code, out, err
+
+
+def test_task_commands_print_fail_and_exit_as_click_does(rt):
+    import os
+
+    ids = {"c": f"fp-{os.getpid()}", "red": f"fpred-{os.getpid()}", "dir": rt.dir}
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "300"]), ids["c"])
+    rt.ok("run", "-d", "-b", rt.bundle(["sh", "-c", "sleep 300 # \x1b[31mred\x1b[0m \x1b]0;title\x07"]), ids["red"])
+    for name, text in FILES.items():
+        with open(os.path.join(rt.dir, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(rt.dir, name), 0o644)
+    mismatches, fast_ones = [], 0
+    for case in TASK_CASES:
+        args = [a.format(**ids) for a in case]
+        fast, slow = _both(rt, args)
+        fast_ones += not fast[3]
+        if _comparable(args, fast) != _comparable(args, slow):
+            mismatches.append((args, fast[:3], slow))
+    fast, slow = _both(rt, ["update", "-r", "-", ids["c"]], input='{"pids": {"limit": 30}}')
+    if fast[:3] != slow:
+        mismatches.append((["update", "-r", "-"], fast[:3], slow))
+    assert not mismatches, "\n".join(f"{a}:\n  fast  {f}\n  click {s}" for a, f, s in mismatches)
+    assert fast_ones >= 30, f"only {fast_ones} of the cases took the fast path"
+
+
+def test_pause_and_resume_as_click_does(rt):
+    """The same sequence, fast and through click: pause, pause again (an
+    error), resume, resume again (an error); the state in between."""
+    import os
+
+    cid = f"fpp-{os.getpid()}"
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "300"]), cid)
+    kw = dict(env=rt.env, cwd=rt.dir, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+              **rt._user_kw())
+    results = {}
+    for way, prefix in (("fast", rt.prefix), ("click", [rt.prefix[0], "-c", CLICK])):
+        seq = []
+        for args in (["pause", cid], ["pause", cid], ["state", cid], ["resume", cid], ["resume", cid]):
+            p = subprocess.run(prefix + ["--root", rt.root, *args], **kw)
+            seq.append(json.loads(p.stdout)["status"] if args[0] == "state" and p.returncode == 0
+                       else (p.returncode, p.stdout, p.stderr))
+        results[way] = seq
+    assert results["fast"] == results["click"]
+
+
+def test_duration_is_cli_duration():
+    from pyrun import cli
+    from pyrun.errors import PyrunError
+
+    for text in ["5s", "500ms", "1m", "2", " 3s ", "1.5s", "1.s", ".5s", "s", "", "5 s", "5sm", "\u0661\u0662ms",
+                 "-1s", "1e3", "5h", "0", "1..2s", "\u00b2s"]:
+        def run(f):
+            try:
+                return f(text)
+            except PyrunError as e:
+                return str(e)
+        assert run(fastpath._duration) == run(cli._duration), text
