@@ -154,7 +154,8 @@ def _ensure_base(ipr) -> int:
     listed = listed.stdout if listed.returncode == 0 else ""
     rules = []
     if "pyrun:base" not in listed:
-        rules += [f'add rule ip pyrun postrouting ip saddr {SUBNET} ip daddr != {SUBNET} masquerade comment "pyrun:base"',
+        rules += [f'add rule ip pyrun postrouting ip saddr {SUBNET} ip daddr != {SUBNET} masquerade '
+                  'comment "pyrun:base"',
                   f'add rule ip pyrun postrouting ip saddr 127.0.0.0/8 ip daddr {SUBNET} masquerade '
                   'comment "pyrun:base"']
     if "pyrun:loopback-guard" not in listed:  # a table made by an older pyrun has none
