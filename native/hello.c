@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -449,6 +450,71 @@ static int cmd_ps(int argc, char **argv)
 	return 0;
 }
 
+/* clock: CLOCK_MONOTONIC and CLOCK_BOOTTIME seconds, as a time namespace
+ * shows them (clock_gettime(2)). */
+static int cmd_clock(int argc, char **argv)
+{
+	struct timespec mono, boot;
+
+	(void)argc; (void)argv;
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	printf("%lld %lld\n", (long long)mono.tv_sec, (long long)boot.tv_sec);
+	return 0;
+}
+
+/* sched: sched_getattr(2) of the caller: policy flags nice priority
+ * runtime deadline period. */
+static int cmd_sched(int argc, char **argv)
+{
+	struct { unsigned int size, policy; unsigned long long flags; int nice;
+		 unsigned int priority; unsigned long long runtime, deadline, period;
+		 unsigned int util_min, util_max; } a;
+
+	(void)argc; (void)argv;
+	memset(&a, 0, sizeof(a));
+	if (syscall(SYS_sched_getattr, 0, &a, sizeof(a), 0) < 0)
+		return fail("sched_getattr", "");
+	printf("%u %llu %d %u %llu %llu %llu\n", a.policy, a.flags, a.nice, a.priority,
+	       a.runtime, a.deadline, a.period);
+	return 0;
+}
+
+/* ioprio: ioprio_get(2) of the caller: class priority. */
+static int cmd_ioprio(int argc, char **argv)
+{
+	long v;
+
+	(void)argc; (void)argv;
+	v = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, 0);
+	if (v < 0)
+		return fail("ioprio_get", "");
+	printf("%ld %ld\n", v >> 13, v & 0xff);
+	return 0;
+}
+
+/* personality: the current persona, in hex (personality(2) with 0xffffffff). */
+static int cmd_personality(int argc, char **argv)
+{
+	(void)argc; (void)argv;
+	printf("%#lx\n", (unsigned long)syscall(SYS_personality, 0xffffffffUL));
+	return 0;
+}
+
+/* mempolicy: get_mempolicy(2): mode (with its flags) and the node mask. */
+static int cmd_mempolicy(int argc, char **argv)
+{
+	int mode = -1;
+	unsigned long mask[16];
+
+	(void)argc; (void)argv;
+	memset(mask, 0, sizeof(mask));
+	if (syscall(SYS_get_mempolicy, &mode, mask, 16 * 64, NULL, 0UL) < 0)
+		return fail("get_mempolicy", "");
+	printf("%d %#lx\n", mode, mask[0]);
+	return 0;
+}
+
 struct command {
 	const char *name;
 	int min_args;		/* arguments needed after the command name */
@@ -481,6 +547,11 @@ static const struct command commands[] = {
 	{ "orphans",    1, "N",            cmd_orphans },
 	{ "zombies",    0, "",             cmd_zombies },
 	{ "ps",         0, "",             cmd_ps },
+	{ "clock",      0, "",             cmd_clock },
+	{ "sched",      0, "",             cmd_sched },
+	{ "ioprio",     0, "",             cmd_ioprio },
+	{ "personality", 0, "",            cmd_personality },
+	{ "mempolicy",  0, "",             cmd_mempolicy },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -121,3 +121,68 @@ int pyrun_prctl(int option, unsigned long arg2, unsigned long arg3,
 {
     return result(prctl(option, arg2, arg3, arg4, arg5));
 }
+
+/* sched_setattr(2): glibc has no wrapper; struct sched_attr as in
+ * <linux/sched/types.h> (SCHED_ATTR_SIZE_VER1, without the util clamps'
+ * values, which the runtime-spec does not carry). */
+struct pyrun_sched_attr {
+    unsigned int size;
+    unsigned int sched_policy;
+    unsigned long long sched_flags;
+    int sched_nice;
+    unsigned int sched_priority;
+    unsigned long long sched_runtime;
+    unsigned long long sched_deadline;
+    unsigned long long sched_period;
+    unsigned int sched_util_min;
+    unsigned int sched_util_max;
+};
+
+int pyrun_sched_setattr(int pid, unsigned int policy, unsigned long long flags, int nice,
+                        unsigned int priority, unsigned long long runtime,
+                        unsigned long long deadline, unsigned long long period)
+{
+    struct pyrun_sched_attr attr = {
+        .size = sizeof(attr), .sched_policy = policy, .sched_flags = flags,
+        .sched_nice = nice, .sched_priority = priority, .sched_runtime = runtime,
+        .sched_deadline = deadline, .sched_period = period,
+    };
+    return result(syscall(SYS_sched_setattr, pid, &attr, 0));
+}
+
+/* ioprio_set(2): no glibc wrapper. */
+int pyrun_ioprio_set(int which, int who, int ioprio)
+{
+    return result(syscall(SYS_ioprio_set, which, who, ioprio));
+}
+
+/* personality(2) returns the previous persona; -errno on failure. */
+int pyrun_personality(unsigned long persona)
+{
+    return result(syscall(SYS_personality, persona));
+}
+
+/* set_mempolicy(2): libnuma has the wrapper, glibc does not. */
+int pyrun_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode)
+{
+    return result(syscall(SYS_set_mempolicy, mode, nodemask, maxnode));
+}
+
+/* mount_setattr(2) (glibc 2.36 has a wrapper, bookworm's is older). */
+struct pyrun_mount_attr {
+    unsigned long long attr_set;
+    unsigned long long attr_clr;
+    unsigned long long propagation;
+    unsigned long long userns_fd;
+};
+
+int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
+                        unsigned long long attr_set, unsigned long long attr_clr,
+                        unsigned long long propagation, unsigned long long userns_fd)
+{
+    struct pyrun_mount_attr attr = {
+        .attr_set = attr_set, .attr_clr = attr_clr,
+        .propagation = propagation, .userns_fd = userns_fd,
+    };
+    return result(syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof(attr)));
+}

@@ -34,4 +34,14 @@ int pyrun_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
 long long pyrun_fstatfs_type(int fd);
 /* Every signal disposition to SIG_DFL (see sigdefault.h). */
 void pyrun_default_signals(void);
+/* sched_setattr(2) on pid (0: the caller). */
+int pyrun_sched_setattr(int pid, unsigned int policy, unsigned long long flags, int nice,
+                        unsigned int priority, unsigned long long runtime,
+                        unsigned long long deadline, unsigned long long period);
+int pyrun_ioprio_set(int which, int who, int ioprio);
+int pyrun_personality(unsigned long persona);
+int pyrun_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode);
+int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
+                        unsigned long long attr_set, unsigned long long attr_clr,
+                        unsigned long long propagation, unsigned long long userns_fd);
 #endif

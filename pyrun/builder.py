@@ -150,6 +150,17 @@ def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
         to_host.expect("cgroup-done")
     with log.step(f"unshare({','.join(plan.new_ns) or '-'})"):
         namespaces.unshare_rest(plan.new_ns)
+    if plan.spec.linux.time_offsets:
+        _write_time_offsets(plan)
+
+
+def _write_time_offsets(plan: Plan) -> None:
+    """After unshare(CLONE_NEWTIME), before fork(2): the only moment the
+    new time namespace's offsets can be written (pyrun.timens)."""
+    from pyrun import timens
+
+    with log.step("write(timens_offsets)"):
+        timens.write_offsets(plan.spec.linux.time_offsets)
 
 
 def stage2(plan: Plan, ch: Channel) -> None:

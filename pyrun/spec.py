@@ -238,6 +238,10 @@ class Process:
     capabilities: Capabilities | None = None
     apparmor_profile: str | None = None
     selinux_label: str | None = None
+    # runtime-spec 1.1-1.3 (pyrun.spec13's records)
+    scheduler: object = None
+    io_priority: object = None
+    exec_cpu_affinity: object = None
 
 
 @record
@@ -321,6 +325,12 @@ class Linux:
     sysctl: dict[str, str] = field(default_factory=dict)
     seccomp: dict | None = None
     mount_label: str | None = None
+    # runtime-spec 1.1-1.3 (pyrun.spec13's records)
+    time_offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    personality: object = None
+    memory_policy: object = None
+    net_devices: dict[str, str] = field(default_factory=dict)
+    intel_rdt: dict | None = None
 
 
 @record
@@ -617,6 +627,12 @@ def _parse_process(data: dict) -> Process | None:
             _req_int(box, "width", bp, 0, UINT32_MAX),
         )
 
+    extra = {}
+    if _NEW_PROCESS_KEYS.intersection(proc):
+        from pyrun import spec13
+
+        extra = dict(scheduler=spec13.parse_scheduler(proc), io_priority=spec13.parse_io_priority(proc),
+                     exec_cpu_affinity=spec13.parse_exec_cpu_affinity(proc))
     return Process(
         args=args,
         env=_parse_env(proc, "env", p),
@@ -630,7 +646,13 @@ def _parse_process(data: dict) -> Process | None:
         capabilities=_parse_capabilities(proc),
         apparmor_profile=_opt_str(proc, "apparmorProfile", p),
         selinux_label=_opt_str(proc, "selinuxLabel", p),
+        **extra,
     )
+
+
+# Keys added by runtime-spec 1.1-1.3, parsed by pyrun.spec13 (imported only when present).
+_NEW_PROCESS_KEYS = frozenset(("scheduler", "ioPriority", "execCPUAffinity"))
+_NEW_LINUX_KEYS = frozenset(("timeOffsets", "personality", "memoryPolicy", "netDevices", "intelRdt"))
 
 
 def _parse_mounts(data: dict) -> list[Mount]:
@@ -766,6 +788,14 @@ def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
             f"expected one of {', '.join(ROOTFS_PROPAGATIONS)}",
         )
 
+    extra = {}
+    if _NEW_LINUX_KEYS.intersection(linux):
+        from pyrun import spec13
+
+        extra = dict(time_offsets=spec13.parse_time_offsets(linux),
+                     personality=spec13.parse_personality(linux),
+                     memory_policy=spec13.parse_memory_policy(linux),
+                     net_devices=spec13.parse_net_devices(linux), intel_rdt=spec13.parse_intel_rdt(linux))
     return (
         Linux(
             namespaces=namespaces,
@@ -780,6 +810,7 @@ def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
             sysctl=_str_map(linux, "sysctl", p),
             seccomp=_get(linux, "seccomp", dict, p),
             mount_label=_opt_str(linux, "mountLabel", p),
+            **extra,
         ),
         where,
     )
@@ -947,16 +978,14 @@ def parse(data: dict, bundle: str) -> Spec:
         raw=data,
     )
 
-    raw_linux = data.get("linux") or {}
     _check_userns(linux)
     _check_uts(spec, where)
     _check_restricted_paths(linux)
     _check_sysctl(linux)
-    if raw_linux.get("timeOffsets") and not spec.has_namespace("time"):
-        raise ConfigError(
-            "linux.timeOffsets",
-            "time namespace offsets specified, but there is no time namespace in linux.namespaces",
-        )
+    if linux.time_offsets or linux.net_devices:
+        from pyrun import spec13
+
+        spec13.check_linux(spec)
     return spec
 
 

@@ -130,6 +130,35 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(lib.pyrun_prctl(option, arg2, arg3, arg4, arg5), shown)
 
 
+# Process attributes (runtime-spec 1.3 process.scheduler, process.ioPriority,
+# linux.personality, linux.memoryPolicy): the calls Python 3.11 lacks.
+
+def sched_setattr(pid: int, policy: int, flags: int, nice: int, priority: int, runtime: int,
+                  deadline: int, period: int, *, shown: str = "") -> None:
+    """sched_setattr(2); ``shown`` names the config field in errors."""
+    rc = lib.pyrun_sched_setattr(pid, policy, flags, nice, priority, runtime, deadline, period)
+    _check(rc, "sched_setattr", shown)
+
+
+def ioprio_set(which: int, who: int, ioprio: int, *, shown: str = "") -> None:
+    _check(lib.pyrun_ioprio_set(which, who, ioprio), "ioprio_set", shown)
+
+
+def personality(persona: int, *, shown: str = "") -> int:
+    """personality(2): returns the previous persona."""
+    return _check(lib.pyrun_personality(persona), f"personality({persona:#x})", shown)
+
+
+def set_mempolicy(mode: int, nodes: list[int], *, shown: str = "") -> None:
+    """set_mempolicy(2) with ``nodes`` as a bitmask of unsigned longs."""
+    words = (max(nodes) // 64 + 1) if nodes else 1
+    mask = ffi.new("unsigned long[]", words)
+    for n in nodes:
+        mask[n // 64] |= 1 << (n % 64)
+    maxnode = words * 64 if nodes else 0
+    _check(lib.pyrun_set_mempolicy(mode, mask if nodes else ffi.NULL, maxnode), "set_mempolicy", shown)
+
+
 # open_tree(2) / move_mount(2) flags (<linux/mount.h>)
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
@@ -177,3 +206,20 @@ DEVPTS_SUPER_MAGIC = 0x1CD1
 def fs_type(fd: int) -> int:
     """fstatfs(2)'s ``f_type`` of what ``fd`` names (statfs(2) lists the magics)."""
     return _check(lib.pyrun_fstatfs_type(fd), "fstatfs")
+
+
+# mount_setattr(2), and open_tree(2)/move_mount(2) by path (pyrun.mount_attrs).
+def open_tree(dirfd: int, path: str, flags: int, *, shown: str = "") -> int:
+    return _check(lib.pyrun_open_tree(dirfd, path.encode(), flags), f"open_tree({shown or path!r})")
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
+                  propagation: int = 0, userns_fd: int = 0, *, shown: str = "") -> None:
+    rc = lib.pyrun_mount_setattr(dirfd, path.encode(), flags, attr_set, attr_clr, propagation, userns_fd)
+    _check(rc, f"mount_setattr({shown or path!r})")
+
+
+def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str, flags: int, *,
+               shown: str = "") -> None:
+    rc = lib.pyrun_move_mount(from_dirfd, from_path.encode(), to_dirfd, to_path.encode(), flags)
+    _check(rc, f"move_mount({shown or to_path!r})")
