@@ -501,20 +501,6 @@ static int cmd_personality(int argc, char **argv)
 	return 0;
 }
 
-/* mempolicy: get_mempolicy(2): mode (with its flags) and the node mask. */
-static int cmd_mempolicy(int argc, char **argv)
-{
-	int mode = -1;
-	unsigned long mask[16];
-
-	(void)argc; (void)argv;
-	memset(mask, 0, sizeof(mask));
-	if (syscall(SYS_get_mempolicy, &mode, mask, 16 * 64, NULL, 0UL) < 0)
-		return fail("get_mempolicy", "");
-	printf("%d %#lx\n", mode, mask[0]);
-	return 0;
-}
-
 struct command {
 	const char *name;
 	int min_args;		/* arguments needed after the command name */
@@ -551,7 +537,6 @@ static const struct command commands[] = {
 	{ "sched",      0, "",             cmd_sched },
 	{ "ioprio",     0, "",             cmd_ioprio },
 	{ "personality", 0, "",            cmd_personality },
-	{ "mempolicy",  0, "",             cmd_mempolicy },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -242,6 +242,9 @@ def _import_before_pivot_root(plan: Plan) -> None:
         from pyrun import masking  # noqa: F401
     if "network" in plan.new_ns:
         from pyrun import network  # noqa: F401
+    if (spec.process.scheduler or spec.process.io_priority or spec.process.exec_cpu_affinity
+            or spec.linux.personality or spec.linux.memory_policy):
+        from pyrun import procattrs  # noqa: F401
 
 
 def hook_state(plan: Plan, status: str) -> bytes:
@@ -407,6 +410,7 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
         # is about to go: load it now, as runc does; what follows runs under it.
         _load_seccomp(plan, ch)
+    _set_process_attributes(plan)
     sets = capabilities.CapSets(proc.capabilities, plan.last_cap)
     with log.step("prctl(PR_CAPBSET_DROP)"):
         capabilities.drop_bounding(sets)
@@ -418,6 +422,17 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
     process.chdir(proc.cwd)
     with log.step("lookup(args[0])"):
         return process.lookup(proc.args[0], proc.env)
+
+
+def _set_process_attributes(plan: Plan) -> None:
+    """sched_setattr, ioprio_set, personality, set_mempolicy (pyrun.procattrs):
+    while we still hold CAP_SYS_NICE; the entrypoint inherits them."""
+    spec = plan.spec
+    if spec.process.scheduler or spec.process.io_priority or spec.linux.personality or spec.linux.memory_policy:
+        from pyrun import procattrs  # imported before pivot_root, when needed
+
+        with log.step("sched_setattr+ioprio_set+personality+set_mempolicy"):
+            procattrs.apply(spec.process, spec.linux)
 
 
 def _start_hooks(plan: Plan, fifo: int) -> None:

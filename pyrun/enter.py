@@ -217,11 +217,29 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         os.close(rootfd)
         child.close()
     try:
+        _initial_affinity(proc, helper)
         if rec.cgroup:
             _join_cgroup(host, helper, rec.cgroup)
         return _supervise(host, helper, plan, rec, opts)
     finally:
         host.close()
+
+
+def _initial_affinity(proc, helper: int) -> None:
+    """``process.execCPUAffinity.initial``: the helper's CPUs before it
+    joins the container's cgroup (runc sets it on its init from the
+    parent, for the same reason: joining a cpuset resets the mask)."""
+    aff = proc.exec_cpu_affinity
+    if aff is None or aff.initial is None:
+        return
+    from pyrun.procattrs import set_affinity
+
+    try:
+        set_affinity(helper, aff.initial, "initial")
+    except PyrunError:
+        os.kill(helper, signal.SIGKILL)
+        os.waitpid(helper, 0)
+        raise
 
 
 def _join_cgroup(ch, helper: int, cgroup: str) -> None:
@@ -299,6 +317,13 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
         os.close(pidfd)
         if cgroup:
             ch.expect("cgroup-done")  # the host moved us meanwhile (_join_cgroup)
+        aff = plan.spec.process.exec_cpu_affinity
+        if aff is not None and aff.final is not None:
+            from pyrun.procattrs import set_affinity
+
+            # Now that we are in the cgroup, whose cpuset no longer resets
+            # it: the process we fork inherits it, through execve(2).
+            set_affinity(0, aff.final, "final")
         # The child shares our channel: it must not speak (its pty master,
         # its seccomp listener) before the host has its pid from us.
         go_r, go_w = os.pipe()

@@ -72,3 +72,123 @@ def test_time_offsets_without_a_new_time_namespace_are_refused(rt, residue):
     assert p.returncode == 1
     assert "linux.timeOffsets" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     residue.check()
+
+
+# -------------------------------------- process.scheduler, ioPriority, ...
+
+def test_scheduler_batch_and_nice(rt):
+    """sched_getattr(2) inside: policy SCHED_BATCH (3), nice 7, flag RESET_ON_FORK
+    is not inherited by the entrypoint (the init forks it), so none asked."""
+    config = rt.config(["hello", "sched"])
+    config["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    policy, flags, nice, prio = p.stdout.split()[:4]
+    assert (policy, nice, prio) == ("3", "7", "0")
+
+
+def test_scheduler_fifo_rootful_and_refused_rootless(rt):
+    config = rt.config(["hello", "sched"])
+    config["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 5}
+    p = run(rt, config)
+    if rt.rootless:
+        # CAP_SYS_NICE counts only in the initial user namespace
+        assert p.returncode == 1
+        assert "sched_setattr: Operation not permitted (EPERM): process.scheduler" in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    else:
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split()[0] == "1" and p.stdout.split()[3] == "5"
+
+
+def test_scheduler_is_checked_with_its_path(rt):
+    config = rt.config(["true"])
+    config["process"]["scheduler"] = {"policy": "SCHED_FIFO"}
+    p = run(rt, config)
+    assert p.returncode == 1 and "process.scheduler.priority" in p.stderr, p.stderr
+    config["process"]["scheduler"] = {"policy": "SCHED_NOPE"}
+    p = run(rt, config)
+    assert p.returncode == 1 and "process.scheduler.policy" in p.stderr, p.stderr
+
+
+def test_io_priority(rt):
+    config = rt.config(["sh", "-c", "hello ioprio; ionice -p $$ 2>/dev/null || true"])
+    config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == "2 6"
+
+
+def test_io_priority_idle(rt):
+    config = rt.config(["hello", "ioprio"])
+    config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE"}
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[0] == "3"
+
+
+def test_personality_linux32(rt):
+    config = rt.config(["sh", "-c", "uname -m; hello personality"])
+    config["linux"]["personality"] = {"domain": "LINUX32"}
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["i686", "0x8"]
+
+
+def test_personality_flags(rt):
+    config = rt.config(["hello", "personality"])
+    config["linux"]["personality"] = {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "0x40000"
+    config["linux"]["personality"] = {"domain": "LINUX", "flags": ["NOPE"]}
+    p = run(rt, config)
+    assert p.returncode == 1 and "linux.personality.flags[0]" in p.stderr
+
+
+def test_memory_policy(rt):
+    """/proc/self/numa_maps shows each mapping's policy (get_mempolicy(2)
+    is not in the default seccomp profile)."""
+    config = rt.config(["head", "-1", "/proc/self/numa_maps"])
+    config["linux"]["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "0"}
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[1] == "bind:0"
+    config["linux"]["memoryPolicy"] = {"mode": "MPOL_INTERLEAVE", "nodes": "0",
+                                       "flags": ["MPOL_F_STATIC_NODES"]}
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[1] == "interleave=static:0"
+
+
+def test_memory_policy_on_a_missing_node_is_an_error(rt, residue):
+    config = rt.config(["true"])
+    config["linux"]["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "63"}
+    p = run(rt, config)
+    assert p.returncode == 1
+    assert "set_mempolicy: Invalid argument (EINVAL): linux.memoryPolicy" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    residue.check()
+
+
+def test_exec_cpu_affinity(rt):
+    """execCPUAffinity.final is the exec'd process's mask; without final,
+    initial's stays (no cpuset cgroup here resets it)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    cpus = sorted(os.sched_getaffinity(0))
+    cid = new_id()
+    rt.ok("run", "-d", "-b", rt.bundle(["hello", "sleep", "30"]), cid)
+    try:
+        for aff, want in (({"initial": str(cpus[0]), "final": str(cpus[1])}, str(cpus[1])),
+                          ({"initial": str(cpus[1])}, str(cpus[1])),
+                          ({"final": f"{cpus[0]}-{cpus[1]}"}, f"{cpus[0]}-{cpus[1]}")):
+            proc = rt.config(["grep", "Cpus_allowed_list", "/proc/self/status"])["process"]
+            proc["execCPUAffinity"] = aff
+            path = os.path.join(rt.dir, f"process-{len(aff)}-{want}.json")
+            with open(path, "w") as f:
+                json.dump(proc, f)
+            out = rt.ok("exec", "--process", path, cid)
+            assert out.split() == ["Cpus_allowed_list:", want], aff
+    finally:
+        rt("delete", "-f", cid)
