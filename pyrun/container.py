@@ -139,6 +139,8 @@ def make_plan(spec, state_path: str, opts: Options):
     rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)
     check_lsm(spec.process)
+    if spec.linux.intel_rdt is not None or spec.linux.net_devices:
+        _check_host_fields(spec, privileged)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
         no_pivot=opts.no_pivot, new_keyring=not opts.no_new_keyring, preserve_fds=opts.preserve_fds,
@@ -167,6 +169,18 @@ def _check_mount_sources(spec) -> None:
             except ConfigError as e:
                 if "Permission denied" not in e.message:  # the container's root may reach it where we do not
                     raise
+
+
+def _check_host_fields(spec, privileged: bool) -> None:
+    """runtime-spec 1.3 fields whose support depends on the host and on root."""
+    if spec.linux.intel_rdt is not None:
+        from pyrun import intelrdt
+
+        intelrdt.check(spec.linux.intel_rdt)
+    if spec.linux.net_devices:
+        from pyrun import netdevices
+
+        netdevices.check(spec, privileged)
 
 
 def _plan_network(plan, spec, opts: Options, privileged: bool) -> None:
@@ -398,6 +412,14 @@ def _attach_network(sd: StateDir, rec: Record, plan, pid: int, undo: list) -> No
     sd.write(rec)
 
 
+def _attach_net_devices(sd: StateDir, spec, pid: int, undo: list) -> None:
+    """linux.netDevices, through stage 1 as above (pyrun.netdevices)."""
+    from pyrun import netdevices
+
+    undo.append(lambda: netdevices.detach(sd.path))
+    netdevices.attach(sd.path, spec.linux.net_devices, pid)
+
+
 def _remove_network(sd: StateDir, rec: Record) -> None:
     """Undo what _prepare_network and _attach_network did; idempotent, so a
     delete after a killed pyrun finishes the job."""
@@ -534,6 +556,8 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
             # through stage 1, which shares the namespaces and, unlike PID 1,
             # is not made non-dumpable: its /proc/PID/ns is ours to open
             _attach_network(sd, rec, plan, pid, undo)
+        if spec.linux.net_devices:
+            _attach_net_devices(sd, spec, pid, undo)
         msg = to_init.recv()
         while msg and msg["kind"] in ("seccomp-listener", "console", "hooks"):
             if msg["kind"] == "seccomp-listener":
@@ -965,6 +989,10 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
                 finally:
                     os.close(fd)
         poststop = saved_spec(sd, rec).hooks.poststop if rec.hooks else []
+        if os.path.exists(sd.file("netns")):  # linux.netDevices: back to the host
+            from pyrun import netdevices
+
+            netdevices.detach(sd.path)
         _remove_network(sd, rec)
         _remove_cgroup(rec)
         _remove_state(sd, rec)

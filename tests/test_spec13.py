@@ -192,3 +192,81 @@ def test_exec_cpu_affinity(rt):
             assert out.split() == ["Cpus_allowed_list:", want], aff
     finally:
         rt("delete", "-f", cid)
+
+
+# ------------------------------------------------------------ linux.intelRdt
+
+def test_intel_rdt_is_refused_with_its_path_and_no_residue(rt, residue):
+    if os.path.isdir("/sys/fs/resctrl/info"):
+        pytest.skip("this host has resctrl")
+    config = rt.config(["true"])
+    config["linux"]["intelRdt"] = {"closID": "guaranteed_group", "l3CacheSchema": "L3:0=7f0"}
+    p = run(rt, config)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "config.json: linux.intelRdt: " in lines[0], p.stderr
+    assert "/sys/fs/resctrl is not mounted" in lines[0]
+    residue.check()
+
+
+# ---------------------------------------------------------- linux.netDevices
+
+@pytest.fixture
+def veth():
+    """A veth pair on the host, made for the test, removed after it."""
+    a, b = f"s13a{os.getpid() % 10000}", f"s13b{os.getpid() % 10000}"
+    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
+    subprocess.run(["ip", "addr", "add", "10.231.7.1/24", "dev", a], check=True)
+    subprocess.run(["ip", "link", "set", a, "up"], check=True)
+    yield a
+    subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def host_link(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def test_net_devices_move_in_renamed_and_back_on_delete(rt, veth):
+    if rt.rootless:
+        pytest.skip("root only: see test_net_devices_rootless_is_refused")
+    config = rt.config(["hello", "sleep", "30"])
+    config["linux"]["netDevices"] = {veth: {"name": "ctr0"}}
+    cid = new_id()
+    rt.ok("run", "-d", "-b", rt.bundle(config=config), cid)
+    try:
+        assert not host_link(veth)
+        out = rt.ok("exec", cid, "ip", "-o", "addr", "show", "dev", "ctr0")
+        assert "inet 10.231.7.1/24" in out, out
+        assert "UP" in rt.ok("exec", cid, "ip", "link", "show", "ctr0")
+        # killed before delete: the pinned namespace still gives it back
+        rt.ok("kill", cid, "KILL")
+        rt.wait_status(cid, "stopped")
+    finally:
+        rt("delete", "-f", cid)
+    assert host_link(veth)
+    out = subprocess.run(["ip", "-o", "addr", "show", "dev", veth], capture_output=True, text=True).stdout
+    assert "10.231.7.1/24" in out
+
+
+def test_net_devices_missing_interface_is_an_error(rt, residue):
+    if rt.rootless:
+        pytest.skip("root only")
+    config = rt.config(["true"])
+    config["linux"]["netDevices"] = {"s13-nosuch": {}}
+    p = run(rt, config)
+    assert p.returncode == 1
+    assert 'linux.netDevices["s13-nosuch"]: no such interface' in p.stderr, p.stderr
+    residue.check()
+
+
+def test_net_devices_rootless_is_refused(rt, residue):
+    if not rt.rootless:
+        pytest.skip("rootless only")
+    config = rt.config(["true"])
+    config["linux"]["namespaces"].append({"type": "network"})
+    config["linux"]["netDevices"] = {"lo": {"name": "x0"}}
+    p = run(rt, config)
+    assert p.returncode == 1
+    assert "config.json: linux.netDevices: moving host interfaces needs root" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    residue.check()
