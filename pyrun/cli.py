@@ -74,6 +74,8 @@ def _create_options(f):
     f = click.option("--no-new-keyring", is_flag=True)(f)
     f = click.option("--preserve-fds", type=int, default=0)(f)
     f = click.option("--console-socket", type=click.Path(), default=None)(f)
+    f = click.option("--pidfd-socket", type=click.Path(), default=None,
+                     help="AF_UNIX socket to send a pidfd of the container's process to")(f)
     f = click.option("--rootfs-mode", type=click.Choice(["overlay", "direct"]), default=None,
                      help="overlay (default: writes never reach the bundle) or direct (as runc)")(f)
     f = click.option("--init/--no-init", "init", default=None,
@@ -87,7 +89,7 @@ def _create_options(f):
 
 
 def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
-             rootfs_mode, init, network, publish):
+             rootfs_mode, init, network, publish, pidfd_socket=None, keep=False):
     from pyrun.container import Options
 
     if preserve_fds < 0:
@@ -96,7 +98,8 @@ def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_sock
                    preserve_fds=preserve_fds, rootfs_mode=rootfs_mode, init=init,
                    console_socket=os.path.abspath(console_socket) if console_socket else None,
                    ignore_cgroup_limits=obj.ignore_cgroup_limits, network=network,
-                   publish=",".join(publish) if publish else None)
+                   publish=",".join(publish) if publish else None,
+                   pidfd_socket=os.path.abspath(pidfd_socket) if pidfd_socket else None, keep=keep)
 
 
 @cli.command()
@@ -124,6 +127,7 @@ def start(obj, container_id):
 @click.argument("container_id")
 @_create_options
 @click.option("--detach", "-d", is_flag=True, help="do not wait for the container")
+@click.option("--keep", is_flag=True, help="do not delete the container after it exits")
 @click.pass_obj
 def run(obj, container_id, bundle, detach, **kw):
     """Create and start a container; in the foreground, exit with its status."""
@@ -152,16 +156,19 @@ def run(obj, container_id, bundle, detach, **kw):
 @click.option("--process-label", default=None)
 @click.option("--apparmor", default=None)
 @click.option("--ignore-paused", is_flag=True, hidden=True)
+@click.option("--pidfd-socket", type=click.Path(), default=None,
+              help="AF_UNIX socket to send a pidfd of the process to")
+@click.option("--cgroup", default=None, help="an existing sub-cgroup of the container's (cgroup v2)")
 @click.pass_obj
 def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additional_gids, cap, tty,
              detach, pid_file, console_socket, preserve_fds, no_new_privs, process_label, apparmor,
-             ignore_paused):
+             ignore_paused, pidfd_socket, cgroup):
     """Run COMMAND (or --process) in a running container."""
     from pyrun.enter import exec_from_flags
 
     sys.exit(exec_from_flags(obj.root, container_id, list(command), process_file, list(env), cwd, user,
                              list(additional_gids), list(cap), tty, detach, pid_file, console_socket,
-                             preserve_fds, no_new_privs, process_label, apparmor))
+                             preserve_fds, no_new_privs, process_label, apparmor, pidfd_socket, cgroup))
 
 
 @cli.command()

@@ -47,6 +47,9 @@ class Options:
     ignore_cgroup_limits: bool = False    # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
     network: str | None = None            # --network: sets annotation org.pyrun.network
     publish: str | None = None            # -p, comma-joined: sets annotation org.pyrun.ports
+    pidfd_socket: str | None = None       # --pidfd-socket: where a pidfd of PID 1 goes
+    keep: bool = False                    # run --keep: a stopped container stays for `state`
+    pidfd_conn: object = None             # the --pidfd-socket connection, made before anything
 
 
 # ----------------------------------------------------------------- planning
@@ -317,6 +320,10 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
                           "needs --console-socket to hand the pty to")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, opts)
+    if opts.pidfd_socket:
+        from pyrun.pidfd_socket import connect
+
+        opts.pidfd_conn = connect(opts.pidfd_socket)
     _pass_listen_fds(spec, plan)
     if sd.exists():
         _reclaim_stale(sd)
@@ -573,6 +580,10 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         sd.write(rec)
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
+        if opts.pidfd_conn is not None:
+            from pyrun.pidfd_socket import send_pidfd
+
+            send_pidfd(opts.pidfd_conn, init_pid)
         to_init.send("ack", pid=init_pid)
         to_init.expect("detached")
         to_stage1.send("exit")
@@ -1033,16 +1044,18 @@ _FORWARDED = [s for s in sorted(set(SIGNALS.values())) if s not in (signal.SIGKI
 def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
         detach: bool = False) -> int:
     """create + start; in the foreground, wait and return the exit code
-    (128 + N when killed by signal N), then delete the container, as runc does."""
+    (128 + N when killed by signal N), then delete the container, as runc
+    does (not with ``--keep``: it stays, stopped, for ``state``)."""
+    opts = opts or Options()
     if detach:
         create(root, container_id, bundle, opts)
         try:
             start(root, container_id)
         except BaseException:
-            delete(root, container_id, force=True)
+            if not opts.keep:
+                delete(root, container_id, force=True)
             raise
         return 0
-    opts = opts or Options()
     rec = create(root, container_id, bundle, opts, foreground=True)
     try:
         code = wait_forwarding(rec.pid, then=lambda: start(root, container_id), master=opts.console_master)
@@ -1054,7 +1067,8 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
         return code
     finally:
         try:
-            delete(root, container_id, force=True)
+            if not opts.keep:
+                delete(root, container_id, force=True)
         except ContainerNotFound:
             pass  # somebody deleted it already
         except PyrunError as e:

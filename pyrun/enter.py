@@ -55,6 +55,9 @@ class ExecOptions:
     preserve_fds: int = 0
     console_socket: str | None = None
     console_master: int | None = None  # the pty master, for the foreground relay
+    pidfd_socket: str | None = None    # --pidfd-socket: where a pidfd of the process goes
+    cgroup: str | None = None          # --cgroup: a sub-cgroup of the container's (v2)
+    pidfd_conn: object = None          # --pidfd-socket's connection, made before the fork
 
 
 def parse_user(value: str):
@@ -134,7 +137,8 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
                     env: list[str], cwd: str | None, user: str | None, additional_gids: list[int],
                     caps: list[str], tty: bool, detach: bool, pid_file: str | None,
                     console_socket: str | None, preserve_fds: int, no_new_privs: bool,
-                    process_label: str | None, apparmor: str | None) -> int:
+                    process_label: str | None, apparmor: str | None, pidfd_socket: str | None = None,
+                    cgroup: str | None = None) -> int:
     """``runc exec``'s command line, for :mod:`pyrun.cli` and :mod:`pyrun.fastpath`:
     the process from ``--process`` or from the container's own with the
     flags applied, then :func:`exec_process`. Returns the process's status,
@@ -159,7 +163,9 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
             proc = replace(proc, selinux_label=process_label or proc.selinux_label,
                            apparmor_profile=apparmor or proc.apparmor_profile)
         opts = ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
-                           console_socket=os.path.abspath(console_socket) if console_socket else None)
+                           console_socket=os.path.abspath(console_socket) if console_socket else None,
+                           pidfd_socket=os.path.abspath(pidfd_socket) if pidfd_socket else None,
+                           cgroup=cgroup)
         return exec_process(root, container_id, proc, opts)
     except PyrunError as e:
         log.error(f"exec failed: {e}")
@@ -186,10 +192,19 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     if proc.terminal and opts.detach and not opts.console_socket:
         raise PyrunError("--tty with --detach needs --console-socket to hand the pty to")
     container.check_lsm(proc)
+    cgroup = rec.cgroup
+    if opts.cgroup is not None:
+        from pyrun.exec_cgroup import sub_cgroup
+
+        cgroup = sub_cgroup(rec.cgroup, opts.cgroup)
     plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
                 preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring)
     if spec.linux.seccomp is not None:
         plan.seccomp = container.compile_seccomp(spec.linux.seccomp)
+    if opts.pidfd_socket:
+        from pyrun.pidfd_socket import connect
+
+        opts.pidfd_conn = connect(opts.pidfd_socket)
     pidfd = container.pidfd(rec)
     if pidfd is None:
         raise InvalidState("cannot exec in a stopped container")
@@ -211,15 +226,15 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         helper = os.fork()
         if helper == 0:
             host.close()
-            _helper(plan, child, pidfd, flags, rootfd, rec.cgroup)  # never returns
+            _helper(plan, child, pidfd, flags, rootfd, cgroup)  # never returns
     finally:
         os.close(pidfd)
         os.close(rootfd)
         child.close()
     try:
         _initial_affinity(proc, helper)
-        if rec.cgroup:
-            _join_cgroup(host, helper, rec.cgroup)
+        if cgroup:
+            _join_cgroup(host, helper, cgroup)
         return _supervise(host, helper, plan, rec, opts)
     finally:
         host.close()
@@ -262,6 +277,7 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
     from pyrun.errors import ContainerFailed
 
     pid = 0
+    conn = opts.pidfd_conn
     try:
         msg = ch.recv()
         _, status = os.waitpid(helper, 0)
@@ -282,6 +298,10 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
                 container.send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
             elif msg["kind"] == "error":
                 raise ContainerFailed(msg["message"])
+        if conn is not None:
+            from pyrun.pidfd_socket import send_pidfd
+
+            send_pidfd(conn, pid)
     except BaseException:
         if pid:
             try:

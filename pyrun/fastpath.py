@@ -44,7 +44,7 @@ def _names(*groups: str) -> dict[str, str]:
 
 
 _CREATE_VALUES = _names("--bundle -b", "--pid-file", "--console-socket", "--preserve-fds", "--rootfs-mode",
-                        "--network", "--publish -p")
+                        "--network", "--publish -p", "--pidfd-socket")
 _CREATE_FLAGS = _names("--no-pivot", "--no-new-keyring", "--init", "--no-init")
 
 _COMMANDS = {
@@ -53,10 +53,10 @@ _COMMANDS = {
     "kill": _Command({}, _names("--all -a"), 1, 2),
     "delete": _Command({}, _names("--force -f"), 1, 1),
     "create": _Command(_CREATE_VALUES, _CREATE_FLAGS, 1, 1, ("--publish",)),
-    "run": _Command(_CREATE_VALUES, {**_CREATE_FLAGS, **_names("--detach -d")}, 1, 1, ("--publish",)),
+    "run": _Command(_CREATE_VALUES, {**_CREATE_FLAGS, **_names("--detach -d", "--keep")}, 1, 1, ("--publish",)),
     "exec": _Command(_names("--process -p", "--env -e", "--cwd", "--user -u", "--additional-gids -g",
                             "--cap -c", "--pid-file", "--console-socket", "--preserve-fds",
-                            "--process-label", "--apparmor"),
+                            "--process-label", "--apparmor", "--pidfd-socket", "--cgroup"),
                      _names("--tty -t", "--detach -d", "--no-new-privs", "--ignore-paused"), 1, None,
                      ("--env", "--additional-gids", "--cap"), stop_at_id=True),
 }
@@ -189,7 +189,9 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
             console_socket=os.path.abspath(socket) if socket else None, ignore_cgroup_limits=ignore_limits,
             rootfs_mode=opts.get("--rootfs-mode"), network=opts.get("--network"),
             init=True if "--init" in opts else False if "--no-init" in opts else None,
-            publish=",".join(publish) if publish else None)
+            publish=",".join(publish) if publish else None,
+            pidfd_socket=os.path.abspath(opts["--pidfd-socket"]) if opts.get("--pidfd-socket") else None,
+            keep=bool(opts.get("--keep")))
         bundle = opts.get("--bundle") or "."
         if command == "create":
             container.create(root, cid, bundle, options)
@@ -207,7 +209,7 @@ def _exec(root: str, cid: str, command: list[str], opts: dict, preserve: int) ->
         opts.get("--user"), [int(g) for g in opts.get("--additional-gids", [])], opts.get("--cap", []),
         bool(opts.get("--tty")), bool(opts.get("--detach")), opts.get("--pid-file"),
         opts.get("--console-socket"), preserve, bool(opts.get("--no-new-privs")),
-        opts.get("--process-label"), opts.get("--apparmor"))
+        opts.get("--process-label"), opts.get("--apparmor"), opts.get("--pidfd-socket"), opts.get("--cgroup"))
 
 
 # ------------------------------------------------ the commands of every task

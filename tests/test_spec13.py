@@ -270,3 +270,124 @@ def test_net_devices_rootless_is_refused(rt, residue):
     assert "config.json: linux.netDevices: moving host interfaces needs root" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     residue.check()
+
+
+# ------------------------------------------------------ runc 1.5's command line
+
+# the hidden global --rootless (runc's) is not the fast path's: click parses it
+CLICK = ("--rootless", "auto")
+
+
+@pytest.mark.parametrize("path", ["fast", "click"])
+def test_run_keep_leaves_a_stopped_container(rt, path):
+    cid = new_id()
+    pre = CLICK if path == "click" else ()
+    p = rt(*pre, "run", "--keep", "-b", rt.bundle(["sh", "-c", "exit 3"]), cid)
+    assert p.returncode == 3, p.stderr
+    try:
+        s = rt.state(cid)
+        assert s["status"] == "stopped" and s["pid"] == 0
+    finally:
+        rt.ok("delete", cid)
+    assert rt("state", cid).returncode == 1
+    # without --keep, run deletes it (as before)
+    p = rt("run", "-b", rt.bundle(["true"]), cid)
+    assert p.returncode == 0 and rt("state", cid).returncode == 1
+
+
+class PidfdReceiver:
+    """An AF_UNIX listener that takes one fd, as a shim would."""
+
+    def __init__(self, path: str):
+        import socket
+        import threading
+
+        self.path, self.fds = path, []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o777)  # the rootless half runs pyrun as another user
+        self.sock.listen(1)
+        self.sock.settimeout(20)
+
+        def take():
+            try:
+                conn, _ = self.sock.accept()
+                with conn:
+                    msg, fds, _flags, _addr = socket.recv_fds(conn, 64, 4)
+                    self.name, self.fds = msg, fds
+            except OSError:
+                pass
+
+        self.thread = threading.Thread(target=take, daemon=True)
+        self.thread.start()
+
+    def pid(self) -> int:
+        """The pid the received pidfd refers to (/proc/self/fdinfo: "Pid:")."""
+        self.thread.join(20)
+        assert len(self.fds) == 1, "no fd received"
+        with open(f"/proc/self/fdinfo/{self.fds[0]}") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("Pid:")))
+
+    def close(self):
+        self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("path", ["fast", "click"])
+def test_pidfd_socket_create_and_exec(rt, path):
+    pre = CLICK if path == "click" else ()
+    cid = new_id()
+    recv = PidfdReceiver(os.path.join(rt.dir, f"pidfd-{path}.sock"))
+    try:
+        rt.ok(*pre, "create", "--pidfd-socket", recv.path, "-b", rt.bundle(["hello", "sleep", "30"]), cid)
+        assert recv.pid() == rt.state(cid)["pid"]
+        assert recv.name == b"pidfd"
+    finally:
+        recv.close()
+    rt.ok("start", cid)  # rootless, PID 1 is not dumpable until it execs: exec needs it started
+    recv = PidfdReceiver(os.path.join(rt.dir, f"pidfd-exec-{path}.sock"))
+    try:
+        pidfile = os.path.join(rt.dir, f"exec-{path}.pid")
+        rt.ok(*pre, "exec", "-d", "--pid-file", pidfile, "--pidfd-socket", recv.path, cid, "hello", "sleep", "30")
+        with open(pidfile) as f:
+            assert recv.pid() == int(f.read())
+    finally:
+        recv.close()
+        rt("delete", "-f", cid)
+
+
+def test_pidfd_socket_that_nobody_listens_on_fails_create_cleanly(rt, residue):
+    cid = new_id()
+    p = rt("create", "--pidfd-socket", os.path.join(rt.dir, "nobody.sock"), "-b", rt.bundle(["true"]), cid)
+    assert p.returncode == 1
+    assert "--pidfd-socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    residue.check()
+
+
+def test_delete_of_a_created_container_needs_no_force(rt):
+    cid = new_id()
+    rt.ok("create", "-b", rt.bundle(["hello", "sleep", "30"]), cid)
+    pid = rt.state(cid)["pid"]
+    rt.ok("delete", cid)
+    assert rt("state", cid).returncode == 1
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("path", ["fast", "click"])
+def test_exec_cgroup_needs_a_cgroup_v2(rt, path):
+    """This host gives containers at most a v1 freezer cgroup: --cgroup is
+    refused with the reason, status 255 (runc's for a failed exec)."""
+    pre = CLICK if path == "click" else ()
+    cid = new_id()
+    rt.ok("run", "-d", "-b", rt.bundle(["hello", "sleep", "30"]), cid)
+    try:
+        p = rt(*pre, "exec", "--cgroup", "sub", cid, "true")
+        assert p.returncode == 255
+        line = p.stderr.strip()
+        assert "exec failed: --cgroup sub: " in line and len(line.splitlines()) == 1, p.stderr
+        assert "no cgroup" in line or "not cgroup v2" in line
+    finally:
+        rt("delete", "-f", cid)

@@ -1,0 +1,48 @@
+"""``--pidfd-socket PATH`` (runc 1.2+, for create, run and exec): a pidfd of
+the container's process (pidfd_open(2)) goes to the AF_UNIX socket at PATH,
+one sendmsg(2) with SCM_RIGHTS (unix(7)), as ``--console-socket`` sends the
+pty master. A pidfd names the process, not a pid number: the receiver
+(a shim, an engine) can poll it for the exit and pidfd_send_signal(2) to it
+with no pid-reuse race, whatever pid namespace it lives in.
+
+As runc does, the socket is connected before anything is made, so a path
+nobody listens on fails the command before it has started a process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyrun.errors import PyrunError
+
+
+def connect(path: str):
+    """The connected socket; an error names the flag."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise PyrunError(f"--pidfd-socket {path}: connect: {e.strerror or e}") from None
+    return s
+
+
+def send_pidfd(conn, pid: int) -> None:
+    """pidfd_open(2) ``pid`` and send it over ``conn``, then close it."""
+    import socket
+
+    path = conn.getpeername()
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError as e:
+        conn.close()
+        raise PyrunError(f"--pidfd-socket {path}: pidfd_open({pid}): {e.strerror}") from None
+    try:
+        socket.send_fds(conn, [b"pidfd"], [fd])
+    except OSError as e:
+        raise PyrunError(f"--pidfd-socket {path}: sendmsg: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+        conn.close()
