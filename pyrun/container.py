@@ -142,8 +142,7 @@ def make_plan(spec, state_path: str, opts: Options):
     rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)
     check_lsm(spec.process)
-    if spec.linux.intel_rdt is not None or spec.linux.net_devices:
-        _check_host_fields(spec, privileged)
+    _check_host_fields(spec, privileged)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
         no_pivot=opts.no_pivot, new_keyring=not opts.no_new_keyring, preserve_fds=opts.preserve_fds,
@@ -184,6 +183,11 @@ def _check_host_fields(spec, privileged: bool) -> None:
         from pyrun import netdevices
 
         netdevices.check(spec, privileged)
+    if not privileged:
+        for i in mounts_idmapped(spec):
+            raise ConfigError(f"mounts[{i}]", "an idmapped bind mount needs root: the kernel idmaps a "
+                              "host filesystem only for CAP_SYS_ADMIN in the initial user namespace "
+                              "(mount_setattr(2) MOUNT_ATTR_IDMAP: EPERM); a tmpfs can be idmapped rootless")
 
 
 def _plan_network(plan, spec, opts: Options, privileged: bool) -> None:
@@ -477,6 +481,14 @@ def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
             os.close(fd)
 
 
+def mounts_idmapped(spec):
+    """Indexes of the idmapped bind mounts (mounts[].uidMappings, idmap, ridmap)."""
+    for i, m in enumerate(spec.mounts):
+        if (m.uid_mappings or "idmap" in m.options or "ridmap" in m.options) and (
+                m.type == "bind" or "bind" in m.options or "rbind" in m.options):
+            yield i
+
+
 def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool,
                    undo: list) -> Record:
     from pyrun import builder, idmap
@@ -514,6 +526,12 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
 
         with log.step("open_tree(bind sources)"):
             plan.mount_trees = clone_sources(spec.mounts, spec.bundle)
+    idmapped = list(mounts_idmapped(spec))
+    if idmapped:
+        from pyrun.mount_attrs import idmap_sources
+
+        with log.step("open_tree+mount_setattr(MOUNT_ATTR_IDMAP)"):
+            idmap_sources(spec, idmapped, plan.mount_trees)
     to_stage1, stage1_end = Channel.pair()
     to_init, init_end = Channel.pair()
     host_pid = os.getpid()

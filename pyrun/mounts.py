@@ -13,6 +13,7 @@ import errno
 import os
 import stat
 
+from pyrun import mount_attrs
 from pyrun import syscalls as sc
 from pyrun.errors import ConfigError, SyscallError
 from pyrun.log import log
@@ -63,6 +64,8 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
             propagation |= PROPAGATION[opt]
         elif opt in _IGNORED:
             log.debug_msg(f"mount option {opt!r} ignored")
+        elif opt in mount_attrs.RECURSIVE or opt in mount_attrs.IDMAP_OPTIONS:
+            pass  # mount_setattr(2) after the mount (mount_one)
         else:
             data.append(opt)
     return flags, propagation, ",".join(data)
@@ -278,6 +281,7 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tre
                 sc.mount(None, fd_path(fd2), None, propagation, None, shown=shown)
             finally:
                 os.close(fd2)
+        _after_mount(rootfd, m, dest_fd, bind, where)
     finally:
         os.close(dest_fd)
         if src_fd >= 0 and tree is None:
@@ -307,6 +311,25 @@ def clone_sources(mounts_list, bundle: str) -> dict[int, int]:
             os.close(fd)
         raise
     return trees
+
+
+def _after_mount(rootfd: int, m, dest_fd: int, bind: bool, where: str) -> None:
+    """mount_setattr(2) steps on the new mount (pyrun.mount_attrs): the idmap
+    of a tmpfs, the recursive ``r*`` options."""
+    rattrs = mount_attrs.recursive_attrs(m.options)
+    idmap = not bind and mount_attrs.wants_idmap(m)
+    if rattrs is None and not idmap:
+        return
+    fd2 = open_in_root(rootfd, m.destination, shown=m.destination)
+    try:
+        if idmap:
+            mount_attrs.idmap_in_place(fd2, dest_fd, m, shown=m.destination, where=where)
+            os.close(fd2)
+            fd2 = open_in_root(rootfd, m.destination, shown=m.destination)
+        if rattrs is not None:
+            mount_attrs.set_recursive(fd2, rattrs, shown=m.destination)
+    finally:
+        os.close(fd2)
 
 
 def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: str,

@@ -260,6 +260,9 @@ class Mount:
     type: str | None = None
     source: str | None = None
     options: list[str] = field(default_factory=list)
+    # an idmapped mount (runtime-spec 1.1, pyrun.mount_attrs)
+    uid_mappings: list[IDMapping] = field(default_factory=list)
+    gid_mappings: list[IDMapping] = field(default_factory=list)
 
 
 @record
@@ -676,6 +679,10 @@ def _parse_mounts(data: dict) -> list[Mount]:
                 options=_str_list(item, "options", p),
             )
         )
+        if "uidMappings" in item or "gidMappings" in item:
+            from pyrun import spec13
+
+            out[-1].uid_mappings, out[-1].gid_mappings = spec13.parse_mount_mappings(item, p)
     return out
 
 
@@ -986,6 +993,11 @@ def parse(data: dict, bundle: str) -> Spec:
         from pyrun import spec13
 
         spec13.check_linux(spec)
+    for i, m in enumerate(mounts):
+        if m.uid_mappings or "idmap" in m.options or "ridmap" in m.options:
+            from pyrun import spec13
+
+            spec13.check_idmapped_mount(m, f"mounts[{i}]", spec)
     return spec
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pyrun.errors import ConfigError
 from pyrun.record import field, record
-from pyrun.spec import (INT64_MAX, INT64_MIN, UINT32_MAX, _get, _int, _join, _key, _q, _req_int,
-                        _str_list)
+from pyrun.spec import (INT64_MAX, INT64_MIN, UINT32_MAX, IDMapping, _get, _int, _join, _key, _objects,
+                        _q, _req_int, _str_list)
 
 UINT64_MAX = 2**64 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -173,6 +173,38 @@ def parse_exec_cpu_affinity(proc: dict) -> CPUAffinity | None:
         if text:
             setattr(out, key, parse_list(text, _join(p, key)))
     return out
+
+
+# ------------------------------------------------------------- mounts[]
+
+def parse_mount_mappings(item: dict, path: str) -> tuple[list[IDMapping], list[IDMapping]]:
+    """``mounts[i].uidMappings``/``gidMappings`` (config.md "Mounts"): an
+    idmapped mount; both or neither, as runc requires."""
+    out = []
+    for key in ("uidMappings", "gidMappings"):
+        maps = []
+        for m, mp in _objects(item, key, path):
+            maps.append(IDMapping(container_id=_req_int(m, "containerID", mp, 0, UINT32_MAX),
+                                  host_id=_req_int(m, "hostID", mp, 0, UINT32_MAX),
+                                  size=_req_int(m, "size", mp, 1, UINT32_MAX)))
+        out.append(maps)
+    if bool(out[0]) != bool(out[1]):
+        missing = "gidMappings" if out[0] else "uidMappings"
+        raise ConfigError(_join(path, missing), "an idmapped mount needs both uidMappings and gidMappings")
+    return out[0], out[1]
+
+
+def check_idmapped_mount(m, path: str, spec) -> None:
+    """What pyrun can idmap: binds (as runc) and tmpfs (Linux 6.3+)."""
+    bind = m.type == "bind" or "bind" in m.options or "rbind" in m.options
+    if not bind and m.type != "tmpfs":
+        raise ConfigError(path, f"idmapped mounts are supported for bind mounts and tmpfs, not {_q(m.type or '')}")
+    if not m.uid_mappings and spec.namespace("user") is None:
+        raise ConfigError(_join(path, "options"), "idmap/ridmap without uidMappings use the container's "
+                          "mappings, and there is no user namespace in linux.namespaces")
+    if not m.uid_mappings and not (spec.linux.uid_mappings and spec.linux.gid_mappings):
+        raise ConfigError(_join(path, "options"), "idmap/ridmap without uidMappings need linux.uidMappings "
+                          "and linux.gidMappings")
 
 
 # --------------------------------------------------------------- linux.*

@@ -208,18 +208,8 @@ def fs_type(fd: int) -> int:
     return _check(lib.pyrun_fstatfs_type(fd), "fstatfs")
 
 
-# mount_setattr(2), and open_tree(2)/move_mount(2) by path (pyrun.mount_attrs).
-def open_tree(dirfd: int, path: str, flags: int, *, shown: str = "") -> int:
-    return _check(lib.pyrun_open_tree(dirfd, path.encode(), flags), f"open_tree({shown or path!r})")
-
-
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
                   propagation: int = 0, userns_fd: int = 0, *, shown: str = "") -> None:
+    """mount_setattr(2) (pyrun.mount_attrs: recursive options, idmapped mounts)."""
     rc = lib.pyrun_mount_setattr(dirfd, path.encode(), flags, attr_set, attr_clr, propagation, userns_fd)
     _check(rc, f"mount_setattr({shown or path!r})")
-
-
-def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str, flags: int, *,
-               shown: str = "") -> None:
-    rc = lib.pyrun_move_mount(from_dirfd, from_path.encode(), to_dirfd, to_path.encode(), flags)
-    _check(rc, f"move_mount({shown or to_path!r})")

@@ -391,3 +391,143 @@ def test_exec_cgroup_needs_a_cgroup_v2(rt, path):
         assert "no cgroup" in line or "not cgroup v2" in line
     finally:
         rt("delete", "-f", cid)
+
+
+# -------------------------------------- idmapped mounts, recursive options
+
+IDMAP_BASE = 200000
+
+
+def with_userns(rt, config):
+    """A user namespace: rootful 0 -> IDMAP_BASE (65536 ids); rootless the
+    test user's ranges (rt.with_id_ranges)."""
+    if rt.rootless:
+        return rt.with_id_ranges(config)
+    config["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        config["linux"][key] = [{"containerID": 0, "hostID": IDMAP_BASE, "size": 65536}]
+    return config
+
+
+@pytest.fixture
+def host_dir(rt):
+    """A host directory made by the test: f owned 0:0, g owned 1000:1000."""
+    d = os.path.join(rt.dir, f"idmap-src-{new_id()}")
+    os.mkdir(d)
+    for name, owner in (("f", 0), ("g", 1000)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(name)
+        os.chown(os.path.join(d, name), owner, owner)
+    os.chmod(d, 0o777)
+    return d
+
+
+def owners(d: str) -> dict[str, tuple[int, int]]:
+    return {n: (os.stat(os.path.join(d, n)).st_uid, os.stat(os.path.join(d, n)).st_gid)
+            for n in sorted(os.listdir(d))}
+
+
+@pytest.mark.parametrize("form", ["mappings", "idmap-option"])
+def test_idmapped_bind_mount_rootful(rt, host_dir, form):
+    """Host uid 0 shows as 0 inside a container whose root is host 200000;
+    what the container writes lands as host 0; the host's files keep their
+    owners."""
+    if rt.rootless:
+        pytest.skip("see test_idmapped_bind_mount_of_a_host_fs_is_refused_rootless")
+    config = with_userns(rt, rt.config(["sh", "-c", "stat -c '%n %u:%g' /data/f /data/g; touch /data/new"]))
+    mount = {"destination": "/data", "type": "bind", "source": host_dir, "options": ["bind"]}
+    if form == "mappings":
+        mount["uidMappings"] = mount["gidMappings"] = [{"containerID": 0, "hostID": IDMAP_BASE, "size": 65536}]
+    else:
+        mount["options"].append("idmap")
+    config["mounts"].append(mount)
+    before = owners(host_dir)
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:2] == ["/data/f 0:0", "/data/g 1000:1000"]
+    after = owners(host_dir)
+    assert after.pop("new") == (0, 0)
+    assert after == before
+
+
+def test_without_idmap_the_same_bind_shows_nobody(rt, host_dir):
+    """The control: the test above fails without the idmap."""
+    if rt.rootless:
+        pytest.skip("rootful")
+    config = with_userns(rt, rt.config(["stat", "-c", "%u:%g", "/data/f"]))
+    config["mounts"].append({"destination": "/data", "type": "bind", "source": host_dir, "options": ["bind"]})
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "65534:65534"
+
+
+def test_idmapped_bind_mount_of_a_host_fs_is_refused_rootless(rt, host_dir, residue):
+    if not rt.rootless:
+        pytest.skip("rootless")
+    config = with_userns(rt, rt.config(["true"]))
+    config["mounts"].append({"destination": "/data", "type": "bind", "source": host_dir, "options": ["bind"],
+                             "uidMappings": [{"containerID": 0, "hostID": rt.uid, "size": 1}],
+                             "gidMappings": [{"containerID": 0, "hostID": rt.gid, "size": 1}]})
+    n = len(config["mounts"]) - 1
+    p = run(rt, config)
+    assert p.returncode == 1
+    line = p.stderr.strip()
+    assert len(line.splitlines()) == 1, p.stderr
+    assert f"config.json: mounts[{n}]: an idmapped bind mount needs root" in line and "EPERM" in line, line
+    residue.check()
+
+
+@pytest.mark.parametrize("form", ["mappings", "idmap-option"])
+def test_idmapped_tmpfs(rt, form):
+    """tmpfs can be idmapped (Linux 6.3+), rootless too, with the
+    container's own mappings: its root's files show as root."""
+    config = with_userns(rt, rt.config(["sh", "-c", "touch /t/x && stat -c %u:%g /t/x && grep ' /t ' "
+                                                    "/proc/self/mountinfo"]))
+    mount = {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777"]}
+    if form == "mappings":
+        mount["uidMappings"] = config["linux"]["uidMappings"]
+        mount["gidMappings"] = config["linux"]["gidMappings"]
+    else:
+        mount["options"].append("idmap")
+    config["mounts"].append(mount)
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "0:0"
+    assert "idmapped" in lines[1].split()[5], lines[1]  # the mount's flags in mountinfo
+
+
+def test_mount_mappings_are_checked(rt):
+    config = rt.config(["true"])
+    config["mounts"].append({"destination": "/data", "type": "bind", "source": "/tmp", "options": ["bind"],
+                             "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]})
+    n = len(config["mounts"]) - 1
+    p = run(rt, config)
+    assert p.returncode == 1 and f"mounts[{n}].gidMappings" in p.stderr, p.stderr
+    config["mounts"][-1] = {"destination": "/p", "type": "proc", "source": "proc",
+                            "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+                            "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}
+    p = run(rt, config)
+    assert p.returncode == 1 and f"mounts[{n}]: idmapped mounts are supported for bind" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("opt, sub", [("ro", "rw"), ("rro", "ro")])
+def test_recursive_read_only_bind(rt, opt, sub):
+    """rro makes every submount of an rbind read-only (mount_setattr(2)
+    AT_RECURSIVE); ro (MS_REMOUNT) only the top one. The host's /sys has
+    submounts (/sys/fs/cgroup)."""
+    config = rt.config(["grep", "-E", " /r(/fs/cgroup)? ", "/proc/self/mountinfo"])
+    config["mounts"].append({"destination": "/r", "type": "bind", "source": "/sys", "options": ["rbind", opt]})
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    flags = {line.split()[4]: line.split()[5].split(",")[0] for line in p.stdout.splitlines()}
+    assert flags == {"/r": "ro", "/r/fs/cgroup": sub}, p.stdout
+
+
+def test_recursive_options_parse():
+    from pyrun import mount_attrs as ma
+
+    assert ma.recursive_attrs(["rro", "rnosuid"]) == (ma.MOUNT_ATTR_RDONLY | ma.MOUNT_ATTR_NOSUID, 0)
+    assert ma.recursive_attrs(["rro", "rrw"]) == (0, ma.MOUNT_ATTR_RDONLY)
+    assert ma.recursive_attrs(["rnoatime", "rstrictatime"]) == (ma.MOUNT_ATTR_STRICTATIME, ma.MOUNT_ATTR__ATIME)
+    assert ma.recursive_attrs(["ro", "nosuid"]) is None
