@@ -6,4 +6,4 @@ command pays for them before doing anything.
 """
 
 __version__ = "0.1.0"
-OCI_VERSION = "1.2.0"
+OCI_VERSION = "1.3.0"
