@@ -183,6 +183,10 @@ def _check_host_fields(spec, privileged: bool) -> None:
         from pyrun import netdevices
 
         netdevices.check(spec, privileged)
+    if spec.linux.mount_label and os.path.exists("/sys/fs/selinux/enforce"):
+        # as check_lsm: meaningless where SELinux is off (runc ignores it), a lie where it is on
+        raise ConfigError("linux.mountLabel", f"{spec.linux.mount_label!r}: this host enforces SELinux, "
+                          "and pyrun cannot label mounts yet")
     if not privileged:
         for i in mounts_idmapped(spec):
             raise ConfigError(f"mounts[{i}]", "an idmapped bind mount needs root: the kernel idmaps a "

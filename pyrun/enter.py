@@ -330,6 +330,12 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
     code = 1
     try:
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if plan.spec.process.oom_score_adj is not None:
+            # process.oomScoreAdj of --process, as runc's exec: before
+            # set_dumpable(False), which makes /proc/self root's
+            from pyrun.process import set_oom_score_adj
+
+            set_oom_score_adj(plan.spec.process.oom_score_adj)
         _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
         builder._import_before_pivot_root(plan)  # the host's files are gone after setns
         with log.step("setns(pidfd)"):

@@ -993,6 +993,9 @@ def parse(data: dict, bundle: str) -> Spec:
         from pyrun import spec13
 
         spec13.check_linux(spec)
+    if data.get("vm") is not None:
+        raise ConfigError("vm", "pyrun runs containers, not virtual machines: use a VM-based runtime "
+                          "(Kata Containers) for this config")
     for i, m in enumerate(mounts):
         if m.uid_mappings or "idmap" in m.options or "ridmap" in m.options:
             from pyrun import spec13

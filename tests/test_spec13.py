@@ -592,3 +592,32 @@ def test_state_and_version_report_spec_1_3(rt):
         assert set(s) >= {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
     finally:
         rt("delete", "-f", cid)
+
+
+def test_exec_process_attributes(rt):
+    """exec --process applies the process's ioPriority, scheduler and
+    oomScoreAdj too (runc's exec does)."""
+    cid = new_id()
+    rt.ok("run", "-d", "-b", rt.bundle(["hello", "sleep", "30"]), cid)
+    try:
+        proc = rt.config(["sh", "-c", "hello ioprio; hello sched; cat /proc/self/oom_score_adj"])["process"]
+        proc["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 3}
+        proc["scheduler"] = {"policy": "SCHED_IDLE"}
+        proc["oomScoreAdj"] = 321
+        path = os.path.join(rt.dir, "exec-attrs.json")
+        with open(path, "w") as f:
+            json.dump(proc, f)
+        out = rt.ok("exec", "--process", path, cid).splitlines()
+        assert out[0] == "2 3"
+        assert out[1].split()[0] == "5"  # SCHED_IDLE
+        assert out[2] == "321"
+    finally:
+        rt("delete", "-f", cid)
+
+
+def test_vm_is_refused(rt, residue):
+    config = rt.config(["true"])
+    config["vm"] = {"hypervisor": {"path": "/usr/bin/qemu"}, "kernel": {"path": "/vmlinuz"}}
+    p = run(rt, config)
+    assert p.returncode == 1 and "config.json: vm: " in p.stderr, p.stderr
+    residue.check()
