@@ -240,6 +240,8 @@ def _import_before_pivot_root(plan: Plan) -> None:
         from pyrun import sysctl  # noqa: F401
     if spec.linux.masked_paths or spec.linux.readonly_paths:
         from pyrun import masking  # noqa: F401
+    if any("tmpcopyup" in m.options for m in spec.mounts):
+        from pyrun import tmpcopyup  # noqa: F401
     if "network" in plan.new_ns:
         from pyrun import network  # noqa: F401
     if (spec.process.scheduler or spec.process.io_priority or spec.process.exec_cpu_affinity

@@ -40,7 +40,8 @@ PROPAGATION = {
     "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
     "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
-# Options that runc understands itself and never passes to the kernel.
+# Options that runc understands itself and never passes to the kernel
+# (tmpcopyup: pyrun.tmpcopyup, after the mount).
 _IGNORED = {"tmpcopyup"}
 # Mount flags that, once set on a mount, the kernel locks in a user namespace:
 # a remount must repeat them or fail with EPERM.
@@ -314,14 +315,20 @@ def clone_sources(mounts_list, bundle: str) -> dict[int, int]:
 
 
 def _after_mount(rootfd: int, m, dest_fd: int, bind: bool, where: str) -> None:
-    """mount_setattr(2) steps on the new mount (pyrun.mount_attrs): the idmap
-    of a tmpfs, the recursive ``r*`` options."""
+    """What follows the mount: tmpcopyup (pyrun.tmpcopyup), and
+    mount_setattr(2) steps (pyrun.mount_attrs): the idmap of a tmpfs, the
+    recursive ``r*`` options."""
     rattrs = mount_attrs.recursive_attrs(m.options)
     idmap = not bind and mount_attrs.wants_idmap(m)
-    if rattrs is None and not idmap:
+    copyup = not bind and "tmpcopyup" in m.options
+    if rattrs is None and not idmap and not copyup:
         return
     fd2 = open_in_root(rootfd, m.destination, shown=m.destination)
     try:
+        if copyup:
+            from pyrun import tmpcopyup
+
+            tmpcopyup.copy_up(dest_fd, fd2, shown=m.destination)
         if idmap:
             mount_attrs.idmap_in_place(fd2, dest_fd, m, shown=m.destination, where=where)
             os.close(fd2)

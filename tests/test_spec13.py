@@ -621,3 +621,21 @@ def test_vm_is_refused(rt, residue):
     p = run(rt, config)
     assert p.returncode == 1 and "config.json: vm: " in p.stderr, p.stderr
     residue.check()
+
+
+@pytest.mark.parametrize("copyup", [False, True])
+def test_tmpcopyup_keeps_the_images_files(rt, copyup):
+    """runc's tmpcopyup (podman sets it on --tmpfs): the tmpfs over /etc
+    starts with /etc's files, owners and modes; without it /etc is empty."""
+    config = rt.config(["sh", "-c", "ls /etc; stat -c '%a %u' /etc/passwd 2>/dev/null; "
+                                    "grep ' /etc ' /proc/self/mountinfo | cut -d' ' -f9"])
+    opts = ["nosuid", "mode=755"] + (["tmpcopyup"] if copyup else [])
+    config["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": opts})
+    p = run(rt, config)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.split()
+    assert lines[-1] == "tmpfs"
+    if copyup:
+        assert lines[:4] == ["group", "passwd", "644", "0"], p.stdout
+    else:
+        assert "passwd" not in lines
