@@ -639,3 +639,43 @@ def test_tmpcopyup_keeps_the_images_files(rt, copyup):
         assert lines[:4] == ["group", "passwd", "644", "0"], p.stdout
     else:
         assert "passwd" not in lines
+
+
+def test_exec_cgroup_path_rules(tmp_path):
+    """--cgroup's path logic (the v2 move itself is the container's own
+    cgroup code): inside the container's cgroup, existing, no v1 prefix."""
+    from pyrun.errors import UsageError
+    from pyrun.exec_cgroup import sub_cgroup
+
+    cg = tmp_path / "ctr"
+    (cg / "sub" / "deeper").mkdir(parents=True)
+    for d in (cg, cg / "sub", cg / "sub" / "deeper"):
+        (d / "cgroup.procs").write_text("")
+    (cg / "cgroup.controllers").write_text("")
+    assert sub_cgroup(str(cg), "sub") == str(cg / "sub")
+    assert sub_cgroup(str(cg), ":sub/deeper") == str(cg / "sub" / "deeper")
+    assert sub_cgroup(str(cg), "/sub/") == str(cg / "sub")
+    for bad, why in (("../x", "inside the container"), ("nope", "does not exist"),
+                     ("cpu:sub", "controller prefix"), ("", "inside the container")):
+        with pytest.raises(UsageError, match=why):
+            sub_cgroup(str(cg), bad)
+    (cg / "cgroup.controllers").unlink()
+    with pytest.raises(UsageError, match="not cgroup v2"):
+        sub_cgroup(str(cg), "sub")
+    with pytest.raises(UsageError, match="no cgroup of its own"):
+        sub_cgroup("", "sub")
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--keep", "-b", "/b", "c1"],
+    ["create", "--pidfd-socket", "/s", "c1"],
+    ["run", "-d", "--pidfd-socket=/s", "c1"],
+    ["exec", "--cgroup", "sub", "--pidfd-socket", "/s", "c1", "true"],
+])
+def test_fast_path_takes_the_new_flags(argv, monkeypatch):
+    from pyrun import fastpath
+
+    seen = []
+    monkeypatch.setattr(fastpath, "_dispatch", lambda *a: seen.append(a) or 0)
+    monkeypatch.setattr("pyrun.log.log.configure", lambda *a: None)
+    assert fastpath.main(argv) == 0 and seen
