@@ -189,8 +189,13 @@ def nested_userns(m, where: str) -> int:
             os.close(w2)
             sc.unshare(sc.CLONE_NEWUSER)
             # PID 1 is not dumpable, so neither are we, and our /proc/PID
-            # would be the host root's: PID 1 could not write our maps.
-            # Nothing of the container runs yet to ptrace us.
+            # would be the host root's: PID 1 could not write our maps. We
+            # become dumpable holding nothing but our two pipes: a process
+            # of our uid that could ptrace us would find no descriptor of PID 1.
+            lo, hi = sorted((w, r2))
+            os.closerange(3, lo)
+            os.closerange(lo + 1, hi)
+            os.closerange(hi + 1, 2**31 - 1)
             sc.prctl(4, 1, shown="prctl(PR_SET_DUMPABLE)")
             os.write(w, os.readlink("/proc/self").encode())
             os.read(r2, 1)

@@ -332,11 +332,13 @@ def _after_mount(rootfd: int, m, dest_fd: int, bind: bool, where: str) -> None:
         if idmap:
             mount_attrs.idmap_in_place(fd2, dest_fd, m, shown=m.destination, where=where)
             os.close(fd2)
-            fd2 = open_in_root(rootfd, m.destination, shown=m.destination)
+            fd2 = -1
+            fd2 = open_in_root(rootfd, m.destination, shown=m.destination)  # the idmapped copy
         if rattrs is not None:
             mount_attrs.set_recursive(fd2, rattrs, shown=m.destination)
     finally:
-        os.close(fd2)
+        if fd2 >= 0:
+            os.close(fd2)
 
 
 def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: str,
