@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -25,6 +26,22 @@ def new_id() -> str:
 def run(rt, config, cid=None, extra=()):
     bundle = rt.bundle(config=config)
     return rt("run", *extra, "-b", bundle, cid or new_id())
+
+
+RUNC = shutil.which("runc")
+
+
+def runc_run(rt, config) -> subprocess.CompletedProcess:
+    """The same config with runc (the reference; rootful only here), in
+    its own state root; the container is removed after."""
+    bundle = rt.bundle(config=config)
+    root = os.path.join(rt.dir, "runc-root")
+    cid = new_id()
+    try:
+        return subprocess.run([RUNC, "--root", root, "run", "-b", bundle, cid], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        subprocess.run([RUNC, "--root", root, "delete", "-f", cid], capture_output=True)
 
 
 def with_time_ns(config):
@@ -207,6 +224,8 @@ def test_intel_rdt_is_refused_with_its_path_and_no_residue(rt, residue):
     assert len(lines) == 1 and "config.json: linux.intelRdt: " in lines[0], p.stderr
     assert "/sys/fs/resctrl is not mounted" in lines[0]
     residue.check()
+    if RUNC and not rt.rootless:  # runc refuses it too on this host
+        assert runc_run(rt, config).returncode != 0
 
 
 # ---------------------------------------------------------- linux.netDevices
@@ -522,6 +541,10 @@ def test_recursive_read_only_bind(rt, opt, sub):
     assert p.returncode == 0, p.stderr
     flags = {line.split()[4]: line.split()[5].split(",")[0] for line in p.stdout.splitlines()}
     assert flags == {"/r": "ro", "/r/fs/cgroup": sub}, p.stdout
+    if RUNC and not rt.rootless:  # runc 1.1 knows the r* options: the same answer
+        r = runc_run(rt, config)
+        assert r.returncode == 0, r.stderr
+        assert {line.split()[4]: line.split()[5].split(",")[0] for line in r.stdout.splitlines()} == flags
 
 
 def test_recursive_options_parse():
