@@ -26,7 +26,7 @@ def apply(process, linux) -> None:
     """Everything of the above that the config asks for, on the caller."""
     if linux.personality is not None:
         p = linux.personality
-        sc.personality(p.domain | p.flags, shown="linux.personality")
+        sc.personality(p.domain, shown="linux.personality")
     if linux.memory_policy is not None:
         m = linux.memory_policy
         sc.set_mempolicy(m.mode | m.flags, m.nodes, shown="linux.memoryPolicy")

@@ -31,13 +31,10 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
                "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
 #: ioprio_set(2) classes (<linux/ioprio.h>).
 IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
-#: personality(2) execution domains and flags (<linux/personality.h>).
+#: personality(2) execution domains (<linux/personality.h>). config-linux.md:
+#: "Currently no flag values are supported" (several, ADDR_NO_RANDOMIZE,
+#: READ_IMPLIES_EXEC, weaken the process): any flag is refused.
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
-PERSONALITY_FLAGS = {"UNAME26": 0x0020000, "ADDR_NO_RANDOMIZE": 0x0040000, "FDPIC_FUNCPTRS": 0x0080000,
-                     "MMAP_PAGE_ZERO": 0x0100000, "ADDR_COMPAT_LAYOUT": 0x0200000,
-                     "READ_IMPLIES_EXEC": 0x0400000, "ADDR_LIMIT_32BIT": 0x0800000,
-                     "SHORT_INODE": 0x1000000, "WHOLE_SECONDS": 0x2000000, "STICKY_TIMEOUTS": 0x4000000,
-                     "ADDR_LIMIT_3GB": 0x8000000}
 #: set_mempolicy(2) modes and mode flags (<linux/mempolicy.h>).
 MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
               "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
@@ -79,7 +76,6 @@ class CPUAffinity:
 @record
 class Personality:
     domain: int
-    flags: int = 0
 
 
 @record
@@ -228,8 +224,10 @@ def parse_personality(linux: dict) -> Personality | None:
     if obj is None:
         return None
     p = "linux.personality"
-    return Personality(domain=_choice(obj, "domain", p, PERSONALITY_DOMAINS, required=True),
-                       flags=_flags(obj, "flags", p, PERSONALITY_FLAGS))
+    flags = _str_list(obj, "flags", p)
+    if flags:
+        raise ConfigError(f"{p}.flags[0]", f"{_q(flags[0])}: runtime-spec 1.3 defines no personality flags")
+    return Personality(domain=_choice(obj, "domain", p, PERSONALITY_DOMAINS, required=True))
 
 
 def parse_memory_policy(linux: dict) -> MemoryPolicy | None:
