@@ -232,7 +232,8 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         os.close(rootfd)
         child.close()
     try:
-        _initial_affinity(proc, helper)
+        if _initial_affinity(proc, helper) and not cgroup:
+            host.send_if_open("cgroup-done")  # the helper waits for it before "final"
         if cgroup:
             _join_cgroup(host, helper, cgroup)
         return _supervise(host, helper, plan, rec, opts)
@@ -240,13 +241,14 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         host.close()
 
 
-def _initial_affinity(proc, helper: int) -> None:
+def _initial_affinity(proc, helper: int) -> bool:
     """``process.execCPUAffinity.initial``: the helper's CPUs before it
     joins the container's cgroup (runc sets it on its init from the
-    parent, for the same reason: joining a cpuset resets the mask)."""
+    parent, for the same reason: joining a cpuset resets the mask).
+    True when set: the helper must not apply "final" before."""
     aff = proc.exec_cpu_affinity
     if aff is None or aff.initial is None:
-        return
+        return False
     from pyrun.procattrs import set_affinity
 
     try:
@@ -255,6 +257,7 @@ def _initial_affinity(proc, helper: int) -> None:
         os.kill(helper, signal.SIGKILL)
         os.waitpid(helper, 0)
         raise
+    return True
 
 
 def _join_cgroup(ch, helper: int, cgroup: str) -> None:
@@ -341,15 +344,18 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")
         os.close(pidfd)
-        if cgroup:
-            ch.expect("cgroup-done")  # the host moved us meanwhile (_join_cgroup)
         aff = plan.spec.process.exec_cpu_affinity
-        if aff is not None and aff.final is not None:
+        if cgroup or (aff is not None and aff.initial is not None):
+            # the host moved us meanwhile (_join_cgroup), after "initial"
+            ch.expect("cgroup-done")
+        if aff is not None:
             from pyrun.procattrs import set_affinity
 
-            # Now that we are in the cgroup, whose cpuset no longer resets
-            # it: the process we fork inherits it, through execve(2).
-            set_affinity(0, aff.final, "final")
+            # Now that we are in the cgroup (whose cpuset no longer resets
+            # it): the process we fork inherits it, through execve(2).
+            # Without "final", the container's default: every CPU, which
+            # the kernel narrows to the cgroup's cpuset (config.md).
+            set_affinity(0, aff.final if aff.final is not None else list(range(os.cpu_count() or 1)), "final")
         # The child shares our channel: it must not speak (its pty master,
         # its seccomp listener) before the host has its pid from us.
         go_r, go_w = os.pipe()
