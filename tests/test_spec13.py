@@ -577,6 +577,14 @@ def test_features_claim_only_what_the_code_accepts(rt):
         spec13.parse_memory_policy({"memoryPolicy": {"mode": mode, "nodes": nodes,
                                                      "flags": linux["memoryPolicy"]["flags"][:1]}})
     assert linux["intelRdt"] == {"enabled": False}  # refused: see test_intel_rdt_is_refused...
+    from pyrun import cgroups
+
+    files = [cgroups.__file__]
+    if cgroups.__file__.endswith("__init__.py"):  # a package
+        d = os.path.dirname(cgroups.__file__)
+        files = [os.path.join(d, n) for n in os.listdir(d) if n.endswith(".py")]
+    writes_rdma = any("rdma.max" in open(f).read() for f in files)
+    assert linux["cgroup"]["rdma"] == writes_rdma  # claimed only if the cgroup code writes rdma.max
     assert linux["mountExtensions"]["idmap"]["enabled"] and linux["netDevices"]["enabled"]
     sc = linux["seccomp"]
     for action in sc["actions"]:
