@@ -64,7 +64,7 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
         elif opt in PROPAGATION:
             propagation |= PROPAGATION[opt]
         elif opt in _IGNORED:
-            log.debug_msg(f"mount option {opt!r} ignored")
+            pass  # not for the kernel: done after the mount (_after_mount)
         elif opt in mount_attrs.RECURSIVE or opt in mount_attrs.IDMAP_OPTIONS:
             pass  # mount_setattr(2) after the mount (mount_one)
         else:
