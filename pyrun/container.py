@@ -605,7 +605,7 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
         if opts.pidfd_conn is not None:
             from pyrun.pidfd_socket import send_pidfd
 
-            send_pidfd(opts.pidfd_conn, init_pid)
+            send_pidfd(opts.pidfd_conn, init_pid, "standard")
         to_init.send("ack", pid=init_pid)
         to_init.expect("detached")
         to_stage1.send("exit")

@@ -304,7 +304,7 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
         if conn is not None:
             from pyrun.pidfd_socket import send_pidfd
 
-            send_pidfd(conn, pid)
+            send_pidfd(conn, pid, "setns")
     except BaseException:
         if pid:
             try:

@@ -1,7 +1,7 @@
 """``--pidfd-socket PATH`` (runc 1.2+, for create, run and exec): a pidfd of
 the container's process (pidfd_open(2)) goes to the AF_UNIX socket at PATH,
 one sendmsg(2) with SCM_RIGHTS (unix(7)), as ``--console-socket`` sends the
-pty master. A pidfd names the process, not a pid number: the receiver
+pty master, with runc's init type as the data. A pidfd names the process, not a pid number: the receiver
 (a shim, an engine) can poll it for the exit and pidfd_send_signal(2) to it
 with no pid-reuse race, whatever pid namespace it lives in.
 
@@ -29,8 +29,10 @@ def connect(path: str):
     return s
 
 
-def send_pidfd(conn, pid: int) -> None:
-    """pidfd_open(2) ``pid`` and send it over ``conn``, then close it."""
+def send_pidfd(conn, pid: int, kind: str) -> None:
+    """pidfd_open(2) ``pid`` and send it over ``conn``, then close it. The
+    message's data is runc's: the init type, "standard" (create, run) or
+    "setns" (exec)."""
     import socket
 
     path = conn.getpeername()
@@ -40,7 +42,7 @@ def send_pidfd(conn, pid: int) -> None:
         conn.close()
         raise PyrunError(f"--pidfd-socket {path}: pidfd_open({pid}): {e.strerror}") from None
     try:
-        socket.send_fds(conn, [b"pidfd"], [fd])
+        socket.send_fds(conn, [kind.encode()], [fd])
     except OSError as e:
         raise PyrunError(f"--pidfd-socket {path}: sendmsg: {e.strerror or e}") from None
     finally:

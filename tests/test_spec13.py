@@ -359,7 +359,7 @@ def test_pidfd_socket_create_and_exec(rt, path):
     try:
         rt.ok(*pre, "create", "--pidfd-socket", recv.path, "-b", rt.bundle(["hello", "sleep", "30"]), cid)
         assert recv.pid() == rt.state(cid)["pid"]
-        assert recv.name == b"pidfd"
+        assert recv.name == b"standard"  # runc's init type
     finally:
         recv.close()
     rt.ok("start", cid)  # rootless, PID 1 is not dumpable until it execs: exec needs it started
@@ -369,6 +369,7 @@ def test_pidfd_socket_create_and_exec(rt, path):
         rt.ok(*pre, "exec", "-d", "--pid-file", pidfile, "--pidfd-socket", recv.path, cid, "hello", "sleep", "30")
         with open(pidfile) as f:
             assert recv.pid() == int(f.read())
+        assert recv.name == b"setns"
     finally:
         recv.close()
         rt("delete", "-f", cid)
