@@ -709,3 +709,29 @@ def test_fast_path_takes_the_new_flags(argv, monkeypatch):
     monkeypatch.setattr(fastpath, "_dispatch", lambda *a: seen.append(a) or 0)
     monkeypatch.setattr("pyrun.log.log.configure", lambda *a: None)
     assert fastpath.main(argv) == 0 and seen
+
+
+@pytest.mark.vm
+def test_exec_cgroup_moves_the_process_into_the_sub_cgroup(rt):
+    """On a cgroup v2 host (make vm-test): the exec'd process starts in the
+    existing sub-cgroup, seen from the container's cgroup namespace."""
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("needs a cgroup v2 hierarchy (make vm-test)")
+    cid = new_id()
+    rt.ok("run", "-d", "-b", rt.bundle(["hello", "sleep", "60"]), cid)
+    sub = None
+    try:
+        pid = rt.state(cid)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            rel = next(line[3:].strip() for line in f if line.startswith("0::"))
+        sub = f"/sys/fs/cgroup{rel}/sub"
+        os.mkdir(sub)
+        if rt.rootless and os.geteuid() == 0:
+            for name in ("", "cgroup.procs"):
+                os.chown(os.path.join(sub, name), rt.uid, rt.gid)
+        out = rt.ok("exec", "--cgroup", "sub", cid, "cat", "/proc/self/cgroup")
+        assert out.strip() == "0::/sub", out
+    finally:
+        if sub and os.path.isdir(sub):
+            os.rmdir(sub)  # empty again: cat has exited; the container's rmdir needs it gone
+        rt("delete", "-f", cid)
