@@ -40,8 +40,8 @@ class Options:
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
-    rootfs_mode: str | None = None        # "overlay" | "direct"; default: annotation, then by root.path
-    init: bool | None = None              # None: annotation, then by root.path
+    rootfs_mode: str | None = None        # "overlay" | "direct"; None: the annotation, else direct
+    init: bool | None = None              # None: the annotation, else no init (as runc)
     console_socket: str | None = None     # where the pty master goes (process.terminal)
     console_master: int | None = None     # set by a foreground create with a terminal: relay it
     ignore_cgroup_limits: bool = False    # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
@@ -61,49 +61,6 @@ def _owner() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return str(os.geteuid())
-
-
-# Inits engines put in front of the process (podman --init, docker --init):
-# a second one behind pyrun's would only add a process.
-KNOWN_INITS = {"catatonit", "tini", "tini-static", "docker-init", "podman-init", "dumb-init", "pyrun-init"}
-
-
-def _runs_an_init(spec) -> bool:
-    if os.path.basename(spec.process.args[0]) in KNOWN_INITS:
-        log.debug_msg(f"{spec.process.args[0]} is an init: pyrun's own is not added")
-        return True
-    return False
-
-
-def _engine_managed(spec) -> bool:
-    """root.path is a mount point: an engine (podman, buildah, containerd)
-    mounted the container's own writable layer there. It expects runc's
-    behaviour: writes land in that layer (podman diff/commit, a build's RUN
-    step) and the entrypoint is PID 1 (the engine has --init for an init).
-    A hand-made bundle gets pyrun's defaults: an overlay, so the bundle is
-    never modified, and pyrun's init as PID 1."""
-    if _is_mount_point(spec.root.path):
-        log.debug_msg(f"root.path {spec.root.path} is a mount point: an engine's layer; "
-                      "written directly, no pyrun init (as runc)")
-        return True
-    return False
-
-
-def _is_mount_point(path: str) -> bool:
-    """From /proc/self/mountinfo (proc(5)): a bind mount of a directory onto
-    itself has the same st_dev as its parent, so stat(2) cannot tell."""
-    path = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                point = line.split(" ", 5)[4]
-                if "\\" in point:  # octal escapes: \040 for a space
-                    point = point.encode().decode("unicode_escape")
-                if point == path:
-                    return True
-    except OSError:
-        pass
-    return False
 
 
 def _bool_annotation(spec, key: str, default: bool) -> bool:
@@ -132,13 +89,14 @@ def make_plan(spec, state_path: str, opts: Options):
     if os.geteuid() != 0 and userns is None:
         raise ConfigError("linux.namespaces", "rootless container requires a user namespace "
                           "(pyrun spec --rootless writes one)")
-    engine = _engine_managed(spec)
-    mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS) or (
-        rootfs.DIRECT if engine else rootfs.OVERLAY)
+    # The rule (README "runc's semantics unless asked"): a config pyrun did
+    # not write runs as runc runs it, rootfs used directly and the entrypoint
+    # as PID 1. pyrun's overlay and init only where the config's annotations
+    # (``pyrun spec`` writes them) or the command line ask for them.
+    mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS) or rootfs.DIRECT
     if mode not in (rootfs.OVERLAY, rootfs.DIRECT):
         raise ConfigError(f"annotations[{ANNOTATION_ROOTFS!r}]", f"expected overlay or direct, got {mode!r}")
-    use_init = opts.init if opts.init is not None else _bool_annotation(
-        spec, ANNOTATION_INIT, not engine and not _runs_an_init(spec))
+    use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, False)
     rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)
     check_lsm(spec.process)

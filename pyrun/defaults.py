@@ -193,6 +193,11 @@ def _to_rootless(spec: dict, uid: int, gid: int) -> None:
     spec["linux"] = linux
 
 
+# What ``pyrun spec`` opts into: a per-container overlay over root.path (the
+# bundle is never written) and pyrun's init as PID 1 (container.make_plan).
+PYRUN_EXTRAS = {"org.pyrun.rootfs": "overlay", "org.pyrun.init": "true"}
+
+
 def default_spec(
     rootless: bool = False,
     uid: int | None = None,
@@ -223,4 +228,7 @@ def default_spec(
             os.geteuid() if uid is None else uid,
             os.getegid() if gid is None else gid,
         )
+    # pyrun's extras, asked for here and only here: a config pyrun did not
+    # write runs as runc runs it (README, "The rule").
+    spec["annotations"] = dict(PYRUN_EXTRAS)
     return spec

@@ -1,14 +1,16 @@
-"""The container's root filesystem: an overlay by default, then pivot_root.
+"""The container's root filesystem: the bundle's or an overlay, then pivot_root.
 
-The bundle's ``root.path`` is the overlay's read-only *lower* layer; each
+``overlay`` mode (annotation ``org.pyrun.rootfs=overlay``, which ``pyrun
+spec`` writes, or ``--rootfs-mode overlay``): the bundle's ``root.path`` is the overlay's read-only *lower* layer; each
 container writes into its own *upper* directory under its state directory.
 So the bundle is never modified and the next container starts clean. All of
 this is mounted inside the container's own mount namespace: nothing appears
 in the host's mount table, and the kernel unmounts it when the last process
 of the container exits.
 
-``direct`` mode (annotation ``org.pyrun.rootfs=direct``, flag
-``--rootfs-mode direct``) bind-mounts ``root.path`` itself, as runc does.
+``direct`` mode, the default for a config pyrun did not write (or annotation
+``org.pyrun.rootfs=direct``, flag ``--rootfs-mode direct``), bind-mounts
+``root.path`` itself, as runc does: writes land in the bundle.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_ignore_limits_annotation_runs_and_says_so_in_debug(no_cgroup_v2):
     rt = no_cgroup_v2
     config = rt.config(["echo", "ran"])
     config["linux"]["resources"] = {"pids": {"limit": 10}}
-    config["annotations"] = {"org.pyrun.cgroups": "ignore-limits"}
+    config["annotations"].update({"org.pyrun.cgroups": "ignore-limits"})
     p = rt("run", "-b", rt.bundle(config=config), "c1")
     assert p.returncode == 0 and p.stdout.strip() == "ran" and p.stderr == "", p.stderr
     p = rt("--debug", "--ignore-cgroup-limits", "run", "-b", rt.bundle(config=config), "c2")

@@ -38,7 +38,7 @@ def test_no_init_makes_the_entrypoint_pid1(rt):
 
 def test_init_annotation_turns_the_init_off(rt):
     config = rt.config(["sh", "-c", "echo $$"])
-    config["annotations"] = {"org.pyrun.init": "false"}
+    config["annotations"].update({"org.pyrun.init": "false"})
     p = run(rt, None, config=config)
     assert p.stdout.strip() == "1", p.stderr
 

@@ -9,14 +9,26 @@ import subprocess
 
 
 
+def _copy(rt, src: str, name: str) -> str:
+    """A private copy of a rootfs template, owned as the template is (cp -a)."""
+    dst = os.path.join(rt.dir, name)
+    subprocess.run(["cp", "-a", src, dst], check=True)
+    return dst
+
+
+def _as_an_engine_writes_it(config):
+    """A config pyrun did not write: no org.pyrun.* annotations."""
+    config.pop("annotations", None)
+    return config
+
+
 def test_rootfs_that_is_a_mount_point_is_written_directly(rootful):
     """An engine mounts the container's own writable layer at root.path and
     expects the writes there (podman diff, commit, a build's RUN step)."""
-    layer = os.path.join(rootful.dir, "layer")
-    shutil.copytree(rootful.rootfs["busybox"], layer, symlinks=True)
+    layer = _copy(rootful, rootful.rootfs["busybox"], "layer")
     subprocess.run(["mount", "--bind", layer, layer], check=True)
     try:
-        config = rootful.config(["sh", "-c", "echo kept > /marker"])
+        config = _as_an_engine_writes_it(rootful.config(["sh", "-c", "echo kept > /marker"]))
         config["root"] = {"path": layer, "readonly": False}
         p = rootful("run", "-b", rootful.bundle(config=config), "c1")
         assert p.returncode == 0, p.stderr
@@ -24,6 +36,19 @@ def test_rootfs_that_is_a_mount_point_is_written_directly(rootful):
             assert f.read() == "kept\n"
     finally:
         subprocess.run(["umount", layer], check=True)
+
+
+def test_a_plain_rootfs_directory_of_an_engine_is_written_directly(rt):
+    """podman's vfs driver (rootless, no overlay) gives a plain directory:
+    no heuristic may put an overlay in front of it (issue 13)."""
+    layer = _copy(rt, rt.rootfs["busybox"], "vfs-layer")
+    config = _as_an_engine_writes_it(rt.config(["sh", "-c", "echo kept > /marker; echo $$"]))
+    config["root"] = {"path": layer, "readonly": False}
+    p = rt("run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "1", "no init in front of the entrypoint"
+    with open(os.path.join(layer, "marker")) as f:
+        assert f.read() == "kept\n"
 
 
 def test_a_plain_rootfs_directory_is_never_modified(rt):
@@ -38,11 +63,11 @@ def _writable(config):
 
 
 def test_an_init_given_by_the_engine_is_pid_1(rootful):
-    """podman --init puts catatonit first: pyrun's init is not stacked on it."""
-    rootfs = os.path.join(rootful.dir, "init-rootfs")
-    shutil.copytree(rootful.rootfs["hello"], rootfs, symlinks=True)
+    """podman --init puts catatonit first: pyrun's init is not stacked on it
+    (the config has no org.pyrun.init: nothing is guessed from the name)."""
+    rootfs = _copy(rootful, rootful.rootfs["hello"], "init-rootfs")
     shutil.copy(os.path.join(rootfs, "hello"), os.path.join(rootfs, "catatonit"))
-    config = rootful.config(["/catatonit", "pid"], rootfs="hello")
+    config = _as_an_engine_writes_it(rootful.config(["/catatonit", "pid"], rootfs="hello"))
     config["root"]["path"] = rootfs
     p = rootful("run", "-b", rootful.bundle(config=config), "c1")
     assert p.returncode == 0 and p.stdout.strip() == "1", p.stdout + p.stderr

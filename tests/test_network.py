@@ -83,7 +83,7 @@ def test_bridge_container_is_reached_on_a_published_port_at_127_0_0_1(bridge):
 def test_ports_and_mode_from_annotations(bridge):
     port = free_port()
     config = web_config(bridge)
-    config["annotations"] = {"org.pyrun.network": "bridge", "org.pyrun.ports": f"{port}:80/tcp"}
+    config["annotations"].update({"org.pyrun.network": "bridge", "org.pyrun.ports": f"{port}:80/tcp"})
     bridge.ok("run", "-d", "-b", bridge.bundle(config=config), "c1")
     assert fetch(f"http://127.0.0.1:{port}/").strip() == "hello-from-web"
 
@@ -151,7 +151,7 @@ def test_bad_network_input_is_a_clear_error(bridge, residue, args, message):
 
 def test_unknown_mode_in_the_annotation(rt, residue):
     config = rt.config(["true"])
-    config["annotations"] = {"org.pyrun.network": "carrier-pigeon"}
+    config["annotations"].update({"org.pyrun.network": "carrier-pigeon"})
     p = rt("run", "-b", rt.bundle(config=config), "c1")
     assert p.returncode == 1 and "unknown network mode 'carrier-pigeon'" in p.stderr, p.stderr
     residue.check()
@@ -244,7 +244,7 @@ def test_slirp_outbound_tcp_reaches_a_host_server(slirp):
     gateway = "10.0.2.2" if slirp.helper == "slirp4netns" else "$(ip route | awk '/^default/ {print $3}')"
     # timeout: through pasta, busybox nc does not see the server's close
     config = slirp.config(["sh", "-c", f"echo ping | timeout 5 nc {gateway} {port}"])
-    config["annotations"] = {"org.pyrun.network": slirp.helper, "org.pyrun.network.allow-host-loopback": "true"}
+    config["annotations"].update({"org.pyrun.network": slirp.helper, "org.pyrun.network.allow-host-loopback": "true"})
     p = slirp("run", "-b", slirp.bundle(config=config), "c1")
     t.join(20)
     server.close()
