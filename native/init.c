@@ -20,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -114,6 +115,33 @@ static pid_t spawn(const char *path, char **argv)
 	say("pyrun-init: exec ", path, ": ", strerror(err), "\n", NULL);
 	/* The shell convention: 127 for "not found", 126 for "found but unusable". */
 	_exit(err == ENOENT ? 127 : 126);
+}
+
+/*
+ * The container's stdio belongs to the entrypoint.  Were we to keep our
+ * copies, whoever reads a pipe the container writes to (`pyrun run -d ID |
+ * cat`, an engine's log reader) would see end-of-file only when PID 1
+ * exits, not when the entrypoint closes it.  Once the child has its own
+ * copies, ours point at /dev/null (closed, if there is none).  A
+ * controlling terminal belongs to the session, not to a descriptor
+ * (credentials(7), "Sessions"): we stay its session leader, the child
+ * stays in its foreground process group, and the pty hangs up when the
+ * child's last descriptor of it goes, as with runc.  Our own messages go
+ * nowhere from here; the child's exit status is what the host reads.
+ */
+static void release_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	int i;
+
+	for (i = 0; i <= 2; i++) {
+		if (fd < 0)
+			close(i);
+		else if (fd != i)
+			dup2(fd, i);
+	}
+	if (fd > 2)
+		close(fd);
 }
 
 /* Report how the child ended the way a shell would: 128 + signal if killed. */
@@ -216,6 +244,7 @@ int main(int argc, char **argv)
 		say("pyrun-init: fork: ", strerror(errno), "\n", NULL);
 		return 1;
 	}
+	release_stdio();
 
 	return supervise(sfd, child);
 }

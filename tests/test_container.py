@@ -43,6 +43,29 @@ def test_init_annotation_turns_the_init_off(rt):
     assert p.stdout.strip() == "1", p.stderr
 
 
+def test_init_holds_none_of_the_containers_stdio(rt):
+    """`pyrun run -d ID | cat` returns once the entrypoint has let go of the
+    pipe, while the container keeps running: PID 1 (pyrun's init) must not
+    hold the caller's stdout/stderr for the container's whole life."""
+    import shlex
+    import subprocess
+    import time
+
+    cid = f"stdio-{os.getpid()}"
+    bundle = rt.bundle(["sh", "-c", "echo started; exec sleep 30 >/dev/null 2>&1"])
+    cmd = shlex.join(rt.cmd("run", "--init", "-d", "-b", bundle, cid)) + " 2>&1 | cat"
+    t0 = time.monotonic()
+    p = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=20, env=rt.env,
+                       cwd=rt.dir, stdin=subprocess.DEVNULL, **rt._user_kw())
+    took = time.monotonic() - t0
+    try:
+        assert p.stdout.strip() == "started", p.stdout + p.stderr
+        assert took < 5, f"the pipe stayed open for {took:.1f} s"
+        assert rt.state(cid)["status"] == "running"
+    finally:
+        rt("delete", "--force", cid)
+
+
 def test_ps_shows_only_the_containers_processes(rt):
     p = run(rt, ["hello", "ps"])
     assert p.returncode == 0, p.stderr
