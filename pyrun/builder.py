@@ -269,7 +269,8 @@ def _create_hooks(plan: Plan, ch: Channel) -> None:
     ch.send("hooks")
     plan.host_pid = ch.expect("hooks-done")["pid"]
     with log.step("hooks.createContainer"):
-        hooks.run_all(h.create_container, hook_state(plan, "creating"), "createContainer")
+        hooks.run_all(h.create_container, hook_state(plan, "creating"), "createContainer",
+                      plan.spec.process.env)  # runc runs it in its init, whose env is the process's
 
 
 def _build_rootfs(plan: Plan, ch: Channel) -> None:
@@ -285,12 +286,20 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
     # own mounts could otherwise redirect a path under /proc (CVE-2025-52881).
     proc_fd = _open_host_proc() if spec.linux.sysctl else -1
     with log.step("mount(/, rslave)"):
-        rootfs.make_mounts_private(prop)
+        # As runc: rootfsPropagation on "/" before the root is mounted (rshared
+        # keeps a bidirectional bind a peer of the host's), but unbindable
+        # only after pivot_root: the root is bound from "/", which it forbids.
+        rootfs.make_mounts_private(prop if prop and not prop & sc.MS_UNBINDABLE else None)
+    if prop:
+        with log.step("mount(parent of root, private)"):
+            rootfs.parent_mount_private(plan.state_path)
     merged = os.path.join(plan.state_path, "merged")
     with log.step(f"mount(root, {plan.rootfs_mode})"):
         rootfs.mount_root(plan.rootfs_mode, spec.root.path, plan.state_path, plan.in_userns, spec.bundle)
     if prop:
-        rootfs.set_root_propagation(merged, prop)
+        # A bind of a shared mount is its peer: private until pivot_root(2),
+        # which refuses a shared new root; rootfsPropagation comes after it.
+        rootfs.set_root_propagation(merged, sc.MS_PRIVATE)
     rootfd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         host_dirs = set()  # mount ids of the config's bind mounts
@@ -323,6 +332,11 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             rootfs.move_root(merged)
         else:
             rootfs.pivot_root(merged)
+    if prop:
+        # On "/" once it is the container's root, as runc does: before, a
+        # shared or unbindable root makes pivot_root or bind mounts fail.
+        with log.step("mount(/, rootfsPropagation)"):
+            rootfs.set_root_propagation("/", prop)
     linux = spec.linux
     if linux.sysctl:
         from pyrun import sysctl  # imported before pivot_root, when needed
@@ -405,6 +419,10 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
 
     proc = plan.spec.process
     process.prepare_fds(plan.preserve_fds)  # before any seccomp filter can refuse close_range(2)
+    if not any(e.startswith("HOME=") for e in proc.env):
+        # As root, in the container's root (after pivot_root or chroot), before
+        # any seccomp filter: runc's setupUser, for create and exec alike.
+        proc.env = proc.env + ["HOME=" + process.home_of(proc.user.uid)]
     with log.step("setrlimit"):
         process.set_rlimits(proc.rlimits)
     process.chdir(proc.cwd)  # as root first: the user may lack search rights above cwd
@@ -443,7 +461,8 @@ def _start_hooks(plan: Plan, fifo: int) -> None:
     from pyrun import hooks
 
     try:
-        hooks.run_all(plan.spec.hooks.start_container, hook_state(plan, "created"), "startContainer")
+        hooks.run_all(plan.spec.hooks.start_container, hook_state(plan, "created"), "startContainer",
+                      plan.spec.process.env)
     except hooks.HookFailed as e:
         os.write(fifo, b"!" + str(e).encode()[:4000])
         os._exit(1)

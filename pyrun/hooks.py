@@ -1,8 +1,12 @@
 """OCI hooks (config.md "POSIX-platform Hooks", runtime.md "Lifecycle").
 
-Each hook is a program run with exactly its ``args`` and ``env`` (nothing
-inherited), the container's state JSON on stdin, and an optional
-``timeout`` in seconds. When and where:
+Each hook is a program run with exactly its ``args`` and ``env``, the
+container's state JSON on stdin, and an optional ``timeout`` in seconds.
+A hook with no ``env`` gets what runc gives it (Go's exec.Cmd with a nil
+Env inherits): the runtime's own environment for the hooks the runtime runs
+(prestart, createRuntime, poststart, poststop), the process's environment
+for those run in the container's init (createContainer, startContainer).
+When and where:
 
 ============== ============================== =========================
 hook           when                           namespaces
@@ -48,11 +52,17 @@ def state_json(oci_version: str, container_id: str, status: str, pid: int, bundl
     return jsonio.dumps(state, compact=False).encode()
 
 
-def run(hook, state: bytes, kind: str, index: int) -> None:
+def run(hook, state: bytes, kind: str, index: int, default_env: list[str] | None = None) -> None:
     """Run one hook to completion; raise :class:`HookFailed` naming it
-    (``hooks.createRuntime[0] /usr/bin/x``) if it fails or times out."""
+    (``hooks.createRuntime[0] /usr/bin/x``) if it fails or times out.
+    ``default_env``: the environment of a hook without ``env``; None for
+    our own (os.environ)."""
     where = f"hooks.{kind}[{index}] {hook.path}"
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in hook.env)
+    if hook.env is None and default_env is None:
+        env = os.environ
+    else:
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in
+                   (hook.env if hook.env is not None else default_env))
     r, w = os.pipe()
     try:
         pid = os.posix_spawn(hook.path, hook.args or [hook.path], env,
@@ -82,9 +92,9 @@ def run(hook, state: bytes, kind: str, index: int) -> None:
         raise HookFailed(f"{where}: {how}")
 
 
-def run_all(hooks: list, state: bytes, kind: str) -> None:
+def run_all(hooks: list, state: bytes, kind: str, default_env: list[str] | None = None) -> None:
     for i, hook in enumerate(hooks):
-        run(hook, state, kind, i)
+        run(hook, state, kind, i, default_env)
 
 
 def run_all_warn(hooks: list, state: bytes, kind: str) -> None:

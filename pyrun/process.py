@@ -10,6 +10,7 @@ we are ready, so a missing program fails ``create`` and not ``start``.
 from __future__ import annotations
 
 import os
+import stat
 
 from pyrun.errors import ConfigError, PyrunError
 
@@ -75,6 +76,40 @@ def switch_user(user, setgroups_ok: bool) -> None:
         os.umask(user.umask)
 
 
+PASSWD_MAX = 1 << 20  # bytes of the image's /etc/passwd read at most
+
+
+def home_of(uid: int) -> str:
+    """HOME for ``uid``: its entry in the container's /etc/passwd (passwd(5)),
+    "/" when it has none, as runc's user.GetExecUser.
+
+    Called after pivot_root(2) or chroot(2): "/" is the container's root,
+    so the path and every symlink in it resolve inside it. The file is the
+    image's: only a regular file is read (O_NONBLOCK: a fifo does not block
+    open(2); fstat(2) then refuses it), and only its first PASSWD_MAX bytes."""
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    chunks = []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        left = PASSWD_MAX
+        while left > 0 and (chunk := os.read(fd, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    for line in b"".join(chunks).split(b"\n"):
+        fields = line.split(b":")
+        if len(fields) >= 6 and fields[2].strip().isdigit() and int(fields[2]) == uid:
+            return fields[5].decode(errors="surrogateescape")
+    return "/"
+
+
 def env_path(env: list[str]) -> str:
     for entry in env:
         if entry.startswith("PATH="):
@@ -82,20 +117,45 @@ def env_path(env: list[str]) -> str:
     return DEFAULT_PATH
 
 
+class ExecNotFound(PyrunError):
+    """args[0] cannot be run, worded as runc words it (Go's exec.LookPath):
+    engines read the words. podman turns "executable file not found" and
+    "no such file or directory" into 127, "permission denied" into 126."""
+
+    def __init__(self, arg0: str, why: str):
+        super().__init__(f'process.args[0]: exec: "{arg0}": {why}')
+
+
+def _executable(path: str) -> str | None:
+    """None if execve(2) may run ``path``, else why not (an errno's words).
+
+    Only what the file says, as Go's exec.LookPath in runc: a regular file
+    with an execute bit. Whether *this* process may execute it (its
+    effective ids, CAP_DAC_OVERRIDE, a noexec mount) is execve's decision,
+    which reports it; access(2) would answer for the real uid without the
+    capabilities (access(2), NOTES) and refuse what execve allows."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"stat {path}: {os.strerror(e.errno).lower()}" if e.errno else str(e)
+    if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
+        return "permission denied"
+    return None
+
+
 def lookup(arg0: str, env: list[str]) -> str:
-    """execvp(3)'s search, done by hand so the error is ours and early."""
+    """execvp(3)'s search, done before ``create`` returns so that a missing
+    program fails ``create`` and not ``start`` (runc does the same)."""
     if "/" in arg0:
-        candidates = [arg0]
-    else:
-        candidates = [os.path.join(d or ".", arg0) for d in env_path(env).split(":")]
-    for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
+        why = _executable(arg0)
+        if why is None:
+            return arg0
+        raise ExecNotFound(arg0, why)
+    for d in env_path(env).split(":"):
+        path = os.path.join(d or ".", arg0)
+        if _executable(path) is None:
             return path
-    if "/" in arg0:
-        why = "no such file" if not os.path.exists(arg0) else "not an executable file"
-        raise ConfigError("process.args[0]", f"{arg0}: {why} in the container")
-    raise ConfigError("process.args[0]", f"{arg0!r}: executable file not found in $PATH "
-                      f"({env_path(env)})")
+    raise ExecNotFound(arg0, "executable file not found in $PATH")
 
 
 def chdir(cwd: str) -> None:

@@ -92,8 +92,31 @@ def check_root(path: str, bundle: str) -> None:
                           "refused; name the real directory")
 
 
-def set_root_propagation(merged: str, propagation: int) -> None:
-    sc.mount(None, merged, None, propagation, None)
+def parent_mount_private(path: str) -> None:
+    """runc's rootfsParentMountPrivate: the mount ``path`` is on becomes
+    private if it is shared (proc(5), /proc/self/mountinfo's optional
+    fields). pivot_root(2) refuses a new root whose parent mount is shared,
+    and the root mounted there must not propagate to the host's namespace.
+    Only needed with linux.rootfsPropagation: runc's default, rslave on
+    every mount, leaves nothing shared."""
+    path = os.path.realpath(path)
+    point, shared = "/", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4]
+            if "\\" in mp:  # octal escapes: \040 for a space
+                mp = mp.encode().decode("unicode_escape")
+            inside = path == mp or path.startswith(mp.rstrip("/") + "/")
+            if inside and len(mp) >= len(point):  # the last of those stacked on one point is on top
+                point = mp
+                shared = any(o.startswith("shared:") for o in fields[6:fields.index("-")])
+    if shared:
+        sc.mount(None, point, None, sc.MS_PRIVATE, None)
+
+
+def set_root_propagation(target: str, propagation: int) -> None:
+    sc.mount(None, target, None, propagation, None)
 
 
 def pivot_root(new_root: str) -> None:

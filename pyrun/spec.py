@@ -292,7 +292,7 @@ class Hook:
 
     path: str
     args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    env: list[str] | None = None   # None (absent): the environment runc would give (hooks.run)
     timeout: int | None = None
 
 
@@ -707,7 +707,7 @@ def _parse_hooks(data: dict) -> Hooks:
                 Hook(
                     path=path,
                     args=_str_list(item, "args", p),
-                    env=_str_list(item, "env", p),
+                    env=_str_list(item, "env", p) if item.get("env") is not None else None,
                     timeout=timeout,
                 )
             )
@@ -866,18 +866,15 @@ def _check_userns(linux: Linux) -> None:
             )
 
 
-def _check_uts(spec: Spec, where: dict[str, str]) -> None:
+def _check_uts(spec: Spec) -> None:
     uts = spec.namespace("uts")
     for key, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
         if value is None:
             continue
+        # A uts namespace joined by path is the container's too: runc sets
+        # the name there (sethostname(2) needs CAP_SYS_ADMIN over its owner).
         if uts is None:
             raise ConfigError(key, f"unable to set {key} without a private uts namespace")
-        if uts.path is not None:
-            raise ConfigError(
-                key,
-                f"unable to set {key} in a joined uts namespace ({where['uts']}.path is set)",
-            )
 
 
 def _check_restricted_paths(linux: Linux) -> None:
@@ -986,7 +983,7 @@ def parse(data: dict, bundle: str) -> Spec:
     )
 
     _check_userns(linux)
-    _check_uts(spec, where)
+    _check_uts(spec)
     _check_restricted_paths(linux)
     _check_sysctl(linux)
     if linux.time_offsets or linux.net_devices:

@@ -337,7 +337,6 @@ BAD = [
     ("map-size-zero", _linux(namespaces=USERNS, uidMappings=[{"containerID": 0, "hostID": 1, "size": 0}]), "linux.uidMappings[0].size", "between 1 and"),
     ("map-hostid-missing", _linux(namespaces=USERNS, uidMappings=[{"containerID": 0, "size": 1}]), "linux.uidMappings[0].hostID", "is required"),
     ("hostname-no-uts", _both(_set(["hostname"], "h"), _linux(namespaces=[{"type": "pid"}])), "hostname", "without a private uts namespace"),
-    ("hostname-joined-uts", _both(_set(["hostname"], "h"), _linux(namespaces=[{"type": "pid"}, {"type": "uts", "path": "/proc/1/ns/uts"}])), "hostname", "linux.namespaces[1].path is set"),
     ("domainname-no-linux", _set(["domainname"], "d"), "domainname", "without a private uts namespace"),
     ("propagation-bad", _linux(rootfsPropagation="recursive"), "linux.rootfsPropagation", 'unknown propagation "recursive"'),
     ("device-type", _linux(devices=[{"type": "x", "path": "/dev/x", "major": 1, "minor": 1}]), "linux.devices[0].type", 'unknown device type "x"'),
