@@ -21,7 +21,9 @@ its command line exactly as a user would:
 Runtimes are interleaved (pyrun runc crun pyrun runc crun ...) so that drift
 of the machine hits all alike; each measurement is reported as median and
 p90 over the runs. Every runtime gets its own copy of the bundle, all with
-the same config (``runc spec``, unchanged but for the process).
+the same config (``runc spec``, unchanged but for the process): pyrun then
+runs as runc does (README, "The rule"), its overlay and init are the
+``pyrun --rootfs-mode overlay --init`` line and the PID 1 rows.
 
 This host's cgroups are hybrid (v1 controllers, cgroup2 at
 /sys/fs/cgroup/unified) and crun refuses them, so the whole benchmark
@@ -300,9 +302,9 @@ class Bench:
     def setup(self) -> None:
         self.runtimes = {
             "pyrun": Runtime("pyrun", PYRUN),
-            "pyrun-direct": Runtime("pyrun-direct", PYRUN, ("--rootfs-mode", "direct", "--no-init"),
-                                    "pyrun --rootfs-mode direct --no-init"),
-            "pyrun-noinit": Runtime("pyrun-noinit", PYRUN, ("--no-init",), "pyrun --no-init"),
+            "pyrun-extras": Runtime("pyrun-extras", PYRUN, ("--rootfs-mode", "overlay", "--init"),
+                                    "pyrun --rootfs-mode overlay --init"),
+            "pyrun-init": Runtime("pyrun-init", PYRUN, ("--init",), "pyrun --init"),
             "runc": Runtime("runc", shutil.which("runc") or "/usr/sbin/runc"),
             "crun": Runtime("crun", shutil.which("crun") or "/usr/bin/crun"),
         }
@@ -391,14 +393,14 @@ class Bench:
     def bench_run(self, mode: Mode) -> None:
         """(a) the whole create+start+wait+delete of /hello true."""
         say(f"bench: run /hello true, {mode.name}, N={N}")
-        rts = self.rts("pyrun", "pyrun-direct", "runc", "crun")
+        rts = self.rts("pyrun", "pyrun-extras", "runc", "crun")
         args = ["/hello", "true"]
         self.warm(mode, rts, args)
         main = self.table.add(f"run /hello true, {mode.name} (ms)", "ms")
-        direct = self.table.add(f"  pyrun --rootfs-mode direct --no-init, {mode.name} (ms)", "ms",
+        extras = self.table.add(f"  pyrun --rootfs-mode overlay --init, {mode.name} (ms)", "ms",
                                 note="runc/crun columns: the same samples as the row above")
-        direct["runc"], direct["crun"] = main["runc"], main["crun"]
-        series = {"pyrun": main["pyrun"], "pyrun-direct": direct["pyrun"],
+        extras["runc"], extras["crun"] = main["runc"], main["crun"]
+        series = {"pyrun": main["pyrun"], "pyrun-extras": extras["pyrun"],
                   "runc": main["runc"], "crun": main["crun"]}
         for _ in range(N):
             for rt in rts:
@@ -542,18 +544,18 @@ class Bench:
         RSS during a foreground run of a container that sleeps 1 s."""
         say(f"bench: memory, rootful, N={MEM_N}")
         mode = self.modes["rootful"]
-        pyrun, noinit, runc, crun = self.rts("pyrun", "pyrun-noinit", "runc", "crun")
+        pyinit, pyrun, runc, crun = self.rts("pyrun-init", "pyrun", "runc", "crun")
         pause = ["/hello", "pause"]
         tini = ["/tini", "-s", "--", *pause] if tini_binary() else None
         cata = ["/catatonit", "--", *pause] if catatonit_binary() else None
         # (row label, [(column, runtime, args, extras)])
         cases = [
             ("PID 1 with an init: pyrun-init vs tini-static",
-             [("pyrun", pyrun, pause, False), ("runc", runc, tini, True), ("crun", crun, tini, True)]),
+             [("pyrun", pyinit, pause, False), ("runc", runc, tini, True), ("crun", crun, tini, True)]),
             ("PID 1 with an init: pyrun-init vs catatonit",
-             [("pyrun", pyrun, pause, False), ("runc", runc, cata, True), ("crun", crun, cata, True)]),
-            ("PID 1 without init (/hello pause; pyrun --no-init)",
-             [("pyrun", noinit, pause, False), ("runc", runc, pause, False), ("crun", crun, pause, False)]),
+             [("pyrun", pyinit, pause, False), ("runc", runc, cata, True), ("crun", crun, cata, True)]),
+            ("PID 1 without init (/hello pause)",
+             [("pyrun", pyrun, pause, False), ("runc", runc, pause, False), ("crun", crun, pause, False)]),
         ]
         rows = {}
         for label, _ in cases:
@@ -577,7 +579,7 @@ class Bench:
                         got = pyrun_sample   # the same pyrun-init: measured once per round
                     else:
                         got = self.pid1_memory(mode, rt, args, extras)
-                    if col == "pyrun" and rt is pyrun:
+                    if col == "pyrun" and rt is pyinit:
                         pyrun_sample = got
                     if isinstance(got, str):
                         rss_row[col].fail(got)
