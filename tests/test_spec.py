@@ -181,6 +181,9 @@ def test_default_spec_parses_back():
     assert "/proc/kcore" in spec.linux.masked_paths
     assert "gid=5" in spec.mounts[2].options
     assert default_spec(cgroupns=True)["linux"]["namespaces"][-1] == {"type": "cgroup"}
+    # pyrun's extras are asked for by the configs pyrun writes, never guessed (README, "The rule")
+    assert spec.annotations == {"org.pyrun.rootfs": "overlay", "org.pyrun.init": "true"}
+    assert default_spec(rootless=True, uid=1, gid=1)["annotations"] == spec.annotations
 
 
 def test_default_spec_is_fresh_each_call():
