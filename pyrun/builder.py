@@ -419,10 +419,13 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
 
     proc = plan.spec.process
     process.prepare_fds(plan.preserve_fds)  # before any seccomp filter can refuse close_range(2)
-    if not any(e.startswith("HOME=") for e in proc.env):
+    homes = [e for e in proc.env if e.startswith("HOME=")]
+    if not homes or homes[-1] == "HOME=":
         # As root, in the container's root (after pivot_root or chroot), before
-        # any seccomp filter: runc's setupUser, for create and exec alike.
-        proc.env = proc.env + ["HOME=" + process.home_of(proc.user.uid)]
+        # any seccomp filter: runc's setupUser, for create and exec alike (an
+        # empty HOME counts as none, as os.Getenv("HOME") == "" does there).
+        proc.env = [e for e in proc.env if not e.startswith("HOME=")] + [
+            "HOME=" + process.home_of(proc.user.uid)]
     with log.step("setrlimit"):
         process.set_rlimits(proc.rlimits)
     process.chdir(proc.cwd)  # as root first: the user may lack search rights above cwd

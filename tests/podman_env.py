@@ -64,7 +64,7 @@ network_config_dir = "{d}/networks"
 
 STORAGE_CONF = """\
 [storage]
-driver = "overlay"
+driver = "{driver}"
 graphroot = "{d}/root"
 runroot = "{d}/runroot"
 """
@@ -147,8 +147,12 @@ class PodmanEnv:
     """One runtime × one mode, with podman's state under ``self.dir``."""
 
     def __init__(self, runtime: str, runtime_path: str, runtime_flags: list[str], mode: str,
-                 workspace: str, image_tar: str):
+                 workspace: str, image_tar: str, driver: str = "overlay"):
+        """``driver``: the storage driver; ``vfs`` (rootless podman's default
+        where overlay is not available) gives the runtime a plain directory
+        as root.path."""
         self.runtime = runtime
+        self.driver = driver
         self.mode = mode
         self.rootless = mode == "rootless"
         if self.rootless:
@@ -167,7 +171,7 @@ class PodmanEnv:
         self.scratch = os.path.join(self.dir, "scratch")  # files the tests share with containers
         for name, text in (("containers.conf", CONTAINERS_CONF), ("storage.conf", STORAGE_CONF)):
             with open(os.path.join(self.dir, name), "w") as f:
-                f.write(text.format(d=self.dir))
+                f.write(text.format(d=self.dir, driver=driver))
         self.env = {
             "PATH": PATH, "LANG": "C.UTF-8", "HOME": os.path.join(self.dir, "home"),
             "CONTAINERS_CONF": os.path.join(self.dir, "containers.conf"),
@@ -179,14 +183,14 @@ class PodmanEnv:
         self.prefix = ["podman", "--root", os.path.join(self.dir, "root"),
                        "--runroot", os.path.join(self.dir, "runroot"),
                        "--tmpdir", os.path.join(self.dir, "tmp"),
-                       "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
+                       "--storage-driver", driver, "--cgroup-manager", "cgroupfs",
                        "--events-backend", "file", "--runtime", runtime_path]
         for flag in runtime_flags:
             self.prefix += ["--runtime-flag", flag]
         self.ok("import", image_tar, IMAGE, timeout=120)
 
     def __repr__(self):
-        return f"<podman {self.runtime} {self.mode}>"
+        return f"<podman {self.runtime} {self.mode} {self.driver}>"
 
     def _chown(self, path: str) -> None:
         if self.uid != os.geteuid():

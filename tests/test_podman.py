@@ -93,12 +93,12 @@ def podman_workspace():
     assert not problems and not left, "\n".join(problems + [f"mounts left: {left}"])
 
 
-def get_env(runtime: str, mode: str, workspace: str) -> PodmanEnv:
-    key = (runtime, mode)
+def get_env(runtime: str, mode: str, workspace: str, driver: str = "overlay") -> PodmanEnv:
+    key = (runtime, mode) if driver == "overlay" else (runtime, mode, driver)
     if key not in ENVS:
         tar = os.path.join(workspace, "busybox.tar")
         if runtime == "runc":
-            ENVS[key] = PodmanEnv("runc", RUNC, [], mode, workspace, tar)
+            ENVS[key] = PodmanEnv("runc", RUNC, [], mode, workspace, tar, driver)
         else:
             uid = gid = 0
             if mode == "rootless":
@@ -110,7 +110,7 @@ def get_env(runtime: str, mode: str, workspace: str) -> PodmanEnv:
                 pytest.skip(str(e))
             # pyrun serves cgroup v2 only: podman's default pids limit
             # would be refused on a v1/hybrid host without this flag
-            ENVS[key] = PodmanEnv("pyrun", path, ["ignore-cgroup-limits"], mode, workspace, tar)
+            ENVS[key] = PodmanEnv("pyrun", path, ["ignore-cgroup-limits"], mode, workspace, tar, driver)
     return ENVS[key]
 
 
@@ -120,12 +120,21 @@ def pm(request, podman_workspace):
     return get_env(runtime, mode, podman_workspace)
 
 
+@pytest.fixture(params=[(r, "rootless") for r in RUNTIMES], ids=lambda p: f"{p[0]}-{p[1]}-vfs")
+def pm_vfs(request, podman_workspace):
+    """Rootless podman with the vfs storage driver: root.path is a plain
+    directory, the container's own copy of the image (issue 13)."""
+    runtime, mode = request.param
+    return get_env(runtime, mode, podman_workspace, "vfs")
+
+
 def scenario(fn):
     """Run the test; decide the verdict of a failure against runc's."""
     name = fn.__name__.removeprefix("test_")
 
     @functools.wraps(fn)
-    def wrapper(pm):
+    def wrapper(*args, **kw):
+        pm = (args or tuple(kw.values()))[0]  # the fixture: pm or pm_vfs
         try:
             fn(pm)
         except (AssertionError, OSError) as e:
@@ -175,7 +184,7 @@ def runc_result(fn, name: str, pm: PodmanEnv) -> str | None:
     if key not in RUNC_RESULTS:
         if not RUNC:
             return HOST_LIMITS.get(key)
-        ref = get_env("runc", pm.mode, os.path.dirname(pm.dir))
+        ref = get_env("runc", pm.mode, os.path.dirname(pm.dir), pm.driver)
         try:
             fn(ref)
             RUNC_RESULTS[key] = None
@@ -513,3 +522,51 @@ def test_parallel_20(pm):
     assert sorted(set(running) & set(names)) == sorted(names)
     pm.ok("rm", "-f", "-t", "0", *names, timeout=120)
     assert not set(pm.ok("ps", "-a", "--format", "{{.Names}}").split()) & set(names)
+
+
+@scenario
+def test_missing_or_unusable_program_exit_codes(pm):
+    """podman reads the runtime's words: "executable file not found" and
+    "no such file or directory" are 127, "permission denied" 126 (issue 13)."""
+    for args, code in ((["no-such-program"], 127), (["/no/such/program"], 127), (["/etc/passwd"], 126)):
+        p = pm("run", "--rm", IMAGE, *args)
+        assert p.returncode == code, f"run {args[0]}: exit {p.returncode}, not {code}: {p.stderr.strip()}"
+    name = run_detached(pm)
+    for args, code in ((["no-such-program"], 127), (["/etc/passwd"], 126)):
+        p = pm("exec", name, *args)
+        assert p.returncode == code, f"exec {args[0]}: exit {p.returncode}, not {code}: {p.stderr.strip()}"
+    pm.ok("rm", "-f", "-t", "0", name)
+
+
+@scenario
+def test_exec_as_another_user(pm):
+    """`podman exec -u 1000:1000`: the PATH lookup leaves permissions to
+    execve(2), which counts capabilities (issue 13)."""
+    name = run_detached(pm)
+    assert pm.ok("exec", "-u", "1000:1000", name, "sh", "-c", "id -u; id -g; echo $HOME") == "1000\n1000\n/\n"
+    pm.ok("exec", name, "sh", "-c", "mkdir -p /usr/local/bin && cp /usr/bin/hello /usr/local/bin/secret && chmod 700 /usr/local/bin/secret")
+    assert pm.ok("exec", "-u", "1000:1000", "--privileged", name, "secret", "uid").split() == ["1000", "1000"]
+    pm.ok("rm", "-f", "-t", "0", name)
+
+
+@scenario
+def test_vfs_writable_layer(pm_vfs):
+    """Rootless vfs storage gives the runtime a plain directory: the
+    container's writes land there as with runc (issue 13): podman diff shows
+    them, commit keeps them, cp finds them after a stop, start keeps them."""
+    pm = pm_vfs
+    name = run_detached(pm)
+    pm.ok("exec", name, "sh", "-c", "echo kept > /etc/written")
+    diff = pm.ok("diff", name).split()
+    assert "/etc/written" in diff, f"podman diff does not show the write: {diff}"
+    pm.ok("stop", "-t", "0", name)
+    dst = pm.path(unique("copied"))
+    pm.ok("cp", f"{name}:/etc/written", dst)
+    assert open(dst).read() == "kept\n", "podman cp after stop"
+    image = f"localhost/{unique('committed')}"
+    pm.ok("commit", name, image, timeout=120)
+    assert pm.ok("run", "--rm", image, "cat", "/etc/written") == "kept\n", "podman commit"
+    pm.ok("start", name)
+    assert pm.ok("exec", name, "cat", "/etc/written") == "kept\n", "stop + start"
+    pm.ok("rm", "-f", "-t", "0", name)
+    pm.ok("rmi", image)

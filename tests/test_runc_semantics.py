@@ -229,12 +229,12 @@ def test_home_comes_from_the_containers_passwd(rt, rb):
         assert r.returncode == 0, r.stderr
         out = []
         for args in ([], ["-u", "1000:1000"], ["-u", "1001:1001"], ["-u", "65534:65534"],
-                     ["-e", "HOME=/mine"]):
+                     ["-e", "HOME=/mine"], ["-e", "HOME="]):
             e = call("exec", *args, cid, "sh", "-c", "echo $HOME")
             assert e.returncode == 0, e.stderr
             out.append(e.stdout)
         outputs.append(out)
-    assert outputs[1] == ["/root\n", "/home/u\n", "/\n", "/\n", "/mine\n"]
+    assert outputs[1] == ["/root\n", "/home/u\n", "/\n", "/\n", "/mine\n", "/root\n"]
     assert outputs[0] == outputs[1]
 
 
