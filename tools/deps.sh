@@ -13,6 +13,8 @@ PKGS="$PKGS qemu-system-x86 cpio kmod binutils xz-utils"
 # tests/test_podman.py: podman, runc as the reference runtime, slirp4netns
 # for rootless networking, catatonit for --init
 PKGS="$PKGS podman runc slirp4netns catatonit"
+# tests/test_containerd.py: a private containerd, its shim and ctr
+PKGS="$PKGS containerd"
 # networking: nftables for the bridge's NAT, passt for the pasta mode
 PKGS="$PKGS nftables passt"
 # tests/test_terminal.py: strace's syscall delay injection makes a race happen

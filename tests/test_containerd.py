@@ -1,0 +1,273 @@
+"""containerd with pyrun as its runc (``ctr run --runc-binary``), beside runc.
+
+The module starts its own containerd: its own root, state, sockets and
+runc root under a temporary directory, no CRI plugin; it is stopped, and
+the directory removed, at the end. Containers use ``ctr run --rootfs``
+(a private copy of the busybox rootfs, no image, no snapshotter), which is
+what containerd's shim gives the runtime as root.path: a config pyrun did
+not write, run as runc runs it (rootfs written directly, entrypoint PID 1).
+
+The runtime is a wrapper that records each command line the shim sends and
+pyrun's exit status: no command line may be refused as a usage error.
+Rootful only: rootless containerd needs rootlesskit.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUSYBOX_ROOTFS = os.path.join(TOP, "bundles", "busybox", "rootfs")
+CONTAINERD = shutil.which("containerd")
+CTR = shutil.which("ctr")
+RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
+PYRUN = os.path.join(os.path.dirname(sys.executable), "pyrun")
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+if not (CONTAINERD and CTR and shutil.which("containerd-shim-runc-v2")):
+    pytest.skip("containerd is not installed (tools/deps.sh installs it)", allow_module_level=True)
+if os.geteuid() != 0:
+    pytest.skip("containerd runs as root here (rootless needs rootlesskit)", allow_module_level=True)
+
+CONFIG = """\
+version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[debug]
+  address = "{d}/debug.sock"
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"""
+
+# pyrun serves cgroup v2 only; containerd's spec asks for cpu shares, which a
+# v1/hybrid host cannot give it (as podman's --runtime-flag in test_podman.py)
+WRAPPER = """\
+#!/bin/sh
+{runtime} {flags} "$@"
+rc=$?
+printf '%s\\t%s\\n' "$rc" "$*" >> {log}
+exit $rc
+"""
+
+
+class Containerd:
+    """A private containerd and ctr against it."""
+
+    def __init__(self, d: str):
+        self.dir = d
+        self.sock = os.path.join(d, "containerd.sock")
+        self.ns = f"pyrun-test-{os.getpid()}"
+        with open(os.path.join(d, "config.toml"), "w") as f:
+            f.write(CONFIG.format(d=d))
+        self.log = open(os.path.join(d, "containerd.log"), "w")
+        self.proc = subprocess.Popen([CONTAINERD, "--config", os.path.join(d, "config.toml")],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while subprocess.run([CTR, "-a", self.sock, "version"], capture_output=True).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"containerd did not start: {open(self.log.name).read()[-2000:]}")
+            time.sleep(0.1)
+
+    def ctr(self, *args, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run([CTR, "-a", self.sock, "-n", self.ns, *map(str, args)], stdout=out, stderr=err,
+                               stdin=subprocess.DEVNULL, text=True, timeout=timeout, **kw)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
+
+    def ok(self, *args, **kw) -> str:
+        p = self.ctr(*args, **kw)
+        assert p.returncode == 0, f"ctr {' '.join(map(str, args))} -> {p.returncode}\n{p.stderr}"
+        return p.stdout
+
+    def ctr_pty(self, *args, timeout: float = 30) -> tuple[int, str]:
+        """ctr with a terminal as its stdio (``-t`` needs one)."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen([CTR, "-a", self.sock, "-n", self.ns, *args], stdin=slave, stdout=slave,
+                             stderr=slave, start_new_session=True)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if select.select([master], [], [], 0.2)[0]:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: every slave is closed
+                        break
+                    if not chunk:
+                        break
+                    out += chunk
+                elif p.poll() is not None:
+                    break
+            else:
+                p.kill()
+            return p.wait(timeout=10), out.decode(errors="replace")
+        finally:
+            os.close(master)
+
+    def stop(self) -> None:
+        """SIGTERM, as systemd stops it; the shims of deleted tasks are gone."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def containerd():
+    if not os.path.isdir(os.path.join(BUSYBOX_ROOTFS, "bin")):
+        pytest.exit("bundles/busybox is not prepared: run 'make bundles'", 2)
+    d = tempfile.mkdtemp(prefix="pyctrd-", dir="/tmp")
+    try:
+        c = Containerd(d)
+    except RuntimeError as e:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.skip(str(e))
+    yield c
+    for task in c.ctr("task", "ls", "-q").stdout.split():
+        c.ctr("task", "kill", "-s", "KILL", task)
+        c.ctr("task", "delete", "-f", task)
+    for container in c.ctr("container", "ls", "-q").stdout.split():
+        c.ctr("container", "delete", container)
+    c.stop()
+    subprocess.run(["umount", "-R", "-l", d], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Runtime:
+    """One runc-compatible binary under containerd, through a recording wrapper."""
+
+    def __init__(self, c: Containerd, name: str, exe: str, flags: str = ""):
+        self.c = c
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"{name}-", dir=c.dir)
+        self.argv_log = os.path.join(self.dir, "argv.log")
+        self.wrapper = os.path.join(self.dir, "runtime")
+        with open(self.wrapper, "w") as f:
+            f.write(WRAPPER.format(runtime=exe, flags=flags, log=self.argv_log))
+        os.chmod(self.wrapper, 0o755)
+        self.runc_root = os.path.join(self.dir, "state")
+
+    def rootfs(self) -> str:
+        path = os.path.join(self.dir, f"rootfs-{uuid.uuid4().hex[:8]}")
+        subprocess.run(["cp", "-a", BUSYBOX_ROOTFS, path], check=True)
+        return path
+
+    def run(self, cid: str, *args, detach: bool = False, rootfs: str | None = None) -> subprocess.CompletedProcess:
+        # ctr's spec for --rootfs has no PATH (no image config); runc 1.1
+        # then finds no bare name (Go's LookPath), pyrun searches execvp's default
+        return self.c.ctr("run", *(["-d"] if detach else ["--rm"]), "--runc-binary", self.wrapper,
+                          "--runc-root", self.runc_root, "--env", f"PATH={PATH}",
+                          "--rootfs", rootfs or self.rootfs(), cid, *args)
+
+    def calls(self) -> list[tuple[int, str]]:
+        if not os.path.exists(self.argv_log):
+            return []
+        with open(self.argv_log) as f:
+            return [(int(rc), argv) for rc, argv in (line.rstrip("\n").split("\t", 1) for line in f)]
+
+
+@pytest.fixture(params=(["runc"] if RUNC else []) + ["pyrun"])
+def rt(request, containerd):
+    if request.param == "runc":
+        return Runtime(containerd, "runc", RUNC)
+    return Runtime(containerd, "pyrun", PYRUN, "--ignore-cgroup-limits")
+
+
+def _id(rt) -> str:
+    return f"{rt.name}-{uuid.uuid4().hex[:8]}"
+
+
+def test_run_writes_the_rootfs_and_the_entrypoint_is_pid1(rt):
+    rootfs = rt.rootfs()
+    p = rt.run(_id(rt), "sh", "-c", "echo $$; echo kept > /written", rootfs=rootfs)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "1\n"
+    with open(os.path.join(rootfs, "written")) as f:
+        assert f.read() == "kept\n"
+
+
+def test_exit_status(rt):
+    p = rt.run(_id(rt), "sh", "-c", "exit 7")
+    assert p.returncode == 7, p.stderr
+
+
+def test_exec_ps_pause_resume(rt):
+    c = rt.c
+    cid = _id(rt)
+    p = rt.run(cid, "sleep", "600", detach=True)
+    assert p.returncode == 0, p.stderr
+    try:
+        pid = int(c.ok("task", "ls").split(cid, 1)[1].split()[0])
+        assert pid > 0
+        assert c.ok("task", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo exec $HOME") == "exec /root\n"
+        rc, out = c.ctr_pty("task", "exec", "-t", "--exec-id", "e2", cid, "sh", "-c", "tty; echo tty-ok")
+        assert rc == 0 and "/dev/pts/" in out and "tty-ok" in out, out
+        ps = c.ok("task", "ps", cid)
+        assert str(pid) in ps.split(), ps
+        c.ok("task", "pause", cid)
+        assert "PAUSED" in c.ok("task", "ls")
+        c.ok("task", "resume", cid)
+        assert "RUNNING" in c.ok("task", "ls")
+        assert c.ok("task", "exec", "--exec-id", "e3", cid, "true") == ""
+    finally:
+        c.ctr("task", "kill", "-s", "KILL", cid)
+        deadline = time.monotonic() + 10
+        while c.ctr("task", "delete", cid).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        c.ctr("container", "delete", cid)
+
+
+def test_every_command_line_the_shim_sends_is_accepted(rt):
+    """After the scenarios above (run in this order), what the shim sent:
+    create, start, state, exec, ps, pause, resume, kill, delete; none was a
+    usage error (exit status 2 from a CLI parser)."""
+    cid = _id(rt)
+    assert rt.run(cid, "sleep", "600", detach=True).returncode == 0
+    c = rt.c
+    c.ok("task", "exec", "--exec-id", "e1", cid, "true")
+    c.ok("task", "ps", cid)
+    c.ok("task", "pause", cid)
+    c.ok("task", "resume", cid)
+    c.ctr("task", "kill", "-s", "KILL", cid)
+    deadline = time.monotonic() + 10
+    while c.ctr("task", "delete", cid).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    c.ctr("container", "delete", cid)
+    calls = rt.calls()
+    commands = set()
+    for rc, argv in calls:
+        words = argv.split()
+        command = next(w for w in words[words.index("json") + 1:] if not w.startswith("-")) \
+            if "json" in words else words[0]
+        commands.add(command)
+        assert rc != 2, f"{rt.name} refused the shim's command line: {argv}"
+    assert {"create", "start", "exec", "ps", "pause", "resume", "kill", "delete"} <= commands, commands
