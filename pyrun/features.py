@@ -41,8 +41,10 @@ def features() -> dict:
             "netDevices": {"enabled": True},
         },
         "annotations": {
-            "org.pyrun.init": "true|false: run pyrun's native init as PID 1 (default true)",
-            "org.pyrun.rootfs": "overlay|direct: per-container writable layer or the bundle itself",
+            "org.pyrun.init": "true|false: run pyrun's native init as PID 1 (default false, as runc; "
+                              "pyrun spec writes true)",
+            "org.pyrun.rootfs": "overlay|direct: per-container writable layer or the bundle itself "
+                                "(default direct, as runc; pyrun spec writes overlay)",
             "org.pyrun.cgroups": "ignore-limits: where no cgroup v2 can serve linux.resources, warn and run",
             "org.pyrun.network": "none|host|bridge|pasta|slirp4netns|slirp: the network mode "
                                  "(default from the namespaces)",

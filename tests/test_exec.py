@@ -236,7 +236,7 @@ def test_exec_joins_a_network_namespace_added_by_the_network_mode(rt, mode, how)
     if how == "flag":
         flags = ["--network", mode]
     else:
-        config["annotations"] = {"org.pyrun.network": mode}
+        config["annotations"].update({"org.pyrun.network": mode})
     cid = _cid("c")
     rt.ok("run", "-d", *flags, "-b", rt.bundle(config=config), cid)
     assert_exec_in_pid1_namespaces(rt, cid)
