@@ -544,7 +544,8 @@ def test_exec_as_another_user(pm):
     execve(2), which counts capabilities (issue 13)."""
     name = run_detached(pm)
     assert pm.ok("exec", "-u", "1000:1000", name, "sh", "-c", "id -u; id -g; echo $HOME") == "1000\n1000\n/\n"
-    pm.ok("exec", name, "sh", "-c", "mkdir -p /usr/local/bin && cp /usr/bin/hello /usr/local/bin/secret && chmod 700 /usr/local/bin/secret")
+    pm.ok("exec", name, "sh", "-c",
+          "mkdir -p /usr/local/bin && cp /usr/bin/hello /usr/local/bin/secret && chmod 700 /usr/local/bin/secret")
     assert pm.ok("exec", "-u", "1000:1000", "--privileged", name, "secret", "uid").split() == ["1000", "1000"]
     pm.ok("rm", "-f", "-t", "0", name)
 

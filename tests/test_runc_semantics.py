@@ -307,9 +307,10 @@ def _hooks_without_env(out: str):
     """Each hook writes its environment to out/<kind> (startContainer: to
     /<kind> in the container, which is the bundle's rootfs here)."""
     def edit(config):
-        config["hooks"] = {
-            kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"exec env > {out if kind != 'startContainer' else ''}/{kind}"]}]
-            for kind in HOOK_KINDS}
+        def where(kind):
+            return "" if kind == "startContainer" else out
+        config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"exec env > {where(kind)}/{kind}"]}]
+                           for kind in HOOK_KINDS}
     return edit
 
 
