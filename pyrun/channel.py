@@ -55,7 +55,14 @@ class Channel:
     def recv(self) -> dict | None:
         """The next message; a file descriptor that came with it (SCM_RIGHTS)
         is in ``msg["fd"]`` and belongs to the caller."""
-        data, ancdata, _, _ = self.sock.recvmsg(65536, _socket.CMSG_SPACE(_FD.size),
+        try:
+            data, ancdata, _, _ = self.sock.recvmsg(65536, _socket.CMSG_SPACE(_FD.size),
+                                                    _socket.MSG_CMSG_CLOEXEC)
+        except ConnectionResetError:
+            # The peer closed with a message of ours unread: a datagram
+            # socket reports that (ECONNRESET, once) before what the peer
+            # sent, typically its error message. Read on.
+            data, ancdata, _, _ = self.sock.recvmsg(65536, _socket.CMSG_SPACE(_FD.size),
                                                     _socket.MSG_CMSG_CLOEXEC)
         fds = [_FD.unpack_from(cdata)[0] for level, kind, cdata in ancdata
                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(cdata) >= _FD.size]
