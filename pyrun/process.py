@@ -87,10 +87,16 @@ def home_of(uid: int) -> str:
     so the path and every symlink in it resolve inside it. The file is the
     image's: only a regular file is read (O_NONBLOCK: a fifo does not block
     open(2); fstat(2) then refuses it), and only its first PASSWD_MAX bytes."""
-    try:
-        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
+    from pyrun import syscalls as sc
+
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:  # a magic link (/etc/passwd -> /proc/self/fd/N) would read one of pyrun's own files
+        fd = sc.openat2(root, "etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
+                        sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+    except PyrunError:
         return "/"
+    finally:
+        os.close(root)
     chunks = []
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
