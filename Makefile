@@ -15,7 +15,7 @@ all: build
 deps:                 ## Debian packages (apt-get as root, else sudo)
 	@sh tools/deps.sh
 
-$(VENV)/.built: pyproject.toml setup.py $(wildcard native/*.c native/*.h pyrun/*.py)
+$(VENV)/.built: pyproject.toml setup.py $(wildcard native/*.c native/*.h pyrun/*.py pyrun/cgroups/*.py)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q ".[test]"

@@ -418,7 +418,7 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
     if cg is not None:
         undo.append(lambda: (cg.kill(), cg.remove()))
         plan.cgroup_sync = True
-        if not isinstance(cg, cgroups.FreezerV1):
+        if cgroups.available():
             plan.cgroup_path = cg.path  # what a cgroup2 mount may bind
     return cg
 
@@ -904,7 +904,7 @@ def pause(root: str, container_id: str, on: bool = True) -> None:
             raise InvalidState(f"container {container_id!r} is {status}, not {want}")
         if not rec.cgroup:
             raise InvalidState(f"container {container_id!r} has no cgroup of its own "
-                               "(no cgroup v2 here, or none delegated): it cannot be "
+                               "(rootless on a cgroup v1 host, or no cgroup v2 delegated): it cannot be "
                                f"{'paused' if on else 'resumed'}")
         open_cgroup(rec.cgroup).freeze(on)
 
@@ -913,16 +913,16 @@ def pause(root: str, container_id: str, on: bool = True) -> None:
 
 def live_cgroup(root: str, container_id: str, what: str):
     """The cgroup of a container that is not stopped, for ``what``."""
-    from pyrun.cgroups import Cgroup, FreezerV1, open_cgroup
+    from pyrun.cgroups import open_cgroup
 
     sd, rec = load(root, container_id)
     status = sd.status(rec)
     if status in (STATUS_STOPPED, STATUS_CREATING):
         raise InvalidState(f"container {container_id!r} is {status}")
-    if not rec.cgroup or isinstance(open_cgroup(rec.cgroup), FreezerV1):
-        raise InvalidState(f"container {container_id!r} has no cgroup v2 of its own (no cgroup v2 here, "
-                           f"or none delegated): {what} needs one")
-    return Cgroup(rec.cgroup)
+    if not rec.cgroup:
+        raise InvalidState(f"container {container_id!r} has no cgroup of its own (rootless on a cgroup v1 "
+                           f"host, or no cgroup v2 delegated): {what} needs one")
+    return open_cgroup(rec.cgroup)
 
 
 def update(root: str, container_id: str, resources: dict) -> None:

@@ -1,15 +1,16 @@
-"""linux.resources -> cgroup v2 files: runc's conversions (pure logic)."""
+"""linux.resources -> cgroup v2 and v1 files: runc's conversions (pure logic)."""
 
 from __future__ import annotations
 
 import pytest
 
 from pyrun import cgroups
+from pyrun.cgroups import convert, v1, v2
 from pyrun.errors import ConfigError, PyrunError
 
 
 def files(resources):
-    return {w.file: w.value for w in cgroups.writes(resources)}
+    return {w.file: w.value for w in convert.writes(resources)}
 
 
 def test_memory_limit_reservation_and_swap():
@@ -21,14 +22,14 @@ def test_memory_limit_reservation_and_swap():
 
 def test_swap_below_memory_or_without_memory_is_an_error():
     with pytest.raises(ConfigError, match="linux.resources.memory.swap"):
-        cgroups.writes({"memory": {"limit": 64 << 20, "swap": 32 << 20}})
+        convert.writes({"memory": {"limit": 64 << 20, "swap": 32 << 20}})
     with pytest.raises(ConfigError, match="without a memory limit"):
-        cgroups.writes({"memory": {"swap": 32 << 20}})
+        convert.writes({"memory": {"swap": 32 << 20}})
 
 
 def test_cpu_shares_quota_period_cpuset():
-    assert cgroups.shares_to_weight(1024) == 39
-    assert cgroups.shares_to_weight(2) == 1 and cgroups.shares_to_weight(262144) == 10000
+    assert convert.shares_to_weight(1024) == 39
+    assert convert.shares_to_weight(2) == 1 and convert.shares_to_weight(262144) == 10000
     got = files({"cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"}})
     assert got == {"cpu.weight": "39", "cpu.max": "50000 100000", "cpuset.cpus": "0", "cpuset.mems": "0"}
     assert files({"cpu": {"quota": -1}}) == {"cpu.max": "max 100000"}
@@ -38,8 +39,8 @@ def test_cpu_shares_quota_period_cpuset():
 def test_pids_io_hugetlb_unified():
     assert files({"pids": {"limit": 10}}) == {"pids.max": "10"}
     assert files({"pids": {"limit": -1}}) == {"pids.max": "max"}
-    assert cgroups.blkio_to_io_weight(500) == 4950 and cgroups.blkio_to_io_weight(10) == 1
-    got = cgroups.writes({"blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]}})
+    assert convert.blkio_to_io_weight(500) == 4950 and convert.blkio_to_io_weight(10) == 1
+    got = convert.writes({"blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]}})
     assert [(w.file, w.value) for w in got] == [("io.weight", "default 4950"), ("io.max", "8:0 rbps=1000")]
     assert files({"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]}) == {"hugetlb.2MB.max": "0"}
     assert files({"unified": {"memory.high": "50M"}}) == {"memory.high": "50M"}
@@ -55,22 +56,22 @@ def test_pids_io_hugetlb_unified():
 ])
 def test_bad_values_name_the_field(resources, where):
     with pytest.raises(ConfigError) as e:
-        cgroups.writes(resources)
+        convert.writes(resources)
     assert e.value.path == where
 
 
 def test_devices_alone_are_not_limits():
-    assert cgroups.writes({"devices": [{"allow": False, "access": "rwm"}]}) == []
+    assert convert.writes({"devices": [{"allow": False, "access": "rwm"}]}) == []
 
 
 def test_path_for_follows_runcs_cgroupfs_rules():
-    assert cgroups.path_for(None, "c1", rootless=False) == "/sys/fs/cgroup/pyrun/c1"
-    assert cgroups.path_for("/a/b", "c1", rootless=False) == "/sys/fs/cgroup/a/b"
-    assert cgroups.path_for("a/b", "c1", rootless=False).endswith("/a/b")
+    assert v2.path_for(None, "c1", rootless=False) == "/sys/fs/cgroup/pyrun/c1"
+    assert v2.path_for("/a/b", "c1", rootless=False) == "/sys/fs/cgroup/a/b"
+    assert v2.path_for("a/b", "c1", rootless=False).endswith("/a/b")
     with pytest.raises(ConfigError, match="leaves"):
-        cgroups.path_for("/../../etc", "c1", rootless=False)
+        v2.path_for("/../../etc", "c1", rootless=False)
     with pytest.raises(ConfigError, match="systemd"):
-        cgroups.path_for("machine.slice:pyrun:c1", "c1", rootless=False)
+        v2.path_for("machine.slice:pyrun:c1", "c1", rootless=False)
 
 
 def test_parse_bytes_like_runc():
@@ -86,7 +87,7 @@ def test_parse_bytes_like_runc():
 def test_device_rules_keep_order_then_devices_then_runcs_defaults():
     from pyrun.spec import Device
 
-    rules = cgroups.device_rules({"devices": [{"allow": False, "access": "rwm"},
+    rules = convert.device_rules({"devices": [{"allow": False, "access": "rwm"},
                                              {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}]},
                                  [Device(type="c", path="/dev/fuse", major=10, minor=229)])
     assert rules[0] == (0, -1, -1, 7, 0)   # deny everything
@@ -102,5 +103,90 @@ def test_device_rules_keep_order_then_devices_then_runcs_defaults():
 ])
 def test_bad_device_rules_name_the_field(rule, where):
     with pytest.raises(ConfigError) as e:
-        cgroups.device_rules({"devices": [rule]}, [])
+        convert.device_rules({"devices": [rule]}, [])
     assert e.value.path == where
+
+
+# --------------------------------------------------------------- cgroup v1
+
+def files_v1(resources):
+    return [(w.file, w.value) for w in convert.writes_v1(resources)]
+
+
+def test_v1_memory_as_runc_writes_it():
+    got = files_v1({"memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 96 << 20, "swappiness": 10,
+                               "kernelTCP": 1 << 20, "disableOOMKiller": True}})
+    assert got == [("memory.limit_in_bytes", str(64 << 20)), ("memory.memsw.limit_in_bytes", str(96 << 20)),
+                   ("memory.soft_limit_in_bytes", str(32 << 20)), ("memory.kmem.tcp.limit_in_bytes", str(1 << 20)),
+                   ("memory.swappiness", "10"), ("memory.oom_control", "1")]
+    # unlimited memory: unlimited memory+swap too (runc's setMemoryAndSwap)
+    assert files_v1({"memory": {"limit": -1}}) == [("memory.limit_in_bytes", "-1"),
+                                                   ("memory.memsw.limit_in_bytes", "-1")]
+    with pytest.raises(ConfigError, match="memory.swap"):
+        convert.writes_v1({"memory": {"limit": 64 << 20, "swap": 32 << 20}})
+    with pytest.raises(ConfigError, match="swappiness"):
+        convert.writes_v1({"memory": {"swappiness": 101}})
+
+
+def test_v1_cpu_pids_blkio_hugetlb_network():
+    assert files_v1({"cpu": {"shares": 1024, "quota": 50000, "period": 100000, "realtimeRuntime": 950,
+                             "realtimePeriod": 1000, "cpus": "0", "mems": "0", "idle": 1}}) == [
+        ("cpu.shares", "1024"), ("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "50000"),
+        ("cpu.rt_period_us", "1000"), ("cpu.rt_runtime_us", "950"), ("cpu.idle", "1"),
+        ("cpuset.cpus", "0"), ("cpuset.mems", "0")]
+    assert files_v1({"cpu": {"quota": -1}}) == [("cpu.cfs_quota_us", "-1")]
+    assert files_v1({"pids": {"limit": 10}}) == [("pids.max", "10")]
+    assert files_v1({"pids": {"limit": -1}}) == [("pids.max", "max")]
+    assert files_v1({"blockIO": {"weight": 500, "leafWeight": 300,
+                                 "weightDevice": [{"major": 8, "minor": 0, "weight": 600}],
+                                 "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}]}}) == [
+        ("blkio.weight", "500"), ("blkio.leaf_weight", "300"), ("blkio.weight_device", "8:0 600"),
+        ("blkio.throttle.write_iops_device", "8:0 100")]
+    assert files_v1({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}) == [
+        ("hugetlb.2MB.limit_in_bytes", str(1 << 21))]
+    assert files_v1({"network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}}) == [
+        ("net_cls.classid", "1048577"), ("net_prio.ifpriomap", "eth0 5")]
+    with pytest.raises(ConfigError, match="linux.resources.unified"):
+        convert.writes_v1({"unified": {"memory.high": "50M"}})
+
+
+def _v1_devices(rules, devices=()):
+    writes, allowlist, expect = convert.device_writes_v1({"devices": rules}, list(devices))
+    return [(w.file, w.value) for w in writes], allowlist, expect
+
+
+def test_v1_devices_deny_all_then_the_allow_list_as_runc():
+    from pyrun.spec import Device
+
+    writes, allowlist, expect = _v1_devices([{"allow": False, "access": "rwm"},
+                                             {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}],
+                                            [Device(type="b", path="/dev/loop7", major=7, minor=7)])
+    assert allowlist and writes[0] == ("devices.deny", "a *:* rwm")
+    allowed = [v for f, v in writes[1:] if f == "devices.allow"]
+    assert len(allowed) == len(writes) - 1
+    assert "c 10:229 rw" in allowed and "b 7:7 rwm" in allowed   # the config's, linux.devices'
+    assert "c *:* m" in allowed and "b *:* m" in allowed and "c 1:3 rwm" in allowed and "c 136:* rwm" in allowed
+    assert "c 10:200 rwm" in allowed and expect == set(allowed)
+    assert not any(v.startswith("b 7:0") for v in allowed)  # no loop device of the host
+
+
+def test_v1_devices_a_later_deny_takes_an_exception_away_and_allow_all_is_a_deny_list():
+    writes, _, _ = _v1_devices([{"allow": False, "access": "rwm"},
+                                {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+                                {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "w"}])
+    assert ("devices.allow", "c 10:229 rm") in writes
+    writes, allowlist, expect = _v1_devices([{"allow": True, "access": "rwm"},
+                                             {"allow": False, "type": "b", "major": 7, "access": "rwm"}])
+    assert not allowlist and writes == [("devices.allow", "a *:* rwm"), ("devices.deny", "b 7:* rwm")]
+    assert expect == {"a *:* rwm"}
+
+
+def test_v1_paths_follow_runcs_cgroupfs_layout():
+    mounts = {"/sys/fs/cgroup/memory": frozenset({"memory"}), "/sys/fs/cgroup/cpu,cpuacct":
+              frozenset({"cpu", "cpuacct"})}
+    assert v1.paths_for(None, "c1", mounts) == {m: f"{m}/pyrun/c1" for m in mounts}
+    assert v1.paths_for("/a/b", "c1", mounts) == {m: f"{m}/a/b" for m in mounts}
+    with pytest.raises(ConfigError, match="leaves"):
+        v1.paths_for("/../../etc", "c1", mounts)
+    with pytest.raises(ConfigError, match="systemd"):
+        v1.paths_for("machine.slice:pyrun:c1", "c1", mounts)

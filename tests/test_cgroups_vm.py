@@ -11,6 +11,7 @@ import time
 import pytest
 
 from pyrun import cgroups
+from pyrun.cgroups import convert
 
 pytestmark = pytest.mark.vm
 
@@ -126,7 +127,7 @@ def test_update_changes_limits_of_a_running_container(v2):
     assert read(f"{path}/memory.max") == str(64 << 20)
     assert read(f"{path}/pids.max") == "3"
     assert read(f"{path}/cpu.max") == "20000 100000"
-    assert read(f"{path}/cpu.weight") == str(cgroups.shares_to_weight(2048))
+    assert read(f"{path}/cpu.weight") == str(convert.shares_to_weight(2048))
     p = v2("exec", "c1", "sh", "-c", "sleep 1 & sleep 1 & sleep 1 & wait")
     assert "Resource temporarily unavailable" in p.stdout + p.stderr, p.stdout + p.stderr
     res = os.path.join(v2.dir, "res.json")

@@ -1,0 +1,99 @@
+"""The container's cgroup: one interface, the backend the host calls for
+(cgroups(7)).
+
+* ``/sys/fs/cgroup`` is a cgroup2 root (a "unified" host): :mod:`.v2`,
+  limits in one tree, device rules as a BPF program.
+* cgroup v1, or hybrid (v1 controllers under ``/sys/fs/cgroup/<name>``, a
+  cgroup2 tree at ``/sys/fs/cgroup/unified``): :mod:`.v1`, runc's cgroupfs
+  driver: a directory in every mounted hierarchy, each controller where the
+  host mounts it, device rules through devices.deny/devices.allow.
+* rootless on v1: no cgroup at all, as runc (v1 has no safe delegation);
+  a limit is then refused with the reason unless ignored.
+
+Every backend's cgroup has the same methods: ``add(pid)``, ``pids()``,
+``freeze(on)``, ``frozen()``, ``kill()``, ``remove()``, ``exists()``,
+``stats()``, ``update(resources)``, ``oom_kills()`` and ``path``, the string
+the container's record keeps and :func:`open_cgroup` reads back. A systemd
+driver would be one more module beside them. The spec -> file conversions
+are in :mod:`.convert`.
+"""
+
+from __future__ import annotations
+
+import os
+
+MOUNT = "/sys/fs/cgroup"
+
+
+def available() -> bool:
+    """A pure cgroup v2 hierarchy at /sys/fs/cgroup (cgroup.controllers exists
+    only at a cgroup2 root). Hybrid hosts have cgroup v1 there."""
+    return os.path.exists(os.path.join(MOUNT, "cgroup.controllers"))
+
+
+def without_limits(items, reason: str, ignore_limits: bool) -> None:
+    """No cgroup for this container: fine without limits; with limits, the
+    first one's field and ``reason``, unless the caller said to ignore them."""
+    from pyrun.errors import ConfigError
+    from pyrun.log import log
+
+    if items and not ignore_limits:
+        raise ConfigError(items[0].path, f"cannot apply cgroup limits: {reason}; or run without "
+                          "them: pyrun --ignore-cgroup-limits, or annotation org.pyrun.cgroups=ignore-limits")
+    if items:
+        # asked for: a debug note, not a warning on the container's
+        # stderr (create's stderr is the container's, as in runc)
+        log.debug_msg(f"cgroup limits ignored: {reason}")
+    return None
+
+
+def setup(spec, container_id: str, rootless: bool, ignore_limits: bool):
+    """Decide and build the container's cgroup, limits and device rules
+    written, no process in it yet. None: the container runs in the caller's
+    cgroup (runc's choice where it cannot have one and no limit was asked)."""
+    if available():
+        from pyrun.cgroups import v2
+
+        return v2.setup(spec, container_id, rootless, ignore_limits)
+    from pyrun.cgroups import convert
+
+    if rootless:
+        items = convert.writes_v1(spec.linux.resources)
+        return without_limits(items, "this host's cgroups are v1 (or hybrid), where an unprivileged user "
+                              "gets no cgroup (as with runc); boot with systemd.unified_cgroup_hierarchy=1 "
+                              "or run as root", ignore_limits)
+    from pyrun.cgroups import v1
+
+    return v1.setup(spec, container_id, ignore_limits)
+
+
+def open_cgroup(path: str):
+    """The cgroup a record names (its ``path``)."""
+    if available():
+        from pyrun.cgroups.v2 import Cgroup
+
+        return Cgroup(path)
+    from pyrun.cgroups.v1 import Cgroup as V1
+
+    return V1.from_record(path)
+
+
+def stats(cg) -> dict:
+    """runc's ``events --stats`` data (types.Stats)."""
+    return cg.stats()
+
+
+def oom_kills(cg) -> int:
+    """How many processes the OOM killer took in the container's cgroup."""
+    return cg.oom_kills()
+
+
+def update(cg, resources: dict) -> None:
+    """Change a live container's limits (``pyrun update``)."""
+    cg.update(resources)
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    from pyrun.cgroups.convert import parse_bytes as parse
+
+    return parse(text, flag)

@@ -1,0 +1,440 @@
+"""cgroup v1 and hybrid hosts: runc's cgroupfs driver (runc's
+libcontainer/cgroups/fs; cgroups(7) "Cgroups version 1"; the kernel's
+Documentation/admin-guide/cgroup-v1/).
+
+cgroup v1 has one hierarchy per mounted controller (or group of them:
+``cpu,cpuacct``), each a directory tree under ``/sys/fs/cgroup/<name>``; a
+hybrid host adds a cgroup2 tree at ``/sys/fs/cgroup/unified`` for the
+controllers no v1 hierarchy took. The container gets a directory in every
+hierarchy, at the same path (runc's layout): ``linux.cgroupsPath`` absolute
+from the hierarchy's root, relative from the caller's own cgroup in that
+hierarchy (/proc/self/cgroup), ``/pyrun/<id>`` without one. Each limit goes
+to the hierarchy of its controller; device rules are written to
+devices.deny and devices.allow before any process of the container exists.
+In the cgroup2 tree of a hybrid host the container is a member too: it
+gives ``cgroup.kill`` (one atomic SIGKILL for ``kill --all`` and
+``delete``) and the controllers bound there (hugetlb, here).
+
+The record keeps the container's directories, one a line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from pyrun.cgroups.convert import RES, Write, controller_of, device_writes_v1, writes_v1
+from pyrun.cgroups.v2 import _read, _write
+from pyrun.errors import ConfigError, PyrunError
+
+MOUNT = "/sys/fs/cgroup"
+UNIFIED = "unified"  # the controllers key of a hybrid host's cgroup2 tree
+KNOWN = frozenset({"cpuset", "cpu", "cpuacct", "blkio", "memory", "devices", "freezer", "net_cls",
+                   "net_prio", "perf_event", "hugetlb", "pids", "rdma", "misc", "name=systemd"})
+# Files runc writes only where the kernel has them (a debug line otherwise):
+# kernel memory is gone from recent kernels, cpu.idle and cpu.cfs_burst_us
+# are new, the blkio weights exist only with CFQ or BFQ.
+OPTIONAL = frozenset({"memory.kmem.limit_in_bytes", "memory.kmem.tcp.limit_in_bytes", "cpu.idle",
+                      "cpu.cfs_burst_us", "blkio.weight", "blkio.leaf_weight", "blkio.weight_device",
+                      "blkio.leaf_weight_device"})
+_BFQ = {"blkio.weight": "blkio.bfq.weight", "blkio.weight_device": "blkio.bfq.weight_device"}
+ENOTSUPP = 524  # the kernel's internal "not supported", which writes of kmem limits return
+
+
+def hierarchies() -> dict[str, frozenset[str]]:
+    """Mount point → the controllers of each cgroup hierarchy mounted
+    (/proc/self/mountinfo, proc(5)); a hybrid host's cgroup2 tree has
+    {"unified", its cgroup.controllers...}. The first mount of each."""
+    out: dict[str, frozenset[str]] = {}
+    seen = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rfields = left.split(), right.split()
+            if len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2") or fields[3] != "/":
+                continue
+            mnt = fields[4].replace("\\040", " ")
+            if rfields[0] == "cgroup":
+                ctrls = frozenset(o for o in rfields[2].split(",") if o in KNOWN)
+            else:
+                try:
+                    ctrls = frozenset([UNIFIED, *_read(os.path.join(mnt, "cgroup.controllers")).split()])
+                except OSError:
+                    continue
+            if ctrls and ctrls not in seen:
+                seen.add(ctrls)
+                out[mnt] = ctrls
+    return out
+
+
+def own_cgroups(pid: str = "self") -> dict[frozenset[str], str]:
+    """The caller's cgroup in each hierarchy (/proc/PID/cgroup:
+    "4:memory:/path", "0::/path" for cgroup2)."""
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            num, ctrls, path = line.rstrip("\n").split(":", 2)
+            key = frozenset([UNIFIED]) if num == "0" else frozenset(ctrls.split(","))
+            out[key] = path
+    return out
+
+
+def paths_for(cgroups_path: str | None, container_id: str,
+              mounts: dict[str, frozenset[str]]) -> dict[str, str]:
+    """The container's directory in each hierarchy (runc's fs subsysPath)."""
+    if cgroups_path and ":" in cgroups_path and not cgroups_path.startswith("/"):
+        raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r}: the systemd form "
+                          "(slice:prefix:name) needs --systemd-cgroup, which pyrun does not have")
+    own = own_cgroups() if cgroups_path and not cgroups_path.startswith("/") else {}
+    out = {}
+    for mnt, ctrls in mounts.items():
+        if not cgroups_path:
+            rel = f"/pyrun/{container_id}"
+        elif cgroups_path.startswith("/"):
+            rel = cgroups_path
+        else:
+            mine = own.get(frozenset([UNIFIED]) if UNIFIED in ctrls else ctrls, "/")
+            rel = os.path.join(mine, cgroups_path)
+        path = os.path.normpath(mnt + "/" + rel)
+        if not path.startswith(mnt + "/"):
+            raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r} leaves {mnt}")
+        out[mnt] = path
+    return out
+
+
+class Cgroup:
+    """The container's directories, one per hierarchy."""
+
+    def __init__(self, dirs: dict[str, str], mounts: dict[str, frozenset[str]]):
+        self.dirs = dirs
+        self.path = "\n".join(dirs.values())
+        self.by_ctrl: dict[str, str] = {}
+        self.unified = None
+        for mnt, d in dirs.items():
+            if UNIFIED in mounts[mnt]:
+                self.unified = d
+            else:
+                for c in mounts[mnt]:
+                    self.by_ctrl[c] = d
+        for mnt, d in dirs.items():  # hybrid: what no v1 hierarchy has, from the cgroup2 tree
+            if UNIFIED in mounts[mnt]:
+                for c in mounts[mnt] - {UNIFIED}:
+                    self.by_ctrl.setdefault(c, d)
+
+    @classmethod
+    def from_record(cls, path: str) -> "Cgroup":
+        mounts = hierarchies()
+        dirs = {}
+        for d in path.split("\n"):
+            mnt = max((m for m in mounts if d.startswith(m + "/")), key=len, default=None)
+            if mnt is not None:
+                dirs[mnt] = d
+        return cls(dirs, {m: mounts[m] for m in dirs})
+
+    def file(self, controller: str, name: str) -> str | None:
+        d = self.by_ctrl.get(controller)
+        return os.path.join(d, name) if d else None
+
+    # -- setup
+    def create(self) -> None:
+        """mkdir(2) every level in every hierarchy; cpuset's cpus and mems
+        copied down from the parent into each level that has none (a
+        cpuset cgroup without them takes no process: runc's ensureParent)."""
+        from pyrun.cgroups import v2
+
+        for mnt, d in self.dirs.items():
+            if d == self.unified:
+                v2.Cgroup(d).create(mnt)
+                continue
+            level = mnt
+            for part in os.path.relpath(d, mnt).split("/"):
+                parent, level = level, os.path.join(level, part)
+                try:
+                    os.mkdir(level, 0o755)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise PyrunError(f"cgroup: mkdir {level}: {e.strerror}") from None
+                if d == self.by_ctrl.get("cpuset"):
+                    _copy_cpuset(parent, level)
+        if self.pids():
+            raise PyrunError(f"cgroup {self.path.splitlines()[0]} already has processes: "
+                             "is the id or cgroupsPath in use?")
+
+    def apply(self, items: list[Write], ignore_missing: bool = False) -> None:
+        """Write each limit to its controller's hierarchy; an error names the
+        config field and the file."""
+        from pyrun.log import log
+
+        for w in _memory_order(self, items):
+            ctrl = controller_of(w.file)
+            d, name = self.by_ctrl.get(ctrl), w.file
+            if d is not None and d == self.unified:
+                name = name.replace(".limit_in_bytes", ".max")  # hugetlb in a hybrid host's cgroup2 tree
+            if d is None:
+                why = (f"no {ctrl} controller is mounted on this host (cgroup v1: {MOUNT}/{ctrl})")
+                if ignore_missing:
+                    log.debug_msg(f"cgroup limit ignored: {w.path}: {why}")
+                    continue
+                raise ConfigError(w.path, f"cannot apply it: {why}")
+            path = os.path.join(d, name)
+            if name in _BFQ and os.path.exists(os.path.join(d, _BFQ[name])):
+                path = os.path.join(d, _BFQ[name])
+            try:
+                _write(path, w.value)
+            except OSError as e:
+                if w.file in OPTIONAL and e.errno in (errno.ENOENT, errno.EOPNOTSUPP, ENOTSUPP):
+                    log.debug_msg(f"cgroup: {w.path} skipped: no {w.file} in this kernel (as runc)")
+                    continue
+                if e.errno == errno.ENOENT:
+                    why = f"no {name} in {d}: this kernel's {ctrl} controller does not have it"
+                else:
+                    why = f"write {w.value!r} to {path}: {e.strerror}"
+                raise ConfigError(w.path, why) from None
+
+    def apply_devices(self, resources: dict | None, devices, ignore_missing: bool = False) -> None:
+        """devices.deny "a", then each exception to devices.allow (runc's
+        devices emulator's transition from the parent's list), then check
+        devices.list: the rules are a security boundary, so what the
+        kernel did not take is an error, not a warning."""
+        from pyrun.log import log
+
+        items, allowlist, expect = device_writes_v1(resources, devices)
+        d = self.by_ctrl.get("devices")
+        if d is None or d == self.unified:
+            why = f"no devices controller is mounted on this host ({MOUNT}/devices): the rules cannot be enforced"
+            if (resources or {}).get("devices") and not ignore_missing:
+                raise ConfigError(f"{RES}.devices", why)
+            log.debug_msg(f"cgroup: {why}")
+            return
+        for w in items:
+            try:
+                _write(os.path.join(d, w.file), w.value)
+            except OSError as e:
+                raise ConfigError(w.path, f"write {w.value!r} to {d}/{w.file}: {e.strerror}") from None
+        shown = set(_read(os.path.join(d, "devices.list")).split("\n")) - {""}
+        if (allowlist and shown != expect) or (not allowlist and shown != {"a *:* rwm"}):
+            raise PyrunError(f"cgroup: {d}/devices.list shows {sorted(shown)} after writing the device "
+                             f"rules, not {sorted(expect)}: refusing to run without them")
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (and so, later, its children) into every hierarchy."""
+        for d in self.dirs.values():
+            try:
+                _write(os.path.join(d, "cgroup.procs"), str(pid))
+            except OSError as e:
+                raise PyrunError(f"cgroup: add pid {pid} to {d}/cgroup.procs: {e.strerror}") from None
+
+    def undo_create(self) -> None:
+        for d in self.dirs.values():
+            try:
+                if not _pids_of(d):
+                    os.rmdir(d)
+            except OSError:
+                pass
+
+    # -- queries
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self.dirs.values())
+
+    def pids(self) -> list[int]:
+        d = self.by_ctrl.get("freezer") or self.by_ctrl.get("pids") or next(iter(self.dirs.values()), None)
+        return _pids_of(d) if d else []
+
+    def frozen(self) -> bool:
+        path = self.file("freezer", "freezer.state")
+        try:
+            return path is not None and _read(path).strip() == "FROZEN"
+        except FileNotFoundError:
+            return False
+
+    def oom_kills(self) -> int:
+        """The oom_kill counter of memory.oom_control (Linux 4.13)."""
+        path = self.file("memory", "memory.oom_control")
+        try:
+            text = _read(path) if path else ""
+        except OSError:
+            return 0
+        return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("oom_kill ")), 0)
+
+    # -- actions
+    def freeze(self, on: bool, timeout: float = 10.0) -> None:
+        """freezer.state: FROZEN, then wait while it says FREEZING."""
+        import time
+
+        state = self.file("freezer", "freezer.state")
+        if state is None:
+            raise PyrunError(f"no freezer controller is mounted on this host ({MOUNT}/freezer)")
+        want = "FROZEN" if on else "THAWED"
+        _write(state, want)
+        deadline = time.monotonic() + timeout
+        while _read(state).strip() != want:  # FREEZING until every task stops
+            if time.monotonic() > deadline:
+                raise PyrunError(f"cgroup {os.path.dirname(state)}: not {want} after {timeout:.0f} s")
+            _write(state, want)
+            time.sleep(0.005)
+
+    def kill(self) -> bool:
+        """cgroup.kill of the hybrid host's cgroup2 tree (Linux 5.14): one
+        SIGKILL for all. False where there is none: the caller signals
+        each process."""
+        if self.unified is None:
+            return False
+        try:
+            _write(os.path.join(self.unified, "cgroup.kill"), "1")
+            return True
+        except FileNotFoundError:
+            return False
+
+    def remove(self, timeout: float = 10.0) -> None:
+        """rmdir(2) in every hierarchy once the last process is gone."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        for d in self.dirs.values():
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise PyrunError(f"cgroup: rmdir {d}: {e.strerror}") from None
+                    time.sleep(0.01)
+
+    def update(self, resources: dict) -> None:
+        """``pyrun update``: the same conversion, written to the live cgroup."""
+        mem = resources.get("memory") or {}
+        if mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
+            usage = _int(self._read("memory", "memory.usage_in_bytes", "0"))
+            if mem["limit"] < usage:
+                raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
+        self.apply(writes_v1(resources))
+
+    def _read(self, ctrl: str, name: str, default: str = "") -> str:
+        path = self.file(ctrl, name)
+        try:
+            return _read(path) if path else default
+        except OSError:
+            return default
+
+    def stats(self) -> dict:
+        """runc's ``events --stats`` data (types.Stats) from the v1 files, as
+        runc's fs manager GetStats reads them."""
+        tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        acct = _flat(self._read("cpuacct", "cpuacct.stat"))
+        throttle = _flat(self._read("cpu", "cpu.stat"))
+        mem = {}
+        for key, prefix in (("usage", "memory."), ("swap", "memory.memsw."), ("kernel", "memory.kmem."),
+                            ("kernelTCP", "memory.kmem.tcp.")):
+            mem[key] = {"usage": _int(self._read("memory", prefix + "usage_in_bytes", "0")),
+                        "max": _int(self._read("memory", prefix + "max_usage_in_bytes", "0")),
+                        "failcnt": _int(self._read("memory", prefix + "failcnt", "0")),
+                        "limit": _int(self._read("memory", prefix + "limit_in_bytes", "0"))}
+        raw = _flat(self._read("memory", "memory.stat"))
+        mem["cache"] = raw.get("cache", 0)
+        mem["raw"] = raw
+        prefix = "blkio.bfq." if os.path.exists(self.file("blkio", "blkio.bfq.io_service_bytes_recursive") or "") \
+            else "blkio.throttle."
+        blkio = {"ioServiceBytesRecursive": _blkio(self._read("blkio", prefix + "io_service_bytes_recursive")),
+                 "ioServicedRecursive": _blkio(self._read("blkio", prefix + "io_serviced_recursive"))}
+        pids_max = self._read("pids", "pids.max", "max").strip()
+        return {
+            "cpu": {
+                "usage": {"total": _int(self._read("cpuacct", "cpuacct.usage", "0")),
+                          "percpu": [int(x) for x in self._read("cpuacct", "cpuacct.usage_percpu").split()],
+                          "kernel": acct.get("system", 0) * tick, "user": acct.get("user", 0) * tick},
+                "throttling": {"periods": throttle.get("nr_periods", 0),
+                               "throttledPeriods": throttle.get("nr_throttled", 0),
+                               "throttledTime": throttle.get("throttled_time", 0)},
+            },
+            "memory": mem,
+            "pids": {"current": _int(self._read("pids", "pids.current", "0")),
+                     "limit": 0 if pids_max == "max" else _int(pids_max)},
+            "blkio": blkio,
+        }
+
+
+def _pids_of(d: str) -> list[int]:
+    try:
+        return [int(x) for x in _read(os.path.join(d, "cgroup.procs")).split()]
+    except FileNotFoundError:
+        return []
+
+
+def _int(text: str) -> int:
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else 0
+
+
+def _flat(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def _blkio(text: str) -> list[dict]:
+    """"8:0 Read 4096" lines (the "Total" line is not an entry)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and ":" in parts[0]:
+            major, minor = parts[0].split(":")
+            out.append({"major": int(major), "minor": int(minor), "op": parts[1], "value": int(parts[2])})
+    return out
+
+
+def _copy_cpuset(parent: str, child: str) -> None:
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        mine = os.path.join(child, name)
+        if not _read(mine).strip():
+            value = _read(os.path.join(parent, name)).strip()
+            try:
+                _write(mine, value)
+            except OSError as e:
+                raise PyrunError(f"cgroup: copy {value!r} from {parent} to {mine}: {e.strerror}") from None
+
+
+def _memory_order(cg: Cgroup, items: list[Write]) -> list[Write]:
+    """memory.limit_in_bytes must stay <= memory.memsw.limit_in_bytes at
+    every step: when both change and memory+swap grows past the limit in
+    force, memsw first (runc's setMemoryAndSwap)."""
+    files = [w.file for w in items]
+    if "memory.limit_in_bytes" not in files or "memory.memsw.limit_in_bytes" not in files:
+        return items
+    i, j = files.index("memory.limit_in_bytes"), files.index("memory.memsw.limit_in_bytes")
+    swap = int(items[j].value)
+    current = _int(cg._read("memory", "memory.limit_in_bytes", "0"))
+    if swap == -1 or current < swap:
+        items = list(items)
+        items[i], items[j] = items[j], items[i]
+    return items
+
+
+def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
+    """Root on a v1 or hybrid host: the container's directory in every
+    hierarchy, device rules and limits written, no process in it yet."""
+    from pyrun.cgroups import without_limits
+
+    resources = spec.linux.resources
+    items = writes_v1(resources)
+    device_writes_v1(resources, spec.linux.devices)  # a bad rule is refused before anything is made
+    mounts = hierarchies()
+    if not mounts:
+        if (resources or {}).get("devices") and not ignore_limits:
+            raise ConfigError(f"{RES}.devices", "no cgroup hierarchy is mounted on this host: "
+                              "the device rules cannot be enforced")
+        return without_limits(items, "no cgroup hierarchy is mounted on this host", ignore_limits)
+    cg = Cgroup(paths_for(spec.linux.cgroups_path, container_id, mounts), mounts)
+    try:
+        cg.create()
+        cg.apply_devices(resources, spec.linux.devices, ignore_limits)
+        cg.apply(items, ignore_limits)
+    except BaseException:
+        cg.undo_create()
+        raise
+    return cg

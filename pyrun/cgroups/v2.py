@@ -1,0 +1,384 @@
+"""cgroup v2: the container's own cgroup, its limits, freezing, killing,
+statistics (cgroups(7); the kernel's Documentation/admin-guide/cgroup-v2.rst).
+
+A cgroup v2 hierarchy is one directory tree, mounted at /sys/fs/cgroup.
+A container gets a directory of its own; its limits are files in it
+(``memory.max``, ``pids.max``, ``cpu.max``...). Three rules of the kernel
+shape the code:
+
+* a controller works in a directory only if its parent lists it in
+  ``cgroup.subtree_control`` ("+memory" written there), all the way down
+  from the root;
+* a cgroup other than the root may not both hold processes and hand
+  controllers to children ("no internal processes"), so the container's
+  cgroup is a leaf and its parents hold no processes;
+* moving a process needs write access to ``cgroup.procs`` of the common
+  ancestor of its old and new cgroup: that is what *delegation* gives an
+  unprivileged user (systemd chowns ``user@UID.service`` and its
+  ``cgroup.procs``, ``cgroup.subtree_control``, ``cgroup.threads``).
+
+Where the cgroups live (runc's cgroupfs driver): ``linux.cgroupsPath``
+absolute is taken from the root of the hierarchy, relative from the
+caller's own cgroup. Without it: ``/pyrun/<id>`` as root, and
+``<delegated subtree>/pyrun/<id>`` rootless.
+
+``linux.resources`` is converted as runc converts it (convert.writes), so
+a config written for runc limits the same way here. Used where
+/sys/fs/cgroup is a cgroup2 root; v1 and hybrid hosts: pyrun.cgroups.v1.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
+from pyrun.errors import ConfigError, PyrunError
+
+MOUNT = "/sys/fs/cgroup"
+
+# --------------------------------------------------------------- the hierarchy
+
+def available() -> bool:
+    """A pure cgroup v2 hierarchy at /sys/fs/cgroup (cgroup.controllers exists
+    only at a cgroup2 root). Hybrid hosts have cgroup v1 there."""
+    return os.path.exists(os.path.join(MOUNT, "cgroup.controllers"))
+
+
+def own_cgroup(pid: str = "self") -> str:
+    """The "0::/path" line of /proc/PID/cgroup (cgroups(7))."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return "/"
+
+
+def _writable(directory: str) -> bool:
+    return all(os.access(os.path.join(directory, name), os.W_OK)
+               for name in ("", "cgroup.procs", "cgroup.subtree_control"))
+
+
+def delegated_root() -> str | None:
+    """Rootless: the highest cgroup above (or at) ours that we may manage —
+    the subtree systemd (or a test harness) delegated to us. None if none."""
+    best = None
+    rel = own_cgroup()
+    while True:
+        d = os.path.normpath(MOUNT + rel)
+        if not _writable(d):
+            break
+        best = d
+        if rel in ("/", ""):
+            break
+        rel = os.path.dirname(rel)
+    return best
+
+
+def path_for(cgroups_path: str | None, container_id: str, rootless: bool) -> str | None:
+    """The container's cgroup directory, or None (rootless without delegation)."""
+    if cgroups_path:
+        if ":" in cgroups_path and not cgroups_path.startswith("/"):
+            raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r}: the systemd form "
+                              "(slice:prefix:name) needs --systemd-cgroup, which pyrun does not have")
+        rel = cgroups_path if cgroups_path.startswith("/") else os.path.join(own_cgroup(), cgroups_path)
+        path = os.path.normpath(MOUNT + "/" + rel)
+        if not path.startswith(MOUNT + "/"):
+            raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r} leaves {MOUNT}")
+        return path
+    if not rootless:
+        return os.path.join(MOUNT, "pyrun", container_id)
+    root = delegated_root()
+    if root is None:
+        return None
+    return os.path.join(root, "pyrun", container_id)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _enable_controllers(directory: str) -> None:
+    """Hand every controller ``directory`` has on to its children."""
+    have = _read(os.path.join(directory, "cgroup.controllers")).split()
+    enabled = _read(os.path.join(directory, "cgroup.subtree_control")).split()
+    missing = [c for c in have if c not in enabled]
+    if not missing:
+        return
+    try:
+        _write(os.path.join(directory, "cgroup.subtree_control"), " ".join("+" + c for c in missing))
+    except OSError as e:
+        hint = " (it holds processes: cgroup v2 allows no internal processes)" if e.errno == errno.EBUSY else ""
+        raise PyrunError(f"cgroup: enable {' '.join(missing)} in {directory}/cgroup.subtree_control: "
+                         f"{e.strerror}{hint}") from None
+
+
+class Cgroup:
+    """The container's cgroup directory."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    # -- setup
+    def create(self, top: str) -> None:
+        """mkdir(2) every level below ``top`` (the hierarchy's root, or the
+        delegated one), enabling controllers on the way down."""
+        rel = os.path.relpath(self.path, top)
+        d = top
+        for part in rel.split("/"):
+            _enable_controllers(d)
+            d = os.path.join(d, part)
+            try:
+                os.mkdir(d, 0o755)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise PyrunError(f"cgroup: mkdir {d}: {e.strerror}") from None
+        if self.pids():
+            raise PyrunError(f"cgroup {self.path} already has processes: is the id or cgroupsPath in use?")
+
+    def apply(self, items: list[Write]) -> None:
+        """Write each limit; an error names the config field and the file."""
+        for w in items:
+            try:
+                _write(self.file(w.file), w.value)
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    why = (f"no {w.file} in {self.path}: the {controller_of(w.file)} controller "
+                           "is not available or not delegated here")
+                else:
+                    why = f"write {w.value!r} to {w.file}: {e.strerror}"
+                raise ConfigError(w.path, why) from None
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (and so, later, its children) into the cgroup."""
+        try:
+            _write(self.file("cgroup.procs"), str(pid))
+        except OSError as e:
+            raise PyrunError(f"cgroup: add pid {pid} to {self.file('cgroup.procs')}: {e.strerror}") from None
+
+    # -- queries
+    def exists(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(x) for x in _read(self.file("cgroup.procs")).split()]
+        except FileNotFoundError:
+            return []
+
+    def events(self, name: str = "cgroup.events") -> dict[str, int]:
+        """A flat keyed file such as cgroup.events or memory.events."""
+        try:
+            text = _read(self.file(name))
+        except FileNotFoundError:
+            return {}
+        return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.strip())}
+
+    FREEZE_FILE, FROZEN = "cgroup.freeze", "1"
+
+    def frozen(self) -> bool:
+        try:
+            return _read(self.file(self.FREEZE_FILE)).strip() == self.FROZEN
+        except FileNotFoundError:
+            return False
+
+    # -- actions
+    def freeze(self, on: bool, timeout: float = 10.0) -> None:
+        """cgroup.freeze, then wait until cgroup.events says it is done."""
+        import time
+
+        _write(self.file("cgroup.freeze"), "1" if on else "0")
+        deadline = time.monotonic() + timeout
+        while self.events().get("frozen", 0) != int(on):
+            if time.monotonic() > deadline:
+                raise PyrunError(f"cgroup {self.path}: not {'frozen' if on else 'thawed'} after {timeout:.0f} s")
+            time.sleep(0.005)
+
+    def kill(self) -> bool:
+        """SIGKILL every process in the cgroup at once (cgroup.kill, Linux
+        5.14). False where the kernel has no cgroup.kill."""
+        try:
+            _write(self.file("cgroup.kill"), "1")
+            return True
+        except FileNotFoundError:
+            return False
+
+    def stats(self) -> dict:
+        return stats(self)
+
+    def update(self, resources: dict) -> None:
+        update(self, resources)
+
+    def oom_kills(self) -> int:
+        return oom_kills(self)
+
+    def remove(self, timeout: float = 10.0) -> None:
+        """rmdir(2) once the last process is gone (EBUSY until then)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise PyrunError(f"cgroup: rmdir {self.path}: {e.strerror}") from None
+                time.sleep(0.01)
+
+
+def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgroup | None:
+    """Decide and build the container's cgroup, limits written, no process
+    in it yet. None: the container runs in the caller's cgroup, which is
+    what runc does when it cannot have one and no limit was asked for."""
+    items = writes(spec.linux.resources)
+    path = path_for(spec.linux.cgroups_path, container_id, rootless)
+    if path is None:
+        from pyrun.cgroups import without_limits
+
+        return without_limits(items, "no cgroup is delegated to this user (systemd does it for user@UID.service; "
+                              "or chown a cgroup and its cgroup.procs and cgroup.subtree_control)", ignore_limits)
+    if rootless:
+        top = delegated_root() if not spec.linux.cgroups_path else None
+        top = top or _nearest_existing(path)
+    else:
+        top = MOUNT
+    cg = Cgroup(path)
+    devices = None if rootless else device_rules(spec.linux.resources, spec.linux.devices)
+    try:
+        cg.create(top)
+        cg.apply(items)
+        if devices is not None:
+            attach_device_filter(cg, devices)
+    except BaseException:
+        if cg.exists() and not cg.pids():
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        raise
+    return cg
+
+
+def _nearest_existing(path: str) -> str:
+    while not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path
+
+
+# --------------------------------------------------------------- statistics
+
+def _flat(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def _read_or(cg: Cgroup, name: str, default: str = "") -> str:
+    try:
+        return _read(cg.file(name))
+    except OSError:
+        return default
+
+
+def _value(text: str) -> int:
+    """A single-value file: "max" is 2^64-1, as runc reports unlimited."""
+    text = text.strip()
+    if text == "max":
+        return 2**64 - 1
+    return int(text) if text.lstrip("-").isdigit() else 0
+
+
+def stats(cg: Cgroup) -> dict:
+    """runc's ``events --stats`` data (types.Stats) from cpu.stat,
+    memory.current/max/stat/events, memory.swap.*, pids.*, io.stat."""
+    cpu = _flat(_read_or(cg, "cpu.stat"))
+    mem_events = cg.events("memory.events")
+    io = {"ioServiceBytesRecursive": [], "ioServicedRecursive": []}
+    for line in _read_or(cg, "io.stat").splitlines():
+        dev, *pairs = line.split()
+        major, minor = (int(x) for x in dev.split(":"))
+        kv = dict(p.split("=", 1) for p in pairs)
+        for key, op, table in (("rbytes", "Read", "ioServiceBytesRecursive"),
+                               ("wbytes", "Write", "ioServiceBytesRecursive"),
+                               ("rios", "Read", "ioServicedRecursive"),
+                               ("wios", "Write", "ioServicedRecursive")):
+            if key in kv:
+                io[table].append({"major": major, "minor": minor, "op": op, "value": int(kv[key])})
+    return {
+        "cpu": {
+            "usage": {"total": cpu.get("usage_usec", 0) * 1000, "percpu": [],
+                      "kernel": cpu.get("system_usec", 0) * 1000, "user": cpu.get("user_usec", 0) * 1000},
+            "throttling": {"periods": cpu.get("nr_periods", 0), "throttledPeriods": cpu.get("nr_throttled", 0),
+                           "throttledTime": cpu.get("throttled_usec", 0) * 1000},
+        },
+        "memory": {
+            "usage": {"usage": _value(_read_or(cg, "memory.current", "0")),
+                      "limit": _value(_read_or(cg, "memory.max", "max")),
+                      "max": _value(_read_or(cg, "memory.peak", "0")),
+                      "failcnt": mem_events.get("max", 0)},
+            "swap": {"usage": _value(_read_or(cg, "memory.swap.current", "0")),
+                     "limit": _value(_read_or(cg, "memory.swap.max", "max"))},
+            "raw": _flat(_read_or(cg, "memory.stat")),
+        },
+        "pids": {"current": _value(_read_or(cg, "pids.current", "0")),
+                 "limit": _value(_read_or(cg, "pids.max", "max"))},
+        "blkio": io,
+    }
+
+
+def oom_kills(cg: Cgroup) -> int:
+    """How many processes the OOM killer took in this cgroup (memory.events)."""
+    return cg.events("memory.events").get("oom_kill", 0)
+
+
+def update(cg: Cgroup, resources: dict) -> None:
+    """Change a live container's limits (``pyrun update``)."""
+    mem = resources.get("memory") or {}
+    if "swap" in mem and "limit" not in mem:
+        # memory+swap is relative to the memory limit in force
+        current = _read_or(cg, "memory.max", "max").strip()
+        mem = dict(mem, limit=-1 if current == "max" else int(current))
+        resources = dict(resources, memory=mem)
+    items = writes(resources)
+    if mem.get("checkBeforeUpdate") and mem.get("limit", 0) > 0:
+        usage = _value(_read_or(cg, "memory.current", "0"))
+        if mem["limit"] < usage:
+            raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
+    cg.apply(items)
+
+
+def attach_device_filter(cg: Cgroup, rules) -> None:
+    """bpf(2) BPF_PROG_LOAD a BPF_PROG_TYPE_CGROUP_DEVICE program from
+    ``rules`` and BPF_PROG_ATTACH it to the cgroup (native/devices_bpf.c)."""
+    from pyrun._native import ffi, lib
+    from pyrun.errors import SyscallError
+
+    arr = ffi.new("struct pyrun_dev_rule[]", len(rules))
+    for i, (kind, major, minor, access, allow) in enumerate(rules):
+        arr[i].type, arr[i].major, arr[i].minor, arr[i].access, arr[i].allow = kind, major, minor, access, allow
+    fd = os.open(cg.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rc = lib.pyrun_devices_bpf_attach(fd, arr, len(rules), 1)
+    finally:
+        os.close(fd)
+    if rc < 0:
+        raise SyscallError("bpf(BPF_PROG_LOAD/ATTACH, cgroup device program)", -rc, cg.path)

@@ -1,0 +1,317 @@
+"""cgroup v1 (and hybrid) hosts, rootful, the real kernel: every limit is
+enforced through the v1 controllers as runc's cgroupfs driver does it, and
+device rules through the devices controller (a security boundary).
+
+Each scenario that runc can run too is run with runc in the same test and
+must give the same result. Ids are unique per test run: the default cgroup
+``/pyrun/<id>`` is shared by every pyrun on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from pyrun import cgroups
+
+CG = "/sys/fs/cgroup"
+RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
+HIERARCHIES = ("memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer")
+
+
+def _v1_mounted(controller: str) -> bool:
+    return os.path.exists(os.path.join(CG, controller, "cgroup.procs")) and not cgroups.available()
+
+
+@pytest.fixture
+def v1(rt):
+    if rt.rootless:
+        pytest.skip("rootless on cgroup v1 has no cgroup (as runc)")
+    if cgroups.available() or not _v1_mounted("devices"):
+        pytest.skip("needs a cgroup v1 or hybrid host")
+    return rt
+
+
+def uid(name: str) -> str:
+    return f"cgv1-{name}-{os.getpid()}"
+
+
+def leftovers(cid: str) -> list[str]:
+    return [os.path.join(CG, h, "pyrun", cid) for h in os.listdir(CG)
+            if os.path.isdir(os.path.join(CG, h, "pyrun", cid))]
+
+
+@pytest.fixture
+def runc(workspace):
+    """runc as root with its own state root and a private copy of the rootfs
+    (runc may write into a read-write root)."""
+    if not RUNC or os.geteuid() != 0:
+        pytest.skip("runc as root")
+    d = tempfile.mkdtemp(prefix="runc-", dir=workspace)
+    root = os.path.join(d, "rootfs")
+    subprocess.run(["cp", "-a", os.path.join(os.path.dirname(__file__), "..", "bundles", "busybox", "rootfs"), root],
+                   check=True)
+
+    def run(config: dict, cid: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        bundle = tempfile.mkdtemp(dir=d)
+        config = dict(config, root={"path": root, "readonly": False})
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        return subprocess.run([RUNC, "--root", os.path.join(d, "state"), "run", "-b", bundle, cid],
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    yield run
+    subprocess.run(["rm", "-rf", d])
+
+
+def _with_caps(config: dict, *caps: str) -> dict:
+    for key in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][key] = sorted(set(config["process"]["capabilities"][key]) | set(caps))
+    return config
+
+
+# A loop device and /dev/fuse made with mknod(2) inside the container: the
+# default rules allow mknod of anything ("c *:* m", "b *:* m") but open only
+# of the standard nodes, so open(2) must fail with EPERM.
+DEVICE_ATTACK = (
+    "mknod /dev/evil-fuse c 10 229 && mknod /dev/evil-loop b 7 0 || exit 3; "
+    "(exec 3</dev/evil-fuse) 2>&1 && echo FUSE-OPENED; "
+    "(exec 3</dev/evil-loop) 2>&1 && echo LOOP-OPENED; "
+    "echo x > /dev/null && echo null-ok"
+)
+
+
+def test_deny_all_device_rule_stops_mknod_and_open_of_host_devices(v1, runc):
+    """issue 12 item 9: the default deny-all rule holds on cgroup v1."""
+    config = _with_caps(v1.config(["sh", "-c", DEVICE_ATTACK]), "CAP_MKNOD")
+    assert config["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}]
+    cid = uid("dev")
+    outputs = {}
+    p = v1("run", "-b", v1.bundle(config=config), cid)
+    outputs["pyrun"] = (p.returncode, p.stdout)
+    r = runc(config, cid + "-runc")
+    outputs["runc"] = (r.returncode, r.stdout)
+    for who, (code, out) in outputs.items():
+        assert code == 0, (who, out, p.stderr, r.stderr)
+        assert "OPENED" not in out, (who, out)
+        assert out.count("Operation not permitted") == 2, (who, out)
+        assert "null-ok" in out, (who, out)
+    assert leftovers(cid) == []
+
+
+def _cg(cid: str, hierarchy: str, name: str) -> str:
+    with open(os.path.join(CG, hierarchy, "pyrun", cid, name)) as f:
+        return f.read().strip()
+
+
+def _limits(v1, args: list[str], **resources) -> dict:
+    config = v1.config(args)
+    config["linux"]["resources"].update(resources)
+    return config
+
+
+def test_pids_limit_10_the_11th_fork_fails(v1, runc):
+    """pids.max: ten tasks (the shell and nine sleeps), then fork(2) fails
+    with EAGAIN ("Resource temporarily unavailable")."""
+    script = ("i=0; while [ $i -lt 20 ]; do sleep 5 & i=$((i+1)); done 2>&1; "
+              "echo started $(cat /proc/self/status >/dev/null; jobs -p | wc -l)")
+    config = _limits(v1, ["sh", "-c", script], pids={"limit": 10})
+    p = v1("run", "-b", v1.bundle(config=config), uid("pids"))
+    r = runc(config, uid("pids-runc"))
+    for who, res in (("pyrun", p), ("runc", r)):
+        assert "Resource temporarily unavailable" in res.stdout, (who, res.stdout, res.stderr)
+        # the shell and 9 children: 10; the "$(...)" subshell itself needs a
+        # fork too, so it may fail as well: at most 9 background jobs
+        assert "started" not in res.stdout or int(res.stdout.split("started")[1].split()[0] or 0) <= 9, who
+    assert leftovers(uid("pids")) == []
+
+
+def test_pids_limit_is_written_and_visible(v1):
+    cid = uid("pidsw")
+    v1.ok("run", "-d", "-b", v1.bundle(config=_limits(v1, ["sleep", "30"], pids={"limit": 10})), cid)
+    assert _cg(cid, "pids", "pids.max") == "10"
+    v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+
+
+ALLOC_64M = "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}"
+
+
+def test_memory_limit_32m_oom_kills_a_64m_allocation(v1, runc):
+    config = _limits(v1, ["sh", "-c", ALLOC_64M], memory={"limit": 32 << 20})
+    cid = uid("oom")
+    p = v1("run", "-b", v1.bundle(config=config), cid)
+    r = runc(config, uid("oom-runc"))
+    assert r.returncode == 137 and "survived" not in r.stdout, r
+    assert p.returncode == 137 and "survived" not in p.stdout, p
+    assert "OOM killer" in p.stderr
+    assert leftovers(cid) == []
+
+
+def test_events_reports_the_oom_and_stats_numbers_move(v1):
+    cid = uid("ev")
+    config = _limits(v1, ["sh", "-c", "read x; " + ALLOC_64M + "; sleep 30"], memory={"limit": 32 << 20})
+    config["process"]["terminal"] = False
+    fifo = os.path.join(v1.dir, "go")
+    os.mkfifo(fifo)
+    config["process"]["args"] = ["sh", "-c", "read x < /go; " + ALLOC_64M + "; sleep 30"]
+    config["mounts"].append({"destination": "/go", "type": "bind", "source": fifo, "options": ["bind"]})
+    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
+    before = json.loads(v1.ok("events", "--stats", cid))["data"]
+    assert before["memory"]["usage"]["limit"] == 32 << 20
+    assert before["pids"]["current"] >= 1 and before["cpu"]["usage"]["total"] > 0
+    events = v1.popen("events", "--interval", "100ms", cid, stdout=subprocess.PIPE)
+    try:
+        with open(fifo, "w") as f:
+            f.write("go\n")
+        deadline = time.monotonic() + 20
+        seen = []
+        while time.monotonic() < deadline:
+            line = events.stdout.readline()
+            if not line:
+                break
+            seen.append(json.loads(line))
+            if seen[-1]["type"] == "oom":
+                break
+        assert any(e["type"] == "oom" for e in seen), seen[-1:]
+        stats = [e["data"] for e in seen if e["type"] == "stats"]
+        assert stats[-1]["memory"]["usage"]["max"] > before["memory"]["usage"]["max"]
+        assert stats[-1]["memory"]["usage"]["failcnt"] > 0
+    finally:
+        events.kill()
+        events.wait()
+    v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+
+
+def test_cpu_quota_throttles_and_shares_are_written(v1):
+    cid = uid("cpu")
+    config = _limits(v1, ["sh", "-c", "while :; do :; done"],
+                     cpu={"shares": 512, "quota": 10000, "period": 100000})
+    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
+    try:
+        assert _cg(cid, "cpu", "cpu.shares") == "512"
+        assert _cg(cid, "cpu", "cpu.cfs_quota_us") == "10000"
+        time.sleep(0.5)
+        stat = dict(line.split() for line in _cg(cid, "cpu", "cpu.stat").splitlines())
+        assert int(stat["nr_throttled"]) > 0, stat
+        data = json.loads(v1.ok("events", "--stats", cid))["data"]
+        assert data["cpu"]["throttling"]["throttledPeriods"] > 0
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+
+
+def test_cpuset_pins_to_cpu_0(v1, runc):
+    config = _limits(v1, ["sh", "-c", "grep Cpus_allowed_list /proc/self/status"], cpu={"cpus": "0"})
+    p = v1("run", "-b", v1.bundle(config=config), uid("cpuset"))
+    r = runc(config, uid("cpuset-runc"))
+    for who, res in (("pyrun", p), ("runc", r)):
+        assert res.returncode == 0 and res.stdout.split() == ["Cpus_allowed_list:", "0"], (who, res)
+
+
+def test_blkio_throttle_and_weight_where_the_kernel_has_them(v1):
+    dev = os.stat("/").st_dev
+    major, minor = os.major(dev), os.minor(dev)
+    blk = f"/sys/dev/block/{major}:{minor}"
+    if not os.path.exists(blk):
+        pytest.skip("/ is not on a block device")
+    cid = uid("blkio")
+    config = _limits(v1, ["sleep", "30"], blockIO={
+        "weight": 500, "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1 << 20}]})
+    p = v1("--debug", "run", "-d", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 0, p.stderr
+    try:
+        assert _cg(cid, "blkio", "blkio.throttle.read_bps_device") == f"{major}:{minor} {1 << 20}"
+        weight = [f for f in ("blkio.weight", "blkio.bfq.weight")
+                  if os.path.exists(os.path.join(CG, "blkio", "pyrun", cid, f))]
+        if weight:
+            assert _cg(cid, "blkio", weight[0]).split()[-1] == "500"
+        else:
+            assert "blockIO.weight skipped" in p.stderr
+    finally:
+        v1.ok("delete", "--force", cid)
+
+
+def test_update_changes_pids_and_memory_and_they_bite(v1):
+    cid = uid("upd")
+    fifo = os.path.join(v1.dir, "go")
+    os.mkfifo(fifo)
+    config = v1.config(["sh", "-c", "read x < /go; (sleep 5 & sleep 5 & sleep 5 & wait) 2>&1; "
+                        "read x < /go; " + ALLOC_64M + "; sleep 30"])
+    config["mounts"].append({"destination": "/go", "type": "bind", "source": fifo, "options": ["bind"]})
+    out = os.path.join(v1.dir, "out")
+    with open(out, "w") as f:
+        p = v1.popen("run", "-b", v1.bundle(config=config), cid, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        v1.wait_status(cid, "running")
+        v1.ok("update", "--pids-limit", "3", cid)
+        assert _cg(cid, "pids", "pids.max") == "3"
+        with open(fifo, "w") as f:
+            f.write("go\n")
+        v1.ok("update", "--memory", "32m", "--pids-limit", "100", cid)
+        time.sleep(0.5)
+        assert _cg(cid, "memory", "memory.limit_in_bytes") == str(32 << 20)
+        assert _cg(cid, "pids", "pids.max") == "100"
+        with open(fifo, "w") as f:
+            f.write("go\n")
+        assert p.wait(timeout=30) == 137
+    finally:
+        v1("delete", "--force", cid)
+        p.wait(timeout=10)
+    with open(out) as f:
+        text = f.read()
+    assert "Resource temporarily unavailable" in text and "survived" not in text, text
+    assert leftovers(cid) == []
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_pause_resume_kill_all_ps_and_delete_leaves_no_cgroup(v1):
+    cid = uid("pause")
+    v1.ok("run", "-d", "-b", v1.bundle(["sh", "-c", "while :; do :; done & while :; do :; done"]), cid)
+    pids = json.loads(v1.ok("ps", "-f", "json", cid))
+    assert len(pids) >= 2  # the shell and its child (and the init, if any)
+    present = leftovers(cid)
+    assert {os.path.basename(os.path.dirname(os.path.dirname(p))) for p in present} >= set(HIERARCHIES)
+    v1.ok("pause", cid)
+    assert v1.state(cid)["status"] == "paused"
+    ticks = [_cpu_ticks(p) for p in pids]
+    time.sleep(0.3)
+    assert [_cpu_ticks(p) for p in pids] == ticks  # frozen: no progress
+    v1.ok("resume", cid)
+    assert v1.state(cid)["status"] == "running"
+    v1.ok("kill", "--all", cid, "KILL")
+    v1.wait_status(cid, "stopped")
+    v1.ok("delete", cid)
+    assert leftovers(cid) == []
+
+
+def test_sigkill_of_create_then_delete_leaves_no_cgroup(v1):
+    """create killed while the container waits in its cgroup: delete
+    (and a new create with the same id) removes it from every hierarchy."""
+    cid = uid("sigkill")
+    config = _limits(v1, ["true"], pids={"limit": 50})
+    config["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]}
+    p = v1.popen("create", "-b", v1.bundle(config=config), cid)
+    deadline = time.monotonic() + 10
+    while not leftovers(cid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert leftovers(cid)
+    p.kill()
+    p.wait()
+    v1("delete", "--force", cid)
+    deadline = time.monotonic() + 5
+    while leftovers(cid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers(cid) == []
