@@ -26,10 +26,11 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(NAMESPACES),
             "capabilities": [name for name, number in CAPABILITIES.items() if number <= last],
-            # cgroup v2 through cgroupfs, with device rules as a BPF program
-            # (rootful); "v2" says what the code does, not what this host has.
-            # No rdma: nothing in pyrun.cgroups writes rdma.max.
-            "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            # cgroupfs, v2 (device rules as a BPF program) and v1/hybrid
+            # (runc's layout, devices.deny/allow), rootful; rootless on v1
+            # has none, as with runc. What the code does, not what this host
+            # has. No rdma: the v1 backend writes rdma.max, v2 does not yet.
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
             "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
@@ -45,7 +46,7 @@ def features() -> dict:
                               "pyrun spec writes true)",
             "org.pyrun.rootfs": "overlay|direct: per-container writable layer or the bundle itself "
                                 "(default direct, as runc; pyrun spec writes overlay)",
-            "org.pyrun.cgroups": "ignore-limits: where no cgroup v2 can serve linux.resources, warn and run",
+            "org.pyrun.cgroups": "ignore-limits: where no cgroup can serve linux.resources, run without them",
             "org.pyrun.network": "none|host|bridge|pasta|slirp4netns|slirp: the network mode "
                                  "(default from the namespaces)",
             "org.pyrun.ports": "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp],...: published ports",

@@ -315,3 +315,7 @@ def test_sigkill_of_create_then_delete_leaves_no_cgroup(v1):
     while leftovers(cid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert leftovers(cid) == []
+
+
+def test_features_reports_v1(rt):
+    assert json.loads(rt.ok("features"))["linux"]["cgroup"]["v1"] is True

@@ -108,9 +108,12 @@ def get_env(runtime: str, mode: str, workspace: str, driver: str = "overlay") ->
                 path = runtime_for(uid, gid, workspace)
             except RuntimeError as e:
                 pytest.skip(str(e))
-            # pyrun serves cgroup v2 only: podman's default pids limit
-            # would be refused on a v1/hybrid host without this flag
-            ENVS[key] = PodmanEnv("pyrun", path, ["ignore-cgroup-limits"], mode, workspace, tar, driver)
+            # rootful: no flag, the limits are applied (cgroup v2, or v1 as
+            # runc's cgroupfs driver). Rootless on a v1/hybrid host there is
+            # no cgroup (as with runc), and podman's default pids limit would
+            # be refused without this flag.
+            flags = ["ignore-cgroup-limits"] if mode == "rootless" else []
+            ENVS[key] = PodmanEnv("pyrun", path, flags, mode, workspace, tar, driver)
     return ENVS[key]
 
 
@@ -571,3 +574,84 @@ def test_vfs_writable_layer(pm_vfs):
     assert pm.ok("exec", name, "cat", "/etc/written") == "kept\n", "stop + start"
     pm.ok("rm", "-f", "-t", "0", name)
     pm.ok("rmi", image)
+
+
+# ----------------------------------------------------------------- limits
+# Rootful: the limit bites. Rootless on a cgroup v1/hybrid host there is no
+# cgroup: podman warns and drops the limits (with runc too), so the scenario
+# checks that the container runs.
+
+def _limits_apply(pm: PodmanEnv) -> bool:
+    return not pm.rootless or os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def _host_cgroup_file(pm: PodmanEnv, name: str, controller: str, file: str) -> str:
+    """The container's cgroup file, from its PID 1's /proc/PID/cgroup."""
+    pid = pm.inspect(name, "{{.State.Pid}}")
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            num, ctrls, path = line.rstrip("\n").split(":", 2)
+            if controller in ctrls.split(",") or (num == "0" and not os.path.exists(f"/sys/fs/cgroup/{controller}")):
+                base = f"/sys/fs/cgroup/{controller}" if controller in ctrls.split(",") else "/sys/fs/cgroup"
+                with open(f"{base}{path}/{file}") as g:
+                    return g.read().strip()
+    raise AssertionError(f"no {controller} cgroup for {name}")
+
+
+FORK_20 = "i=0; while [ $i -lt 20 ]; do sleep 5 & i=$((i+1)); done 2>&1; echo forked"
+
+
+@scenario
+def test_pids_limit(pm):
+    p = pm("run", "--rm", "--pids-limit", "10", IMAGE, "sh", "-c", FORK_20)
+    if _limits_apply(pm):
+        assert "Resource temporarily unavailable" in p.stdout + p.stderr, p.stdout + p.stderr
+    else:
+        assert p.returncode == 0 and "forked" in p.stdout, p.stderr
+
+
+ALLOC_64M = "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}"
+
+
+@scenario
+def test_memory_limit(pm):
+    p = pm("run", "--rm", "--memory", "32m", IMAGE, "sh", "-c", ALLOC_64M)
+    if _limits_apply(pm):
+        assert p.returncode == 137 and "survived" not in p.stdout, (p.returncode, p.stdout, p.stderr)
+    else:
+        assert p.returncode == 0 and "survived 67108864" in p.stdout, p.stderr
+
+
+@scenario
+def test_cpus(pm):
+    name = run_detached(pm, "--cpus", "0.5", "--cpu-shares", "512")
+    if _limits_apply(pm):
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            assert _host_cgroup_file(pm, name, "cpu", "cpu.max").split()[0] == "50000"
+        else:
+            assert _host_cgroup_file(pm, name, "cpu", "cpu.cfs_quota_us") == "50000"
+            assert _host_cgroup_file(pm, name, "cpu", "cpu.shares") == "512"
+    pm.ok("rm", "-f", "-t", "0", name)
+
+
+DEVICE_PROBE = ("(mknod /dev/f c 10 229 && exec 3</dev/f) 2>/dev/null && echo fuse-opened || echo fuse-denied; "
+                "(mknod /dev/l b 7 0 && exec 3</dev/l) 2>/dev/null && echo loop-opened || echo loop-denied")
+
+
+@scenario
+def test_device_cgroup_rule(pm):
+    out = pm.ok("run", "--rm", "--cap-add", "MKNOD", "--device-cgroup-rule", "c 10:229 rw", IMAGE,
+                "sh", "-c", DEVICE_PROBE)
+    assert "loop-denied" in out, out
+    if not pm.rootless:
+        assert "fuse-opened" in out, out
+
+
+@scenario
+def test_stats(pm):
+    name = run_detached(pm, "--memory", "64m", "--pids-limit", "20")
+    out = pm.ok("stats", "--no-stream", "--format", "{{.MemUsage}}|{{.PIDs}}", name)
+    usage, pids = out.strip().split("|")
+    assert "64MiB" in usage.replace(" ", "") or "67.11MB" in usage.replace(" ", ""), out
+    assert int(pids) >= 1, out
+    pm.ok("rm", "-f", "-t", "0", name)
