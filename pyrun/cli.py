@@ -262,7 +262,9 @@ def update(obj, container_id, resources_file, memory, memory_swap, memory_reserv
         resources = {}
     mem = resources.setdefault("memory", {})
     for flag, key, value in (("--memory", "limit", memory), ("--memory-swap", "swap", memory_swap),
-                             ("--memory-reservation", "reservation", memory_reservation)):
+                             ("--memory-reservation", "reservation", memory_reservation),
+                             ("--kernel-memory", "kernel", kernel_memory),
+                             ("--kernel-memory-tcp", "kernelTCP", kernel_memory_tcp)):
         if value is not None:
             mem[key] = parse_bytes(value, flag)
     cpu = resources.setdefault("cpu", {})

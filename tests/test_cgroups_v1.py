@@ -319,3 +319,71 @@ def test_sigkill_of_create_then_delete_leaves_no_cgroup(v1):
 
 def test_features_reports_v1(rt):
     assert json.loads(rt.ok("features"))["linux"]["cgroup"]["v1"] is True
+
+
+def test_relative_cgroups_path_is_below_the_callers_cgroup_in_each_hierarchy(v1):
+    """runc's cgroupfs layout: a relative linux.cgroupsPath starts at the
+    caller's own cgroup of each hierarchy (/proc/self/cgroup)."""
+    cid = uid("rel")
+    config = _limits(v1, ["sleep", "30"], pids={"limit": 20})
+    config["linux"]["cgroupsPath"] = f"pyrun-rel/{cid}"
+    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
+    own = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(","):
+                own[c] = path
+    dirs = {h: os.path.normpath(f"{CG}/{h}/{own[h]}/pyrun-rel/{cid}") for h in ("memory", "pids", "devices")}
+    try:
+        pid = v1.state(cid)["pid"]
+        for h, d in dirs.items():
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                assert str(pid) in f.read().split(), h
+        with open(os.path.join(dirs["pids"], "pids.max")) as f:
+            assert f.read().strip() == "20"
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert not any(os.path.exists(d) for d in dirs.values())
+    for h in dirs:
+        try:
+            os.rmdir(os.path.dirname(dirs[h]))  # the parent the test asked for
+        except OSError:
+            pass
+
+
+def test_a_limit_on_a_controller_the_host_lacks_is_refused_naming_the_field(v1):
+    if os.path.exists(os.path.join(CG, "net_cls")):
+        pytest.skip("this host mounts net_cls")
+    cid = uid("netcls")
+    config = _limits(v1, ["true"], network={"classID": 0x100001})
+    p = v1("run", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith("pyrun: linux.resources.network.classID: ") or \
+        "linux.resources.network.classID" in p.stderr, p.stderr
+    assert "net_cls" in p.stderr
+    assert os.listdir(v1.root) == []
+    assert leftovers(cid) == []
+
+
+def test_memory_details_as_runc_writes_them(v1):
+    """reservation -> soft limit, swap -> memsw, swappiness, OOM killer
+    off; kernel memory where the kernel still takes it (skipped with a
+    debug line otherwise, as runc)."""
+    cid = uid("memd")
+    config = _limits(v1, ["sleep", "30"], memory={
+        "limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20, "swappiness": 10,
+        "kernel": 256 << 20, "kernelTCP": 16 << 20, "disableOOMKiller": True})
+    p = v1("--debug", "run", "-d", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 0, p.stderr
+    try:
+        assert _cg(cid, "memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert _cg(cid, "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+        assert _cg(cid, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
+        assert _cg(cid, "memory", "memory.swappiness") == "10"
+        assert "oom_kill_disable 1" in _cg(cid, "memory", "memory.oom_control")
+        assert _cg(cid, "memory", "memory.kmem.tcp.limit_in_bytes") == str(16 << 20)
+        assert "memory.kernel ignored" in p.stderr
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []

@@ -351,7 +351,13 @@ def _memory_v1(res: dict) -> list[Write]:
         if 0 < swap < limit:
             raise ConfigError(f"{base}.swap", f"memory+swap ({swap}) must be >= memory.limit ({limit})")
         out.append(Write("memory.memsw.limit_in_bytes", _v1_value(swap), f"{base}.swap"))
-    for key, file in (("reservation", "memory.soft_limit_in_bytes"), ("kernel", "memory.kmem.limit_in_bytes"),
+    # memory.kernel: runc 1.1 ignores it (kernel memory accounting cannot be
+    # limited apart since Linux 5.16; the file takes a value and ignores it)
+    if _num(mem, "kernel", base):
+        from pyrun.log import log
+
+        log.debug_msg(f"{base}.kernel ignored: deprecated, not enforced by Linux >= 5.16 (as runc)")
+    for key, file in (("reservation", "memory.soft_limit_in_bytes"),
                       ("kernelTCP", "memory.kmem.tcp.limit_in_bytes")):
         value = _num(mem, key, base)
         if value:

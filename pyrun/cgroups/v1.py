@@ -32,13 +32,13 @@ UNIFIED = "unified"  # the controllers key of a hybrid host's cgroup2 tree
 KNOWN = frozenset({"cpuset", "cpu", "cpuacct", "blkio", "memory", "devices", "freezer", "net_cls",
                    "net_prio", "perf_event", "hugetlb", "pids", "rdma", "misc", "name=systemd"})
 # Files runc writes only where the kernel has them (a debug line otherwise):
-# kernel memory is gone from recent kernels, cpu.idle and cpu.cfs_burst_us
+# TCP kernel memory needs CONFIG_MEMCG_KMEM, cpu.idle and cpu.cfs_burst_us
 # are new, the blkio weights exist only with CFQ or BFQ.
-OPTIONAL = frozenset({"memory.kmem.limit_in_bytes", "memory.kmem.tcp.limit_in_bytes", "cpu.idle",
+OPTIONAL = frozenset({"memory.kmem.tcp.limit_in_bytes", "cpu.idle",
                       "cpu.cfs_burst_us", "blkio.weight", "blkio.leaf_weight", "blkio.weight_device",
                       "blkio.leaf_weight_device"})
 _BFQ = {"blkio.weight": "blkio.bfq.weight", "blkio.weight_device": "blkio.bfq.weight_device"}
-ENOTSUPP = 524  # the kernel's internal "not supported", which writes of kmem limits return
+ENOTSUPP = 524  # the kernel's internal "not supported", which some cgroup v1 writes return
 
 
 def hierarchies() -> dict[str, frozenset[str]]:
