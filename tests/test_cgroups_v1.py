@@ -387,3 +387,22 @@ def test_memory_details_as_runc_writes_them(v1):
     finally:
         v1.ok("delete", "--force", cid)
     assert leftovers(cid) == []
+
+
+def test_hugetlb_goes_where_the_host_binds_it(v1):
+    """Hybrid: hugetlb is bound to the cgroup2 tree (/sys/fs/cgroup/unified)
+    here, so its limit is hugetlb.2MB.max there; on pure v1, the v1 file."""
+    if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        pytest.skip("no 2 MB huge pages")
+    cid = uid("huge")
+    config = _limits(v1, ["sleep", "30"], hugepageLimits=[{"pageSize": "2MB", "limit": 4 << 20}])
+    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
+    try:
+        v1_file = os.path.join(CG, "hugetlb", "pyrun", cid, "hugetlb.2MB.limit_in_bytes")
+        v2_file = os.path.join(CG, "unified", "pyrun", cid, "hugetlb.2MB.max")
+        path = v1_file if os.path.exists(v1_file) else v2_file
+        with open(path) as f:
+            assert f.read().strip() == str(4 << 20)
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
