@@ -406,3 +406,29 @@ def test_hugetlb_goes_where_the_host_binds_it(v1):
     finally:
         v1.ok("delete", "--force", cid)
     assert leftovers(cid) == []
+
+
+def test_exec_joins_the_container_cgroup_in_every_hierarchy(v1):
+    """An exec'd process is limited and denied devices like PID 1."""
+    cid = uid("exec")
+    config = _with_caps(_limits(v1, ["sleep", "30"], pids={"limit": 20}), "CAP_MKNOD")
+    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
+    try:
+        out = v1.ok("exec", cid, "sh", "-c", "cat /proc/self/cgroup; " + DEVICE_ATTACK)
+        assert "OPENED" not in out and out.count("Operation not permitted") == 2, out
+        before = {h: len(_cg(cid, h, "cgroup.procs").split()) for h in HIERARCHIES}
+        p = v1.popen("exec", cid, "sleep", "5")
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                tasks = {h: len(_cg(cid, h, "cgroup.procs").split()) - before[h] for h in HIERARCHIES}
+                if min(tasks.values()) >= 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert min(tasks.values()) >= 1, tasks  # the exec'd sleep, in every hierarchy
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
