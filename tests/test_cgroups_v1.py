@@ -432,3 +432,31 @@ def test_exec_joins_the_container_cgroup_in_every_hierarchy(v1):
     finally:
         v1.ok("delete", "--force", cid)
     assert leftovers(cid) == []
+
+
+def test_update_flags_and_resources_file_reach_the_v1_files(v1):
+    cid = uid("updf")
+    v1.ok("run", "-d", "-b", v1.bundle(["sleep", "30"]), cid)
+    try:
+        v1.ok("update", "--cpu-quota", "20000", "--cpu-period", "100000", "--cpu-share", "256",
+              "--cpuset-cpus", "0", "--memory", "64m", "--memory-swap", "128m",
+              "--memory-reservation", "32m", "--pids-limit", "42", cid)
+        assert _cg(cid, "cpu", "cpu.cfs_quota_us") == "20000" and _cg(cid, "cpu", "cpu.shares") == "256"
+        assert _cg(cid, "cpuset", "cpuset.cpus") == "0"
+        assert _cg(cid, "memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert _cg(cid, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
+        assert _cg(cid, "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+        # memory and memory+swap both up past the limit in force: memsw first (runc's order)
+        res = os.path.join(v1.dir, "res.json")
+        with open(res, "w") as f:
+            json.dump({"memory": {"limit": 256 << 20, "swap": 512 << 20}, "pids": {"limit": -1}}, f)
+        v1.ok("update", "-r", res, cid)
+        assert _cg(cid, "memory", "memory.limit_in_bytes") == str(256 << 20)
+        assert _cg(cid, "memory", "memory.memsw.limit_in_bytes") == str(512 << 20)
+        assert _cg(cid, "pids", "pids.max") == "max"
+        p = v1("update", "--memory", "1g", cid)  # above memory+swap in force: the kernel says no
+        assert p.returncode == 1 and "linux.resources.memory.limit" in p.stderr, p.stderr
+        assert len(p.stderr.splitlines()) == 1
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
