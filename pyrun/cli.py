@@ -294,12 +294,21 @@ def events(obj, container_id, once, interval):
     period = _duration(interval)
     cg = container.live_cgroup(obj.root, container_id, "events")
     ooms = cgroups.oom_kills(cg)
+    notify = None if once else cg.oom_fd()  # cgroup v1: an eventfd the kernel signals at each OOM
     while True:
         click.echo(json.dumps({"type": "stats", "id": container_id, "data": cgroups.stats(cg)}))
         if once:
             return
         deadline = time.monotonic() + period
-        while time.monotonic() < deadline:
+        while notify is not None and time.monotonic() < deadline:
+            gone = not cg.exists() or container.state(obj.root, container_id)["status"] == "stopped"
+            if _ready(notify, 0 if gone else min(0.1, period)):
+                os.read(notify, 8)
+                if cg.exists():  # the kernel signals it at rmdir too: not an OOM then (as runc)
+                    click.echo(json.dumps({"type": "oom", "id": container_id}))
+            if gone:
+                return
+        while notify is None and time.monotonic() < deadline:
             if not cg.exists() or container.state(obj.root, container_id)["status"] == "stopped":
                 now = cgroups.oom_kills(cg)
                 if now > ooms:
@@ -310,6 +319,12 @@ def events(obj, container_id, once, interval):
                 ooms = now
                 click.echo(json.dumps({"type": "oom", "id": container_id}))
             time.sleep(min(0.1, period))
+
+
+def _ready(fd: int, timeout: float) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], timeout)[0])
 
 
 def _duration(text: str) -> float:

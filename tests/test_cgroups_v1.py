@@ -155,11 +155,10 @@ def test_memory_limit_32m_oom_kills_a_64m_allocation(v1, runc):
 
 def test_events_reports_the_oom_and_stats_numbers_move(v1):
     cid = uid("ev")
-    config = _limits(v1, ["sh", "-c", "read x; " + ALLOC_64M + "; sleep 30"], memory={"limit": 32 << 20})
-    config["process"]["terminal"] = False
     fifo = os.path.join(v1.dir, "go")
     os.mkfifo(fifo)
-    config["process"]["args"] = ["sh", "-c", "read x < /go; " + ALLOC_64M + "; sleep 30"]
+    # the subshell that allocates is the one killed: the container lives on
+    config = _limits(v1, ["sh", "-c", "read x < /go; (" + ALLOC_64M + "); sleep 30"], memory={"limit": 32 << 20})
     config["mounts"].append({"destination": "/go", "type": "bind", "source": fifo, "options": ["bind"]})
     v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
     before = json.loads(v1.ok("events", "--stats", cid))["data"]
@@ -179,9 +178,10 @@ def test_events_reports_the_oom_and_stats_numbers_move(v1):
             if seen[-1]["type"] == "oom":
                 break
         assert any(e["type"] == "oom" for e in seen), seen[-1:]
-        stats = [e["data"] for e in seen if e["type"] == "stats"]
-        assert stats[-1]["memory"]["usage"]["max"] > before["memory"]["usage"]["max"]
-        assert stats[-1]["memory"]["usage"]["failcnt"] > 0
+        after = json.loads(v1.ok("events", "--stats", cid))["data"]
+        assert after["memory"]["usage"]["max"] > before["memory"]["usage"]["max"]
+        assert after["memory"]["usage"]["failcnt"] > before["memory"]["usage"]["failcnt"]
+        assert after["cpu"]["usage"]["total"] > before["cpu"]["usage"]["total"]
     finally:
         events.kill()
         events.wait()
@@ -459,4 +459,54 @@ def test_update_flags_and_resources_file_reach_the_v1_files(v1):
         assert len(p.stderr.splitlines()) == 1
     finally:
         v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+
+
+def _events_until(v1, cid: str, want: str, timeout: float = 20) -> list[dict]:
+    events = v1.popen("events", "--interval", "100ms", cid, stdout=subprocess.PIPE)
+    seen = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = events.stdout.readline()
+            if not line:
+                break
+            seen.append(json.loads(line))
+            if seen[-1]["type"] == want:
+                break
+    finally:
+        events.kill()
+        events.wait()
+    return seen
+
+
+def test_events_reports_oom_through_the_eventfd_even_with_the_oom_killer_off(v1):
+    """disableOOMKiller: nothing is killed, the oom_kill counter stays 0,
+    and the memory.oom_control eventfd (what runc listens on) still says
+    "oom"."""
+    cid = uid("oomfd")
+    config = _limits(v1, ["sh", "-c", "sleep 0.5; " + ALLOC_64M], memory={"limit": 32 << 20, "disableOOMKiller": True})
+    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
+    try:
+        seen = _events_until(v1, cid, "oom")
+        assert seen and seen[-1]["type"] == "oom", seen[-3:]
+        assert "oom_kill 0" in _cg(cid, "memory", "memory.oom_control")
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+
+
+def test_events_of_a_container_that_ends_without_oom_says_no_oom(v1):
+    cid = uid("nooom")
+    v1.ok("run", "-d", "-b", v1.bundle(["sleep", "1"]), cid)
+    events = v1.popen("events", "--interval", "100ms", cid, stdout=subprocess.PIPE)
+    try:
+        v1.wait_status(cid, "stopped")
+        v1.ok("delete", cid)
+        out, _ = events.communicate(timeout=10)
+    finally:
+        events.kill()
+        events.wait()
+    types = {json.loads(line)["type"] for line in out.splitlines()}
+    assert types == {"stats"}, out[-500:]
     assert leftovers(cid) == []

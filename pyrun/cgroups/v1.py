@@ -257,6 +257,26 @@ class Cgroup:
             return 0
         return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("oom_kill ")), 0)
 
+    def oom_fd(self) -> int | None:
+        """An eventfd(2) the kernel signals each time the cgroup is out of
+        memory: registered by writing "<eventfd> <fd of memory.oom_control>"
+        to cgroup.event_control (cgroup-v1/memory.rst, "OOM Control"), as
+        runc's notifyOnOOM. None without a memory hierarchy."""
+        control, ctl = self.file("memory", "memory.oom_control"), self.file("memory", "cgroup.event_control")
+        if control is None:
+            return None
+        efd = os.eventfd(0, os.EFD_CLOEXEC)
+        try:
+            ofd = os.open(control, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _write(ctl, f"{efd} {ofd}")
+            finally:
+                os.close(ofd)
+        except OSError:
+            os.close(efd)
+            return None
+        return efd
+
     # -- actions
     def freeze(self, on: bool, timeout: float = 10.0) -> None:
         """freezer.state: FROZEN, then wait while it says FREEZING."""

@@ -225,6 +225,9 @@ class Cgroup:
     def oom_kills(self) -> int:
         return oom_kills(self)
 
+    def oom_fd(self) -> None:
+        return None  # cgroup v2: memory.events' oom_kill, polled
+
     def remove(self, timeout: float = 10.0) -> None:
         """rmdir(2) once the last process is gone (EBUSY until then)."""
         import time
