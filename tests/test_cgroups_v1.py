@@ -510,3 +510,20 @@ def test_events_of_a_container_that_ends_without_oom_says_no_oom(v1):
     types = {json.loads(line)["type"] for line in out.splitlines()}
     assert types == {"stats"}, out[-500:]
     assert leftovers(cid) == []
+
+
+def test_planned_path_is_what_setup_records(v1):
+    """cgroups.planned_path: what a record can name before create makes the
+    cgroup, so that a create killed in the middle leaves nothing unnamed."""
+    from pyrun.spec import load
+
+    cid = uid("plan")
+    bundle = v1.bundle(["sleep", "30"])
+    v1.ok("run", "-d", "-b", bundle, cid)
+    try:
+        with open(os.path.join(v1.root, cid, "state.json")) as f:
+            recorded = json.load(f)["cgroup"]
+        assert cgroups.planned_path(load(bundle), cid, rootless=False) == recorded
+        assert sorted(recorded.split("\n")) == sorted(leftovers(cid))
+    finally:
+        v1.ok("delete", "--force", cid)

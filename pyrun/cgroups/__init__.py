@@ -67,6 +67,22 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool):
     return v1.setup(spec, container_id, ignore_limits)
 
 
+def planned_path(spec, container_id: str, rootless: bool) -> str:
+    """The ``path`` :func:`setup` will give this container's cgroup ("" for
+    none), computed before anything is made: what a record can name so that
+    a create killed half way leaves nothing unrecorded (only ever removed
+    if empty). Raises what setup raises for a bad linux.cgroupsPath."""
+    if available():
+        from pyrun.cgroups import v2
+
+        return v2.path_for(spec.linux.cgroups_path, container_id, rootless) or ""
+    if rootless:
+        return ""
+    from pyrun.cgroups import v1
+
+    return "\n".join(v1.paths_for(spec.linux.cgroups_path, container_id, v1.hierarchies()).values())
+
+
 def open_cgroup(path: str):
     """The cgroup a record names (its ``path``)."""
     if available():
