@@ -190,3 +190,15 @@ def test_v1_paths_follow_runcs_cgroupfs_layout():
         v1.paths_for("/../../etc", "c1", mounts)
     with pytest.raises(ConfigError, match="systemd"):
         v1.paths_for("machine.slice:pyrun:c1", "c1", mounts)
+
+
+def test_v1_devices_a_hole_in_a_wildcard_is_refused_as_runc():
+    """v1 keeps no order: "c *:* rwm" allowed then "c 10:229" denied would
+    leave /dev/fuse open. runc's emulator refuses it; so does pyrun."""
+    with pytest.raises(ConfigError) as e:
+        _v1_devices([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "access": "rwm"},
+                     {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rw"}])
+    assert e.value.path == "linux.resources.devices[2]"
+    # the same deny with no wildcard in the way is fine
+    _v1_devices([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 10, "minor": 229},
+                 {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rw"}])

@@ -318,10 +318,18 @@ def device_writes_v1(resources: dict | None, devices) -> tuple[list[Write], bool
         if bool(allow) != default_allow:  # an exception to the default
             rules[meta] = rules.get(meta, 0) | access
             paths.setdefault(meta, path)
-        elif meta in rules:
-            rules[meta] &= ~access
-            if not rules[meta]:
-                del rules[meta]
+        else:
+            # v1 cannot take an exception out of a wildcard one ("c 10:*"
+            # allowed, then "c 10:229" denied): refused, as runc's emulator
+            # does, rather than leaving the device open
+            for wild in {(kind, -1, minor), (kind, major, -1), (kind, -1, -1)} - {meta}:
+                if rules.get(wild, 0) & access:
+                    raise ConfigError(path, f"{_rule_text(kind, major, minor, access)!r} cannot be taken out of "
+                                      f"{_rule_text(*wild, rules[wild])!r} with the cgroup v1 devices controller")
+            if meta in rules:
+                rules[meta] &= ~access
+                if not rules[meta]:
+                    del rules[meta]
     first = Write("devices.allow" if default_allow else "devices.deny", "a *:* rwm", f"{RES}.devices")
     exception = "devices.deny" if default_allow else "devices.allow"
     out = [first]
