@@ -527,3 +527,29 @@ def test_planned_path_is_what_setup_records(v1):
         assert sorted(recorded.split("\n")) == sorted(leftovers(cid))
     finally:
         v1.ok("delete", "--force", cid)
+
+
+def test_a_read_only_hybrid_cgroup2_tree_is_left_out_not_fatal(v1):
+    """The hybrid cgroup2 tree is a convenience (cgroup.kill): where it
+    cannot be written (a read-only mount, as in some nested setups), the
+    container runs with its v1 limits; a limit that lives only there
+    (hugetlb here) is then refused naming the field."""
+    if not os.path.isdir(os.path.join(CG, "unified")):
+        pytest.skip("not a hybrid host")
+    cid = uid("ro2")
+    config = _limits(v1, ["sh", "-c", "echo ran"], pids={"limit": 50})
+    pyrun = v1.cmd("run", "-b", v1.bundle(config=config), cid)
+    script = ("mount -o remount,bind,ro /sys/fs/cgroup/unified && exec \"$@\"")
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *pyrun],
+                       capture_output=True, text=True, timeout=60, cwd=v1.dir, env=v1.env)
+    assert p.returncode == 0 and p.stdout.strip() == "ran", p.stderr
+    assert leftovers(cid) == []
+    if os.path.exists(os.path.join(CG, "hugetlb")) or not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        return
+    config = _limits(v1, ["true"], hugepageLimits=[{"pageSize": "2MB", "limit": 4 << 20}])
+    pyrun = v1.cmd("run", "-b", v1.bundle(config=config), cid)
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *pyrun],
+                       capture_output=True, text=True, timeout=60, cwd=v1.dir, env=v1.env)
+    assert p.returncode == 1 and "linux.resources.hugepageLimits[0]" in p.stderr, p.stderr
+    assert len(p.stderr.splitlines()) == 1
+    assert leftovers(cid) == []

@@ -11,9 +11,10 @@ from the hierarchy's root, relative from the caller's own cgroup in that
 hierarchy (/proc/self/cgroup), ``/pyrun/<id>`` without one. Each limit goes
 to the hierarchy of its controller; device rules are written to
 devices.deny and devices.allow before any process of the container exists.
-In the cgroup2 tree of a hybrid host the container is a member too: it
-gives ``cgroup.kill`` (one atomic SIGKILL for ``kill --all`` and
-``delete``) and the controllers bound there (hugetlb, here).
+In the cgroup2 tree of a hybrid host the container is a member too, where
+that tree can be written: it gives ``cgroup.kill`` (one atomic SIGKILL for
+``kill --all`` and ``delete``) and the controllers bound there (hugetlb,
+here).
 
 The record keeps the container's directories, one a line.
 """
@@ -131,6 +132,13 @@ class Cgroup:
                 dirs[mnt] = d
         return cls(dirs, {m: mounts[m] for m in dirs})
 
+    def _drop(self, mnt: str) -> None:
+        d = self.dirs.pop(mnt)
+        self.path = "\n".join(self.dirs.values())
+        if d == self.unified:
+            self.unified = None
+        self.by_ctrl = {c: x for c, x in self.by_ctrl.items() if x != d}  # its limits now fail, naming them
+
     def file(self, controller: str, name: str) -> str | None:
         d = self.by_ctrl.get(controller)
         return os.path.join(d, name) if d else None
@@ -142,9 +150,17 @@ class Cgroup:
         cpuset cgroup without them takes no process: runc's ensureParent)."""
         from pyrun.cgroups import v2
 
-        for mnt, d in self.dirs.items():
+        for mnt, d in list(self.dirs.items()):
             if d == self.unified:
-                v2.Cgroup(d).create(mnt)
+                try:
+                    v2.Cgroup(d).create(mnt)
+                except PyrunError as e:
+                    if _pids_of(d):
+                        raise  # in use: the id or cgroupsPath is taken
+                    from pyrun.log import log
+
+                    log.debug_msg(f"cgroup: the hybrid cgroup2 tree is left out ({e})")
+                    self._drop(mnt)
                 continue
             level = mnt
             for part in os.path.relpath(d, mnt).split("/"):
