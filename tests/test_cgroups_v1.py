@@ -553,3 +553,22 @@ def test_a_read_only_hybrid_cgroup2_tree_is_left_out_not_fatal(v1):
     assert p.returncode == 1 and "linux.resources.hugepageLimits[0]" in p.stderr, p.stderr
     assert len(p.stderr.splitlines()) == 1
     assert leftovers(cid) == []
+
+
+def test_read_only_cgroupfs_fails_in_one_line_unless_ignored(v1):
+    """Every hierarchy read-only (as in some nested setups): runc fails; so
+    does pyrun, in one line, and nothing is left. --ignore-cgroup-limits
+    runs without a cgroup (no limits, no device rules), as asked."""
+    cid = uid("rofs")
+    script = ("for m in /sys/fs/cgroup/*/; do mount -o remount,bind,ro \"$m\" || exit 9; done; exec \"$@\"")
+    bundle = v1.bundle(config=_limits(v1, ["sh", "-c", "echo ran"], pids={"limit": 50}))
+    for flags, code in (([], 1), (["--ignore-cgroup-limits"], 0)):
+        pyrun = v1.cmd(*flags, "run", "-b", bundle, cid)
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *pyrun],
+                           capture_output=True, text=True, timeout=60, cwd=v1.dir, env=v1.env)
+        assert p.returncode == code, (flags, p.stderr)
+        if code:
+            assert "Read-only file system" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+        else:
+            assert p.stdout.strip() == "ran", p.stderr
+        assert leftovers(cid) == [] and os.listdir(v1.root) == []

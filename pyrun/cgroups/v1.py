@@ -468,6 +468,18 @@ def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
     cg = Cgroup(paths_for(spec.linux.cgroups_path, container_id, mounts), mounts)
     try:
         cg.create()
+    except PyrunError as e:
+        busy = cg.pids()
+        cg.undo_create()
+        if busy or not ignore_limits:
+            raise
+        # asked to go on where cgroups cannot serve (a read-only cgroupfs
+        # in a nested setup): no cgroup, no limits, no device rules
+        from pyrun.log import log
+
+        log.debug_msg(f"cgroup limits and device rules ignored: {e}")
+        return None
+    try:
         cg.apply_devices(resources, spec.linux.devices, ignore_limits)
         cg.apply(items, ignore_limits)
     except BaseException:
