@@ -31,6 +31,20 @@ def available() -> bool:
     return os.path.exists(os.path.join(MOUNT, "cgroup.controllers"))
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    """One write(2) of the whole value: cgroup files take one value a write."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
 def without_limits(items, reason: str, ignore_limits: bool) -> None:
     """No cgroup for this container: fine without limits; with limits, the
     first one's field and ``reason``, unless the caller said to ignore them."""

@@ -24,11 +24,13 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups.convert import RES, Write, controller_of, device_writes_v1, writes_v1
-from pyrun.cgroups.v2 import _read, _write
+from pyrun.cgroups import _read, _write
 from pyrun.errors import ConfigError, PyrunError
 
+# The conversions (pyrun.cgroups.convert) and the v2 module are imported
+# where they are used: ``state``, ``kill`` and ``ps`` only read a file or two.
 MOUNT = "/sys/fs/cgroup"
+RES = "linux.resources"
 UNIFIED = "unified"  # the controllers key of a hybrid host's cgroup2 tree
 KNOWN = frozenset({"cpuset", "cpu", "cpuacct", "blkio", "memory", "devices", "freezer", "net_cls",
                    "net_prio", "perf_event", "hugetlb", "pids", "rdma", "misc", "name=systemd"})
@@ -177,13 +179,13 @@ class Cgroup:
             raise PyrunError(f"cgroup {self.path.splitlines()[0]} already has processes: "
                              "is the id or cgroupsPath in use?")
 
-    def apply(self, items: list[Write], ignore_missing: bool = False) -> None:
-        """Write each limit to its controller's hierarchy; an error names the
-        config field and the file."""
+    def apply(self, items: list, ignore_missing: bool = False) -> None:
+        """Write each limit (convert.Write) to its controller's hierarchy; an
+        error names the config field and the file."""
         from pyrun.log import log
 
         for w in _memory_order(self, items):
-            ctrl = controller_of(w.file)
+            ctrl = w.file.split(".", 1)[0]
             d, name = self.by_ctrl.get(ctrl), w.file
             if d is not None and d == self.unified:
                 name = name.replace(".limit_in_bytes", ".max")  # hugetlb in a hybrid host's cgroup2 tree
@@ -213,6 +215,7 @@ class Cgroup:
         devices emulator's transition from the parent's list), then check
         devices.list: the rules are a security boundary, so what the
         kernel did not take is an error, not a warning."""
+        from pyrun.cgroups.convert import device_writes_v1
         from pyrun.log import log
 
         items, allowlist, expect = device_writes_v1(resources, devices)
@@ -346,6 +349,8 @@ class Cgroup:
             usage = _int(self._read("memory", "memory.usage_in_bytes", "0"))
             if mem["limit"] < usage:
                 raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
+        from pyrun.cgroups.convert import writes_v1
+
         self.apply(writes_v1(resources))
 
     def _read(self, ctrl: str, name: str, default: str = "") -> str:
@@ -435,7 +440,7 @@ def _copy_cpuset(parent: str, child: str) -> None:
                 raise PyrunError(f"cgroup: copy {value!r} from {parent} to {mine}: {e.strerror}") from None
 
 
-def _memory_order(cg: Cgroup, items: list[Write]) -> list[Write]:
+def _memory_order(cg: Cgroup, items: list) -> list:
     """memory.limit_in_bytes must stay <= memory.memsw.limit_in_bytes at
     every step: when both change and memory+swap grows past the limit in
     force, memsw first (runc's setMemoryAndSwap)."""
@@ -455,6 +460,7 @@ def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
     """Root on a v1 or hybrid host: the container's directory in every
     hierarchy, device rules and limits written, no process in it yet."""
     from pyrun.cgroups import without_limits
+    from pyrun.cgroups.convert import device_writes_v1, writes_v1
 
     resources = spec.linux.resources
     items = writes_v1(resources)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import os
 
+from pyrun.cgroups import _read, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError
 
@@ -92,19 +93,6 @@ def path_for(cgroups_path: str | None, container_id: str, rootless: bool) -> str
     if root is None:
         return None
     return os.path.join(root, "pyrun", container_id)
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
 
 
 def _enable_controllers(directory: str) -> None:
