@@ -176,7 +176,7 @@ class Cgroup:
                 if d == self.by_ctrl.get("cpuset"):
                     _copy_cpuset(parent, level)
         if self.pids():
-            raise PyrunError(f"cgroup {self.path.splitlines()[0]} already has processes: "
+            raise PyrunError(f"cgroup {self._procs_dir()} already has processes: "
                              "is the id or cgroupsPath in use?")
 
     def apply(self, items: list, ignore_missing: bool = False) -> None:
@@ -256,8 +256,11 @@ class Cgroup:
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs.values())
 
+    def _procs_dir(self) -> str | None:
+        return self.by_ctrl.get("freezer") or self.by_ctrl.get("pids") or next(iter(self.dirs.values()), None)
+
     def pids(self) -> list[int]:
-        d = self.by_ctrl.get("freezer") or self.by_ctrl.get("pids") or next(iter(self.dirs.values()), None)
+        d = self._procs_dir()
         return _pids_of(d) if d else []
 
     def frozen(self) -> bool:
