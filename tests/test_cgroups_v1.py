@@ -8,6 +8,7 @@ must give the same result. Ids are unique per test run: the default cgroup
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -109,6 +110,24 @@ def _cg(cid: str, hierarchy: str, name: str) -> str:
         return f.read().strip()
 
 
+def _go(fifo: str, timeout: float = 10) -> None:
+    """Write a line to the container's fifo, waiting at most ``timeout`` for
+    it to open the other end (open(2) O_NONBLOCK: ENXIO until a reader)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise AssertionError(f"the container did not open {fifo}: {e}") from None
+            time.sleep(0.02)
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
+
+
 def _limits(v1, args: list[str], **resources) -> dict:
     config = v1.config(args)
     config["linux"]["resources"].update(resources)
@@ -158,7 +177,7 @@ def test_events_reports_the_oom_and_stats_numbers_move(v1):
     fifo = os.path.join(v1.dir, "go")
     os.mkfifo(fifo)
     # the subshell that allocates is the one killed: the container lives on
-    config = _limits(v1, ["sh", "-c", "read x < /go; (" + ALLOC_64M + "); sleep 30"], memory={"limit": 32 << 20})
+    config = _limits(v1, ["sh", "-c", "read x < /go; (echo 1000 > /proc/self/oom_score_adj; " + ALLOC_64M + "); sleep 30"], memory={"limit": 32 << 20})
     config["mounts"].append({"destination": "/go", "type": "bind", "source": fifo, "options": ["bind"]})
     v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
     before = json.loads(v1.ok("events", "--stats", cid))["data"]
@@ -166,8 +185,7 @@ def test_events_reports_the_oom_and_stats_numbers_move(v1):
     assert before["pids"]["current"] >= 1 and before["cpu"]["usage"]["total"] > 0
     events = v1.popen("events", "--interval", "100ms", cid, stdout=subprocess.PIPE)
     try:
-        with open(fifo, "w") as f:
-            f.write("go\n")
+        _go(fifo)
         deadline = time.monotonic() + 20
         seen = []
         while time.monotonic() < deadline:
@@ -242,7 +260,9 @@ def test_update_changes_pids_and_memory_and_they_bite(v1):
     cid = uid("upd")
     fifo = os.path.join(v1.dir, "go")
     os.mkfifo(fifo)
-    config = v1.config(["sh", "-c", "read x < /go; (sleep 5 & sleep 5 & sleep 5 & wait) 2>&1; "
+    # the subshell that forks the sleeps exists before the limit (or has
+    # room under it): only the sleeps can fail, and the shell goes on
+    config = v1.config(["sh", "-c", "(read x < /go; sleep 5 & sleep 5 & sleep 5 & wait) 2>&1; "
                         "read x < /go; " + ALLOC_64M + "; sleep 30"])
     config["mounts"].append({"destination": "/go", "type": "bind", "source": fifo, "options": ["bind"]})
     out = os.path.join(v1.dir, "out")
@@ -250,16 +270,15 @@ def test_update_changes_pids_and_memory_and_they_bite(v1):
         p = v1.popen("run", "-b", v1.bundle(config=config), cid, stdout=f, stderr=subprocess.STDOUT)
     try:
         v1.wait_status(cid, "running")
-        v1.ok("update", "--pids-limit", "3", cid)
-        assert _cg(cid, "pids", "pids.max") == "3"
-        with open(fifo, "w") as f:
-            f.write("go\n")
+        limit = str(int(_cg(cid, "pids", "pids.current")) + 1)
+        v1.ok("update", "--pids-limit", limit, cid)
+        assert _cg(cid, "pids", "pids.max") == limit
+        _go(fifo)
         v1.ok("update", "--memory", "32m", "--pids-limit", "100", cid)
         time.sleep(0.5)
         assert _cg(cid, "memory", "memory.limit_in_bytes") == str(32 << 20)
         assert _cg(cid, "pids", "pids.max") == "100"
-        with open(fifo, "w") as f:
-            f.write("go\n")
+        _go(fifo)
         assert p.wait(timeout=30) == 137
     finally:
         v1("delete", "--force", cid)
