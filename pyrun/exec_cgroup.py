@@ -3,9 +3,8 @@ sub-cgroup of the container's, not in the container's own.
 
 cgroup v2 only, as runc on a unified host: the argument is a path relative
 to the container's cgroup (``--cgroup sub`` or ``--cgroup :sub``); runc's
-``controller:path`` pairs name v1 hierarchies, which pyrun does not manage
-(a rootful container on a host without cgroup v2 has only a v1 freezer
-cgroup, so it is refused there with the reason).
+``controller:path`` pairs name v1 hierarchies: on a v1 or hybrid host
+(pyrun.cgroups.v1) --cgroup is refused with the reason, for now.
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ def sub_cgroup(container_cgroup: str, arg: str) -> str:
                          "with cgroup v2 give the sub-cgroup's path only")
     if not container_cgroup:
         raise UsageError(f"--cgroup {arg}: the container has no cgroup of its own")
-    if not os.path.exists(os.path.join(container_cgroup, "cgroup.controllers")):
-        raise UsageError(f"--cgroup {arg}: the container's cgroup {container_cgroup} is not cgroup v2 "
-                         "(this host gives it only a v1 freezer cgroup)")
+    if "\n" in container_cgroup or not os.path.exists(os.path.join(container_cgroup, "cgroup.controllers")):
+        raise UsageError(f"--cgroup {arg}: the container's cgroup is not cgroup v2 (this host's "
+                         "controllers are v1): pyrun's --cgroup takes a v2 sub-cgroup only")
     rel = rel.strip("/")
     path = os.path.normpath(os.path.join(container_cgroup, rel))
     if not rel or not path.startswith(container_cgroup.rstrip("/") + "/"):
