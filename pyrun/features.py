@@ -29,8 +29,8 @@ def features() -> dict:
             # cgroupfs, v2 (device rules as a BPF program) and v1/hybrid
             # (runc's layout, devices.deny/allow), rootful; rootless on v1
             # has none, as with runc. What the code does, not what this host
-            # has. No rdma: the v1 backend writes rdma.max, v2 does not yet.
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            # has. rdma: rdma.max, v1 and v2.
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

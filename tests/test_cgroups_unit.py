@@ -202,3 +202,13 @@ def test_v1_devices_a_hole_in_a_wildcard_is_refused_as_runc():
     # the same deny with no wildcard in the way is fine
     _v1_devices([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 10, "minor": 229},
                  {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rw"}])
+
+
+def test_rdma_limits_v1_and_v2():
+    res = {"rdma": {"mlx4_0": {"hcaHandles": 2, "hcaObjects": 2000}}}
+    assert files(res) == {"rdma.max": "mlx4_0 hca_handle=2 hca_object=2000"}
+    assert files_v1(res) == [("rdma.max", "mlx4_0 hca_handle=2 hca_object=2000")]
+    for bad in ({"mlx4_0": 5}, {"a b": {"hcaHandles": 1}}):
+        with pytest.raises(ConfigError) as e:
+            convert.writes({"rdma": bad})
+        assert e.value.path.startswith("linux.resources.rdma[")

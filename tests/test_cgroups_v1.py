@@ -620,3 +620,22 @@ def test_sigkill_of_create_at_any_moment_then_delete_leaves_no_cgroup(v1):
                 except OSError:
                     pass
     assert left == [], left[:3]
+
+
+def test_realtime_policy_keeps_the_callers_cpu_cgroup_or_is_refused_with_cpu_limits(v1):
+    """RT group scheduling: a new cpu cgroup has no real-time budget, so
+    SCHED_FIFO there is EPERM. Without cpu limits the container keeps the
+    caller's cpu cgroup (and runs SCHED_FIFO); with them, a one-line refusal."""
+    if not os.path.exists(os.path.join(CG, "cpu", "cpu.rt_runtime_us")):
+        pytest.skip("no RT group scheduling here")
+    cid = uid("fifo")
+    config = _limits(v1, ["sh", "-c", "grep -E '^(policy|prio)' /proc/self/sched"], pids={"limit": 20})
+    config["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 5}
+    p = v1("run", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[:3] == ["policy", ":", "1"], p.stdout
+    config["linux"]["resources"]["cpu"] = {"shares": 512}
+    p = v1("run", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 1 and "process.scheduler: a real-time policy" in p.stderr, p.stderr
+    assert "realtimeRuntime" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert leftovers(cid) == [] and os.listdir(v1.root) == []

@@ -214,7 +214,7 @@ def writes(resources: dict | None) -> list[Write]:
     if not isinstance(resources, dict):
         raise ConfigError(RES, "expected an object")
     out = _memory(resources) + _cpu(resources) + _pids(resources) + _io(resources)
-    out += _hugetlb(resources) + _unified(resources)
+    out += _hugetlb(resources) + _rdma(resources) + _unified(resources)
     if resources.get("network"):
         raise ConfigError(f"{RES}.network", "has no cgroup v2 equivalent")
     return out
@@ -450,10 +450,13 @@ def _network_v1(res: dict) -> list[Write]:
     return out
 
 
-def _rdma_v1(res: dict) -> list[Write]:
+def _rdma(res: dict) -> list[Write]:
+    """rdma.max, the same line in v1 and v2: "mlx4_0 hca_handle=2 hca_object=2000"."""
     out = []
     for dev, limit in _obj(res, "rdma", RES).items():
         path = f"{RES}.rdma[{dev!r}]"
+        if not isinstance(limit, dict) or not dev or set(dev) & set(" \n/"):
+            raise ConfigError(path, "expected a device name with {\"hcaHandles\": N, \"hcaObjects\": N}")
         parts = [f"{key}={_num(limit, field, path, 0)}" for key, field in
                  (("hca_handle", "hcaHandles"), ("hca_object", "hcaObjects")) if limit.get(field) is not None]
         if parts:
@@ -471,4 +474,4 @@ def writes_v1(resources: dict | None) -> list[Write]:
     if resources.get("unified"):
         raise ConfigError(f"{RES}.unified", "cannot be used on cgroup v1 (this host's cgroups are v1 or hybrid)")
     return (_cpu_v1(resources) + _memory_v1(resources) + _pids(resources) + _blkio_v1(resources)
-            + _hugetlb_v1(resources) + _network_v1(resources) + _rdma_v1(resources))
+            + _hugetlb_v1(resources) + _network_v1(resources) + _rdma(resources))

@@ -459,6 +459,34 @@ def _memory_order(cg: Cgroup, items: list) -> list:
     return items
 
 
+def _keep_realtime_budget(cg: Cgroup, spec, items: list) -> None:
+    """With RT group scheduling (cpu.rt_runtime_us exists), a new cpu cgroup
+    has no realtime budget, and sched_setattr(2) of SCHED_FIFO/SCHED_RR in it
+    fails with EPERM (sched(7), "Real-time throttling"). A process.scheduler
+    that asks for one, without linux.resources.cpu.realtimeRuntime, keeps
+    the caller's cpu cgroup (and its budget) when no cpu limit is asked;
+    with cpu limits it cannot have both: refused naming the field."""
+    sched = getattr(getattr(spec, "process", None), "scheduler", None)
+    d = cg.by_ctrl.get("cpu")
+    if sched is None or sched.policy not in (1, 2) or d is None or d == cg.unified:
+        return
+    if any(w.file == "cpu.rt_runtime_us" for w in items):
+        return
+    mnt = next(m for m, x in cg.dirs.items() if x == d)
+    if not os.path.exists(os.path.join(mnt, "cpu.rt_runtime_us")):
+        return
+    limits = [w.path for w in items if w.file.startswith("cpu.")]
+    if limits:
+        raise ConfigError("process.scheduler", f"a real-time policy in a cpu cgroup of its own needs "
+                          f"{RES}.cpu.realtimeRuntime on this kernel (RT group scheduling: a new cgroup has no "
+                          f"real-time budget), and {limits[0]} asks for one")
+    from pyrun.log import log
+
+    log.debug_msg("cgroup: the container keeps the caller's cpu cgroup: its real-time policy needs "
+                  "the real-time budget a new cpu cgroup does not have")
+    cg._drop(mnt)
+
+
 def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
     """Root on a v1 or hybrid host: the container's directory in every
     hierarchy, device rules and limits written, no process in it yet."""
@@ -475,6 +503,7 @@ def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
                               "the device rules cannot be enforced")
         return without_limits(items, "no cgroup hierarchy is mounted on this host", ignore_limits)
     cg = Cgroup(paths_for(spec.linux.cgroups_path, container_id, mounts), mounts)
+    _keep_realtime_budget(cg, spec, items)
     try:
         cg.create()
     except PyrunError as e:
