@@ -66,6 +66,7 @@ class Plan:
     cgroup_path: str = ""             # the container's cgroup directory, if it has one
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
     net: object = None                # pyrun.network.NetPlan
+    layers: str = ""                  # the overlay's upper and work live here (Record.layers)
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
@@ -295,7 +296,8 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             rootfs.parent_mount_private(plan.state_path)
     merged = os.path.join(plan.state_path, "merged")
     with log.step(f"mount(root, {plan.rootfs_mode})"):
-        rootfs.mount_root(plan.rootfs_mode, spec.root.path, plan.state_path, plan.in_userns, spec.bundle)
+        rootfs.mount_root(plan.rootfs_mode, spec.root.path, plan.state_path, plan.in_userns, spec.bundle,
+                          plan.layers)
     if prop:
         # A bind of a shared mount is its peer: private until pivot_root(2),
         # which refuses a shared new root; rootfsPropagation comes after it.

@@ -30,6 +30,9 @@ class Ctx:
             from pyrun.state import default_root
 
             self._root = default_root()
+        from pyrun.state import check_root
+
+        check_root(self._root)  # "--root X: not a directory", for every command
         return self._root
 
 
@@ -63,7 +66,7 @@ def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless, ignore
     try:
         log.configure(log_path, log_format, debug)
     except OSError as e:
-        raise click.UsageError(f"--log {log_path}: {e.strerror}") from None
+        raise PyrunError(f"--log {log_path}: {e.strerror}") from None
     ctx.obj = Ctx(os.path.abspath(root) if root else None, ignore_cgroup_limits)
 
 
@@ -85,11 +88,14 @@ def _create_options(f):
                      help="network mode (sets annotation org.pyrun.network)")(f)
     f = click.option("--publish", "-p", multiple=True,
                      help="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (sets org.pyrun.ports)")(f)
+    f = click.option("--layers-root", type=click.Path(), default=None,
+                     help="where the overlay's writable layer goes (default /var/lib/pyrun, rootless "
+                          "$XDG_DATA_HOME/pyrun; annotation org.pyrun.layers)")(f)
     return f
 
 
 def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
-             rootfs_mode, init, network, publish, pidfd_socket=None, keep=False):
+             rootfs_mode, init, network, publish, layers_root=None, pidfd_socket=None, keep=False):
     from pyrun.container import Options
 
     if preserve_fds < 0:
@@ -99,7 +105,8 @@ def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_sock
                    console_socket=os.path.abspath(console_socket) if console_socket else None,
                    ignore_cgroup_limits=obj.ignore_cgroup_limits, network=network,
                    publish=",".join(publish) if publish else None,
-                   pidfd_socket=os.path.abspath(pidfd_socket) if pidfd_socket else None, keep=keep)
+                   pidfd_socket=os.path.abspath(pidfd_socket) if pidfd_socket else None, keep=keep,
+                   layers_root=os.path.abspath(layers_root) if layers_root else None)
 
 
 @cli.command()
@@ -406,11 +413,30 @@ def features():
     click.echo(json.dumps(get(), indent=4))
 
 
+def bad_value(e: click.BadParameter) -> str:
+    """``invalid value for --network: 'bogus' is not one of 'none', ...``:
+    click's own sentence (the value, and the accepted ones for a choice),
+    on one line, without the usage text."""
+    param = e.param
+    if param is None:
+        return e.format_message()
+    names = getattr(param, "opts", None) or [param.human_readable_name]
+    flag = max(names, key=len)
+    message = e.message[:1].lower() + e.message[1:]
+    return f"invalid value for {flag}: {message}"
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False, prog_name="pyrun")
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.BadParameter as e:
+        if isinstance(e, click.MissingParameter):
+            e.show()
+            sys.exit(2)
+        log.error(bad_value(e))  # one line naming the flag and what it accepts, exit 1
+        sys.exit(1)
     except click.ClickException as e:
         e.show()
         sys.exit(2 if isinstance(e, click.UsageError) else 1)

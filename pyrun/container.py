@@ -20,7 +20,7 @@ import select
 import stat
 
 from pyrun import OCI_VERSION
-from pyrun.errors import ConfigError, ContainerNotFound, InvalidState, PyrunError, UsageError
+from pyrun.errors import ConfigError, ContainerExists, ContainerNotFound, InvalidState, PyrunError, UsageError
 from pyrun.log import log
 from pyrun.record import record
 from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_PAUSED, STATUS_RUNNING,  # noqa: F401
@@ -30,6 +30,7 @@ from pyrun.state import (STATUS_CREATED, STATUS_CREATING, STATUS_PAUSED, STATUS_
 ANNOTATION_INIT = "org.pyrun.init"
 ANNOTATION_ROOTFS = "org.pyrun.rootfs"
 ANNOTATION_CGROUPS = "org.pyrun.cgroups"  # "ignore-limits": run without limits where cgroups cannot serve
+ANNOTATION_LAYERS = "org.pyrun.layers"    # where the overlay's writable layer goes (as --layers-root)
 
 
 @record
@@ -50,6 +51,7 @@ class Options:
     pidfd_socket: str | None = None       # --pidfd-socket: where a pidfd of PID 1 goes
     keep: bool = False                    # run --keep: a stopped container stays for `state`
     pidfd_conn: object = None             # the --pidfd-socket connection, made before anything
+    layers_root: str | None = None        # --layers-root: where overlay upper layers go
 
 
 # ----------------------------------------------------------------- planning
@@ -226,26 +228,65 @@ def _root_ids(spec) -> tuple[int, int]:
     return (os.geteuid() if uid is None else uid), (os.getegid() if gid is None else gid)
 
 
-def _prepare_state(sd: StateDir, spec, rootfs_mode: str) -> None:
-    """exec.fifo and the overlay's dirs, owned by the container's root."""
+def layers_root(spec, opts: Options) -> str:
+    """--layers-root, else annotation org.pyrun.layers, else the default
+    (state.default_layers_root: disk-backed, never the state root)."""
+    from pyrun.state import default_layers_root
+
+    chosen = opts.layers_root or spec.annotations.get(ANNOTATION_LAYERS)
+    if chosen is not None and not chosen:
+        raise ConfigError(f"annotations[{ANNOTATION_LAYERS!r}]", "must not be empty")
+    return os.path.abspath(chosen) if chosen else default_layers_root()
+
+
+def _layer_dir(root: str, container_id: str) -> str:
+    """<layers root>/<id>.<8 hex>: distinct for one id under two --root."""
+    return os.path.join(root, f"{container_id}.{os.urandom(4).hex()}")
+
+
+def _make_layers(path: str) -> None:
+    """The layer dir's parent (0711, as the state root: a container whose
+    root is another host uid must reach its upper by path) and the dir.
+    A full or unwritable filesystem is one line naming the directory."""
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, 0o711, exist_ok=True)
+        os.mkdir(path, 0o711)
+    except OSError as e:
+        raise PyrunError(f"layers root {parent}: {e.strerror} (choose another with --layers-root "
+                         f"or annotation {ANNOTATION_LAYERS})") from None
+
+
+def _prepare_state(sd: StateDir, spec, rootfs_mode: str, layers: str) -> None:
+    """exec.fifo, the mount point, and the overlay's upper and work in the
+    layer dir the record names, owned by the container's root."""
     uid, gid = _root_ids(spec)
     fifo = sd.file("exec.fifo")
-    os.mkfifo(fifo, 0o622)
-    os.chmod(fifo, 0o622)  # mkfifo obeys the umask
-    dirs = ["merged"] + (["upper", "work"] if rootfs_mode == "overlay" else [])
-    for name in dirs:
-        os.mkdir(sd.file(name), 0o755)
+    made = [fifo, sd.file("merged")]
+    try:
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # mkfifo obeys the umask
+        os.mkdir(sd.file("merged"), 0o755)
+    except OSError as e:
+        raise PyrunError(f"state dir {sd.path}: {e.strerror}") from None
     if rootfs_mode == "overlay":
-        # The overlay's root directory takes its mode and owner from upper.
-        mode = stat.S_IMODE(os.stat(spec.root.path).st_mode)
-        os.chmod(sd.file("upper"), mode)
+        _make_layers(layers)
+        upper, work = os.path.join(layers, "upper"), os.path.join(layers, "work")
+        try:
+            os.mkdir(upper, 0o755)
+            os.mkdir(work, 0o755)
+            # The overlay's root directory takes its mode and owner from upper.
+            os.chmod(upper, stat.S_IMODE(os.stat(spec.root.path).st_mode))
+        except OSError as e:
+            raise PyrunError(f"layers root {os.path.dirname(layers)}: {e.strerror}") from None
+        made += [upper, work]
     if (uid, gid) != (os.geteuid(), os.getegid()):
-        for name in ["exec.fifo"] + dirs:
+        for path in made:
             try:
-                os.chown(sd.file(name), uid, gid)
+                os.chown(path, uid, gid)
             except OSError as e:
                 raise ConfigError("linux.uidMappings", f"the container's root is host uid {uid} gid {gid}, "
-                                  f"and chown(2) of {sd.file(name)} to it failed: {e.strerror}") from None
+                                  f"and chown(2) of {path} to it failed: {e.strerror}") from None
 
 
 # ----------------------------------------------------------------- create
@@ -259,22 +300,31 @@ def _raise_interrupted(signum, frame):
 
 
 def _reclaim_stale(sd: StateDir) -> None:
-    """An id whose creator died half way (SIGKILL) is garbage: remove it."""
+    """An id whose creator died half way (SIGKILL) is garbage: remove it
+    (a directory without a record, or a record whose creator is dead and
+    whose container never ran). A live create or container is left alone."""
     try:
         with sd.lock():
-            rec = sd.read()
+            try:
+                rec = sd.read()
+            except ContainerNotFound:
+                sd.remove_orphan()
+                return
             if rec.pid == 0 and sd.status(rec) == STATUS_STOPPED:
                 log.debug_msg(f"removing stale half-created container {sd.id}")
-                _remove_network(sd, rec)
-                _remove_cgroup(rec)
-                sd.remove()
-    except PyrunError:
+                _remove_everything(sd, rec)
+    except ContainerNotFound:
         pass
 
 
 def create(root: str, container_id: str, bundle: str, opts: Options | None = None,
            *, foreground: bool = False) -> Record:
-    """Build the container; return when its process waits for ``start``."""
+    """Build the container; return when its process waits for ``start``.
+
+    The record is written with the directory (StateDir.claim), before
+    anything else exists, and names each thing before it is made (the layer
+    dir, the cgroup about to be made, the network mode): whatever moment a
+    SIGKILL hits, ``delete --force`` finds and removes all of it."""
     from pyrun import spec as specmod
 
     opts = opts or Options()
@@ -291,25 +341,69 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
 
         opts.pidfd_conn = connect(opts.pidfd_socket)
     _pass_listen_fds(spec, plan)
-    if sd.exists():
+    if plan.rootfs_mode == "overlay":
+        plan.layers = _layer_dir(layers_root(spec, opts), container_id)
+    rec = _first_record(sd, spec, plan)
+    try:
+        sd.claim(rec)
+    except ContainerExists:
         _reclaim_stale(sd)
-    sd.make()
+        sd.claim(rec)
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     pids: list[int] = []
     undo: list = []  # what to undo once the processes are gone, in reverse
     try:
         with sd.lock():
-            return _create_locked(sd, spec, plan, opts, pids, foreground, undo)
+            return _create_locked(sd, rec, spec, plan, opts, pids, foreground, undo)
     except BaseException as e:
         for s in old_handlers:
             signal.signal(s, signal.SIG_IGN)  # a second SIGTERM must not stop the cleanup
-        _undo_create(sd, pids, undo)
+        _undo_create(sd, rec, pids, undo)
         if isinstance(e, _Interrupted):
             raise PyrunError(f"create interrupted by {e}; cleaned up") from None
+        if isinstance(e, OSError):  # a full disk, say: one line naming the file
+            from pyrun.state import os_error
+
+            raise os_error(e) from None
         raise
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
+
+
+def _first_record(sd: StateDir, spec, plan) -> Record:
+    """The record as it is written with the directory: pid 0 (being
+    created, by us), and where everything create will make is going to be."""
+    from pyrun import network
+
+    me = proc_start_time(os.getpid())
+    net_mode = plan.net.mode if plan.net is not None else None
+    return Record(
+        id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),
+        annotations=dict(spec.annotations), creator_pid=os.getpid(), creator_start=me[0] if me else 0,
+        use_init=plan.use_init, new_keyring=plan.new_keyring, rootless=os.geteuid() != 0,
+        uid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings],
+        gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
+        hooks=bool(spec.hooks.poststart or spec.hooks.poststop),
+        net={"mode": net_mode} if net_mode in (network.BRIDGE, *network.USER_MODE) else {},
+        layers=plan.layers, cgroup_pending=_pending_cgroup(spec, sd.id),
+        config_sha256=_config_sha256(spec.bundle),
+    )
+
+
+def _pending_cgroup(spec, container_id: str) -> str:
+    """Where cgroups.setup will make the container's cgroup (v2, or the v1
+    freezer's as root), so a create killed inside it leaves nothing
+    unrecorded. Only ever removed if empty (:func:`_remove_cgroup`)."""
+    from pyrun import cgroups, state
+
+    rootless = os.geteuid() != 0 or not state.in_initial_userns()
+    if cgroups.available():
+        return cgroups.path_for(spec.linux.cgroups_path, container_id, rootless) or ""
+    rel = (spec.linux.cgroups_path or f"pyrun/{container_id}").lstrip("/")
+    if rootless or ":" in rel:
+        return ""
+    return os.path.normpath(os.path.join(cgroups.FreezerV1.ROOT, rel))
 
 
 def _pass_listen_fds(spec, plan) -> None:
@@ -402,10 +496,37 @@ def _remove_network(sd: StateDir, rec: Record) -> None:
         from pyrun.slirp import stop
 
         stop(rec.net["helper_pid"])
+    elif rec.net.get("mode") in ("slirp4netns", "pasta"):
+        # create was killed between starting the helper and recording it:
+        # find it by the state dir its command line names (its API socket,
+        # its pid file). It outlives the namespace: nothing else stops it.
+        from pyrun.slirp import stop
+
+        for pid in _helpers_of(sd.path):
+            stop(pid)
     if rec.net.get("mode") == "bridge":
         from pyrun import bridge
 
         bridge.detach(sd.path)
+
+
+def _helpers_of(state_path: str) -> list[int]:
+    """Our processes whose command line names a file of ``state_path``."""
+    needle = (state_path + "/").encode()
+    me = os.geteuid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != me:
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]
 
 
 def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
@@ -427,9 +548,8 @@ def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
     """What PID 1 needs before it mounts, made while stage 1 works: then
     "prepared", with the init's sealed memfd attached (queued until PID 1
     exists and reads it)."""
-    with log.step("state dir (exec.fifo, overlay dirs, config.json)"):
-        _prepare_state(sd, spec, plan.rootfs_mode)
-        _save_config(sd, spec)
+    with log.step("state dir (exec.fifo, overlay dirs)"):
+        _prepare_state(sd, spec, plan.rootfs_mode, plan.layers)
     fd = None
     if plan.use_init:
         from pyrun import pid1
@@ -451,7 +571,7 @@ def mounts_idmapped(spec):
             yield i
 
 
-def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], foreground: bool,
+def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: list[int], foreground: bool,
                    undo: list) -> Record:
     from pyrun import builder, idmap
     from pyrun import syscalls as sc
@@ -464,19 +584,15 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
     # after it, while stage 1 imports and unshares on the other CPU; PID 1
     # waits for "prepared" before it mounts.
     cg = _setup_cgroup(spec, sd.id, plan, undo, opts.ignore_cgroup_limits)
+    if cg is not None or rec.cgroup_pending:
+        rec.cgroup, rec.cgroup_pending = (cg.path if cg else ""), ""
+        with log.step("write(state.json, cgroup)"):
+            sd.write(rec)
     net = _prepare_network(sd, spec, plan, undo)
-    me = proc_start_time(os.getpid())
-    rec = Record(
-        id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),
-        annotations=dict(spec.annotations), creator_pid=os.getpid(), creator_start=me[0] if me else 0,
-        use_init=plan.use_init, new_keyring=plan.new_keyring, rootless=os.geteuid() != 0,
-        uid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings],
-        gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
-        cgroup=cg.path if cg else "",
-        hooks=bool(spec.hooks.poststart or spec.hooks.poststop),
-        net=net,
-    )
-    sd.write(rec)
+    if net:
+        rec.net = net
+        with log.step("write(state.json, network)"):
+            sd.write(rec)
     if foreground:
         # So that the container's PID 1 becomes our child when stage 1 exits,
         # and ``run`` can wait for it (prctl(2) PR_SET_CHILD_SUBREAPER; the
@@ -557,17 +673,20 @@ def _create_locked(sd: StateDir, spec, plan, opts: Options, pids: list[int], for
             msg = to_init.recv()
         if msg is None or msg["kind"] != "ready":
             fail_from(msg, "container setup failed before it was ready")
-        sd.write(rec)
+        with log.step("write(state.json, pid)"):
+            sd.write(rec)
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
         if opts.pidfd_conn is not None:
             from pyrun.pidfd_socket import send_pidfd
 
             send_pidfd(opts.pidfd_conn, init_pid, "standard")
-        to_init.send("ack", pid=init_pid)
-        to_init.expect("detached")
-        to_stage1.send("exit")
-        os.waitpid(pid, 0)
+        with log.step("ack"):  # from here the container outlives us (PR_SET_PDEATHSIG 0)
+            to_init.send("ack", pid=init_pid)
+            to_init.expect("detached")
+        with log.step("waitpid(stage 1)"):
+            to_stage1.send("exit")
+            os.waitpid(pid, 0)
         pids.remove(pid)
         return rec
     finally:
@@ -609,20 +728,34 @@ def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
         copy_size(master)  # the caller's size before the process runs (the relay follows SIGWINCH)
 
 
-def _save_config(sd: StateDir, spec) -> None:
-    """A copy of config.json: ``exec`` and ``update`` read the container's
-    config as it was created, not the bundle's file as it is now."""
-    with open(os.path.join(spec.bundle, "config.json"), "rb") as src:
-        data = src.read()
-    fd = os.open(sd.file("config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with open(fd, "wb") as dst:
-        dst.write(data)
+def _config_sha256(bundle: str) -> str:
+    """sha256 of the bundle's config.json as create read it. Not a copy: a
+    50 MB config would be stored twice (record and copy), in /run's RAM."""
+    try:
+        from _sha256 import sha256  # the C core: hashlib's import costs ~2 ms
+    except ImportError:  # pragma: no cover - a Python built without it
+        from hashlib import sha256
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            return sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
 
 
 def saved_spec(sd: StateDir, rec: Record):
+    """The container's config as it was created: the bundle's config.json,
+    re-read and checked against the sha256 create recorded (``exec`` and
+    ``update`` must not follow a config edited since)."""
     from pyrun.spec import load
 
-    return load(rec.bundle, sd.file("config.json"))
+    if not rec.config_sha256:  # a record written before pyrun kept the hash
+        return load(rec.bundle, sd.file("config.json"))
+    path = os.path.join(rec.bundle, "config.json")
+    if _config_sha256(rec.bundle) != rec.config_sha256:
+        raise PyrunError(f"{path} changed since container {rec.id!r} was created: "
+                         "pyrun uses the config as created, and cannot")
+    return load(rec.bundle, path)
 
 
 def move_child(cg, ch, pid: int) -> None:
@@ -670,7 +803,7 @@ def write_pid_file(path: str, pid: int) -> None:
         raise PyrunError(f"--pid-file {path}: {e.strerror}") from None
 
 
-def _undo_create(sd: StateDir, pids: list[int], undo: list) -> None:
+def _undo_create(sd: StateDir, rec: Record, pids: list[int], undo: list) -> None:
     """Kill whatever was started, reap what is ours, undo the rest (cgroup,
     network), remove the state dir."""
     for pid in pids:
@@ -688,22 +821,41 @@ def _undo_create(sd: StateDir, pids: list[int], undo: list) -> None:
             step()
         except PyrunError as e:
             log.warning(f"cleanup: {e}")
-    _remove_state(sd, None)
+    if rec.cgroup_pending:  # cgroups.setup failed half way: what it made, if empty
+        _remove_cgroup(rec)
+    _remove_state(sd, rec)
 
 
-def _remove_state(sd: StateDir, rec: Record | None) -> None:
-    """Remove the state dir. Rootless with id ranges, the container may have
-    made files owned by subordinate ids, which we cannot remove as ourselves:
-    then remove them as root of a user namespace with the same maps."""
-    try:
-        sd.remove()
-    except PyrunError:
-        if rec is None or os.geteuid() == 0 or len(rec.uid_mappings) + len(rec.gid_mappings) <= 2:
-            raise
-        from pyrun.idmap import run_as_mapped_root
-        from pyrun.state import remove_tree
+def _remove_everything(sd: StateDir, rec: Record) -> None:
+    """What a dead creator or a stopped container left: network, cgroup(s),
+    layer dir, state dir (in that order: the record goes last)."""
+    from pyrun.state import lexists
 
-        run_as_mapped_root(rec.uid_mappings, rec.gid_mappings, remove_tree, sd.path)
+    if lexists(sd.file("netns")):  # linux.netDevices: back to the host
+        from pyrun import netdevices
+
+        netdevices.detach(sd.path)
+    _remove_network(sd, rec)
+    _remove_cgroup(rec)
+    _remove_state(sd, rec)
+
+
+def _remove_state(sd: StateDir, rec: Record) -> None:
+    """Remove the layer dir, then the state dir. Rootless with id ranges,
+    the container may have made files owned by subordinate ids, which we
+    cannot remove as ourselves: then remove them as root of a user
+    namespace with the same maps."""
+    from pyrun.state import remove_tree
+
+    for path in ([rec.layers] if rec.layers else []) + [sd.path]:
+        try:
+            remove_tree(path)
+        except PyrunError:
+            if os.geteuid() == 0 or len(rec.uid_mappings) + len(rec.gid_mappings) <= 2:
+                raise
+            from pyrun.idmap import run_as_mapped_root
+
+            run_as_mapped_root(rec.uid_mappings, rec.gid_mappings, remove_tree, path)
 
 
 # ----------------------------------------------------------------- queries
@@ -720,7 +872,7 @@ def list_states(root: str) -> list[dict]:
     for cid in list_ids(root):
         try:
             out.append(state(root, cid))
-        except PyrunError:
+        except ContainerNotFound:
             continue  # deleted while we listed
     return out
 
@@ -959,11 +1111,33 @@ def _wait_exit(fd: int, timeout: float) -> bool:
 # ----------------------------------------------------------------- delete
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
+    """runc: ``delete --force`` of what is not there is not an error; so
+    neither is one that another ``delete --force`` finished first. Only
+    ENOENT means "not there"."""
     sd = state_dir(root, container_id)
-    if force and not os.path.isfile(sd.file("state.json")):
-        return  # runc: delete --force of what is not there is not an error
+    try:
+        _delete(sd, force)
+    except ContainerNotFound:
+        if not force:
+            raise
+
+
+def _delete(sd: StateDir, force: bool) -> None:
+    from pyrun.state import CorruptState
+
+    container_id = sd.id
     with sd.lock():
-        rec = sd.read()
+        try:
+            rec = sd.read()
+        except ContainerNotFound:
+            if force and sd.remove_orphan():  # a create killed before its first write
+                return
+            raise
+        except CorruptState as e:
+            if not force:
+                raise
+            log.warning(f"{e}; removing what can be found")
+            rec = sd.salvage()
         status = sd.status(rec)
         if status == STATUS_CREATING:
             raise InvalidState(f"container {container_id!r} is being created")
@@ -979,14 +1153,13 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
                         raise PyrunError(f"container {container_id!r}: pid {rec.pid} did not die after SIGKILL")
                 finally:
                     os.close(fd)
-        poststop = saved_spec(sd, rec).hooks.poststop if rec.hooks else []
-        if os.path.exists(sd.file("netns")):  # linux.netDevices: back to the host
-            from pyrun import netdevices
-
-            netdevices.detach(sd.path)
-        _remove_network(sd, rec)
-        _remove_cgroup(rec)
-        _remove_state(sd, rec)
+        poststop = []
+        if rec.hooks:
+            try:
+                poststop = saved_spec(sd, rec).hooks.poststop
+            except PyrunError as e:
+                log.warning(f"poststop hooks not run: {e}")
+        _remove_everything(sd, rec)
     if poststop:
         from pyrun import hooks
 
@@ -995,10 +1168,17 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 def _remove_cgroup(rec: Record) -> None:
     """What is left in the container's cgroup (exec'd processes of a
-    container without a pid namespace) is killed; then rmdir(2)."""
+    container without a pid namespace) is killed; then rmdir(2). A cgroup
+    only pending (create died before it said it had made it) is removed if
+    it exists and is empty: it may be someone else's."""
+    from pyrun.cgroups import open_cgroup
+
+    if rec.cgroup_pending:
+        pending = open_cgroup(rec.cgroup_pending)
+        if pending.exists() and not pending.pids():
+            pending.remove()
     if not rec.cgroup:
         return
-    from pyrun.cgroups import open_cgroup
 
     cg = open_cgroup(rec.cgroup)
     if cg.pids():

@@ -44,7 +44,7 @@ def _names(*groups: str) -> dict[str, str]:
 
 
 _CREATE_VALUES = _names("--bundle -b", "--pid-file", "--console-socket", "--preserve-fds", "--rootfs-mode",
-                        "--network", "--publish -p", "--pidfd-socket")
+                        "--network", "--publish -p", "--pidfd-socket", "--layers-root")
 _CREATE_FLAGS = _names("--no-pivot", "--no-new-keyring", "--init", "--no-init")
 
 _COMMANDS = {
@@ -139,10 +139,13 @@ def main(argv: list[str]) -> int | None:
         return None  # click reports it
     root = glob.get("--root")
     try:
+        from pyrun.state import check_root
+
         if root is None:
             from pyrun.state import default_root
 
             root = default_root()
+        check_root(os.path.abspath(root))  # "--root X: not a directory", for every command
         return _dispatch(os.path.abspath(root), command, opts, pos, int(preserve),
                          bool(glob.get("--ignore-cgroup-limits")))
     except PyrunError as e:
@@ -193,6 +196,8 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
             pidfd_socket=os.path.abspath(opts["--pidfd-socket"]) if opts.get("--pidfd-socket") else None,
             keep=bool(opts.get("--keep")))
         bundle = opts.get("--bundle") or "."
+        layers = opts.get("--layers-root")
+        options.layers_root = os.path.abspath(layers) if layers else None
         if command == "create":
             container.create(root, cid, bundle, options)
         else:

@@ -15,6 +15,46 @@ import time
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
+# A test-only fault point: with PYRUN_TEST_HOOKS=1 in pyrun's own
+# environment, PYRUN_TEST_KILL_AT=<step name> makes the step of that name
+# SIGKILL the runtime (the ``pyrun`` process the caller started) as it
+# begins, whichever process of the construction reaches it: a crashing
+# engine or an OOM kill, made repeatable. Read once, here; unset, each step
+# pays one comparison with None. A config cannot set it: the container's
+# processes get the config's env, and nothing of pyrun's runs after that.
+_KILL_AT = os.environ.get("PYRUN_TEST_KILL_AT") if os.environ.get("PYRUN_TEST_HOOKS") == "1" else None
+_RUNTIME_PID = os.getpid()  # forked stages inherit the runtime's pid
+_KILL_PIPE = -1
+
+
+def _arm_kill_point() -> None:
+    """A stage in a new PID namespace cannot signal the runtime (it is not
+    in its namespace, and pidfd_send_signal(2) refuses an ancestor's): it
+    writes to a pipe a thread of the runtime reads, and the thread kills."""
+    global _KILL_PIPE
+    import threading
+
+    r, _KILL_PIPE = os.pipe()  # O_CLOEXEC; the container's fds are closed before exec anyway
+
+    def watch() -> None:
+        if os.read(r, 1):
+            os.kill(_RUNTIME_PID, 9)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+if _KILL_AT is not None:
+    _arm_kill_point()
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL the runtime here if the test hook names this step."""
+    if _KILL_AT is not None and name == _KILL_AT:
+        if os.getpid() == _RUNTIME_PID:
+            os.kill(_RUNTIME_PID, 9)
+        os.write(_KILL_PIPE, b"k")
+        time.sleep(10)  # a stage: it dies by PR_SET_PDEATHSIG once the runtime has
+
 
 class Log:
     def __init__(self) -> None:
@@ -65,6 +105,8 @@ class Log:
         """``with log.step("pivot_root"):`` times one construction step;
         printed only with ``--debug``. (A class, not contextlib's
         decorator: contextlib imports collections and functools, ~2 ms.)"""
+        if _KILL_AT is not None:
+            kill_point(name)
         return _Step(self, name) if self.debug else _NO_STEP
 
     def close(self) -> None:

@@ -2,7 +2,10 @@
 
 ``overlay`` mode (annotation ``org.pyrun.rootfs=overlay``, which ``pyrun
 spec`` writes, or ``--rootfs-mode overlay``): the bundle's ``root.path`` is the overlay's read-only *lower* layer; each
-container writes into its own *upper* directory under its state directory.
+container writes into its own *upper* directory, in its layer directory on
+disk-backed storage (``/var/lib/pyrun`` as root, ``~/.local/share/pyrun``
+rootless, or ``--layers-root``), never in the state root: /run is a RAM
+tmpfs the host's services share.
 So the bundle is never modified and the next container starts clean. All of
 this is mounted inside the container's own mount namespace: nothing appears
 in the host's mount table, and the kernel unmounts it when the last process
@@ -52,20 +55,25 @@ def bind_rootfs(rootfs: str, merged: str) -> None:
     sc.mount(rootfs, merged, None, sc.MS_BIND | sc.MS_REC, None)
 
 
-def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool, bundle: str = "") -> str:
-    """Mount the root at ``<state>/merged``; returns the mode really used.
+def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool, bundle: str = "",
+               layers: str = "") -> str:
+    """Mount the root at ``<state>/merged``, the overlay's upper and work in
+    ``layers``; returns the mode really used.
 
     If the overlay cannot be mounted, the bundle's rootfs is used directly,
     with a warning, but only when it is a directory inside the bundle: the
     container's writes never land anywhere the user did not name as a root
-    they own (``check_root`` already refused symlinks)."""
+    they own (``check_root`` already refused symlinks). A full layer
+    filesystem is an error naming it: never a reason to write somewhere else."""
     merged = os.path.join(state_path, "merged")
     if mode == OVERLAY:
         try:
-            mount_overlay(rootfs, os.path.join(state_path, "upper"),
-                          os.path.join(state_path, "work"), merged, in_userns)
+            mount_overlay(rootfs, os.path.join(layers, "upper"),
+                          os.path.join(layers, "work"), merged, in_userns)
             return OVERLAY
         except SyscallError as e:
+            if e.errno in (28, 122):  # ENOSPC, EDQUOT
+                raise SyscallError("mount(overlay)", e.errno, f"layer directory {layers}") from None
             if not bundle or not rootfs.startswith(bundle.rstrip("/") + "/"):
                 raise SyscallError(f"mount overlay root on {rootfs}", e.errno,
                                    "root.path is outside the bundle, so pyrun will not use it directly "

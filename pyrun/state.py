@@ -1,12 +1,23 @@
 """The state directory: where a container's record lives between commands.
 
-Layout, one directory per container under the state root::
+Layout, one directory per container under the state root (small files
+only: the default root, /run/pyrun, is a RAM tmpfs the host's services share)::
 
-    <root>/<id>/state.json   the record (written atomically: tmp + rename)
+    <root>/<id>/state.json   the record (written atomically: tmp, fsync, rename)
     <root>/<id>/exec.fifo    exists from create until start (runc's handshake)
-    <root>/<id>/upper, work  the overlay's writable layer (never the bundle)
-    <root>/<id>/merged       where the overlay is mounted, in the container's
+    <root>/<id>/merged       where the root is mounted, in the container's
                              own mount namespace only
+
+and the overlay's writable layer on disk-backed storage, where the record
+says (``Record.layers``: ``<layers root>/<id>.<random>/upper, work``).
+
+The record exists from the first moment: ``create`` makes the directory and
+writes the record while it holds a shared flock(2) on the state root, and
+everything else (layer dir, cgroup, lease, processes) is made after the
+record names it. A directory without a record is therefore either a create
+between its mkdir(2) and its first write (holding the shared lock) or the
+remains of one that was killed there: whoever holds the root's lock
+exclusively may remove it (:meth:`StateDir.remove_orphan`).
 
 Status is *derived*, never trusted from the file: a pid is alive only if
 ``/proc/PID/stat`` shows the same start time that was recorded, so a
@@ -17,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 
 from pyrun import jsonio
@@ -49,6 +61,59 @@ def default_root() -> str:
     return f"/tmp/pyrun-{os.geteuid()}"
 
 
+def default_layers_root() -> str:
+    """Where overlay upper layers go unless --layers-root or the annotation
+    org.pyrun.layers say otherwise: disk-backed storage, not the state root.
+    /var/lib/pyrun for real root; else $XDG_DATA_HOME/pyrun, or
+    ~/.local/share/pyrun (the XDG base directory specification's default)."""
+    if os.geteuid() == 0 and in_initial_userns():
+        return "/var/lib/pyrun"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "pyrun")
+    home = os.environ.get("HOME")
+    if not home:
+        import pwd
+
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    return os.path.join(home, ".local", "share", "pyrun")
+
+
+def os_error(e: OSError, path: str | None = None) -> PyrunError:
+    """One line for a failed file operation: the path, then the cause
+    (``/run/pyrun/c1/state.json: No space left on device``)."""
+    return PyrunError(f"{e.filename or path}: {e.strerror or e}")
+
+
+def check_root(root: str) -> None:
+    """Every command, before it uses ``--root``: a directory, or not there
+    yet (create makes it). Anything else is one line, exit 1."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        st = None
+    except OSError as e:
+        raise PyrunError(f"--root {root}: {e.strerror}") from None
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        from pyrun.errors import UsageError
+
+        raise UsageError(f"--root {root}: not a directory")
+
+
+def lexists(path: str) -> bool:
+    """os.path.lexists, except that only ENOENT (and ENOTDIR) means absent:
+    EACCES and the like are errors naming the path, never "not there"."""
+    try:
+        os.lstat(path)
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as e:
+        raise os_error(e, path) from None
+
+
 def ensure_root(root: str) -> None:
     """Create the state root (0711) and refuse one owned by someone else:
     a directory under /tmp could have been planted by another user.
@@ -56,11 +121,15 @@ def ensure_root(root: str) -> None:
     0711, not 0700: a container whose root is mapped to another host uid
     must still reach its own directory (overlay layers, exec.fifo) by
     path; nobody can list the root, and state.json is 0600."""
+    check_root(root)
     try:
         os.makedirs(root, mode=0o711, exist_ok=True)
     except OSError as e:
         raise PyrunError(f"cannot create state root {root}: {e.strerror}") from None
-    st = os.lstat(root)
+    try:
+        st = os.lstat(root)
+    except OSError as e:
+        raise os_error(e, root) from None
     if st.st_uid != os.geteuid():
         raise PyrunError(f"state root {root} is owned by uid {st.st_uid}, not by you ({os.geteuid()})")
     if st.st_mode & 0o777 != 0o711:
@@ -100,39 +169,58 @@ class Record:
     rootfs: str
     created: str
     owner: str
-    annotations: dict = field(default_factory=dict)
+    # First what `delete --force` needs to find everything (salvage reads
+    # what comes before the damage of a torn record).
     pid: int = 0
     pid_start: int = 0
+    layers: str = ""           # the overlay's writable layer dir (upper, work), if any
+    cgroup: str = ""           # the container's cgroup directory, if it has one
+    # The cgroup create is about to make, recorded before mkdir(2): a create
+    # killed before it recorded ``cgroup`` leaves at most this, and empty.
+    cgroup_pending: str = ""
+    uid_mappings: list = field(default_factory=list)
+    gid_mappings: list = field(default_factory=list)
+    net: dict = field(default_factory=dict)   # network mode, address, veth / helper pid
     creator_pid: int = 0
     creator_start: int = 0
     # What later commands need to know without re-reading config.json.
     use_init: bool = True
     new_keyring: bool = True
-    cgroup: str = ""           # the container's cgroup directory, if it has one
     hooks: bool = False        # poststart or poststop hooks to run (from the saved config)
-    net: dict = field(default_factory=dict)   # network mode, address, veth / helper pid
     rootless: bool = False
-    uid_mappings: list = field(default_factory=list)
-    gid_mappings: list = field(default_factory=list)
+    # config.json is not copied (a 50 MB config would be stored twice): its
+    # sha256, and exec/update re-read the bundle's file and check it.
+    config_sha256: str = ""
+    # Last: it can be large.
+    annotations: dict = field(default_factory=dict)
 
 
 # runc's idRegex is `^[\w+-\.]+$` (Go RE2, ASCII \w). Inside the class
 # "+-\." is a *range* from '+' to '.', so runc also accepts ','. We match
 # runc, not the regex's apparent intent.
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+,-.")
+# The id names a directory (and a cgroup, and the layer dir with a 9
+# character suffix): NAME_MAX is 255 on every Linux filesystem, and this
+# leaves room for pyrun's own suffixes.
+MAX_ID_LEN = 200
 
 
 def validate_id(container_id: str) -> None:
-    """Reject ids runc rejects: empty, '.', '..', '/', or outside [A-Za-z0-9_+,.-]."""
+    """Every command checks the id here, once, before any file is touched:
+    runc's rule (``^[\w+-\.]+$``, not '.' or '..') and at most
+    :data:`MAX_ID_LEN` characters. One message for every command."""
     from pyrun.errors import UsageError
 
-    shown = jsonio.quote(container_id)
-    if not container_id:
-        raise UsageError("invalid container id \"\": must not be empty")
-    if container_id in (".", ".."):
-        raise UsageError(f"invalid container id {shown}: must not be '.' or '..'")
-    if not set(container_id) <= _ID_CHARS:
-        raise UsageError(f"invalid container id {shown}: must match [A-Za-z0-9_+,.-]+")
+    if (container_id and len(container_id) <= MAX_ID_LEN and container_id not in (".", "..")
+            and set(container_id) <= _ID_CHARS):
+        return
+    shown = jsonio.quote(container_id if len(container_id) <= 40 else container_id[:40] + "...")
+    raise UsageError(f"invalid container id {shown} ({len(container_id)} characters): an id is 1 to "
+                     f"{MAX_ID_LEN} characters of [A-Za-z0-9_+,.-], not '.' or '..'")
+
+
+class CorruptState(PyrunError):
+    """state.json is there but cannot be parsed (torn, or edited by hand)."""
 
 
 class StateDir:
@@ -146,31 +234,118 @@ class StateDir:
         return os.path.join(self.path, name)
 
     def exists(self) -> bool:
-        return os.path.isdir(self.path)
+        return lexists(self.path)
 
-    def make(self) -> None:
-        """mkdir is atomic: of two concurrent creates of one id, exactly one wins."""
+    def claim(self, rec: Record) -> None:
+        """mkdir(2) the container's directory and write its first record,
+        under a shared flock(2) of the state root (see the module's doc).
+        mkdir is atomic: of concurrent creates of one id, exactly one wins;
+        the others get ContainerExists and have made nothing."""
+        from pyrun.log import log
+
         ensure_root(self.root)
+        rootfd = _open_dir(self.root)
         try:
-            os.mkdir(self.path, 0o711)
-        except FileExistsError:
-            raise ContainerExists(self.id) from None
+            fcntl.flock(rootfd, fcntl.LOCK_SH)
+            try:
+                os.mkdir(self.path, 0o711)
+            except FileExistsError:
+                raise ContainerExists(self.id) from None
+            except OSError as e:
+                raise os_error(e, self.path) from None
+            try:
+                with log.step("write(state.json)"):
+                    self.write(rec)
+            except BaseException:
+                try:
+                    remove_tree(self.path)
+                except PyrunError:
+                    pass
+                raise
+        finally:
+            os.close(rootfd)
+
+    def remove_orphan(self) -> bool:
+        """Remove the directory if it has no record (a create killed between
+        its mkdir and its first write), with the state root locked
+        exclusively, so that no live create is in that window."""
+        rootfd = _open_dir(self.root)
+        try:
+            fcntl.flock(rootfd, fcntl.LOCK_EX)
+            if lexists(self.file("state.json")) or not lexists(self.path):
+                return False
+            remove_tree(self.path)
+            return True
+        finally:
+            os.close(rootfd)
 
     def write(self, rec: Record) -> None:
+        """Atomically (rename(2) of a complete, fsync'ed file): a kill at any
+        moment leaves the old record or the new one, never a torn one."""
         tmp = self.file(".state.json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with open(fd, "w") as f:
-            f.write(jsonio.dumps(to_dict(rec)))
-        os.rename(tmp, self.file("state.json"))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                data = jsonio.dumps(to_dict(rec)).encode()
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.file("state.json"))
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise PyrunError(f"cannot write {self.file('state.json')}: {e.strerror}") from None
 
     def read(self) -> Record:
+        path = self.file("state.json")
         try:
-            with open(self.file("state.json")) as f:
-                return Record(**jsonio.loads(f.read()))
+            with open(path, "rb") as f:
+                text = f.read().decode()
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
-        except (ValueError, TypeError) as e:
-            raise PyrunError(f"container {self.id!r}: corrupt state file: {e}") from None
+        except OSError as e:
+            raise os_error(e, path) from None
+        except ValueError as e:
+            raise CorruptState(f"corrupt state file {path}: {e}") from None
+        try:
+            return Record(**jsonio.loads(text))
+        except (ValueError, TypeError, AttributeError, SystemError) as e:  # SystemError: _json's scanner, torn input
+            raise CorruptState(f"corrupt state file {path}: {e}") from None
+
+    def salvage(self) -> Record:
+        """What can be read of a corrupt record: the fields that come before
+        the damage (pid, pid_start, cgroup, layers), for ``delete --force``."""
+        try:
+            with open(self.file("state.json"), "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        rec = Record(id=self.id, bundle="", rootfs="", created="", owner="")
+        for key in ("pid", "pid_start", "layers", "cgroup", "cgroup_pending", "uid_mappings", "gid_mappings", "net"):
+            at = text.find(f'"{key}":')
+            if at < 0:
+                continue
+            rest = text[at + len(key) + 3:].lstrip()
+            if key.startswith("pid"):
+                digits = rest.split(",", 1)[0].split("}", 1)[0].strip()
+                if digits.isdigit():
+                    setattr(rec, key, int(digits))
+            elif key.endswith("mappings") or key == "net":  # no nesting deeper than these ends
+                end = rest.find("}") + 1 if key == "net" else rest.find("]]") + 2
+                try:
+                    if end > 1:
+                        setattr(rec, key, jsonio.loads(rest[:end]))
+                except (ValueError, SystemError):
+                    pass
+            elif rest.startswith('"'):
+                value = rest[1:].split('"', 1)
+                if len(value) == 2 and "\\" not in value[0]:
+                    setattr(rec, key, value[0])
+        return rec
 
     def lock(self) -> _Lock:
         """``with sd.lock():`` serializes commands that change one container
@@ -212,11 +387,13 @@ class _Lock:
         sd = self.sd
         try:
             fd = os.open(sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ContainerNotFound(sd.id) from None
+        except OSError as e:
+            raise os_error(e, sd.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if not os.path.isdir(sd.path):  # deleted while we waited
+            if os.fstat(fd).st_nlink == 0:  # deleted while we waited
                 raise ContainerNotFound(sd.id)
         except BaseException:
             os.close(fd)
@@ -233,7 +410,7 @@ def remove_tree(path: str) -> None:
     """rm -rf. overlayfs leaves ``work/work`` with mode 000, and a container
     may leave read-only directories in its upper layer: make every directory
     writable and searchable (never following a symlink), then remove."""
-    if not os.path.lexists(path):
+    if not lexists(path):
         return
     try:
         # The common case, made so at once: without root's DAC override the
@@ -256,6 +433,13 @@ def remove_tree(path: str) -> None:
         _rmtree(path)
     except OSError as e:
         raise PyrunError(f"remove {e.filename or path}: {e.strerror}") from None
+
+
+def _open_dir(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise os_error(e, path) from None
 
 
 def _raise(e: OSError) -> None:
@@ -317,8 +501,13 @@ def read_state(root: str, container_id: str) -> dict:
 
 
 def list_ids(root: str) -> list[str]:
+    """The ids with a record (a directory without one is a create in its
+    first microseconds, or the remains of one killed there)."""
+    check_root(root)
     try:
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, "state.json")))
+    except OSError as e:
+        raise os_error(e, root) from None
+    return sorted(n for n in names if lexists(os.path.join(root, n, "state.json")))

@@ -73,7 +73,7 @@ class Runtime:
         self.rootless = mode == "rootless"
         self.uid, self.gid = uid, gid
         self.prefix = prefix
-        self.env = env
+        self.env = dict(env)
         self.rootfs = rootfs
         self.dir = tempfile.mkdtemp(prefix=f"{mode}-", dir=workspace)
         os.chmod(self.dir, 0o755)
@@ -81,6 +81,13 @@ class Runtime:
         self.root = os.path.join(self.dir, "state")
         os.mkdir(self.root, 0o700)
         self._chown(self.root)
+        # Where overlay upper layers go by default (pyrun.state.default_layers_root):
+        # /var/lib/pyrun as root; rootless, $XDG_DATA_HOME/pyrun, per test here.
+        if self.rootless:
+            self.env["XDG_DATA_HOME"] = os.path.join(self.dir, "data")
+            self.layers = os.path.join(self.dir, "data", "pyrun")
+        else:
+            self.layers = "/var/lib/pyrun"
         self._n = 0
 
     def _chown(self, path: str) -> None:
@@ -297,10 +304,13 @@ class Residue:
         self.rt = rt
         self.mounts = host_mounts()
         self.pids = foreign_mntns_pids()
+        self.layers = _listdir(rt.layers)
 
     def check(self, cid: str | None = None) -> None:
         state_entries = os.listdir(self.rt.root) if os.path.isdir(self.rt.root) else []
         assert state_entries == [], f"state left behind: {state_entries}"
+        layers = sorted(set(_listdir(self.rt.layers)) - set(self.layers))
+        assert layers == [], f"layer dirs left behind in {self.rt.layers}: {layers}"
         assert host_mounts() == self.mounts, "host mount table changed"
         deadline = time.monotonic() + 5
         while True:
@@ -310,6 +320,13 @@ class Residue:
                 break
             time.sleep(0.05)
         assert not extra, f"processes left behind: {extra}"
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
 
 
 def _state_letter(pid: int) -> str | None:
