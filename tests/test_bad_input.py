@@ -206,3 +206,98 @@ def test_a_child_that_failed_first_is_the_error_reported():
             _, status = os.waitpid(pid, 0)
             host.close()
         assert os.WIFEXITED(status) if says else os.WTERMSIG(status) == 9
+
+
+# ----------------------------------------------------------------- issue 16: ids, --root, flags
+
+# Every command that takes an id, with what else it needs to parse.
+_ID_COMMANDS = [
+    ["create", "-b", "."], ["run", "-b", "."], ["start"], ["state"], ["kill"], ["delete"],
+    ["delete", "--force"], ["exec"], ["pause"], ["resume"], ["ps"], ["events", "--stats"], ["update"],
+]
+
+
+def _id_args(cmd: list[str], cid: str) -> list[str]:
+    return [cmd[0], *cmd[1:], cid] + (["true"] if cmd[0] == "exec" else [])
+
+
+@pytest.mark.parametrize("length", [201, 256, 1000])
+def test_too_long_ids_are_one_message_for_every_command(rt, residue, length):
+    """Item 4: "File name too long" was an internal error, and delete
+    --force of such an id exited 0 without a word."""
+    cid = "a" * length
+    messages = set()
+    for cmd in _ID_COMMANDS:
+        p = rt(*_id_args(cmd, cid))
+        # exec: runc's "exec failed: ..." and status 255
+        assert p.returncode == (255 if cmd[0] == "exec" else 1), (cmd, p.returncode, p.stderr)
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "invalid container id" in lines[0] and "internal error" not in lines[0], \
+            (cmd, p.stderr)
+        messages.add(lines[0].replace("exec failed: ", ""))
+    assert len(messages) == 1, messages
+    residue.check()
+
+
+def test_the_longest_id_works(rt, residue):
+    from pyrun.state import MAX_ID_LEN
+
+    cid = "b" * MAX_ID_LEN
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "100"]), cid)
+    assert rt.state(cid)["status"] == "running"
+    rt.ok("delete", "--force", cid)
+    residue.check()
+
+
+def test_root_that_is_a_file_is_one_line_for_every_command(rt):
+    """Item 5: "cannot create state root X: File exists", "internal error:
+    NotADirectoryError"... One line, exit 1."""
+    root = os.path.join(rt.dir, "a-file")
+    with open(root, "w"):
+        pass
+    saved, rt.root = rt.root, root
+    try:
+        for cmd in [*_ID_COMMANDS, ["list"]]:
+            args = _id_args(cmd, "c1") if cmd != ["list"] else ["list"]
+            p = rt(*args)
+            lines = [line for line in p.stderr.splitlines() if line.strip()]
+            assert p.returncode == 1 and lines == [f"pyrun: --root {root}: not a directory"], (cmd, p.stderr)
+    finally:
+        rt.root = saved
+
+
+# (flags, the flag named, an accepted value that must be listed)
+_BAD_FLAGS = [
+    (["run", "--network", "bogus", "-b", ".", "c1"], "--network", "slirp4netns"),
+    (["create", "--network", "bogus", "-b", ".", "c1"], "--network", "pasta"),
+    (["run", "--rootfs-mode", "bogus", "-b", ".", "c1"], "--rootfs-mode", "overlay"),
+    (["create", "--preserve-fds", "many", "-b", ".", "c1"], "--preserve-fds", "integer"),
+    (["run", "--preserve-fds", "-1", "-b", ".", "c1"], "--preserve-fds", "negative"),
+    (["exec", "-g", "wheel", "c1", "true"], "--additional-gids", "integer"),
+    (["exec", "--preserve-fds", "x", "c1", "true"], "--preserve-fds", "integer"),
+    (["list", "--format", "yaml"], "--format", "json"),
+    (["ps", "--format", "yaml", "c1"], "--format", "table"),
+    (["update", "--cpu-quota", "lots", "c1"], "--cpu-quota", "integer"),
+    (["events", "--interval", "soon", "c1"], "--interval", "500ms"),
+]
+
+
+@pytest.mark.parametrize("args, flag, accepted", _BAD_FLAGS)
+@pytest.mark.parametrize("path", ["fast", "click"])
+def test_a_bad_flag_value_is_one_line_naming_the_flag(rt, args, flag, accepted, path):
+    """Item 8: click printed its usage text and exited 2 (the fast path
+    handed such commands over). One line naming the flag and what it
+    accepts, exit 1, through either path ("--rootless auto" is a global
+    flag only click knows: it sends the command past the fast path)."""
+    p = rt(*(["--rootless", "auto"] if path == "click" else []), *args)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert p.returncode == 1 and len(lines) == 1, (p.returncode, p.stderr)
+    assert flag in lines[0] and accepted in lines[0] and "Usage" not in lines[0], lines[0]
+
+
+def test_bad_global_flag_values_are_one_line(rt):
+    for args, flag in ((["--log-format", "yaml", "list"], "--log-format"),
+                       (["--log", os.path.join(rt.dir, "no", "such", "dir", "log"), "list"], "--log")):
+        p = rt(*args)
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        assert p.returncode == 1 and len(lines) == 1 and flag in lines[0], (args, p.returncode, p.stderr)
