@@ -214,14 +214,15 @@ def test_create_killed_right_after_mkdir_leaves_a_usable_id(rt):
 def test_create_killed_after_the_cgroup_was_made_leaves_no_cgroup(rt):
     """Item 1, the cgroup: killed once cgroups.setup made it and before the
     record said so; the pending path in the first record finds it."""
+    from pyrun import cgroups
+
+    if rt.rootless and not cgroups.available():
+        pytest.skip("no cgroup for a rootless container on a cgroup v1 host")
     marker = f"m{uuid.uuid4().hex[:8]}"
     bundle = rt.bundle(config=_kill_config(rt, marker)[0])
     layers_before = _layers(rt)
     cid = _cid()
     p = _kill_at(rt, "write(state.json, cgroup)", "create", "-b", bundle, cid)
-    if p.returncode == 0:
-        rt.ok("delete", "--force", cid)
-        pytest.skip("no cgroup for this container here")
     assert p.returncode == KILLED, p.stderr
     if not rt.rootless:
         assert _cgroups_of(cid), "the v1 freezer cgroup should exist here (rootful)"
