@@ -484,4 +484,5 @@ def test_validate_id_rejects(cid):
 def test_validate_id_message():
     with pytest.raises(UsageError) as e:
         validate_id("a/b")
-    assert str(e.value) == 'invalid container id "a/b": must match [A-Za-z0-9_+,.-]+'
+    assert str(e.value) == ('invalid container id "a/b" (3 characters): an id is 1 to 200 characters '
+                            "of [A-Za-z0-9_+,.-], not '.' or '..'")
