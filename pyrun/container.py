@@ -584,14 +584,13 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     # after it, while stage 1 imports and unshares on the other CPU; PID 1
     # waits for "prepared" before it mounts.
     cg = _setup_cgroup(spec, sd.id, plan, undo, opts.ignore_cgroup_limits)
-    if cg is not None or rec.cgroup_pending:
-        rec.cgroup, rec.cgroup_pending = (cg.path if cg else ""), ""
-        with log.step("write(state.json, cgroup)"):
-            sd.write(rec)
     net = _prepare_network(sd, spec, plan, undo)
-    if net:
-        rec.net = net
-        with log.step("write(state.json, network)"):
+    # Killed before this write, the record's cgroup_pending (empty until
+    # stage 1 is moved in, after fork) and network mode find what was made.
+    if cg is not None or rec.cgroup_pending or net:
+        rec.cgroup, rec.cgroup_pending = (cg.path if cg else ""), ""
+        rec.net = net or rec.net
+        with log.step("write(state.json, cgroup, network)"):
             sd.write(rec)
     if foreground:
         # So that the container's PID 1 becomes our child when stage 1 exits,

@@ -3,7 +3,7 @@
 Layout, one directory per container under the state root (small files
 only: the default root, /run/pyrun, is a RAM tmpfs the host's services share)::
 
-    <root>/<id>/state.json   the record (written atomically: tmp, fsync, rename)
+    <root>/<id>/state.json   the record (written atomically: tmp, rename)
     <root>/<id>/exec.fifo    exists from create until start (runc's handshake)
     <root>/<id>/merged       where the root is mounted, in the container's
                              own mount namespace only
@@ -255,7 +255,7 @@ class StateDir:
                 raise os_error(e, self.path) from None
             try:
                 with log.step("write(state.json)"):
-                    self.write(rec)
+                    self.write(rec, sync=True)
             except BaseException:
                 try:
                     remove_tree(self.path)
@@ -279,9 +279,14 @@ class StateDir:
         finally:
             os.close(rootfd)
 
-    def write(self, rec: Record) -> None:
-        """Atomically (rename(2) of a complete, fsync'ed file): a kill at any
-        moment leaves the old record or the new one, never a torn one."""
+    def write(self, rec: Record, sync: bool = False) -> None:
+        """Atomically: rename(2) of a complete file, so a kill at any moment
+        leaves the old record or the new one, never a torn one. ``sync``:
+        fsync(2) first, so that a power loss cannot leave a torn or empty
+        one either. Only the first record needs it (it names the layer dir,
+        which survives a reboot on disk); the later ones name processes,
+        cgroups and links, which do not survive it, and an fsync costs
+        2-3 ms on a disk-backed /run (this host's)."""
         tmp = self.file(".state.json.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -289,7 +294,8 @@ class StateDir:
                 data = jsonio.dumps(to_dict(rec)).encode()
                 while data:
                     data = data[os.write(fd, data):]
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.rename(tmp, self.file("state.json"))

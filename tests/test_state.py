@@ -222,7 +222,7 @@ def test_create_killed_after_the_cgroup_was_made_leaves_no_cgroup(rt):
     bundle = rt.bundle(config=_kill_config(rt, marker)[0])
     layers_before = _layers(rt)
     cid = _cid()
-    p = _kill_at(rt, "write(state.json, cgroup)", "create", "-b", bundle, cid)
+    p = _kill_at(rt, "write(state.json, cgroup, network)", "create", "-b", bundle, cid)
     assert p.returncode == KILLED, p.stderr
     if not rt.rootless:
         assert _cgroups_of(cid), "the v1 freezer cgroup should exist here (rootful)"
