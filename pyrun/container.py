@@ -688,6 +688,11 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
             os.waitpid(pid, 0)
         pids.remove(pid)
         return rec
+    except BaseException:
+        # Before the channels close: a stage that finds its channel closed
+        # would say so on stderr too, under the host's own one-line error.
+        _kill_all(pids)
+        raise
     finally:
         to_stage1.close()
         to_init.close()
@@ -802,14 +807,18 @@ def write_pid_file(path: str, pid: int) -> None:
         raise PyrunError(f"--pid-file {path}: {e.strerror}") from None
 
 
-def _undo_create(sd: StateDir, rec: Record, pids: list[int], undo: list) -> None:
-    """Kill whatever was started, reap what is ours, undo the rest (cgroup,
-    network), remove the state dir."""
+def _kill_all(pids: list[int]) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _undo_create(sd: StateDir, rec: Record, pids: list[int], undo: list) -> None:
+    """Kill whatever was started, reap what is ours, undo the rest (cgroup,
+    network), remove the state dir."""
+    _kill_all(pids)
     for pid in pids:
         try:
             os.waitpid(pid, 0)

@@ -222,7 +222,7 @@ def _id_args(cmd: list[str], cid: str) -> list[str]:
 
 
 @pytest.mark.parametrize("length", [201, 256, 1000])
-def test_too_long_ids_are_one_message_for_every_command(rt, residue, length):
+def test_too_long_ids_are_one_message_for_every_command(rt, length):
     """Item 4: "File name too long" was an internal error, and delete
     --force of such an id exited 0 without a word."""
     cid = "a" * length
@@ -236,17 +236,17 @@ def test_too_long_ids_are_one_message_for_every_command(rt, residue, length):
             (cmd, p.stderr)
         messages.add(lines[0].replace("exec failed: ", ""))
     assert len(messages) == 1, messages
-    residue.check()
+    assert os.listdir(rt.root) == []
 
 
-def test_the_longest_id_works(rt, residue):
+def test_the_longest_id_works(rt):
     from pyrun.state import MAX_ID_LEN
 
-    cid = "b" * MAX_ID_LEN
+    cid = "b" * (MAX_ID_LEN - 8) + os.urandom(4).hex()  # the rootful v1 cgroup is named after it: host-unique
     rt.ok("run", "-d", "-b", rt.bundle(["sleep", "100"]), cid)
     assert rt.state(cid)["status"] == "running"
     rt.ok("delete", "--force", cid)
-    residue.check()
+    assert os.listdir(rt.root) == []
 
 
 def test_root_that_is_a_file_is_one_line_for_every_command(rt):
