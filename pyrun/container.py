@@ -855,7 +855,13 @@ def _remove_state(sd: StateDir, rec: Record) -> None:
     namespace with the same maps."""
     from pyrun.state import remove_tree
 
-    for path in ([rec.layers] if rec.layers else []) + [sd.path]:
+    layers = [rec.layers] if rec.layers else []
+    if rec.layers and not os.path.basename(rec.layers).startswith(sd.id + "."):
+        # _layer_dir's name, always: a record that says otherwise was not
+        # written by create, and what it names is not removed.
+        log.warning(f"layer dir {rec.layers} in the record of {sd.id!r} is not one pyrun made: left alone")
+        layers = []
+    for path in layers + [sd.path]:
         try:
             remove_tree(path)
         except PyrunError:

@@ -10,7 +10,8 @@ those commands in the exact forms runc documents — global ``--root``,
 flags, the id — and calls the same library functions as :mod:`pyrun.cli`.
 Anything else (``--help``, a flag it does not know, combined short flags, a
 malformed value) returns None and the full click CLI handles the command,
-so the two cannot disagree on anything but speed.
+so the two cannot disagree on anything but speed: a bad value is one line
+naming the flag and what it accepts, exit 1, either way (cli.bad_value).
 """
 
 from __future__ import annotations

@@ -351,6 +351,11 @@ class StateDir:
                 value = rest[1:].split('"', 1)
                 if len(value) == 2 and "\\" not in value[0]:
                     setattr(rec, key, value[0])
+        # Damage could name someone else's: a cgroup whose processes delete
+        # would kill only if it names the container (pyrun/<id>, an engine's
+        # libpod-<id>.scope), else it is removed only if empty.
+        if rec.cgroup and self.id not in rec.cgroup:
+            rec.cgroup, rec.cgroup_pending = "", rec.cgroup
         return rec
 
     def lock(self) -> _Lock:

@@ -443,3 +443,26 @@ def test_layers_root_flag_and_annotation(rt, how):
     assert sorted(os.listdir(os.path.join(chosen, made[0]))) == ["upper", "work"]
     rt.ok("delete", "--force", cid)
     assert os.listdir(chosen) == []
+
+
+def test_delete_removes_only_a_layer_dir_pyrun_named(rt):
+    """A record that names some other directory as its layer dir (edited,
+    or damaged) does not make delete --force remove that directory."""
+    victim = os.path.join(rt.dir, "victim")
+    os.mkdir(victim)
+    with open(os.path.join(victim, "keep"), "w") as f:
+        f.write("x")
+    cid = _cid()
+    rt.ok("create", "-b", rt.bundle(["sleep", "1000"]), cid)
+    path = os.path.join(rt.root, cid, "state.json")
+    with open(path) as f:
+        rec = json.load(f)
+    real = rec["layers"]
+    rec["layers"] = victim
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    p = rt("delete", "--force", cid)
+    assert p.returncode == 0 and "left alone" in p.stderr, p.stderr
+    assert os.path.exists(os.path.join(victim, "keep"))
+    assert os.listdir(rt.root) == []
+    shutil.rmtree(real, ignore_errors=True)
