@@ -322,7 +322,7 @@ def test_a_50mb_config_is_stored_once(rt):
     config as created (an edited one is refused, never silently used)."""
     config = rt.config(["sleep", "1000"])
     config["process"]["env"].append("FROM_CREATE=yes")
-    config["annotations"] = {"big": "x" * (50 << 20)}
+    config.setdefault("annotations", {})["big"] = "x" * (50 << 20)
     bundle = rt.bundle(config=config)
     size = os.path.getsize(os.path.join(bundle, "config.json"))
     cid = _cid()
@@ -435,7 +435,7 @@ def test_layers_root_flag_and_annotation(rt, how):
     if how == "flag":
         args = ["--layers-root", chosen]
     else:
-        config["annotations"] = {"org.pyrun.layers": chosen}
+        config.setdefault("annotations", {})["org.pyrun.layers"] = chosen
     cid = _cid()
     rt.ok("create", *args, "-b", rt.bundle(config=config), cid)
     made = os.listdir(chosen)
