@@ -392,18 +392,16 @@ def _first_record(sd: StateDir, spec, plan) -> Record:
 
 
 def _pending_cgroup(spec, container_id: str) -> str:
-    """Where cgroups.setup will make the container's cgroup (v2, or the v1
-    freezer's as root), so a create killed inside it leaves nothing
-    unrecorded. Only ever removed if empty (:func:`_remove_cgroup`)."""
+    """Where cgroups.setup will make the container's cgroup (every v1
+    hierarchy's, or the v2 path), so a create killed inside it leaves
+    nothing unrecorded. Only ever removed if empty (:func:`_remove_cgroup`)."""
     from pyrun import cgroups, state
 
     rootless = os.geteuid() != 0 or not state.in_initial_userns()
-    if cgroups.available():
-        return cgroups.path_for(spec.linux.cgroups_path, container_id, rootless) or ""
-    rel = (spec.linux.cgroups_path or f"pyrun/{container_id}").lstrip("/")
-    if rootless or ":" in rel:
-        return ""
-    return os.path.normpath(os.path.join(cgroups.FreezerV1.ROOT, rel))
+    try:
+        return cgroups.planned_path(spec, container_id, rootless)
+    except PyrunError:
+        return ""  # a bad cgroupsPath: setup says so, before it makes anything
 
 
 def _pass_listen_fds(spec, plan) -> None:

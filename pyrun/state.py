@@ -347,15 +347,34 @@ class StateDir:
                         setattr(rec, key, jsonio.loads(rest[:end]))
                 except (ValueError, SystemError):
                     pass
-            elif rest.startswith('"'):
-                value = rest[1:].split('"', 1)
-                if len(value) == 2 and "\\" not in value[0]:
-                    setattr(rec, key, value[0])
+            elif rest.startswith('"'):  # a JSON string: to its first unescaped quote
+                end = 1
+                while end < len(rest) and rest[end] != '"':
+                    end += 2 if rest[end] == "\\" else 1
+                try:
+                    if end < len(rest):
+                        setattr(rec, key, jsonio.loads(rest[:end + 1]))  # v1 cgroups: "\n"-joined
+                except (ValueError, SystemError):
+                    pass
         # Damage could name someone else's: a cgroup whose processes delete
         # would kill only if it names the container (pyrun/<id>, an engine's
         # libpod-<id>.scope), else it is removed only if empty.
         if rec.cgroup and self.id not in rec.cgroup:
             rec.cgroup, rec.cgroup_pending = "", rec.cgroup
+        if not rec.cgroup and not rec.cgroup_pending:
+            # Lost with the damage: where a container without
+            # linux.cgroupsPath has it (removed only if empty, as pending).
+            from types import SimpleNamespace
+
+            from pyrun import cgroups
+            from pyrun.errors import PyrunError
+
+            rootless = os.geteuid() != 0 or not in_initial_userns()
+            try:
+                rec.cgroup_pending = cgroups.planned_path(
+                    SimpleNamespace(linux=SimpleNamespace(cgroups_path=None)), self.id, rootless)
+            except PyrunError:
+                pass
         return rec
 
     def lock(self) -> _Lock:

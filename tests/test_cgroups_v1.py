@@ -593,9 +593,6 @@ def test_read_only_cgroupfs_fails_in_one_line_unless_ignored(v1):
         assert leftovers(cid) == [] and os.listdir(v1.root) == []
 
 
-@pytest.mark.xfail(reason="a create killed while it makes the cgroup, before its record names it, leaves the "
-                          "cgroup: needs the record's pending cgroup (state helper) set from cgroups.planned_path",
-                   strict=False)
 def test_sigkill_of_create_at_any_moment_then_delete_leaves_no_cgroup(v1):
     """Kill create at 80 moments spread over its first 40 ms (the cgroup
     step is among them), then ``delete --force``: no directory of any
