@@ -119,7 +119,9 @@ def _assert_nothing_left(rt, cid: str, marker: str, layers_before: set[str]) -> 
     assert _marked(rt, marker) == [], "processes left behind"
     assert os.listdir(rt.root) == [], f"state left behind: {os.listdir(rt.root)}"
     layers = set(os.listdir(rt.layers)) if os.path.isdir(rt.layers) else set()
-    assert layers - layers_before == set(), f"layer dirs left behind: {layers - layers_before}"
+    # this container's (as root the layers root is host-wide: other runs use it too)
+    left = {name for name in layers - layers_before if name.startswith(f"{cid}.")}
+    assert left == set(), f"layer dirs left behind: {left}"
     assert _cgroups_of(cid) == [], "cgroups left behind"
     assert _network_of(rt, cid) == [], "network left behind"
     with open("/proc/self/mountinfo") as f:
