@@ -20,9 +20,10 @@ from pyrun.log import log
 
 
 class Ctx:
-    def __init__(self, root: str | None, ignore_cgroup_limits: bool = False):
+    def __init__(self, root: str | None, ignore_cgroup_limits: bool = False, systemd_cgroup: bool = False):
         self._root = root
         self.ignore_cgroup_limits = ignore_cgroup_limits
+        self.systemd_cgroup = systemd_cgroup
 
     @property
     def root(self) -> str:
@@ -53,7 +54,8 @@ def _print_version(ctx, param, value):
 @click.option("--log", "log_path", type=click.Path(), default=None, help="log file (default stderr)")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
 @click.option("--debug", is_flag=True, help="log each construction step and its duration")
-@click.option("--systemd-cgroup", is_flag=True, hidden=True, help="accepted for runc compatibility")
+@click.option("--systemd-cgroup", is_flag=True,
+              help="the container's cgroup is a transient systemd scope (linux.cgroupsPath slice:prefix:name)")
 @click.option("--rootless", default="auto", hidden=True, help="accepted for runc compatibility")
 @click.option("--ignore-cgroup-limits", is_flag=True,
               help="where no cgroup v2 can serve linux.resources, warn and run without the limits "
@@ -67,7 +69,7 @@ def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless, ignore
         log.configure(log_path, log_format, debug)
     except OSError as e:
         raise PyrunError(f"--log {log_path}: {e.strerror}") from None
-    ctx.obj = Ctx(os.path.abspath(root) if root else None, ignore_cgroup_limits)
+    ctx.obj = Ctx(os.path.abspath(root) if root else None, ignore_cgroup_limits, systemd_cgroup)
 
 
 def _create_options(f):
@@ -103,7 +105,7 @@ def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_sock
     return Options(pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                    preserve_fds=preserve_fds, rootfs_mode=rootfs_mode, init=init,
                    console_socket=os.path.abspath(console_socket) if console_socket else None,
-                   ignore_cgroup_limits=obj.ignore_cgroup_limits, network=network,
+                   ignore_cgroup_limits=obj.ignore_cgroup_limits, systemd_cgroup=obj.systemd_cgroup, network=network,
                    publish=",".join(publish) if publish else None,
                    pidfd_socket=os.path.abspath(pidfd_socket) if pidfd_socket else None, keep=keep,
                    layers_root=os.path.abspath(layers_root) if layers_root else None)

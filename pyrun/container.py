@@ -46,6 +46,7 @@ class Options:
     console_socket: str | None = None     # where the pty master goes (process.terminal)
     console_master: int | None = None     # set by a foreground create with a terminal: relay it
     ignore_cgroup_limits: bool = False    # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
+    systemd_cgroup: bool = False          # --systemd-cgroup: a transient scope unit (cgroups.systemd)
     network: str | None = None            # --network: sets annotation org.pyrun.network
     publish: str | None = None            # -p, comma-joined: sets annotation org.pyrun.ports
     pidfd_socket: str | None = None       # --pidfd-socket: where a pidfd of PID 1 goes
@@ -527,13 +528,13 @@ def _helpers_of(state_path: str) -> list[int]:
     return [pid for pid in found if pid != os.getpid()]
 
 
-def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool):
+def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool, systemd: bool = False):
     from pyrun import cgroups, state
 
     rootless = os.geteuid() != 0 or not state.in_initial_userns()
     ignore = ignore or spec.annotations.get(ANNOTATION_CGROUPS) == "ignore-limits"
     with log.step("cgroup"):
-        cg = cgroups.setup(spec, container_id, rootless, ignore)
+        cg = cgroups.setup(spec, container_id, rootless, ignore, systemd)
     if cg is not None:
         undo.append(lambda: (cg.kill(), cg.remove()))
         plan.cgroup_sync = True
@@ -581,12 +582,13 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     # rest (exec.fifo, overlay dirs, config copy, the init's memfd) is made
     # after it, while stage 1 imports and unshares on the other CPU; PID 1
     # waits for "prepared" before it mounts.
-    cg = _setup_cgroup(spec, sd.id, plan, undo, opts.ignore_cgroup_limits)
+    cg = _setup_cgroup(spec, sd.id, plan, undo, opts.ignore_cgroup_limits, opts.systemd_cgroup)
     net = _prepare_network(sd, spec, plan, undo)
     # Killed before this write, the record's cgroup_pending (empty until
     # stage 1 is moved in, after fork) and network mode find what was made.
     if cg is not None or rec.cgroup_pending or net:
-        rec.cgroup, rec.cgroup_pending = (cg.path if cg else ""), ""
+        # (systemd: the record names the unit, before add() starts it)
+        rec.cgroup, rec.cgroup_pending = (getattr(cg, "record", cg.path) if cg else ""), ""
         rec.net = net or rec.net
         with log.step("write(state.json, cgroup, network)"):
             sd.write(rec)
@@ -631,6 +633,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         # what PID 1 waits for before it mounts.
         if plan.cgroup_sync:
             move_child(cg, to_stage1, pid)  # what stage 1 forks from now on starts inside
+            rec.cgroup = getattr(cg, "record", cg.path)  # systemd: where the unit's cgroup turned out to be
         else:
             _prepare_for_init(sd, spec, plan, to_init)
         msg = None

@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int | None:
             root = default_root()
         check_root(os.path.abspath(root))  # "--root X: not a directory", for every command
         return _dispatch(os.path.abspath(root), command, opts, pos, int(preserve),
-                         bool(glob.get("--ignore-cgroup-limits")))
+                         bool(glob.get("--ignore-cgroup-limits")), bool(glob.get("--systemd-cgroup")))
     except PyrunError as e:
         log.error(str(e))
         return e.exit_code
@@ -163,7 +163,8 @@ def main(argv: list[str]) -> int | None:
         return 1
 
 
-def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int, ignore_limits: bool) -> int:
+def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int, ignore_limits: bool,
+              systemd: bool = False) -> int:
     if command in _TASK_COMMANDS:
         return _task(root, command, opts, pos)
     cid = pos[0]
@@ -191,7 +192,7 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
             pid_file=opts.get("--pid-file"), no_pivot=bool(opts.get("--no-pivot")),
             no_new_keyring=bool(opts.get("--no-new-keyring")), preserve_fds=preserve,
             console_socket=os.path.abspath(socket) if socket else None, ignore_cgroup_limits=ignore_limits,
-            rootfs_mode=opts.get("--rootfs-mode"), network=opts.get("--network"),
+            systemd_cgroup=systemd, rootfs_mode=opts.get("--rootfs-mode"), network=opts.get("--network"),
             init=True if "--init" in opts else False if "--no-init" in opts else None,
             publish=",".join(publish) if publish else None,
             pidfd_socket=os.path.abspath(opts["--pidfd-socket"]) if opts.get("--pidfd-socket") else None,

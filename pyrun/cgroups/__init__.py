@@ -13,9 +13,11 @@
 Every backend's cgroup has the same methods: ``add(pid)``, ``pids()``,
 ``freeze(on)``, ``frozen()``, ``kill()``, ``remove()``, ``exists()``,
 ``stats()``, ``update(resources)``, ``oom_kills()`` and ``path``, the string
-the container's record keeps and :func:`open_cgroup` reads back. A systemd
-driver would be one more module beside them. The spec -> file conversions
-are in :mod:`.convert`.
+the container's record keeps and :func:`open_cgroup` reads back (the
+systemd driver's record is :attr:`.systemd.Cgroup.record`, see
+:func:`record_of`). ``--systemd-cgroup``: :mod:`.systemd`, a transient
+scope unit started over D-Bus, whose cgroup is then a v2 one. The spec ->
+file conversions are in :mod:`.convert`.
 """
 
 from __future__ import annotations
@@ -61,10 +63,15 @@ def without_limits(items, reason: str, ignore_limits: bool) -> None:
     return None
 
 
-def setup(spec, container_id: str, rootless: bool, ignore_limits: bool):
+def setup(spec, container_id: str, rootless: bool, ignore_limits: bool, systemd: bool = False):
     """Decide and build the container's cgroup, limits and device rules
     written, no process in it yet. None: the container runs in the caller's
-    cgroup (runc's choice where it cannot have one and no limit was asked)."""
+    cgroup (runc's choice where it cannot have one and no limit was asked).
+    ``systemd`` (--systemd-cgroup): a unit to be, started by ``add(pid)``."""
+    if systemd:
+        from pyrun.cgroups import systemd as sd
+
+        return sd.setup(spec, container_id, rootless, ignore_limits)
     if available():
         from pyrun.cgroups import v2
 
@@ -97,8 +104,17 @@ def planned_path(spec, container_id: str, rootless: bool) -> str:
     return "\n".join(v1.paths_for(spec.linux.cgroups_path, container_id, v1.hierarchies()).values())
 
 
+def record_of(cg) -> str:
+    """What the container's record keeps for ``cg`` (open_cgroup's input)."""
+    return getattr(cg, "record", cg.path)
+
+
 def open_cgroup(path: str):
     """The cgroup a record names (its ``path``)."""
+    if path.startswith("systemd\t"):
+        from pyrun.cgroups.systemd import Cgroup as Unit
+
+        return Unit.from_record(path)
     if available():
         from pyrun.cgroups.v2 import Cgroup
 

@@ -87,7 +87,7 @@ def paths_for(cgroups_path: str | None, container_id: str,
     """The container's directory in each hierarchy (runc's fs subsysPath)."""
     if cgroups_path and ":" in cgroups_path and not cgroups_path.startswith("/"):
         raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r}: the systemd form "
-                          "(slice:prefix:name) needs --systemd-cgroup, which pyrun does not have")
+                          "(slice:prefix:name) needs --systemd-cgroup")
     own = own_cgroups() if cgroups_path and not cgroups_path.startswith("/") else {}
     out = {}
     for mnt, ctrls in mounts.items():

@@ -81,7 +81,7 @@ def path_for(cgroups_path: str | None, container_id: str, rootless: bool) -> str
     if cgroups_path:
         if ":" in cgroups_path and not cgroups_path.startswith("/"):
             raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r}: the systemd form "
-                              "(slice:prefix:name) needs --systemd-cgroup, which pyrun does not have")
+                              "(slice:prefix:name) needs --systemd-cgroup")
         rel = cgroups_path if cgroups_path.startswith("/") else os.path.join(own_cgroup(), cgroups_path)
         path = os.path.normpath(MOUNT + "/" + rel)
         if not path.startswith(MOUNT + "/"):

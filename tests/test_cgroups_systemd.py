@@ -1,0 +1,193 @@
+"""``--systemd-cgroup``: the container's cgroup is a transient scope unit.
+
+The tests marked ``systemd`` need systemd as PID 1 and run in the VM that
+boots it (``make vm-test-systemd``), rootful (system bus) and rootless (the
+test user's own systemd, lingering). The others run anywhere: the naming
+rules (pure logic) and, on a host whose PID 1 is not systemd, the one-line
+error that names the bus and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from pyrun.cgroups import convert, systemd
+from pyrun.errors import ConfigError
+
+
+def systemd_is_pid1() -> bool:
+    """sd_booted(3): /run/systemd/system exists only when systemd is PID 1."""
+    return os.path.isdir("/run/systemd/system")
+
+
+# ----------------------------------------------------------------- naming (pure logic)
+
+def test_slice_names_expand_into_their_parents_as_runc():
+    assert systemd.expand_slice("system.slice") == "/system.slice"
+    assert systemd.expand_slice("a-b-c.slice") == "/a.slice/a-b.slice/a-b-c.slice"
+    assert systemd.expand_slice("-.slice") == "/"
+    for bad in ("a--b.slice", "-a.slice", "a-.slice", "a/b.slice", "a.scope", ".slice"):
+        with pytest.raises(ConfigError, match="linux.cgroupsPath"):
+            systemd.expand_slice(bad)
+
+
+def test_cgroups_path_is_slice_prefix_name():
+    assert systemd.parse_path("machine.slice:libpod:abc", "c1", False) == ("machine.slice", "libpod-abc.scope")
+    assert systemd.parse_path(":libpod:abc", "c1", False) == ("system.slice", "libpod-abc.scope")
+    assert systemd.parse_path(":libpod:abc", "c1", True) == ("user.slice", "libpod-abc.scope")
+    assert systemd.parse_path(None, "c1", False) == ("system.slice", "pyrun-c1.scope")
+    for bad in ("/a/b", "a:b", "x.slice:p:", "x.slice:p:a/b", "x:p:n"):
+        with pytest.raises(ConfigError, match="linux.cgroupsPath"):
+            systemd.parse_path(bad, "c1", False)
+
+
+def test_limits_become_the_unit_properties_runc_sets():
+    items = convert.writes({"memory": {"limit": 64 << 20, "reservation": 1 << 20, "swap": 96 << 20},
+                            "pids": {"limit": 20}, "cpu": {"shares": 1024, "quota": 12345, "period": 100000,
+                                                           "cpus": "0-2,9", "mems": "0"}})
+    props = dict(systemd.properties(items))
+    assert props["MemoryMax"] == ("t", 64 << 20)
+    assert props["MemoryLow"] == ("t", 1 << 20)
+    assert props["MemorySwapMax"] == ("t", 32 << 20)
+    assert props["TasksMax"] == ("t", 20)
+    assert props["CPUWeight"] == ("t", 39)
+    assert props["CPUQuotaPerSecUSec"] == ("t", 130000)  # 123450 rounded up to 10 ms, as runc
+    assert props["CPUQuotaPeriodUSec"] == ("t", 100000)
+    assert props["AllowedCPUs"] == ("ay", bytes([0b111, 0b10]))
+    assert props["AllowedMemoryNodes"] == ("ay", b"\x01")
+    unlimited = dict(systemd.properties(convert.writes({"memory": {"limit": -1}, "pids": {"limit": -1}})))
+    assert unlimited == {"MemoryMax": ("t", 2**64 - 1), "TasksMax": ("t", 2**64 - 1)}
+
+
+# ----------------------------------------------------------------- without systemd
+
+def test_without_systemd_create_fails_naming_the_bus(rt, residue):
+    if systemd_is_pid1():
+        pytest.skip("systemd is PID 1 here: the VM's tests cover it")
+    config = rt.config(["true"])
+    config["linux"]["cgroupsPath"] = "machine.slice:pyrun:c1"
+    p = rt("--systemd-cgroup", "run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    bus = "unix:path=/run/dbus/system_bus_socket" if not rt.rootless else f"unix:path=/run/user/{rt.uid}/bus"
+    assert f"--systemd-cgroup: cannot reach systemd on the bus {bus}" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    residue.check()
+
+
+def test_without_the_flag_the_systemd_form_is_refused(rt, residue):
+    if rt.rootless and not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("rootless on cgroup v1: no cgroup at all, cgroupsPath unused (as runc)")
+    config = rt.config(["true"])
+    config["linux"]["cgroupsPath"] = "machine.slice:pyrun:c1"
+    p = rt("run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 1 and "needs --systemd-cgroup" in p.stderr, p.stderr
+    residue.check()
+
+
+# ----------------------------------------------------------------- in the systemd VM
+
+@pytest.fixture
+def sd(rt):
+    if not systemd_is_pid1():
+        pytest.skip("needs systemd as PID 1 (make vm-test-systemd)")
+    return rt
+
+
+def systemctl(rt, *args) -> subprocess.CompletedProcess:
+    """systemctl on the bus pyrun used: --user as the test user."""
+    if rt.rootless:
+        env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": f"/run/user/{rt.uid}",
+               "DBUS_SESSION_BUS_ADDRESS": f"unix:path=/run/user/{rt.uid}/bus"}
+        return subprocess.run(["systemctl", "--user", *args], user=rt.uid, group=rt.gid, extra_groups=[],
+                              env=env, text=True, capture_output=True, timeout=60)
+    return subprocess.run(["systemctl", *args], text=True, capture_output=True, timeout=60)
+
+
+def unit_state(rt, unit: str) -> str:
+    return systemctl(rt, "show", "-P", "ActiveState", unit).stdout.strip()
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+@pytest.mark.systemd
+def test_scope_limits_update_delete(sd):
+    config = sd.config(["sh", "-c", "sleep 600"])
+    config["linux"]["cgroupsPath"] = "pyrun-test.slice:pyt:c1"
+    config["linux"]["resources"] = {"memory": {"limit": 32 << 20, "swap": 32 << 20}, "pids": {"limit": 20}}
+    sd.ok("--systemd-cgroup", "run", "-d", "-b", sd.bundle(config=config), "c1")
+    try:
+        status = systemctl(sd, "status", "--no-pager", "pyt-c1.scope")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "pyrun-test.slice" in status.stdout, status.stdout
+        pid = sd.state("c1")["pid"]
+        cg = "/sys/fs/cgroup" + read(f"/proc/{pid}/cgroup").split("::", 1)[1]
+        assert cg.endswith("/pyrun-test.slice/pyt-c1.scope"), cg
+        assert read(f"{cg}/memory.max") == str(32 << 20) and read(f"{cg}/pids.max") == "20"
+        assert systemctl(sd, "show", "-P", "TasksMax", "pyt-c1.scope").stdout.strip() == "20"
+        # the limits bite: fork fails at the pids limit, a 100 MiB allocation is OOM-killed
+        p = sd("exec", "c1", "sh", "-c", "for i in $(seq 30); do sleep 30 & done 2>&1; echo done")
+        assert "can't fork" in p.stdout + p.stderr or "Resource temporarily" in p.stdout + p.stderr, p.stdout
+        p = sd("exec", "c1", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1")
+        assert p.returncode == 137, p.stdout + p.stderr
+        # update: properties (systemctl shows them) and files
+        sd.ok("update", "--pids-limit", "50", "--memory", "64M", "--memory-swap", "64M", "c1")
+        assert read(f"{cg}/pids.max") == "50" and read(f"{cg}/memory.max") == str(64 << 20)
+        assert systemctl(sd, "show", "-P", "TasksMax", "pyt-c1.scope").stdout.strip() == "50"
+        # pause/resume and ps on the scope's cgroup
+        sd.ok("pause", "c1")
+        assert read(f"{cg}/cgroup.freeze") == "1"
+        sd.ok("resume", "c1")
+        assert pid in json.loads(sd.ok("ps", "-f", "json", "c1"))
+    finally:
+        sd("kill", "--all", "c1", "KILL")
+        sd("delete", "--force", "c1")
+    assert unit_state(sd, "pyt-c1.scope") in ("inactive", ""), systemctl(sd, "status", "pyt-c1.scope").stdout
+    assert not os.path.exists(cg)
+
+
+@pytest.mark.systemd
+def test_sigkill_of_create_then_delete_force_leaves_no_unit(sd):
+    config = sd.config(["sleep", "600"])
+    config["linux"]["cgroupsPath"] = ":pyt:c2"
+    bundle = sd.bundle(config=config)
+    for delay in (0.3, 1.0, 2.0):
+        p = sd.popen("--systemd-cgroup", "create", "-b", bundle, "c2",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        sd("delete", "--force", "c2")
+        deadline = time.monotonic() + 10
+        while unit_state(sd, "pyt-c2.scope") not in ("inactive", "") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert unit_state(sd, "pyt-c2.scope") in ("inactive", ""), systemctl(sd, "status", "pyt-c2.scope").stdout
+        assert not os.listdir(sd.root) if os.path.isdir(sd.root) else True
+
+
+def test_only_the_flag_imports_the_dbus_client(rt):
+    """The create path without --systemd-cgroup loads neither the driver nor
+    jeepney (-X importtime lists every import of every process of the run);
+    with it, they are loaded (so this test can fail)."""
+    def imports(*flags) -> str:
+        p = subprocess.run([*rt.prefix[:1], "-X", "importtime", *rt.prefix[1:], "--root", rt.root, *flags, "run",
+                            "-b", rt.bundle(["true"]), "c1"], env=rt.env, text=True, capture_output=True,
+                           cwd=rt.dir, timeout=60, **rt._user_kw())
+        rt("delete", "--force", "c1")
+        return p.stderr
+
+    without = imports()
+    assert "pyrun.cgroups.v" in without or "pyrun.cgroups" in without, without[-2000:]
+    assert "jeepney" not in without and "pyrun.cgroups.systemd" not in without
+    if not systemd_is_pid1():
+        with_flag = imports("--systemd-cgroup")
+        assert "jeepney" in with_flag and "pyrun.cgroups.systemd" in with_flag, with_flag[-2000:]
