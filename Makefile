@@ -8,7 +8,7 @@ VM_PYTEST_ARGS ?=
 VM_TIMEOUT ?= 1500
 export VM_PYTEST_ARGS VM_TIMEOUT
 
-.PHONY: all deps build bundles run run-hello test test-unit vm-test clean
+.PHONY: all deps build bundles run run-hello test test-unit vm-test vm-test-systemd clean
 
 all: build
 
@@ -40,6 +40,9 @@ test-unit: build
 
 vm-test: bundles      ## the tests marked vm, in a qemu VM with cgroup v2 (tools/vm/vm-test)
 	tools/vm/vm-test
+
+vm-test-systemd: bundles  ## the tests marked systemd, in the VM booting systemd as PID 1 (tools/vm/vm-test --systemd)
+	tools/vm/vm-test --systemd
 
 .PHONY: bench
 bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_QUICK=1, BENCH_OUT=file)

@@ -194,8 +194,11 @@ class Bus:
         self.call("Subscribe", "", (), what, unit)  # systemd emits signals only to subscribers
         from collections import deque
 
+        # Matched here without the sender: a signal carries systemd's unique
+        # name (":1.N"), which only the bus daemon maps to the well-known one.
+        local = MatchRule(type="signal", interface=MANAGER, member="JobRemoved", path=OBJ)
         queue: deque = deque()
-        with self.conn.filter(rule, queue=queue):
+        with self.conn.filter(local, queue=queue):
             (job,) = self.call(method, signature, body, what, unit)
             import time
 
