@@ -62,7 +62,7 @@ def _parsed(monkeypatch, argv):
     monkeypatch.setattr(fastpath, "_dispatch", lambda *a: seen.append(a) or 0)
     monkeypatch.setattr("pyrun.log.log.configure", lambda *a: None)
     assert fastpath.main(argv) == 0
-    _root, command, opts, pos, _preserve, _ignore = seen[0]
+    _root, command, opts, pos, _preserve, _ignore, _systemd = seen[0]
     return command, opts, pos
 
 
