@@ -30,7 +30,7 @@ def features() -> dict:
             # (runc's layout, devices.deny/allow), rootful; rootless on v1
             # has none, as with runc. What the code does, not what this host
             # has. rdma: rdma.max, v1 and v2.
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": True},
             "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

@@ -206,3 +206,8 @@ def test_only_the_flag_imports_the_dbus_client(rt):
     if not systemd_is_pid1():
         with_flag = imports("--systemd-cgroup")
         assert "jeepney" in with_flag and "pyrun.cgroups.systemd" in with_flag, with_flag[-2000:]
+
+
+def test_features_claims_the_systemd_driver(rt):
+    cgroup = json.loads(rt.ok("features"))["linux"]["cgroup"]
+    assert cgroup["systemd"] is True and cgroup["systemdUser"] is True
