@@ -100,6 +100,14 @@ def sd(rt):
     return rt
 
 
+def direct_config(rt, args: list[str]) -> dict:
+    """The container's root used directly: the guest's / is an overlay on
+    9p, on which the overlay root mode fails (EINVAL) as root."""
+    c = rt.config(args)
+    c.setdefault("annotations", {})["org.pyrun.rootfs"] = "direct"
+    return c
+
+
 def systemctl(rt, *args) -> subprocess.CompletedProcess:
     """systemctl on the bus pyrun used: --user as the test user."""
     if rt.rootless:
@@ -121,7 +129,7 @@ def read(path: str) -> str:
 
 @pytest.mark.systemd
 def test_scope_in_its_slice_update_pause_delete(sd):
-    config = sd.config(["sleep", "600"])
+    config = direct_config(sd, ["sleep", "600"])
     config["linux"]["cgroupsPath"] = "pyrun-test.slice:pyt:c1"
     config["linux"]["resources"] = {"memory": {"limit": 32 << 20}, "pids": {"limit": 20}}
     sd.ok("--systemd-cgroup", "run", "-d", "-b", sd.bundle(config=config), "c1")
@@ -157,7 +165,7 @@ def test_memory_and_pids_limits_of_the_scope_bite(sd):
     resources = {"memory": {"limit": 32 << 20, "swap": 32 << 20}, "pids": {"limit": 10}}
     for cid, args in (("c3", ["sh", "-c", "for i in $(seq 20); do sleep 30 & done"]),
                       ("c4", ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"])):
-        config = sd.config(args)
+        config = direct_config(sd, args)
         config["linux"]["cgroupsPath"] = f":pyt:{cid}"
         config["linux"]["resources"] = resources
         p = sd("--systemd-cgroup", "run", "-b", sd.bundle(config=config), cid, timeout=120)
@@ -170,7 +178,7 @@ def test_memory_and_pids_limits_of_the_scope_bite(sd):
 
 @pytest.mark.systemd
 def test_sigkill_of_create_then_delete_force_leaves_no_unit(sd):
-    config = sd.config(["sleep", "600"])
+    config = direct_config(sd, ["sleep", "600"])
     config["linux"]["cgroupsPath"] = ":pyt:c2"
     bundle = sd.bundle(config=config)
     for delay in (0.3, 1.0, 2.0):

@@ -10,6 +10,9 @@ PKGS="$PKGS musl-tools"
 # make vm-test: the emulator, cpio for the initramfs, kmod's depmod for the
 # guest kernel's modules, binutils' readelf (comes with gcc).
 PKGS="$PKGS qemu-system-x86 cpio kmod binutils xz-utils"
+# make vm-test-systemd: systemd as the guest's PID 1, its system bus, the
+# test user's systemd (user@UID.service) and its bus
+PKGS="$PKGS systemd dbus dbus-user-session libpam-systemd"
 # tests/test_podman.py: podman, runc as the reference runtime, slirp4netns
 # for rootless networking, catatonit for --init
 PKGS="$PKGS podman runc slirp4netns catatonit"
