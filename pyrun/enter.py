@@ -194,9 +194,10 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     container.check_lsm(proc)
     cgroup = rec.cgroup
     if opts.cgroup is not None:
+        from pyrun.cgroups import directory_of
         from pyrun.exec_cgroup import sub_cgroup
 
-        cgroup = sub_cgroup(rec.cgroup, opts.cgroup)
+        cgroup = sub_cgroup(directory_of(rec.cgroup), opts.cgroup)
     plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
                 preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring)
     if spec.linux.seccomp is not None:

@@ -154,6 +154,9 @@ def test_scope_in_its_slice_update_pause_delete(sd):
         sd.ok("update", "--pids-limit", "50", "--memory", "64M", "c1")
         assert read(f"{cg}/pids.max") == "50" and read(f"{cg}/memory.max") == str(64 << 20)
         assert systemctl(sd, "show", "-P", "TasksMax", "pyt-c1.scope").stdout.strip() == "50"
+        # exec: in the scope (the root of the container's cgroup namespace);
+        # rootless through AttachProcessesToUnit (cgroup.procs is denied)
+        assert sd.ok("exec", "c1", "cat", "/proc/self/cgroup").strip() == "0::/"
         # pause/resume and ps on the scope's cgroup
         sd.ok("pause", "c1")
         assert read(f"{cg}/cgroup.freeze") == "1"

@@ -109,6 +109,14 @@ def record_of(cg) -> str:
     return getattr(cg, "record", cg.path)
 
 
+def directory_of(record: str) -> str:
+    """The cgroup directory of a record's string (the systemd driver's
+    names its bus and unit too); v1's is every hierarchy's, "\n"-joined."""
+    if record.startswith("systemd\t"):
+        return record.rsplit("\t", 1)[1]
+    return record
+
+
 def open_cgroup(path: str):
     """The cgroup a record names (its ``path``)."""
     if path.startswith("systemd\t"):

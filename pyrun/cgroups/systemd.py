@@ -31,6 +31,7 @@ jeepney (pure Python, imported only here, only under --systemd-cgroup).
 
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrun.cgroups import v2
@@ -298,6 +299,7 @@ class Cgroup(v2.Cgroup):
         super().__init__(path)
         self.bus, self.unit, self.slice = bus, unit, slice_
         self.items, self.devices = items or [], devices
+        self.to_start = False  # set by setup(): add() starts the unit
 
     @property
     def record(self) -> str:
@@ -312,8 +314,26 @@ class Cgroup(v2.Cgroup):
         pass
 
     def add(self, pid: int) -> None:
+        """The container's first process: :meth:`start`. Later ones
+        (``exec``): cgroup.procs, or, where that is denied (rootless: the
+        caller's cgroup and the scope meet only at a root-owned ancestor),
+        systemd's AttachProcessesToUnit, as runc 1.2 does."""
+        if self.to_start:
+            self.start(pid)
+            return
+        try:
+            super().add(pid)
+        except PyrunError as denied:
+            try:
+                with Bus(self.bus) as bus:
+                    bus.call("AttachProcessesToUnit", "ssau", (self.unit, "", [pid]), "attach pid to", self.unit)
+            except PyrunError:
+                raise denied from None
+
+    def start(self, pid: int) -> None:
         """StartTransientUnit with PIDs=[pid], wait for the job, then write
         every limit to the scope's files and attach the device program."""
+        self.to_start = False
         props = [
             ("Description", ("s", f"pyrun container {self.unit}")),
             ("PIDs", ("au", [pid])),
@@ -337,6 +357,33 @@ class Cgroup(v2.Cgroup):
         self.apply(self.items)
         if self.devices is not None:
             v2.attach_device_filter(self, self.devices)
+
+    # systemd removes a scope's cgroup as soon as the scope stops (its last
+    # process gone; with systemd 252 also when the kernel OOM-killed one of
+    # them): a file opened meanwhile fails with ENODEV. Gone is gone.
+    def pids(self) -> list[int]:
+        try:
+            return super().pids()
+        except OSError as e:
+            if e.errno != errno.ENODEV:
+                raise
+            return []
+
+    def events(self, name: str = "cgroup.events") -> dict[str, int]:
+        try:
+            return super().events(name)
+        except OSError as e:
+            if e.errno != errno.ENODEV:
+                raise
+            return {}
+
+    def kill(self) -> bool:
+        try:
+            return super().kill()
+        except OSError as e:
+            if e.errno != errno.ENODEV:
+                raise
+            return True
 
     def update(self, resources: dict) -> None:
         """SetUnitProperties (runtime=true) for what systemd knows, so that
@@ -389,4 +436,6 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgrou
     base = "" if base == "/" else base
     path = MOUNT + base + expand_slice(slice_).rstrip("/") + "/" + unit
     devices = None if rootless else device_rules(spec.linux.resources, spec.linux.devices)
-    return Cgroup(address, unit, os.path.normpath(path), slice_, items, devices)
+    cg = Cgroup(address, unit, os.path.normpath(path), slice_, items, devices)
+    cg.to_start = True
+    return cg
