@@ -147,7 +147,7 @@ class PodmanEnv:
     """One runtime × one mode, with podman's state under ``self.dir``."""
 
     def __init__(self, runtime: str, runtime_path: str, runtime_flags: list[str], mode: str,
-                 workspace: str, image_tar: str, driver: str = "overlay"):
+                 workspace: str, image_tar: str, driver: str = "overlay", cgroup_manager: str = "cgroupfs"):
         """``driver``: the storage driver; ``vfs`` (rootless podman's default
         where overlay is not available) gives the runtime a plain directory
         as root.path."""
@@ -171,7 +171,8 @@ class PodmanEnv:
         self.scratch = os.path.join(self.dir, "scratch")  # files the tests share with containers
         for name, text in (("containers.conf", CONTAINERS_CONF), ("storage.conf", STORAGE_CONF)):
             with open(os.path.join(self.dir, name), "w") as f:
-                f.write(text.format(d=self.dir, driver=driver))
+                f.write(text.format(d=self.dir, driver=driver).replace(
+                    'cgroup_manager = "cgroupfs"', f'cgroup_manager = "{cgroup_manager}"'))
         self.env = {
             "PATH": PATH, "LANG": "C.UTF-8", "HOME": os.path.join(self.dir, "home"),
             "CONTAINERS_CONF": os.path.join(self.dir, "containers.conf"),
@@ -183,7 +184,7 @@ class PodmanEnv:
         self.prefix = ["podman", "--root", os.path.join(self.dir, "root"),
                        "--runroot", os.path.join(self.dir, "runroot"),
                        "--tmpdir", os.path.join(self.dir, "tmp"),
-                       "--storage-driver", driver, "--cgroup-manager", "cgroupfs",
+                       "--storage-driver", driver, "--cgroup-manager", cgroup_manager,
                        "--events-backend", "file", "--runtime", runtime_path]
         for flag in runtime_flags:
             self.prefix += ["--runtime-flag", flag]

@@ -229,3 +229,39 @@ def test_only_the_flag_imports_the_dbus_client(rt):
 def test_features_claims_the_systemd_driver(rt):
     cgroup = json.loads(rt.ok("features"))["linux"]["cgroup"]
     assert cgroup["systemd"] is True and cgroup["systemdUser"] is True
+
+
+@pytest.mark.systemd
+def test_podman_rootful_with_the_systemd_cgroup_manager():
+    """podman's default on a systemd host: conmon calls pyrun with
+    --systemd-cgroup and machine.slice:libpod:<id>."""
+    if not systemd_is_pid1() or os.geteuid() != 0:
+        pytest.skip("needs systemd as PID 1 and root (make vm-test-systemd)")
+    import shutil
+    import tempfile
+
+    from podman_env import IMAGE, PodmanEnv, runtime_for
+
+    d = tempfile.mkdtemp(prefix="pypm-", dir="/tmp")  # podman: runroot paths <= 50 characters
+    os.chmod(d, 0o755)
+    tar = os.path.join(d, "busybox.tar")
+    rootfs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles/busybox/rootfs")
+    subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
+    pm = PodmanEnv("pyrun", runtime_for(0, 0, d), [], "rootful", d, tar, driver="vfs", cgroup_manager="systemd")
+    try:
+        p = pm("run", "--rm", "--network", "none", "--memory", "64m", "--pids-limit", "50", IMAGE,
+               "sh", "-c", "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /proc/self/cgroup",
+               timeout=180)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert p.stdout.split() == [str(64 << 20), "50", "0::/"], p.stdout
+        cid = pm.ok("run", "-d", "--network", "none", IMAGE, "sleep", "600", timeout=180).strip()
+        cg = systemctl(pm, "show", "-P", "ControlGroup", f"libpod-{cid}.scope").stdout.strip()
+        assert cg == f"/machine.slice/libpod-{cid}.scope", cg
+        assert pm("exec", cid, "true", timeout=120).returncode == 0
+        assert pm("stop", "-t", "1", cid, timeout=120).returncode == 0
+        assert pm("rm", cid, timeout=120).returncode == 0
+        assert unit_state(pm, f"libpod-{cid}.scope") in ("inactive", "")
+    finally:
+        problems = pm.teardown()
+        shutil.rmtree(d, ignore_errors=True)
+    assert not problems, problems
