@@ -265,3 +265,44 @@ def test_podman_rootful_with_the_systemd_cgroup_manager():
         problems = pm.teardown()
         shutil.rmtree(d, ignore_errors=True)
     assert not problems, problems
+
+
+@pytest.mark.systemd
+def test_containerd_runs_pyrun_with_runc_systemd_cgroup():
+    """ctr run --runc-systemd-cgroup: the shim calls pyrun --systemd-cgroup
+    with the spec's slice:prefix:name (ctr's --cgroup)."""
+    if not systemd_is_pid1() or os.geteuid() != 0:
+        pytest.skip("needs systemd as PID 1 and root (make vm-test-systemd)")
+    import shutil
+    import tempfile
+
+    from test_containerd import PATH, PYRUN, Containerd, Runtime
+
+    d = tempfile.mkdtemp(prefix="pyctrd-", dir="/tmp")
+    c = Containerd(d)
+    rt = Runtime(c, "pyrun", PYRUN)
+    try:
+        c.ok("run", "-d", "--runc-binary", rt.wrapper, "--runc-root", rt.runc_root, "--runc-systemd-cgroup",
+             "--cgroup", "system.slice:ctr:sd1", "--memory-limit", str(64 << 20), "--env", f"PATH={PATH}",
+             "--rootfs", rt.rootfs(), "sd1", "sleep", "600", timeout=120)
+        cg = subprocess.run(["systemctl", "show", "-P", "ControlGroup", "ctr-sd1.scope"], text=True,
+                            capture_output=True).stdout.strip()
+        assert cg == "/system.slice/ctr-sd1.scope", (cg, rt.calls())
+        assert read(f"/sys/fs/cgroup{cg}/memory.max") == str(64 << 20)
+        assert any("--systemd-cgroup" in argv for _rc, argv in rt.calls()), rt.calls()
+        c.ok("task", "kill", "-s", "KILL", "sd1")
+        deadline = time.monotonic() + 30
+        while c.ctr("task", "delete", "sd1").returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        c.ok("container", "delete", "sd1")
+        assert subprocess.run(["systemctl", "show", "-P", "ActiveState", "ctr-sd1.scope"], text=True,
+                              capture_output=True).stdout.strip() in ("inactive", "")
+        assert all(rc == 0 for rc, _argv in rt.calls()), rt.calls()
+    finally:
+        for task in c.ctr("task", "ls", "-q").stdout.split():
+            c.ctr("task", "delete", "-f", task)
+        for container in c.ctr("container", "ls", "-q").stdout.split():
+            c.ctr("container", "delete", container)
+        c.stop()
+        subprocess.run(["umount", "-R", "-l", d], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
