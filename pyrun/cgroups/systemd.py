@@ -410,11 +410,11 @@ class Cgroup(v2.Cgroup):
         super().remove(timeout)
 
 
-def manager_cgroup(bus: Bus) -> str:
+def manager_cgroup(bus: Bus, unit: str) -> str:
     """The user manager's own cgroup (its ControlGroup property), under
     which its slices live."""
-    (value,) = bus.call("Get", "ss", (MANAGER, "ControlGroup"), "ask ControlGroup of the manager for",
-                        "(no unit)", interface="org.freedesktop.DBus.Properties")
+    (value,) = bus.call("Get", "ss", (MANAGER, "ControlGroup"), "ask systemd's ControlGroup for", unit,
+                        interface="org.freedesktop.DBus.Properties")
     return value[1]
 
 
@@ -426,7 +426,7 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgrou
     items = writes(spec.linux.resources)
     address = user_bus() if rootless else os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or SYSTEM_BUS
     with Bus(address) as bus:
-        base = manager_cgroup(bus) if rootless else ""
+        base = manager_cgroup(bus, unit) if rootless else ""
         if not rootless:  # reach systemd now: no systemd, no container
             bus.call("Get", "ss", (MANAGER, "Version"), "ask systemd's version for", unit,
                      interface="org.freedesktop.DBus.Properties")
