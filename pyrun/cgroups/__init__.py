@@ -47,6 +47,26 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
+def _rmdir(path: str, deadline: float) -> None:
+    """rmdir(2) of a cgroup: EBUSY until the kernel has let go of the last
+    (dying) process, so it is retried until ``deadline`` (time.monotonic)."""
+    import errno
+    import time
+
+    from pyrun.errors import PyrunError
+
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise PyrunError(f"cgroup: rmdir {path}: {e.strerror}") from None
+            time.sleep(0.01)
+
+
 def without_limits(items, reason: str, ignore_limits: bool) -> None:
     """No cgroup for this container: fine without limits; with limits, the
     first one's field and ``reason``, unless the caller said to ignore them."""

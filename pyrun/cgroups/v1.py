@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _read, _write
+from pyrun.cgroups import _read, _rmdir, _write
 from pyrun.errors import ConfigError, PyrunError
 
 # The conversions (pyrun.cgroups.convert) and the v2 module are imported
@@ -334,16 +334,7 @@ class Cgroup:
 
         deadline = time.monotonic() + timeout
         for d in self.dirs.values():
-            while True:
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as e:
-                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                        raise PyrunError(f"cgroup: rmdir {d}: {e.strerror}") from None
-                    time.sleep(0.01)
+            _rmdir(d, deadline)
 
     def update(self, resources: dict) -> None:
         """``pyrun update``: the same conversion, written to the live cgroup."""

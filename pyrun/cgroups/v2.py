@@ -32,7 +32,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _read, _write
+from pyrun.cgroups import _read, _rmdir, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError
 
@@ -221,16 +221,7 @@ class Cgroup:
         import time
 
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError as e:
-                if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                    raise PyrunError(f"cgroup: rmdir {self.path}: {e.strerror}") from None
-                time.sleep(0.01)
+        _rmdir(self.path, deadline)
 
 
 def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgroup | None:
