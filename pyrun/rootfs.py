@@ -74,6 +74,10 @@ def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool, bundle:
         except SyscallError as e:
             if e.errno in (28, 122):  # ENOSPC, EDQUOT
                 raise SyscallError("mount(overlay)", e.errno, f"layer directory {layers}") from None
+            if _on_overlayfs(layers):
+                raise SyscallError("mount(overlay)", e.errno,
+                                   f"the layers root {os.path.dirname(layers)} is on an overlayfs, which "
+                                   "overlayfs refuses as its upper layer: choose another with --layers-root") from None
             if not bundle or not rootfs.startswith(bundle.rstrip("/") + "/"):
                 raise SyscallError(f"mount overlay root on {rootfs}", e.errno,
                                    "root.path is outside the bundle, so pyrun will not use it directly "
@@ -82,6 +86,22 @@ def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool, bundle:
                         "writes will reach the bundle")
     bind_rootfs(rootfs, merged)
     return DIRECT
+
+
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
+
+
+def _on_overlayfs(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return sc.fs_type(fd) == OVERLAYFS_SUPER_MAGIC
+    except SyscallError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def check_root(path: str, bundle: str) -> None:
