@@ -312,7 +312,9 @@ class Bench:
                "LANG": "C.UTF-8"}
         rootful = Mode("rootful", os.path.join(self.workdir, "rootful"), env=dict(env, HOME="/root"))
         pw = ensure_bench_user()
-        rootless = Mode("rootless", os.path.join(self.workdir, "rootless"), pw.pw_uid, pw.pw_gid, env)
+        # the bench user's HOME is /: its overlay layers go to its own dir
+        rootless_dir = os.path.join(self.workdir, "rootless")
+        rootless = Mode("rootless", rootless_dir, pw.pw_uid, pw.pw_gid, dict(env, XDG_DATA_HOME=rootless_dir))
         for mode in (rootful, rootless):
             os.mkdir(mode.dir, 0o755)
             mode.chown(mode.dir)
