@@ -257,35 +257,15 @@ def update(obj, container_id, resources_file, memory, memory_swap, memory_reserv
            cpuset_cpus, cpuset_mems, pids_limit, blkio_weight):
     """Change the cgroup limits of a running container."""
     from pyrun import container
-    from pyrun.cgroups import parse_bytes
+    from pyrun.cgroups import update_resources
 
-    if resources_file:
-        try:
-            text = sys.stdin.read() if resources_file == "-" else open(resources_file).read()
-            resources = json.loads(text)
-        except (OSError, ValueError) as e:
-            raise PyrunError(f"--resources {resources_file}: {e}") from None
-        if not isinstance(resources, dict):
-            raise PyrunError(f"--resources {resources_file}: expected a JSON object")
-    else:
-        resources = {}
-    mem = resources.setdefault("memory", {})
-    for flag, key, value in (("--memory", "limit", memory), ("--memory-swap", "swap", memory_swap),
-                             ("--memory-reservation", "reservation", memory_reservation),
-                             ("--kernel-memory", "kernel", kernel_memory),
-                             ("--kernel-memory-tcp", "kernelTCP", kernel_memory_tcp)):
-        if value is not None:
-            mem[key] = parse_bytes(value, flag)
-    cpu = resources.setdefault("cpu", {})
-    for key, value in (("quota", cpu_quota), ("period", cpu_period), ("shares", cpu_share),
-                       ("realtimePeriod", cpu_rt_period), ("realtimeRuntime", cpu_rt_runtime),
-                       ("cpus", cpuset_cpus), ("mems", cpuset_mems)):
-        if value is not None:
-            cpu[key] = value
-    if pids_limit is not None:
-        resources["pids"] = {"limit": pids_limit}
-    if blkio_weight is not None:
-        resources.setdefault("blockIO", {})["weight"] = blkio_weight
+    values = {"--memory": memory, "--memory-swap": memory_swap, "--memory-reservation": memory_reservation,
+              "--kernel-memory": kernel_memory, "--kernel-memory-tcp": kernel_memory_tcp,
+              "--cpu-quota": cpu_quota, "--cpu-period": cpu_period, "--cpu-share": cpu_share,
+              "--cpu-rt-period": cpu_rt_period, "--cpu-rt-runtime": cpu_rt_runtime,
+              "--cpuset-cpus": cpuset_cpus, "--cpuset-mems": cpuset_mems,
+              "--pids-limit": pids_limit, "--blkio-weight": blkio_weight}
+    resources = update_resources(resources_file, values)
     container.update(obj.root, container_id, resources)
 
 

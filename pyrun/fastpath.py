@@ -352,37 +352,11 @@ def _events(root: str, opts: dict, cid: str) -> None:
 
 def _update(root: str, opts: dict, cid: str) -> None:
     from pyrun import container
-    from pyrun.cgroups import parse_bytes
-    from pyrun.errors import PyrunError
+    from pyrun.cgroups import UPDATE_FLAGS, update_resources
 
-    resources_file = opts.get("--resources")
-    if resources_file:
-        import json  # json's own messages for a bad file, as click's update
-
-        try:
-            text = sys.stdin.read() if resources_file == "-" else open(resources_file).read()
-            resources = json.loads(text)
-        except (OSError, ValueError) as e:
-            raise PyrunError(f"--resources {resources_file}: {e}") from None
-        if not isinstance(resources, dict):
-            raise PyrunError(f"--resources {resources_file}: expected a JSON object")
-    else:
-        resources = {}
-    mem = resources.setdefault("memory", {})
-    for flag, key in (("--memory", "limit"), ("--memory-swap", "swap"), ("--memory-reservation", "reservation")):
-        if opts.get(flag) is not None:
-            mem[key] = parse_bytes(opts[flag], flag)
-    cpu = resources.setdefault("cpu", {})
-    for flag, key in (("--cpu-quota", "quota"), ("--cpu-period", "period"), ("--cpu-share", "shares"),
-                      ("--cpu-rt-period", "realtimePeriod"), ("--cpu-rt-runtime", "realtimeRuntime"),
-                      ("--cpuset-cpus", "cpus"), ("--cpuset-mems", "mems")):
-        if opts.get(flag) is not None:
-            cpu[key] = int(opts[flag]) if flag in _INT_OPTIONS else opts[flag]
-    if opts.get("--pids-limit") is not None:
-        resources["pids"] = {"limit": int(opts["--pids-limit"])}
-    if opts.get("--blkio-weight") is not None:
-        resources.setdefault("blockIO", {})["weight"] = int(opts["--blkio-weight"])
-    container.update(root, cid, resources)
+    values = {flag: (int(opts[flag]) if flag in _INT_OPTIONS else opts[flag])
+              for flag, _, _ in UPDATE_FLAGS if opts.get(flag) is not None}
+    container.update(root, cid, update_resources(opts.get("--resources"), values))
 
 
 def _features(root: str, opts: dict) -> None:

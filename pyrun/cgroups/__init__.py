@@ -47,6 +47,16 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
+def _flat(text: str) -> dict[str, int]:
+    """A flat-keyed cgroup file ("key value" lines: memory.stat, cpu.stat)."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
 def _rmdir(path: str, deadline: float) -> None:
     """rmdir(2) of a cgroup: EBUSY until the kernel has let go of the last
     (dying) process, so it is retried until ``deadline`` (time.monotonic)."""
@@ -171,3 +181,51 @@ def parse_bytes(text: str, flag: str) -> int:
     from pyrun.cgroups.convert import parse_bytes as parse
 
     return parse(text, flag)
+
+
+# `pyrun update`'s flags: (flag, section of linux.resources, key); the
+# memory ones are sizes ("64m"), the rest are taken as given.
+UPDATE_FLAGS = (
+    ("--memory", "memory", "limit"), ("--memory-swap", "memory", "swap"),
+    ("--memory-reservation", "memory", "reservation"), ("--kernel-memory", "memory", "kernel"),
+    ("--kernel-memory-tcp", "memory", "kernelTCP"),
+    ("--cpu-quota", "cpu", "quota"), ("--cpu-period", "cpu", "period"), ("--cpu-share", "cpu", "shares"),
+    ("--cpu-rt-period", "cpu", "realtimePeriod"), ("--cpu-rt-runtime", "cpu", "realtimeRuntime"),
+    ("--cpuset-cpus", "cpu", "cpus"), ("--cpuset-mems", "cpu", "mems"),
+    ("--pids-limit", "pids", "limit"), ("--blkio-weight", "blockIO", "weight"),
+)
+
+
+def update_resources(resources_file: str | None, values: dict) -> dict:
+    """The ``linux.resources`` object ``pyrun update`` applies: the JSON of
+    ``--resources`` (a file, or "-" for stdin) if given, then each flag in
+    ``values`` (flag -> value, None when not given) over it, as runc does."""
+    import sys
+
+    from pyrun.errors import PyrunError
+
+    if resources_file:
+        import json  # json's own messages for a bad file
+
+        try:
+            text = sys.stdin.read() if resources_file == "-" else open(resources_file).read()
+            resources = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise PyrunError(f"--resources {resources_file}: {e}") from None
+        if not isinstance(resources, dict):
+            raise PyrunError(f"--resources {resources_file}: expected a JSON object")
+    else:
+        resources = {}
+    resources.setdefault("memory", {})
+    resources.setdefault("cpu", {})
+    for flag, section, key in UPDATE_FLAGS:
+        value = values.get(flag)
+        if value is None:
+            continue
+        if section == "memory":
+            value = parse_bytes(value, flag)
+        if section == "pids":
+            resources["pids"] = {key: value}
+        else:
+            resources.setdefault(section, {})[key] = value
+    return resources

@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _read, _rmdir, _write
+from pyrun.cgroups import _flat, _read, _rmdir, _write
 from pyrun.errors import ConfigError, PyrunError
 
 # The conversions (pyrun.cgroups.convert) and the v2 module are imported
@@ -401,15 +401,6 @@ def _pids_of(d: str) -> list[int]:
 def _int(text: str) -> int:
     text = text.strip()
     return int(text) if text.lstrip("-").isdigit() else 0
-
-
-def _flat(text: str) -> dict[str, int]:
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
 
 
 def _blkio(text: str) -> list[dict]:

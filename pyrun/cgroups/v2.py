@@ -32,7 +32,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _read, _rmdir, _write
+from pyrun.cgroups import _flat, _read, _rmdir, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError
 
@@ -264,15 +264,6 @@ def _nearest_existing(path: str) -> str:
 
 
 # --------------------------------------------------------------- statistics
-
-def _flat(text: str) -> dict[str, int]:
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
 
 def _read_or(cg: Cgroup, name: str, default: str = "") -> str:
     try:
