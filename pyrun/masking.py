@@ -27,23 +27,21 @@ from pyrun.errors import PyrunError, SyscallError
 from pyrun.mounts import remount
 
 
-def _open(root: int, path: str) -> int | None:
+def _open(path: str) -> int | None:
     """O_PATH fd of ``path`` inside the root (symlinks followed inside it,
     magic links refused); None when it does not exist."""
     try:
-        return sc.openat2(root, path.lstrip("/") or ".", sc.O_PATH,
-                          sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=path)
+        return sc.open_in_own_root(path, sc.O_PATH)
     except SyscallError as e:
         if e.errno == 2:  # ENOENT
             return None
         raise PyrunError(f"linux.maskedPaths/readonlyPaths {path}: {e}") from None
 
 
-def null_device(root: int) -> int:
+def null_device() -> int:
     """The container's /dev/null, proven to be the null device."""
     try:
-        fd = sc.openat2(root, "dev/null", sc.O_PATH | os.O_NOFOLLOW,
-                        sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown="/dev/null")
+        fd = sc.open_in_own_root("/dev/null", sc.O_PATH | os.O_NOFOLLOW)
     except SyscallError as e:
         raise PyrunError(f"linux.maskedPaths: {e}: nothing safe to mask with") from None
     st = os.fstat(fd)
@@ -55,11 +53,10 @@ def null_device(root: int) -> int:
 
 
 def mask_paths(paths: list[str]) -> None:
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     null = -1
     try:
         for path in paths:
-            fd = _open(root, path)
+            fd = _open(path)
             if fd is None:
                 continue
             try:
@@ -69,25 +66,20 @@ def mask_paths(paths: list[str]) -> None:
                     sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None, shown=path)
                 else:
                     if null < 0:
-                        null = null_device(root)
+                        null = null_device()
                     sc.bind_fd(null, fd, path)
             finally:
                 os.close(fd)
     finally:
-        os.close(root)
         if null >= 0:
             os.close(null)
 
 
 def readonly_paths(paths: list[str]) -> None:
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for path in paths:
-            fd = _open(root, path)
-            if fd is None:
-                continue
-            os.close(fd)
-            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None, shown=path)
-            remount(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, shown=path)
-    finally:
-        os.close(root)
+    for path in paths:
+        fd = _open(path)
+        if fd is None:
+            continue
+        os.close(fd)
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None, shown=path)
+        remount(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, shown=path)

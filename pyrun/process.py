@@ -89,14 +89,10 @@ def home_of(uid: int) -> str:
     open(2); fstat(2) then refuses it), and only its first PASSWD_MAX bytes."""
     from pyrun import syscalls as sc
 
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:  # a magic link (/etc/passwd -> /proc/self/fd/N) would read one of pyrun's own files
-        fd = sc.openat2(root, "etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
-                        sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+        fd = sc.open_in_own_root("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except PyrunError:
         return "/"
-    finally:
-        os.close(root)
     chunks = []
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -177,14 +173,10 @@ def chdir(cwd: str) -> None:
     from pyrun import syscalls as sc
     from pyrun.errors import SyscallError
 
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = sc.openat2(root, cwd.lstrip("/") or ".", sc.O_PATH | os.O_DIRECTORY,
-                        sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=cwd)
+        fd = sc.open_in_own_root(cwd, sc.O_PATH | os.O_DIRECTORY)
     except SyscallError as e:
         raise ConfigError("process.cwd", str(e)) from None
-    finally:
-        os.close(root)
     try:
         os.fchdir(fd)
     except OSError as e:

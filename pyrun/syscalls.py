@@ -105,6 +105,19 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0,
     return _check(rc, f"openat2({shown or path!r})")
 
 
+def open_in_own_root(path: str, flags: int, shown: str | None = None) -> int:
+    """openat2(2) of ``path`` inside this process's root directory (after
+    pivot_root(2) or chroot(2): the container's) with ``RESOLVE_IN_ROOT |
+    RESOLVE_NO_MAGICLINKS``: a symlink resolves inside it, and a magic link
+    such as /proc/self/fd/N (a descriptor of pyrun's) is refused."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return openat2(root, path.lstrip("/") or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+                       shown=shown or path)
+    finally:
+        os.close(root)
+
+
 def execveat(fd: int, argv: list[str], envp: list[str], shown: str) -> None:
     """execveat(fd, "", argv, envp, AT_EMPTY_PATH): only returns by raising."""
     keep = [ffi.new("char[]", a.encode()) for a in argv]

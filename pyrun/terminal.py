@@ -31,12 +31,7 @@ def open_pty(size: tuple[int, int] | None) -> tuple[int, int]:
     never through a magic link to a descriptor of pyrun's."""
     from pyrun import syscalls as sc
 
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        master = sc.openat2(root, "dev/ptmx", os.O_RDWR | os.O_NOCTTY,
-                            sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown="/dev/ptmx")
-    finally:
-        os.close(root)
+    master = sc.open_in_own_root("/dev/ptmx", os.O_RDWR | os.O_NOCTTY)
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt(3)
     slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
     if size is not None:
@@ -58,12 +53,7 @@ def bind_console(slave: int) -> None:
     if sc.fs_type(slave) != sc.DEVPTS_SUPER_MAGIC:  # the image's /dev/ptmx could be anything
         raise PyrunError("process.terminal: the pty from /dev/ptmx is not on a devpts: "
                          "refusing to make it /dev/console")
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # after pivot_root: the container's
-    try:
-        dev = sc.openat2(root, "dev", sc.O_PATH | os.O_DIRECTORY,
-                         sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown="/dev")
-    finally:
-        os.close(root)
+    dev = sc.open_in_own_root("/dev", sc.O_PATH | os.O_DIRECTORY)  # after pivot_root: the container's
     try:
         try:
             os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
