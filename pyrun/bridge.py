@@ -182,7 +182,9 @@ def attach(key: str, ip: str, pid: int, ports) -> str:
             index = ipr.link_lookup(ifname=veth)[0]
             ipr.link("set", index=index, master=bridge, state="up")
         with log.step("setns(net): eth0 address, route"):
-            _in_netns(netns, _configure_eth0, ip)
+            from pyrun.namespaces import run_in_netns
+
+            run_in_netns(netns, "network setup in the container's namespace", _configure_eth0, ip)
     finally:
         os.close(netns)
     with _locked():
@@ -205,36 +207,6 @@ def _configure_eth0(ip: str) -> None:
         ipr.addr("add", index=eth0, address=ip, prefixlen=SUBNET.prefixlen)
         ipr.link("set", index=eth0, state="up")
         ipr.route("add", dst="default", gateway=str(GATEWAY))
-
-
-def _in_netns(netns: int, func, *args) -> None:
-    """fork(2), setns(2) into ``netns``, run ``func`` there: our own network
-    namespace never changes."""
-    import signal
-    import traceback
-
-    from pyrun import syscalls as sc
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                signal.signal(s, signal.SIG_DFL)
-            sc.setns(netns, sc.CLONE_NEWNET, shown="the container's network namespace")
-            func(*args)
-        except BaseException as e:  # noqa: BLE001
-            os.write(w, (str(e) or traceback.format_exc()).encode()[:4000])
-            code = 1
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        err = f.read()
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        raise PyrunError(f"network setup in the container's namespace: {err.decode(errors='replace') or status}")
 
 
 def detach(key: str) -> None:

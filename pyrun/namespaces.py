@@ -61,3 +61,38 @@ def unshare_rest(ns_types: list[str]) -> None:
         flags |= FLAGS[t]
     if flags:
         sc.unshare(flags)
+
+
+def run_in_netns(netns: int, what: str, func, *args):
+    """fork(2), setns(2) into the network namespace ``netns`` and return
+    ``func(*args)`` (JSON-able data, through a pipe): the caller's own
+    network namespace never changes. A failure there is a PyrunError
+    "``what``: its message"."""
+    import _signal as signal
+
+    from pyrun import jsonio
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(s, signal.SIG_DFL)
+            sc.setns(netns, sc.CLONE_NEWNET, shown="the container's network namespace")
+            os.write(w, b"ok" + jsonio.dumps(func(*args)).encode())
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            import traceback
+
+            os.write(w, b"no" + (str(e) or traceback.format_exc()).encode()[:4000])
+            code = 1
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or out[:2] != b"ok":
+        why = out[2:].decode(errors="replace") or f"the helper died (wait status {status})"
+        raise PyrunError(f"{what}: {why}")
+    return jsonio.loads(out[2:].decode())

@@ -147,32 +147,9 @@ def _restore(name: str, state) -> None:
 
 
 def _in_netns(netns: int, func, *args):
-    """fork(2), setns(2) into ``netns``, return ``func(*args)`` (as repr'able
-    data through a pipe): our own network namespace never changes."""
-    import _signal as signal
+    """``func(*args)`` in the container's network namespace; a device state
+    comes back from JSON as lists, made the tuples _restore takes again."""
+    from pyrun.namespaces import run_in_netns
 
-    from pyrun import jsonio
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                signal.signal(s, signal.SIG_DFL)
-            sc.setns(netns, sc.CLONE_NEWNET, shown="the container's network namespace")
-            os.write(w, b"ok" + jsonio.dumps(func(*args)).encode())
-        except BaseException as e:  # noqa: BLE001
-            os.write(w, b"no" + str(e).encode()[:4000])
-            code = 1
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read()
-    os.waitpid(pid, 0)
-    if out[:2] != b"ok":
-        raise PyrunError(f"linux.netDevices: in the container's network namespace: "
-                         f"{out[2:].decode(errors='replace') or 'the helper died'}")
-    value = jsonio.loads(out[2:].decode())
+    value = run_in_netns(netns, "linux.netDevices: in the container's network namespace", func, *args)
     return None if value is None else (value[0], [tuple(a) for a in value[1]])
