@@ -512,7 +512,7 @@ def oci_state(sd: StateDir, rec: Record) -> dict:
     out = {
         "ociVersion": OCI_VERSION,
         "id": rec.id,
-        "pid": rec.pid if status in (STATUS_CREATED, STATUS_RUNNING) else 0,
+        "pid": 0 if status == STATUS_STOPPED else rec.pid,  # runc: paused too
         "status": status,
         "bundle": rec.bundle,
         "rootfs": rec.rootfs,

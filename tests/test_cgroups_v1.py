@@ -302,8 +302,11 @@ def test_pause_resume_kill_all_ps_and_delete_leaves_no_cgroup(v1):
     assert len(pids) >= 2  # the shell and its child (and the init, if any)
     present = leftovers(cid)
     assert {os.path.basename(os.path.dirname(os.path.dirname(p))) for p in present} >= set(HIERARCHIES)
+    pid = v1.state(cid)["pid"]
     v1.ok("pause", cid)
-    assert v1.state(cid)["status"] == "paused"
+    state = v1.state(cid)
+    assert state["status"] == "paused"
+    assert state["pid"] == pid > 0  # runc: the init's pid unless stopped
     ticks = [_cpu_ticks(p) for p in pids]
     time.sleep(0.3)
     assert [_cpu_ticks(p) for p in pids] == ticks  # frozen: no progress

@@ -144,8 +144,10 @@ def test_pause_freezes_every_process_and_resume_continues(v2):
     def usage():
         return json.loads(v2.ok("events", "--stats", "c1"))["data"]["cpu"]["usage"]["total"]
 
+    pid = v2.state("c1")["pid"]
     v2.ok("pause", "c1")
     assert v2.state("c1")["status"] == "paused"
+    assert v2.state("c1")["pid"] == pid > 0  # runc: the init's pid unless stopped
     a = usage()
     time.sleep(0.5)
     assert usage() == a  # no progress while frozen
