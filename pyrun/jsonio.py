@@ -59,6 +59,13 @@ def loads(data: str | bytes):
         value, end = _scan(data, start)
     except StopIteration as e:
         raise _syntax_error("Expecting value", data, e.value) from None
+    except SystemError:
+        # The scanner raises json.decoder.JSONDecodeError only once something
+        # has imported json.decoder; before that it fails without an
+        # exception. Import it (the error path only) and scan again.
+        import json.decoder  # noqa: F401
+
+        value, end = _scan(data, start)
     tail = data[end:]
     if tail.strip(_WS):
         raise _syntax_error("Extra data", data, end + len(tail) - len(tail.lstrip(_WS)))

@@ -60,3 +60,23 @@ def test_import_is_free_of_json_and_re():
     code = "import sys, pyrun.jsonio; print([m for m in ('json', 're', 'enum') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"
+
+
+def test_syntax_errors_before_json_is_imported():
+    """The C scanner raises json.decoder.JSONDecodeError only if something
+    imported json.decoder already; otherwise it returned NULL and the error
+    read "<_json.Scanner object at 0x...> returned NULL without setting an
+    exception" (a corrupt state.json said that)."""
+    code = ("import sys, pyrun.jsonio\n"
+            "for text in ['{garbage', '{\"a\" 1}', '[1,', '[\"a\\tb\"]']:\n"
+            "    try:\n"
+            "        pyrun.jsonio.loads(text)\n"
+            "    except ValueError as e:\n"
+            "        print(type(e).__name__, e.msg)\n")
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.stdout.splitlines() == [
+        "JSONDecodeError Expecting property name enclosed in double quotes",
+        "JSONDecodeError Expecting ':' delimiter",
+        "JSONDecodeError Expecting value",
+        "JSONDecodeError Invalid control character at",
+    ], out.stderr
