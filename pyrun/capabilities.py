@@ -21,7 +21,7 @@ import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms
 
 from pyrun import syscalls as sc
 from pyrun.log import log
-from pyrun.spec import CAPABILITIES
+from pyrun.spec_names import CAPABILITIES
 
 
 def last_cap() -> int:

@@ -75,7 +75,8 @@ def process_from_flags(base, args: list[str], env: list[str], cwd: str | None, u
                        additional_gids: list[int], caps: list[str], tty: bool, no_new_privs: bool):
     """The container's ``process`` with runc exec's overrides: new args,
     env appended, cwd, user, additional gids, capabilities added, tty."""
-    from pyrun.spec import CAPABILITIES, Capabilities, User
+    from pyrun.spec import Capabilities, User
+    from pyrun.spec_names import CAPABILITIES
 
     proc = replace(base, args=list(args), env=base.env + list(env), terminal=tty)
     if not args:

@@ -13,7 +13,7 @@ def features() -> dict:
     from pyrun.mount_attrs import IDMAP_OPTIONS, RECURSIVE
     from pyrun.mounts import _FLAGS, PROPAGATION
     from pyrun.namespaces import FLAGS as NAMESPACES
-    from pyrun.spec import CAPABILITIES
+    from pyrun.spec_names import CAPABILITIES
     from pyrun.spec13 import MPOL_FLAGS, MPOL_MODES
 
     last = last_cap()

@@ -35,6 +35,7 @@ import os
 
 from pyrun._native import ffi, lib
 from pyrun.errors import ConfigError, SyscallError
+from pyrun.jsontypes import UINT16_MAX, UINT64_MAX, check, get, integer
 from pyrun.record import field, record
 
 BASE = "linux.seccomp"
@@ -101,54 +102,16 @@ FLAGS = {
 }
 
 _MAX_ARGS = 6  # system calls have at most six arguments
-_U64 = (1 << 64) - 1
-_U16 = 0xFFFF
 
 
 # --- checking the JSON --------------------------------------------------------
-
-_KIND = {str: "a string", int: "an integer", list: "an array", dict: "an object"}
-
-
-def _type_name(value: object) -> str:
-    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"),
-                       (list, "array"), (dict, "object")):
-        if isinstance(value, kind):
-            return name
-    return "null" if value is None else type(value).__name__
-
-
-def _typed(value: object, kind: type, path: str):
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not ok:
-        raise ConfigError(path, f"expected {_KIND[kind]}, got {_type_name(value)}")
-    return value
-
-
-def _opt(obj: dict, key: str, kind: type, path: str):
-    value = obj.get(key)
-    return None if value is None else _typed(value, kind, f"{path}.{key}")
-
-
-def _int(obj: dict, key: str, path: str, hi: int, required: bool = False) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(f"{path}.{key}", "is required")
-        return None
-    _typed(value, int, f"{path}.{key}")
-    if not 0 <= value <= hi:
-        raise ConfigError(f"{path}.{key}", f"expected an integer between 0 and {hi}, got {value}")
-    return value
+# (the type checks and their wording: pyrun.jsontypes, shared with pyrun.spec)
 
 
 def _action(obj: dict, key: str, errno_key: str, path: str) -> tuple[str, int]:
     """(name, libseccomp action) of obj[key], with obj[errno_key] applied."""
-    name = obj.get(key)
-    if name is None:
-        raise ConfigError(f"{path}.{key}", "is required")
-    _typed(name, str, f"{path}.{key}")
-    ret = _int(obj, errno_key, path, _U16)
+    name = get(obj, key, str, path, required=True)
+    ret = integer(obj, errno_key, path, 0, UINT16_MAX)
     if name in _WITH_VALUE:
         return name, _WITH_VALUE[name](errno.EPERM if ret is None else ret)
     if name not in _FIXED:
@@ -180,34 +143,28 @@ class Rule:
 
 
 def _arg(obj: dict, path: str) -> Arg:
-    index = _int(obj, "index", path, _MAX_ARGS - 1, required=True)
-    value = _int(obj, "value", path, _U64, required=True)
-    value_two = _int(obj, "valueTwo", path, _U64) or 0
-    op = obj.get("op")
-    if op is None:
-        raise ConfigError(f"{path}.op", "is required")
-    _typed(op, str, f"{path}.op")
+    index = integer(obj, "index", path, 0, _MAX_ARGS - 1, required=True)
+    value = integer(obj, "value", path, 0, UINT64_MAX, required=True)
+    value_two = integer(obj, "valueTwo", path, 0, UINT64_MAX) or 0
+    op = get(obj, "op", str, path, required=True)
     if op not in OPERATORS:
         raise ConfigError(f"{path}.op", f"unknown operator {op!r} (expected one of {', '.join(OPERATORS)})")
     return Arg(index, OPERATORS[op], value, value_two)  # type: ignore[arg-type]
 
 
 def _rule(obj: dict, path: str) -> Rule:
-    names = obj.get("names")
-    if names is None:
-        raise ConfigError(f"{path}.names", "is required")
-    _typed(names, list, f"{path}.names")
+    names = get(obj, "names", list, path, required=True)
     if not names:
         raise ConfigError(f"{path}.names", "must contain at least one name")
     for j, name in enumerate(names):
-        _typed(name, str, f"{path}.names[{j}]")
+        check(name, str, f"{path}.names[{j}]")
         if not name or "\0" in name:
             raise ConfigError(f"{path}.names[{j}]", f"invalid system call name {name!r}")
     action_name, action = _action(obj, "action", "errnoRet", path)
     args = []
-    for k, item in enumerate(_opt(obj, "args", list, path) or []):
+    for k, item in enumerate(get(obj, "args", list, path) or []):
         arg_path = f"{path}.args[{k}]"
-        args.append(_arg(_typed(item, dict, arg_path), arg_path))
+        args.append(_arg(check(item, dict, arg_path), arg_path))
     return Rule(list(names), action, action_name, args, path)
 
 
@@ -363,9 +320,9 @@ def _names(seccomp: dict, key: str, known, base: str, unknown) -> list[str]:
     """A list of strings at ``key``, each one of ``known``; ``unknown(name)``
     words the error for one that is not."""
     out = []
-    for i, name in enumerate(_opt(seccomp, key, list, base) or []):
+    for i, name in enumerate(get(seccomp, key, list, base) or []):
         path = f"{base}.{key}[{i}]"
-        _typed(name, str, path)
+        check(name, str, path)
         if name not in known:
             raise ConfigError(path, unknown(name))
         out.append(name)
@@ -376,7 +333,7 @@ def build(seccomp: dict) -> Filter:
     """Check ``linux.seccomp`` and compile it (libseccomp context ready for
     :meth:`Filter.load`). Raises :class:`ConfigError`."""
     base = BASE
-    _typed(seccomp, dict, base)
+    check(seccomp, dict, base)
     if seccomp.get("defaultAction") == "SCMP_ACT_NOTIFY":
         raise ConfigError(f"{base}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
     _, default = _action(seccomp, "defaultAction", "defaultErrnoRet", base)
@@ -385,15 +342,15 @@ def build(seccomp: dict) -> Filter:
     flags = _names(seccomp, "flags", FLAGS, base,
                    lambda f: f"unknown or unsupported flag {f!r} (known: {', '.join(FLAGS)})")
 
-    listener_path = _opt(seccomp, "listenerPath", str, base) or None
+    listener_path = get(seccomp, "listenerPath", str, base) or None
     if listener_path is not None and "\0" in listener_path:
         raise ConfigError(f"{base}.listenerPath", "must not contain a nul byte")
-    metadata = _opt(seccomp, "listenerMetadata", str, base) or ""
+    metadata = get(seccomp, "listenerMetadata", str, base) or ""
 
     rules = []
-    for i, item in enumerate(_opt(seccomp, "syscalls", list, base) or []):
+    for i, item in enumerate(get(seccomp, "syscalls", list, base) or []):
         path = f"{base}.syscalls[{i}]"
-        rule = _rule(_typed(item, dict, path), path)
+        rule = _rule(check(item, dict, path), path)
         if rule.action == ACT_NOTIFY:
             if listener_path is None:
                 raise ConfigError(f"{base}.listenerPath", f"is required by SCMP_ACT_NOTIFY in {path}")

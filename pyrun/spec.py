@@ -15,6 +15,11 @@ Conventions, chosen to match how runc (Go's encoding/json) reads the file:
   of the Go type the spec uses (uint32, int64, ...).
 
 References are to the OCI runtime spec: config.md and config-linux.md.
+
+This module keeps the records, the parsers and :func:`load`; the type
+checks are :mod:`pyrun.jsontypes` (shared with seccomp and cgroups), the
+name tables :mod:`pyrun.spec_names`, the rules that relate several fields
+:mod:`pyrun.spec_rules`.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ import os
 
 from pyrun.defaults import default_spec
 from pyrun.errors import ConfigError
-from pyrun.jsonio import quote as _quote
+from pyrun.jsontypes import (INT64_MAX, INT64_MIN, UINT32_MAX, UINT64_MAX, abs_path, array, boolean, check, get,
+                             int_value, integer, join, no_nul, objects, opt_str, quote, req_integer, str_list,
+                             str_map, type_name)
 from pyrun.record import field, record
+from pyrun.spec_names import (CAPABILITIES, DEVICE_TYPES, HOOK_KINDS, NAMESPACE_TYPES, RLIMITS,
+                              ROOTFS_PROPAGATIONS)
 
 __all__ = [
     "CAPABILITIES",
@@ -50,130 +59,6 @@ __all__ = [
     "default_spec",
     "validate_id",
 ]
-
-# --------------------------------------------------------------------------
-# Known names
-# --------------------------------------------------------------------------
-
-#: Capability name -> number (linux/capability.h), up to CAP_CHECKPOINT_RESTORE.
-CAPABILITIES: dict[str, int] = {
-    name: number
-    for number, name in enumerate(
-        [
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_DAC_READ_SEARCH",
-            "CAP_FOWNER",
-            "CAP_FSETID",
-            "CAP_KILL",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETPCAP",
-            "CAP_LINUX_IMMUTABLE",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_NET_BROADCAST",
-            "CAP_NET_ADMIN",
-            "CAP_NET_RAW",
-            "CAP_IPC_LOCK",
-            "CAP_IPC_OWNER",
-            "CAP_SYS_MODULE",
-            "CAP_SYS_RAWIO",
-            "CAP_SYS_CHROOT",
-            "CAP_SYS_PTRACE",
-            "CAP_SYS_PACCT",
-            "CAP_SYS_ADMIN",
-            "CAP_SYS_BOOT",
-            "CAP_SYS_NICE",
-            "CAP_SYS_RESOURCE",
-            "CAP_SYS_TIME",
-            "CAP_SYS_TTY_CONFIG",
-            "CAP_MKNOD",
-            "CAP_LEASE",
-            "CAP_AUDIT_WRITE",
-            "CAP_AUDIT_CONTROL",
-            "CAP_SETFCAP",
-            "CAP_MAC_OVERRIDE",
-            "CAP_MAC_ADMIN",
-            "CAP_SYSLOG",
-            "CAP_WAKE_ALARM",
-            "CAP_BLOCK_SUSPEND",
-            "CAP_AUDIT_READ",
-            "CAP_PERFMON",
-            "CAP_BPF",
-            "CAP_CHECKPOINT_RESTORE",
-        ]
-    )
-}
-
-#: Rlimit name -> resource number (asm-generic/resource.h: x86, arm, arm64,
-#: riscv, s390, ppc; alpha/mips/sparc number a few differently).
-RLIMITS: dict[str, int] = {
-    name: number
-    for number, name in enumerate(
-        [
-            "RLIMIT_CPU",
-            "RLIMIT_FSIZE",
-            "RLIMIT_DATA",
-            "RLIMIT_STACK",
-            "RLIMIT_CORE",
-            "RLIMIT_RSS",
-            "RLIMIT_NPROC",
-            "RLIMIT_NOFILE",
-            "RLIMIT_MEMLOCK",
-            "RLIMIT_AS",
-            "RLIMIT_LOCKS",
-            "RLIMIT_SIGPENDING",
-            "RLIMIT_MSGQUEUE",
-            "RLIMIT_NICE",
-            "RLIMIT_RTPRIO",
-            "RLIMIT_RTTIME",
-        ]
-    )
-}
-
-#: config-linux.md "Namespaces": the types a runtime may be asked for.
-NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
-
-#: config-linux.md "Rootfs Mount Propagation" plus the recursive forms runc accepts.
-ROOTFS_PROPAGATIONS = (
-    "shared",
-    "slave",
-    "private",
-    "unbindable",
-    "rshared",
-    "rslave",
-    "rprivate",
-    "runbindable",
-)
-
-DEVICE_TYPES = ("c", "b", "u", "p")
-
-HOOK_KINDS = (
-    ("prestart", "prestart"),
-    ("createRuntime", "create_runtime"),
-    ("createContainer", "create_container"),
-    ("startContainer", "start_container"),
-    ("poststart", "poststart"),
-    ("poststop", "poststop"),
-)
-
-UINT32_MAX = 2**32 - 1
-UINT64_MAX = 2**64 - 1
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-# Sysctls namespaced by the IPC namespace (runc's validator list).
-_IPC_SYSCTLS = frozenset(
-    {
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    }
-)
 
 # --------------------------------------------------------------------------
 # Dataclasses
@@ -369,191 +254,49 @@ class Spec:
 
 
 # --------------------------------------------------------------------------
-# Type-checking helpers
-# --------------------------------------------------------------------------
-
-_EXPECTED = {
-    str: "a string",
-    int: "an integer",
-    bool: "a boolean",
-    list: "an array",
-    dict: "an object",
-}
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _join(base: str, key: str) -> str:
-    return f"{base}.{key}" if base else key
-
-
-def _key(base: str, key: str) -> str:
-    """Path of a map entry: ``annotations["a.b"]``."""
-    return f"{base}[{_quote(key)}]"
-
-
-def _q(text: str) -> str:
-    """Quote a value for a message, keeping it on one line."""
-    return _quote(text)
-
-
-def _check(value: object, kind: type, path: str) -> None:
-    # bool is a subclass of int in Python; JSON true is not a number.
-    if kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise ConfigError(path, f"expected {_EXPECTED[kind]}, got {_type_name(value)}")
-
-
-def _get(obj: dict, key: str, kind: type, path: str, required: bool = False):
-    """obj[key] checked against kind; None when absent or null."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(_join(path, key), "is required")
-        return None
-    _check(value, kind, _join(path, key))
-    return value
-
-
-def _int_value(value: object, path: str, lo: int, hi: int) -> int:
-    _check(value, int, path)
-    if not lo <= value <= hi:  # type: ignore[operator]
-        raise ConfigError(path, f"expected an integer between {lo} and {hi}, got {value}")
-    return value  # type: ignore[return-value]
-
-
-def _int(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = False) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(_join(path, key), "is required")
-        return None
-    return _int_value(value, _join(path, key), lo, hi)
-
-
-def _req_int(obj: dict, key: str, path: str, lo: int, hi: int) -> int:
-    value = _int(obj, key, path, lo, hi, required=True)
-    assert value is not None
-    return value
-
-
-def _bool(obj: dict, key: str, path: str) -> bool:
-    value = _get(obj, key, bool, path)
-    return bool(value)
-
-
-def _opt_str(obj: dict, key: str, path: str) -> str | None:
-    """An optional string where "" means unset (Go's zero value)."""
-    value = _get(obj, key, str, path)
-    return value or None
-
-
-def _no_nul(value: str, path: str) -> None:
-    if "\0" in value:
-        raise ConfigError(path, "must not contain a nul byte")
-
-
-def _abs_path(value: str, path: str) -> None:
-    _no_nul(value, path)
-    if not value.startswith("/"):
-        raise ConfigError(path, f"expected an absolute path, got {_q(value)}")
-
-
-def _list(obj: dict, key: str, path: str) -> list:
-    value = _get(obj, key, list, path)
-    return value if value is not None else []
-
-
-def _str_list(obj: dict, key: str, path: str) -> list[str]:
-    items = _list(obj, key, path)
-    base = _join(path, key)
-    for i, item in enumerate(items):
-        _check(item, str, f"{base}[{i}]")
-    return list(items)
-
-
-def _objects(obj: dict, key: str, path: str):
-    """Yield (item, item_path) for a list of objects."""
-    base = _join(path, key)
-    for i, item in enumerate(_list(obj, key, path)):
-        item_path = f"{base}[{i}]"
-        _check(item, dict, item_path)
-        yield item, item_path
-
-
-def _str_map(obj: dict, key: str, path: str) -> dict[str, str]:
-    value = _get(obj, key, dict, path)
-    if value is None:
-        return {}
-    base = _join(path, key)
-    for k, v in value.items():
-        _check(v, str, _key(base, k))
-    return dict(value)
-
-
-# --------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------
 
 
 def _parse_root(data: dict, bundle: str) -> Root:
-    root = _get(data, "root", dict, "", required=True)
-    path = _get(root, "path", str, "root", required=True)
+    root = get(data, "root", dict, "", required=True)
+    path = get(root, "path", str, "root", required=True)
     if not path:
         raise ConfigError("root.path", "must not be empty")
-    _no_nul(path, "root.path")
+    no_nul(path, "root.path")
     # config.md "Root": a relative path is relative to the bundle.
     return Root(
         path=os.path.normpath(os.path.join(bundle, path)),
-        readonly=_bool(root, "readonly", "root"),
+        readonly=boolean(root, "readonly", "root"),
     )
 
 
 def _parse_env(obj: dict, key: str, path: str) -> list[str]:
-    env = _str_list(obj, key, path)
-    base = _join(path, key)
+    env = str_list(obj, key, path)
+    base = join(path, key)
     for i, entry in enumerate(env):
         name, sep, _ = entry.partition("=")
         if not sep:
-            raise ConfigError(f"{base}[{i}]", f"expected KEY=value, got {_q(entry)} (missing '=')")
+            raise ConfigError(f"{base}[{i}]", f"expected KEY=value, got {quote(entry)} (missing '=')")
         if not name:
-            raise ConfigError(f"{base}[{i}]", f"expected KEY=value, got {_q(entry)} (empty name)")
-        _no_nul(entry, f"{base}[{i}]")
+            raise ConfigError(f"{base}[{i}]", f"expected KEY=value, got {quote(entry)} (empty name)")
+        no_nul(entry, f"{base}[{i}]")
     return env
 
 
 def _parse_user(proc: dict) -> User:
-    user = _get(proc, "user", dict, "process")
+    user = get(proc, "user", dict, "process")
     if user is None:
         return User()
     p = "process.user"
     gids = []
-    base = _join(p, "additionalGids")
-    for i, g in enumerate(_list(user, "additionalGids", p)):
-        gids.append(_int_value(g, f"{base}[{i}]", 0, UINT32_MAX))
+    base = join(p, "additionalGids")
+    for i, g in enumerate(array(user, "additionalGids", p)):
+        gids.append(int_value(g, f"{base}[{i}]", 0, UINT32_MAX))
     return User(
-        uid=_int(user, "uid", p, 0, UINT32_MAX) or 0,
-        gid=_int(user, "gid", p, 0, UINT32_MAX) or 0,
-        umask=_int(user, "umask", p, 0, UINT32_MAX),
+        uid=integer(user, "uid", p, 0, UINT32_MAX) or 0,
+        gid=integer(user, "gid", p, 0, UINT32_MAX) or 0,
+        umask=integer(user, "umask", p, 0, UINT32_MAX),
         additional_gids=gids,
     )
 
@@ -561,20 +304,20 @@ def _parse_user(proc: dict) -> User:
 def _parse_rlimits(proc: dict) -> list[Rlimit]:
     out: list[Rlimit] = []
     seen: dict[str, str] = {}
-    for item, p in _objects(proc, "rlimits", "process"):
-        rtype = _get(item, "type", str, p, required=True)
+    for item, p in objects(proc, "rlimits", "process"):
+        rtype = get(item, "type", str, p, required=True)
         if rtype not in RLIMITS:
             raise ConfigError(
-                _join(p, "type"),
-                f"unknown rlimit type {_q(rtype)}: expected one of {', '.join(RLIMITS)}",
+                join(p, "type"),
+                f"unknown rlimit type {quote(rtype)}: expected one of {', '.join(RLIMITS)}",
             )
         if rtype in seen:
             raise ConfigError(
-                _join(p, "type"), f"duplicate rlimit type {_q(rtype)} (first at {seen[rtype]})"
+                join(p, "type"), f"duplicate rlimit type {quote(rtype)} (first at {seen[rtype]})"
             )
         seen[rtype] = p
-        soft = _req_int(item, "soft", p, 0, UINT64_MAX)
-        hard = _req_int(item, "hard", p, 0, UINT64_MAX)
+        soft = req_integer(item, "soft", p, 0, UINT64_MAX)
+        hard = req_integer(item, "hard", p, 0, UINT64_MAX)
         if soft > hard:
             raise ConfigError(p, f"soft limit {soft} is greater than hard limit {hard}")
         out.append(Rlimit(type=rtype, soft=soft, hard=hard))
@@ -582,18 +325,18 @@ def _parse_rlimits(proc: dict) -> list[Rlimit]:
 
 
 def _parse_capabilities(proc: dict) -> Capabilities | None:
-    caps = _get(proc, "capabilities", dict, "process")
+    caps = get(proc, "capabilities", dict, "process")
     if caps is None:
         return None
     p = "process.capabilities"
     sets = {}
     for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
-        names = _str_list(caps, name, p)
+        names = str_list(caps, name, p)
         for i, cap in enumerate(names):
             if cap not in CAPABILITIES:
                 raise ConfigError(
                     f"{p}.{name}[{i}]",
-                    f"unknown capability {_q(cap)}: expected a name like CAP_KILL "
+                    f"unknown capability {quote(cap)}: expected a name like CAP_KILL "
                     f"(CAP_CHOWN ... CAP_CHECKPOINT_RESTORE)",
                 )
         sets[name] = names
@@ -601,12 +344,12 @@ def _parse_capabilities(proc: dict) -> Capabilities | None:
 
 
 def _parse_process(data: dict) -> Process | None:
-    proc = _get(data, "process", dict, "")
+    proc = get(data, "process", dict, "")
     if proc is None:
         return None
     p = "process"
 
-    args = _str_list(proc, "args", p)
+    args = str_list(proc, "args", p)
     if "args" not in proc or proc["args"] is None:
         raise ConfigError("process.args", "is required")
     if not args:
@@ -614,20 +357,20 @@ def _parse_process(data: dict) -> Process | None:
     if not args[0]:
         raise ConfigError("process.args[0]", "must not be empty")
     for i, a in enumerate(args):
-        _no_nul(a, f"process.args[{i}]")
+        no_nul(a, f"process.args[{i}]")
 
-    cwd = _get(proc, "cwd", str, p, required=True)
+    cwd = get(proc, "cwd", str, p, required=True)
     if not cwd:
         raise ConfigError("process.cwd", "must not be empty")
-    _abs_path(cwd, "process.cwd")
+    abs_path(cwd, "process.cwd")
 
     console_size = None
-    box = _get(proc, "consoleSize", dict, p)
+    box = get(proc, "consoleSize", dict, p)
     if box is not None:
         bp = "process.consoleSize"
         console_size = (
-            _req_int(box, "height", bp, 0, UINT32_MAX),
-            _req_int(box, "width", bp, 0, UINT32_MAX),
+            req_integer(box, "height", bp, 0, UINT32_MAX),
+            req_integer(box, "width", bp, 0, UINT32_MAX),
         )
 
     extra = {}
@@ -641,14 +384,14 @@ def _parse_process(data: dict) -> Process | None:
         env=_parse_env(proc, "env", p),
         cwd=cwd,
         user=_parse_user(proc),
-        terminal=_bool(proc, "terminal", p),
+        terminal=boolean(proc, "terminal", p),
         console_size=console_size,
         rlimits=_parse_rlimits(proc),
-        no_new_privileges=_bool(proc, "noNewPrivileges", p),
-        oom_score_adj=_int(proc, "oomScoreAdj", p, -1000, 1000),
+        no_new_privileges=boolean(proc, "noNewPrivileges", p),
+        oom_score_adj=integer(proc, "oomScoreAdj", p, -1000, 1000),
         capabilities=_parse_capabilities(proc),
-        apparmor_profile=_opt_str(proc, "apparmorProfile", p),
-        selinux_label=_opt_str(proc, "selinuxLabel", p),
+        apparmor_profile=opt_str(proc, "apparmorProfile", p),
+        selinux_label=opt_str(proc, "selinuxLabel", p),
         **extra,
     )
 
@@ -660,23 +403,23 @@ _NEW_LINUX_KEYS = frozenset(("timeOffsets", "personality", "memoryPolicy", "netD
 
 def _parse_mounts(data: dict) -> list[Mount]:
     out = []
-    for item, p in _objects(data, "mounts", ""):
-        dest = _get(item, "destination", str, p, required=True)
+    for item, p in objects(data, "mounts", ""):
+        dest = get(item, "destination", str, p, required=True)
         # config.md "Mounts": destination MUST be absolute.  (runc still
         # accepts relative ones with a deprecation warning; we do not.)
-        _abs_path(dest, _join(p, "destination"))
-        mtype = _get(item, "type", str, p)
-        source = _get(item, "source", str, p)
+        abs_path(dest, join(p, "destination"))
+        mtype = get(item, "type", str, p)
+        source = get(item, "source", str, p)
         if mtype is not None:
-            _no_nul(mtype, _join(p, "type"))
+            no_nul(mtype, join(p, "type"))
         if source is not None:
-            _no_nul(source, _join(p, "source"))
+            no_nul(source, join(p, "source"))
         out.append(
             Mount(
                 destination=dest,
                 type=mtype,
                 source=source,
-                options=_str_list(item, "options", p),
+                options=str_list(item, "options", p),
             )
         )
         if "uidMappings" in item or "gidMappings" in item:
@@ -687,27 +430,27 @@ def _parse_mounts(data: dict) -> list[Mount]:
 
 
 def _parse_hooks(data: dict) -> Hooks:
-    hooks = _get(data, "hooks", dict, "")
+    hooks = get(data, "hooks", dict, "")
     result = Hooks()
     if hooks is None:
         return result
     for json_name, attr in HOOK_KINDS:
         lst = getattr(result, attr)
-        for item, p in _objects(hooks, json_name, "hooks"):
-            path = _get(item, "path", str, p, required=True)
-            _abs_path(path, _join(p, "path"))
+        for item, p in objects(hooks, json_name, "hooks"):
+            path = get(item, "path", str, p, required=True)
+            abs_path(path, join(p, "path"))
             timeout = item.get("timeout")
             if timeout is not None:
-                _check(timeout, int, _join(p, "timeout"))
+                check(timeout, int, join(p, "timeout"))
                 if timeout <= 0:
                     raise ConfigError(
-                        _join(p, "timeout"), f"expected a number of seconds > 0, got {timeout}"
+                        join(p, "timeout"), f"expected a number of seconds > 0, got {timeout}"
                     )
             lst.append(
                 Hook(
                     path=path,
-                    args=_str_list(item, "args", p),
-                    env=_str_list(item, "env", p) if item.get("env") is not None else None,
+                    args=str_list(item, "args", p),
+                    env=str_list(item, "env", p) if item.get("env") is not None else None,
                     timeout=timeout,
                 )
             )
@@ -716,11 +459,11 @@ def _parse_hooks(data: dict) -> Hooks:
 
 def _parse_mappings(linux: dict, key: str) -> list[IDMapping]:
     out = []
-    for item, p in _objects(linux, key, "linux"):
-        container_id = _req_int(item, "containerID", p, 0, UINT32_MAX)
-        host_id = _req_int(item, "hostID", p, 0, UINT32_MAX)
+    for item, p in objects(linux, key, "linux"):
+        container_id = req_integer(item, "containerID", p, 0, UINT32_MAX)
+        host_id = req_integer(item, "hostID", p, 0, UINT32_MAX)
         # A zero-length range is refused by the kernel when writing the map.
-        size = _req_int(item, "size", p, 1, UINT32_MAX)
+        size = req_integer(item, "size", p, 1, UINT32_MAX)
         out.append(IDMapping(container_id=container_id, host_id=host_id, size=size))
     return out
 
@@ -729,69 +472,69 @@ def _parse_namespaces(linux: dict) -> tuple[list[Namespace], dict[str, str]]:
     """Namespaces, and type -> JSON path of its entry (for later messages)."""
     out = []
     where: dict[str, str] = {}
-    for item, p in _objects(linux, "namespaces", "linux"):
-        ntype = _get(item, "type", str, p, required=True)
+    for item, p in objects(linux, "namespaces", "linux"):
+        ntype = get(item, "type", str, p, required=True)
         if ntype not in NAMESPACE_TYPES:
             raise ConfigError(
-                _join(p, "type"),
-                f"unknown namespace type {_q(ntype)}: expected one of {', '.join(NAMESPACE_TYPES)}",
+                join(p, "type"),
+                f"unknown namespace type {quote(ntype)}: expected one of {', '.join(NAMESPACE_TYPES)}",
             )
         if ntype in where:
             raise ConfigError(
-                _join(p, "type"), f"duplicate namespace type {_q(ntype)} (first at {where[ntype]})"
+                join(p, "type"), f"duplicate namespace type {quote(ntype)} (first at {where[ntype]})"
             )
         where[ntype] = p
-        path = _opt_str(item, "path", p)
+        path = opt_str(item, "path", p)
         if path is not None:
-            _abs_path(path, _join(p, "path"))
+            abs_path(path, join(p, "path"))
         out.append(Namespace(type=ntype, path=path))
     return out, where
 
 
 def _parse_devices(linux: dict) -> list[Device]:
     out = []
-    for item, p in _objects(linux, "devices", "linux"):
-        dtype = _get(item, "type", str, p, required=True)
+    for item, p in objects(linux, "devices", "linux"):
+        dtype = get(item, "type", str, p, required=True)
         if dtype not in DEVICE_TYPES:
             raise ConfigError(
-                _join(p, "type"), f"unknown device type {_q(dtype)}: expected one of c, b, u, p"
+                join(p, "type"), f"unknown device type {quote(dtype)}: expected one of c, b, u, p"
             )
-        path = _get(item, "path", str, p, required=True)
-        _abs_path(path, _join(p, "path"))
+        path = get(item, "path", str, p, required=True)
+        abs_path(path, join(p, "path"))
         needed = dtype != "p"  # major/minor are REQUIRED unless a fifo
         out.append(
             Device(
                 type=dtype,
                 path=path,
-                major=_int(item, "major", p, INT64_MIN, INT64_MAX, required=needed) or 0,
-                minor=_int(item, "minor", p, INT64_MIN, INT64_MAX, required=needed) or 0,
-                file_mode=_int(item, "fileMode", p, 0, UINT32_MAX),
-                uid=_int(item, "uid", p, 0, UINT32_MAX),
-                gid=_int(item, "gid", p, 0, UINT32_MAX),
+                major=integer(item, "major", p, INT64_MIN, INT64_MAX, required=needed) or 0,
+                minor=integer(item, "minor", p, INT64_MIN, INT64_MAX, required=needed) or 0,
+                file_mode=integer(item, "fileMode", p, 0, UINT32_MAX),
+                uid=integer(item, "uid", p, 0, UINT32_MAX),
+                gid=integer(item, "gid", p, 0, UINT32_MAX),
             )
         )
     return out
 
 
 def _abs_list(linux: dict, key: str) -> list[str]:
-    items = _str_list(linux, key, "linux")
+    items = str_list(linux, key, "linux")
     for i, item in enumerate(items):
-        _abs_path(item, f"linux.{key}[{i}]")
+        abs_path(item, f"linux.{key}[{i}]")
     return items
 
 
 def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
-    linux = _get(data, "linux", dict, "")
+    linux = get(data, "linux", dict, "")
     if linux is None:
         return Linux(), {}
     p = "linux"
     namespaces, where = _parse_namespaces(linux)
 
-    propagation = _opt_str(linux, "rootfsPropagation", p)
+    propagation = opt_str(linux, "rootfsPropagation", p)
     if propagation is not None and propagation not in ROOTFS_PROPAGATIONS:
         raise ConfigError(
             "linux.rootfsPropagation",
-            f"unknown propagation {_q(propagation)}: "
+            f"unknown propagation {quote(propagation)}: "
             f"expected one of {', '.join(ROOTFS_PROPAGATIONS)}",
         )
 
@@ -809,138 +552,18 @@ def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
             uid_mappings=_parse_mappings(linux, "uidMappings"),
             gid_mappings=_parse_mappings(linux, "gidMappings"),
             devices=_parse_devices(linux),
-            cgroups_path=_opt_str(linux, "cgroupsPath", p),
-            resources=_get(linux, "resources", dict, p),
+            cgroups_path=opt_str(linux, "cgroupsPath", p),
+            resources=get(linux, "resources", dict, p),
             rootfs_propagation=propagation,
             masked_paths=_abs_list(linux, "maskedPaths"),
             readonly_paths=_abs_list(linux, "readonlyPaths"),
-            sysctl=_str_map(linux, "sysctl", p),
-            seccomp=_get(linux, "seccomp", dict, p),
-            mount_label=_opt_str(linux, "mountLabel", p),
+            sysctl=str_map(linux, "sysctl", p),
+            seccomp=get(linux, "seccomp", dict, p),
+            mount_label=opt_str(linux, "mountLabel", p),
             **extra,
         ),
         where,
     )
-
-
-# --------------------------------------------------------------------------
-# Cross-field rules (runc's libcontainer/configs/validate, made pure)
-# --------------------------------------------------------------------------
-
-
-def _mapped(maps: list[IDMapping], ident: int) -> bool:
-    return any(m.container_id <= ident < m.container_id + m.size for m in maps)
-
-
-def _check_userns(linux: Linux) -> None:
-    userns = next((ns for ns in linux.namespaces if ns.type == "user"), None)
-    if userns is None:
-        for key, maps in (("uidMappings", linux.uid_mappings), ("gidMappings", linux.gid_mappings)):
-            if maps:
-                kind = key[:3]
-                raise ConfigError(
-                    f"linux.{key}",
-                    f"{kind} mappings specified, "
-                    "but there is no user namespace in linux.namespaces",
-                )
-        return
-    if userns.path is not None:
-        # Joining an existing userns: its mappings are what they are.  runc
-        # tolerates mappings here only if they match the namespace's; that
-        # needs /proc, so the runtime checks it, not the parser.
-        return
-    for key, kind, maps in (
-        ("uidMappings", "uid", linux.uid_mappings),
-        ("gidMappings", "gid", linux.gid_mappings),
-    ):
-        if not maps:
-            raise ConfigError(
-                f"linux.{key}", f"user namespaces enabled, but no {kind} mappings found"
-            )
-        # runc computes the host id of container root (to chown devices and
-        # the cgroup) and fails when root is unmapped.
-        if not _mapped(maps, 0):
-            raise ConfigError(
-                f"linux.{key}",
-                f"user namespaces enabled, but container {kind} 0 is not mapped",
-            )
-
-
-def _check_uts(spec: Spec) -> None:
-    uts = spec.namespace("uts")
-    for key, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
-        if value is None:
-            continue
-        # A uts namespace joined by path is the container's too: runc sets
-        # the name there (sethostname(2) needs CAP_SYS_ADMIN over its owner).
-        if uts is None:
-            raise ConfigError(key, f"unable to set {key} without a private uts namespace")
-
-
-def _check_restricted_paths(linux: Linux) -> None:
-    if any(ns.type == "mount" for ns in linux.namespaces):
-        return
-    for key, paths in (
-        ("maskedPaths", linux.masked_paths),
-        ("readonlyPaths", linux.readonly_paths),
-    ):
-        if paths:
-            raise ConfigError(
-                f"linux.{key}",
-                "unable to restrict paths without a mount namespace in linux.namespaces",
-            )
-
-
-def _sysctl_dots(name: str) -> str:
-    """runc's normalisation: "net/ipv4/conf/eth0.100/x" -> "net.ipv4.conf.eth0/100.x"."""
-    for ch in name:
-        if ch == ".":
-            return name
-        if ch == "/":
-            return name.translate(str.maketrans("./", "/."))
-    return name
-
-
-def _check_sysctl(linux: Linux) -> None:
-    """Only namespaced sysctls may be set, and only with their namespace.
-
-    Matches runc's validator, except that a sysctl under ``net.`` is accepted
-    when the network namespace is joined by path (runc then checks that the
-    path is not the host's own netns; that needs stat, so the runtime does it).
-    """
-    kinds = {ns.type: ns for ns in linux.namespaces}
-    for key in linux.sysctl:
-        path = _key("linux.sysctl", key)
-        name = _sysctl_dots(key)
-        if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
-            if "ipc" not in kinds:
-                raise ConfigError(
-                    path,
-                    "sysctl is not allowed in the host's ipc namespace: "
-                    "add an ipc namespace to linux.namespaces",
-                )
-            continue
-        if name.startswith("net."):
-            if "network" not in kinds:
-                raise ConfigError(
-                    path,
-                    "sysctl is not allowed in the host's network namespace: "
-                    "add a network namespace to linux.namespaces",
-                )
-            continue
-        if "uts" in kinds:
-            if name == "kernel.domainname":
-                continue
-            if name == "kernel.hostname":
-                raise ConfigError(
-                    path, 'sysctl conflicts with the "hostname" field: set that instead'
-                )
-        raise ConfigError(
-            path,
-            "sysctl is not in a separate kernel namespace: only ipc (kernel.msg*, kernel.sem, "
-            "kernel.shm*, fs.mqueue.*), net.* and, with a uts namespace, kernel.domainname "
-            "can be set",
-        )
 
 
 # --------------------------------------------------------------------------
@@ -951,10 +574,10 @@ def _check_sysctl(linux: Linux) -> None:
 def parse(data: dict, bundle: str) -> Spec:
     """Check and convert a decoded config.json; ``bundle`` anchors root.path."""
     if not isinstance(data, dict):
-        raise ConfigError("", f"expected a JSON object at the top level, got {_type_name(data)}")
+        raise ConfigError("", f"expected a JSON object at the top level, got {type_name(data)}")
     bundle = os.path.abspath(bundle)
 
-    oci_version = _get(data, "ociVersion", str, "", required=True)
+    oci_version = get(data, "ociVersion", str, "", required=True)
     if not oci_version:
         raise ConfigError("ociVersion", "must not be empty")
 
@@ -964,7 +587,7 @@ def parse(data: dict, bundle: str) -> Spec:
     linux, where = _parse_linux(data)
     hooks = _parse_hooks(data)
 
-    annotations = _str_map(data, "annotations", "")
+    annotations = str_map(data, "annotations", "")
     if "" in annotations:
         raise ConfigError('annotations[""]', "keys must not be empty")
 
@@ -973,8 +596,8 @@ def parse(data: dict, bundle: str) -> Spec:
         bundle=bundle,
         root=root,
         process=process,
-        hostname=_opt_str(data, "hostname", ""),
-        domainname=_opt_str(data, "domainname", ""),
+        hostname=opt_str(data, "hostname", ""),
+        domainname=opt_str(data, "domainname", ""),
         mounts=mounts,
         linux=linux,
         hooks=hooks,
@@ -982,22 +605,13 @@ def parse(data: dict, bundle: str) -> Spec:
         raw=data,
     )
 
-    _check_userns(linux)
-    _check_uts(spec)
-    _check_restricted_paths(linux)
-    _check_sysctl(linux)
-    if linux.time_offsets or linux.net_devices:
-        from pyrun import spec13
+    from pyrun import spec_rules
 
-        spec13.check_linux(spec)
+    spec_rules.check(spec)
     if data.get("vm") is not None:
         raise ConfigError("vm", "pyrun runs containers, not virtual machines: use a VM-based runtime "
                           "(Kata Containers) for this config")
-    for i, m in enumerate(mounts):
-        if m.uid_mappings or "idmap" in m.options or "ridmap" in m.options:
-            from pyrun import spec13
-
-            spec13.check_idmapped_mount(m, f"mounts[{i}]", spec)
+    spec_rules.check_mounts(spec)
     return spec
 
 
@@ -1060,7 +674,7 @@ def _read_json(path: str) -> dict:
     except RecursionError as e:
         raise ConfigError("", f"invalid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError("", f"expected a JSON object at the top level, got {_type_name(data)}")
+        raise ConfigError("", f"expected a JSON object at the top level, got {type_name(data)}")
     return data
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pyrun.errors import ConfigError
 from pyrun.record import field, record
-from pyrun.spec import (INT64_MAX, INT64_MIN, UINT32_MAX, IDMapping, _get, _int, _join, _key, _objects,
-                        _q, _req_int, _str_list)
+from pyrun.jsontypes import (INT64_MAX, INT64_MIN, UINT32_MAX, UINT64_MAX, check, get, integer, join,
+                             map_entry, objects, quote, req_integer, str_list)
+from pyrun.spec import IDMapping
 
-UINT64_MAX = 2**64 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 #: sched(7) policies (<linux/sched.h>). SCHED_ISO is listed by the spec but
@@ -86,20 +86,20 @@ class MemoryPolicy:
 
 
 def _choice(obj: dict, key: str, path: str, names: dict[str, int], required: bool = False) -> int | None:
-    value = _get(obj, key, str, path, required=required)
+    value = get(obj, key, str, path, required=required)
     if value is None:
         return None
     if value not in names:
-        raise ConfigError(_join(path, key), f"unknown value {_q(value)}: expected one of {', '.join(names)}")
+        raise ConfigError(join(path, key), f"unknown value {quote(value)}: expected one of {', '.join(names)}")
     return names[value]
 
 
 def _flags(obj: dict, key: str, path: str, names: dict[str, int]) -> int:
     out = 0
-    for i, name in enumerate(_str_list(obj, key, path)):
+    for i, name in enumerate(str_list(obj, key, path)):
         if name not in names:
-            raise ConfigError(f"{_join(path, key)}[{i}]",
-                              f"unknown flag {_q(name)}: expected one of {', '.join(names)}")
+            raise ConfigError(f"{join(path, key)}[{i}]",
+                              f"unknown flag {quote(name)}: expected one of {', '.join(names)}")
         out |= names[name]
     return out
 
@@ -113,10 +113,10 @@ def parse_list(text: str, path: str, what: str = "CPU") -> list[int]:
             a = int(lo)
             b = int(hi) if dash else a
         except ValueError:
-            raise ConfigError(path, f"invalid {what} list {_q(text)}: expected numbers and ranges "
+            raise ConfigError(path, f"invalid {what} list {quote(text)}: expected numbers and ranges "
                               "like \"0-3,7\"") from None
         if a < 0 or b < a or b > 65535:
-            raise ConfigError(path, f"invalid {what} range {_q(part)} in {_q(text)}")
+            raise ConfigError(path, f"invalid {what} range {quote(part)} in {quote(text)}")
         out.update(range(a, b + 1))
     return sorted(out)
 
@@ -124,24 +124,24 @@ def parse_list(text: str, path: str, what: str = "CPU") -> list[int]:
 # ------------------------------------------------------------- process.*
 
 def parse_scheduler(proc: dict) -> Scheduler | None:
-    obj = _get(proc, "scheduler", dict, "process")
+    obj = get(proc, "scheduler", dict, "process")
     if obj is None:
         return None
     p = "process.scheduler"
     if obj.get("policy") == "SCHED_ISO":
-        raise ConfigError(_join(p, "policy"), "SCHED_ISO is not implemented by Linux")
+        raise ConfigError(join(p, "policy"), "SCHED_ISO is not implemented by Linux")
     policy = _choice(obj, "policy", p, SCHED_POLICIES, required=True)
-    nice = _int(obj, "nice", p, -20, 19) or 0
-    priority = _int(obj, "priority", p, 0, 99) or 0
+    nice = integer(obj, "nice", p, -20, 19) or 0
+    priority = integer(obj, "priority", p, 0, 99) or 0
     # runc's validation: a real-time policy needs a priority, the others none.
     if policy in (1, 2) and priority == 0:
-        raise ConfigError(_join(p, "priority"), "SCHED_FIFO and SCHED_RR need a priority of 1 to 99")
+        raise ConfigError(join(p, "priority"), "SCHED_FIFO and SCHED_RR need a priority of 1 to 99")
     if policy not in (1, 2) and priority:
-        raise ConfigError(_join(p, "priority"), "must be 0 unless the policy is SCHED_FIFO or SCHED_RR")
+        raise ConfigError(join(p, "priority"), "must be 0 unless the policy is SCHED_FIFO or SCHED_RR")
     s = Scheduler(policy=policy, nice=nice, priority=priority, flags=_flags(obj, "flags", p, SCHED_FLAGS),
-                  runtime=_int(obj, "runtime", p, 0, UINT64_MAX) or 0,
-                  deadline=_int(obj, "deadline", p, 0, UINT64_MAX) or 0,
-                  period=_int(obj, "period", p, 0, UINT64_MAX) or 0)
+                  runtime=integer(obj, "runtime", p, 0, UINT64_MAX) or 0,
+                  deadline=integer(obj, "deadline", p, 0, UINT64_MAX) or 0,
+                  period=integer(obj, "period", p, 0, UINT64_MAX) or 0)
     if policy == 6 and not (s.runtime and s.deadline):
         raise ConfigError(p, "SCHED_DEADLINE needs runtime and deadline (and period, or it is the deadline)")
     if policy != 6 and (s.runtime or s.deadline or s.period):
@@ -150,24 +150,24 @@ def parse_scheduler(proc: dict) -> Scheduler | None:
 
 
 def parse_io_priority(proc: dict) -> IOPriority | None:
-    obj = _get(proc, "ioPriority", dict, "process")
+    obj = get(proc, "ioPriority", dict, "process")
     if obj is None:
         return None
     p = "process.ioPriority"
     return IOPriority(klass=_choice(obj, "class", p, IOPRIO_CLASSES, required=True),
-                      priority=_int(obj, "priority", p, 0, 7) or 0)
+                      priority=integer(obj, "priority", p, 0, 7) or 0)
 
 
 def parse_exec_cpu_affinity(proc: dict) -> CPUAffinity | None:
-    obj = _get(proc, "execCPUAffinity", dict, "process")
+    obj = get(proc, "execCPUAffinity", dict, "process")
     if obj is None:
         return None
     p = "process.execCPUAffinity"
     out = CPUAffinity()
     for key in ("initial", "final"):
-        text = _get(obj, key, str, p)
+        text = get(obj, key, str, p)
         if text:
-            setattr(out, key, parse_list(text, _join(p, key)))
+            setattr(out, key, parse_list(text, join(p, key)))
     return out
 
 
@@ -179,14 +179,14 @@ def parse_mount_mappings(item: dict, path: str) -> tuple[list[IDMapping], list[I
     out = []
     for key in ("uidMappings", "gidMappings"):
         maps = []
-        for m, mp in _objects(item, key, path):
-            maps.append(IDMapping(container_id=_req_int(m, "containerID", mp, 0, UINT32_MAX),
-                                  host_id=_req_int(m, "hostID", mp, 0, UINT32_MAX),
-                                  size=_req_int(m, "size", mp, 1, UINT32_MAX)))
+        for m, mp in objects(item, key, path):
+            maps.append(IDMapping(container_id=req_integer(m, "containerID", mp, 0, UINT32_MAX),
+                                  host_id=req_integer(m, "hostID", mp, 0, UINT32_MAX),
+                                  size=req_integer(m, "size", mp, 1, UINT32_MAX)))
         out.append(maps)
     if bool(out[0]) != bool(out[1]):
         missing = "gidMappings" if out[0] else "uidMappings"
-        raise ConfigError(_join(path, missing), "an idmapped mount needs both uidMappings and gidMappings")
+        raise ConfigError(join(path, missing), "an idmapped mount needs both uidMappings and gidMappings")
     return out[0], out[1]
 
 
@@ -194,73 +194,71 @@ def check_idmapped_mount(m, path: str, spec) -> None:
     """What pyrun can idmap: binds (as runc) and tmpfs (Linux 6.3+)."""
     bind = m.type == "bind" or "bind" in m.options or "rbind" in m.options
     if not bind and m.type != "tmpfs":
-        raise ConfigError(path, f"idmapped mounts are supported for bind mounts and tmpfs, not {_q(m.type or '')}")
+        raise ConfigError(path, f"idmapped mounts are supported for bind mounts and tmpfs, not {quote(m.type or '')}")
     if not m.uid_mappings and spec.namespace("user") is None:
-        raise ConfigError(_join(path, "options"), "idmap/ridmap without uidMappings use the container's "
+        raise ConfigError(join(path, "options"), "idmap/ridmap without uidMappings use the container's "
                           "mappings, and there is no user namespace in linux.namespaces")
     if not m.uid_mappings and not (spec.linux.uid_mappings and spec.linux.gid_mappings):
-        raise ConfigError(_join(path, "options"), "idmap/ridmap without uidMappings need linux.uidMappings "
+        raise ConfigError(join(path, "options"), "idmap/ridmap without uidMappings need linux.uidMappings "
                           "and linux.gidMappings")
 
 
 # --------------------------------------------------------------- linux.*
 
 def parse_time_offsets(linux: dict) -> dict[str, tuple[int, int]]:
-    obj = _get(linux, "timeOffsets", dict, "linux")
+    obj = get(linux, "timeOffsets", dict, "linux")
     out: dict[str, tuple[int, int]] = {}
     for clock, value in (obj or {}).items():
-        p = _key("linux.timeOffsets", clock) if clock not in TIME_CLOCKS else f"linux.timeOffsets.{clock}"
+        p = map_entry("linux.timeOffsets", clock) if clock not in TIME_CLOCKS else f"linux.timeOffsets.{clock}"
         if clock not in TIME_CLOCKS:
             raise ConfigError(p, f"unknown clock: expected one of {', '.join(TIME_CLOCKS)}")
-        if not isinstance(value, dict):
-            raise ConfigError(p, "expected an object with secs and nanosecs")
-        out[clock] = (_int(value, "secs", p, INT64_MIN, INT64_MAX) or 0,
-                      _int(value, "nanosecs", p, 0, 999_999_999) or 0)
+        check(value, dict, p)
+        out[clock] = (integer(value, "secs", p, INT64_MIN, INT64_MAX) or 0,
+                      integer(value, "nanosecs", p, 0, 999_999_999) or 0)
     return out
 
 
 def parse_personality(linux: dict) -> Personality | None:
-    obj = _get(linux, "personality", dict, "linux")
+    obj = get(linux, "personality", dict, "linux")
     if obj is None:
         return None
     p = "linux.personality"
-    flags = _str_list(obj, "flags", p)
+    flags = str_list(obj, "flags", p)
     if flags:
-        raise ConfigError(f"{p}.flags[0]", f"{_q(flags[0])}: runtime-spec 1.3 defines no personality flags")
+        raise ConfigError(f"{p}.flags[0]", f"{quote(flags[0])}: runtime-spec 1.3 defines no personality flags")
     return Personality(domain=_choice(obj, "domain", p, PERSONALITY_DOMAINS, required=True))
 
 
 def parse_memory_policy(linux: dict) -> MemoryPolicy | None:
-    obj = _get(linux, "memoryPolicy", dict, "linux")
+    obj = get(linux, "memoryPolicy", dict, "linux")
     if obj is None:
         return None
     p = "linux.memoryPolicy"
     mode = _choice(obj, "mode", p, MPOL_MODES, required=True)
-    text = _get(obj, "nodes", str, p)
-    nodes = parse_list(text, _join(p, "nodes"), "node") if text else []
+    text = get(obj, "nodes", str, p)
+    nodes = parse_list(text, join(p, "nodes"), "node") if text else []
     # set_mempolicy(2): MPOL_DEFAULT and MPOL_LOCAL take no nodes, the others need some.
     if mode in (0, 4) and nodes:
-        raise ConfigError(_join(p, "nodes"), "must be empty for MPOL_DEFAULT and MPOL_LOCAL")
+        raise ConfigError(join(p, "nodes"), "must be empty for MPOL_DEFAULT and MPOL_LOCAL")
     if mode not in (0, 4) and not nodes:
-        raise ConfigError(_join(p, "nodes"), "is required for this mode")
+        raise ConfigError(join(p, "nodes"), "is required for this mode")
     return MemoryPolicy(mode=mode, nodes=nodes, flags=_flags(obj, "flags", p, MPOL_FLAGS))
 
 
 def parse_net_devices(linux: dict) -> dict[str, str]:
     """host interface name -> its name in the container (the key when not given)."""
-    obj = _get(linux, "netDevices", dict, "linux")
+    obj = get(linux, "netDevices", dict, "linux")
     out: dict[str, str] = {}
     for host_name, value in (obj or {}).items():
-        p = _key("linux.netDevices", host_name)
+        p = map_entry("linux.netDevices", host_name)
         _ifname(host_name, p)
         if value is None:
             value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(p, "expected an object")
-        name = _get(value, "name", str, p) or host_name
-        _ifname(name, _join(p, "name"))
+        check(value, dict, p)
+        name = get(value, "name", str, p) or host_name
+        _ifname(name, join(p, "name"))
         if name in out.values():
-            raise ConfigError(_join(p, "name"), f"two devices are renamed to {_q(name)}")
+            raise ConfigError(join(p, "name"), f"two devices are renamed to {quote(name)}")
         out[host_name] = name
     return out
 
@@ -269,11 +267,11 @@ def _ifname(name: str, path: str) -> None:
     """netdevice(7): at most 15 bytes, no '/', ':' or whitespace, not "." or ".."."""
     if (not name or len(name.encode()) > 15 or name in (".", "..")
             or any(c in name for c in "/: \t\n\0")):
-        raise ConfigError(path, f"invalid interface name {_q(name)}")
+        raise ConfigError(path, f"invalid interface name {quote(name)}")
 
 
 def parse_intel_rdt(linux: dict) -> dict | None:
-    return _get(linux, "intelRdt", dict, "linux")
+    return get(linux, "intelRdt", dict, "linux")
 
 
 def check_linux(spec) -> None:

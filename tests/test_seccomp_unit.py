@@ -129,10 +129,10 @@ def _set(path: list, value):
 BAD = [
     (_set(["defaultAction"], KeyError), "linux.seccomp.defaultAction", "is required"),
     (_set(["defaultAction"], "SCMP_ACT_MAYBE"), "linux.seccomp.defaultAction", "unknown action"),
-    (_set(["defaultAction"], 3), "linux.seccomp.defaultAction", "expected a string, got integer"),
+    (_set(["defaultAction"], 3), "linux.seccomp.defaultAction", "expected a string, got int"),
     (_set(["defaultAction"], "SCMP_ACT_NOTIFY"), "linux.seccomp.defaultAction", "cannot be the default"),
     (_set(["defaultErrnoRet"], "1"), "linux.seccomp.defaultErrnoRet", "expected an integer, got string"),
-    (_set(["defaultErrnoRet"], True), "linux.seccomp.defaultErrnoRet", "expected an integer, got boolean"),
+    (_set(["defaultErrnoRet"], True), "linux.seccomp.defaultErrnoRet", "expected an integer, got bool"),
     (_set(["defaultErrnoRet"], -1), "linux.seccomp.defaultErrnoRet", "between 0 and 65535"),
     (_set(["architectures"], "SCMP_ARCH_X86_64"), "linux.seccomp.architectures", "expected an array"),
     (_set(["architectures", 0], "x86_64"), "linux.seccomp.architectures[0]", "unknown architecture"),

@@ -7,6 +7,7 @@ limits the same way here (runc's libcontainer/cgroups/fs and fs2)."""
 from __future__ import annotations
 
 from pyrun.errors import ConfigError, PyrunError
+from pyrun.jsontypes import check, get, int_value
 
 RES = "linux.resources"
 
@@ -33,32 +34,24 @@ class Write(tuple):
 
 
 def _num(obj: dict, key: str, base: str, lo: int | None = None) -> int | None:
+    """An optional integer, >= lo when lo is given (pyrun.jsontypes' wording)."""
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{base}.{key}", f"expected an integer, got {value!r}")
-    if lo is not None and value < lo:
-        raise ConfigError(f"{base}.{key}", f"must be >= {lo}, got {value}")
-    return value
+    return int_value(value, f"{base}.{key}", lo)
 
 
 def _ranged(obj: dict, key: str, base: str, lo: int, hi: int) -> int:
     """An optional integer where 0 (or absent) means unset and anything else
     must be within [lo, hi]."""
     value = _num(obj, key, base, 0) or 0
-    if value and not lo <= value <= hi:
-        raise ConfigError(f"{base}.{key}", f"must be within [{lo}, {hi}], got {value}")
+    if value:
+        int_value(value, f"{base}.{key}", lo, hi)
     return value
 
 
 def _obj(obj: dict, key: str, base: str) -> dict:
-    value = obj.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{base}.{key}", "expected an object")
-    return value
+    return get(obj, key, dict, base) or {}
 
 
 def _max(value: int) -> str:
@@ -138,8 +131,7 @@ def _cpu(res: dict) -> list[Write]:
     for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
         value = cpu.get(key)
         if value:
-            if not isinstance(value, str):
-                raise ConfigError(f"{base}.{key}", "expected a string such as \"0-1,3\"")
+            check(value, str, f"{base}.{key}")
             out.append(Write(file, value, f"{base}.{key}"))
     for key in ("realtimeRuntime", "realtimePeriod"):
         if cpu.get(key):
@@ -200,8 +192,7 @@ def _unified(res: dict) -> list[Write]:
         path = f"{RES}.unified[{key!r}]"
         if "/" in key or key.startswith(".") or "." not in key:
             raise ConfigError(path, "expected a cgroup file name such as \"memory.high\"")
-        if not isinstance(value, str):
-            raise ConfigError(path, "expected a string value")
+        check(value, str, path)
         out.append(Write(key, value, path))
     return out
 
@@ -211,8 +202,7 @@ def writes(resources: dict | None) -> list[Write]:
     converts, touches nothing. Device rules are not here (see devices)."""
     if not resources:
         return []
-    if not isinstance(resources, dict):
-        raise ConfigError(RES, "expected an object")
+    check(resources, dict, RES)
     out = _memory(resources) + _cpu(resources) + _pids(resources) + _io(resources)
     out += _hugetlb(resources) + _rdma(resources) + _unified(resources)
     if resources.get("network"):
@@ -372,8 +362,7 @@ def _memory_v1(res: dict) -> list[Write]:
             out.append(Write(file, _v1_value(value), f"{base}.{key}"))
     swappiness = mem.get("swappiness")
     if swappiness is not None:
-        if isinstance(swappiness, bool) or not isinstance(swappiness, int) or not 0 <= swappiness <= 100:
-            raise ConfigError(f"{base}.swappiness", f"must be within [0, 100], got {swappiness!r}")
+        int_value(swappiness, f"{base}.swappiness", 0, 100)
         out.append(Write("memory.swappiness", str(swappiness), f"{base}.swappiness"))
     if mem.get("disableOOMKiller"):
         out.append(Write("memory.oom_control", "1", f"{base}.disableOOMKiller"))
@@ -400,8 +389,7 @@ def _cpu_v1(res: dict) -> list[Write]:
     for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
         value = cpu.get(key)
         if value:
-            if not isinstance(value, str):
-                raise ConfigError(f"{base}.{key}", "expected a string such as \"0-1,3\"")
+            check(value, str, f"{base}.{key}")
             out.append(Write(file, value, f"{base}.{key}"))
     return out
 
@@ -469,8 +457,7 @@ def writes_v1(resources: dict | None) -> list[Write]:
     (libcontainer/cgroups/fs/*.go Set). Device rules: device_writes_v1."""
     if not resources:
         return []
-    if not isinstance(resources, dict):
-        raise ConfigError(RES, "expected an object")
+    check(resources, dict, RES)
     if resources.get("unified"):
         raise ConfigError(f"{RES}.unified", "cannot be used on cgroup v1 (this host's cgroups are v1 or hybrid)")
     return (_cpu_v1(resources) + _memory_v1(resources) + _pids(resources) + _blkio_v1(resources)
