@@ -99,12 +99,41 @@ def test_device_rules_keep_order_then_devices_then_runcs_defaults():
 @pytest.mark.parametrize("rule, where", [
     ({"access": "rwm"}, "linux.resources.devices[0].allow"),
     ({"allow": True, "type": "x"}, "linux.resources.devices[0].type"),
+    ({"allow": True, "type": ["c"]}, "linux.resources.devices[0].type"),
     ({"allow": True, "access": "rwx"}, "linux.resources.devices[0].access"),
 ])
 def test_bad_device_rules_name_the_field(rule, where):
     with pytest.raises(ConfigError) as e:
         convert.device_rules({"devices": [rule]}, [])
     assert e.value.path == where
+
+
+def _device_rules(resources):
+    return convert.device_rules(resources, [])
+
+
+V2_V1 = (convert.writes, convert.writes_v1)
+
+
+@pytest.mark.parametrize("resources, converters, where, message", [
+    ({"blockIO": {"weightDevice": [5]}}, V2_V1, "linux.resources.blockIO.weightDevice[0]",
+     "expected an object, got int"),
+    ({"blockIO": {"throttleReadBpsDevice": "8:0"}}, V2_V1, "linux.resources.blockIO.throttleReadBpsDevice",
+     "expected an array, got string"),
+    ({"hugepageLimits": ["2MB"]}, V2_V1, "linux.resources.hugepageLimits[0]", "expected an object, got string"),
+    ({"network": {"priorities": [1]}}, (convert.writes_v1,), "linux.resources.network.priorities[0]",
+     "expected an object, got int"),
+    ({"devices": {"allow": True}}, (_device_rules,), "linux.resources.devices", "expected an array, got object"),
+    ({"devices": [5]}, (_device_rules,), "linux.resources.devices[0]", "expected an object, got int"),
+    ({"devices": 5}, (_device_rules, lambda r: convert.device_writes_v1(r, [])), "linux.resources.devices",
+     "expected an array, got int"),
+])
+def test_a_resources_array_of_the_wrong_shape_is_a_config_error(resources, converters, where, message):
+    """Not a traceback (AttributeError on .get) from v2, v1 or the device rules."""
+    for convert_ in converters:
+        with pytest.raises(ConfigError) as e:
+            convert_(resources)
+        assert (e.value.path, e.value.message) == (where, message)
 
 
 # --------------------------------------------------------------- cgroup v1
@@ -212,3 +241,41 @@ def test_rdma_limits_v1_and_v2():
         with pytest.raises(ConfigError) as e:
             convert.writes({"rdma": bad})
         assert e.value.path.startswith("linux.resources.rdma[")
+
+
+class _Unwritten:
+    """A cgroup that must not be read: ``pyrun update`` checks the JSON first."""
+
+    def __init__(self):
+        self.applied = None
+
+    def apply(self, items):
+        self.applied = items
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the cgroup was used ({name}) before the resources were checked")
+
+
+@pytest.mark.parametrize("resources, where, message", [
+    ({"memory": "64m"}, "linux.resources.memory", "expected an object, got string"),
+    ({"memory": "swap"}, "linux.resources.memory", "expected an object, got string"),
+    ({"memory": {"checkBeforeUpdate": True, "limit": "64m"}}, "linux.resources.memory.limit",
+     "expected an integer, got string"),
+])
+def test_update_checks_the_resources_before_it_reads_the_cgroup(resources, where, message):
+    """v1 compared memory.limit with the usage before checking its type, v2
+    looked into memory before checking it is an object: a traceback each."""
+    from pyrun.cgroups import v1, v2
+
+    for update in (lambda r: v1.Cgroup.update(_Unwritten(), r), lambda r: v2.update(_Unwritten(), r)):
+        with pytest.raises(ConfigError) as e:
+            update(resources)
+        assert (e.value.path, e.value.message) == (where, message)
+
+
+def test_update_with_a_null_memory_limit_checks_nothing_against_the_usage():
+    from pyrun.cgroups import v2
+
+    cg = _Unwritten()
+    v2.update(cg, {"memory": {"checkBeforeUpdate": True, "limit": None}, "pids": {"limit": 5}})
+    assert cg.applied == [convert.Write("pids.max", "5", "linux.resources.pids.limit")]

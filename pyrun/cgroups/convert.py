@@ -7,7 +7,7 @@ limits the same way here (runc's libcontainer/cgroups/fs and fs2)."""
 from __future__ import annotations
 
 from pyrun.errors import ConfigError, PyrunError
-from pyrun.jsontypes import check, get, int_value
+from pyrun.jsontypes import check, get, int_value, objects
 
 RES = "linux.resources"
 
@@ -161,15 +161,13 @@ def _io(res: dict) -> list[Write]:
     weight = _ranged(bio, "weight", base, 10, 1000)
     if weight:
         out.append(Write("io.weight", f"default {blkio_to_io_weight(weight)}", f"{base}.weight"))
-    for i, item in enumerate(bio.get("weightDevice") or []):
-        path = f"{base}.weightDevice[{i}]"
+    for item, path in objects(bio, "weightDevice", base):
         w = _num(item, "weight", path, 0)
         if w:
             out.append(Write("io.weight", f"{_devno(item, path)} {blkio_to_io_weight(w)}", path))
     for key, word in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
                       ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
-        for i, item in enumerate(bio.get(key) or []):
-            path = f"{base}.{key}[{i}]"
+        for item, path in objects(bio, key, base):
             rate = _num(item, "rate", path, 0)
             out.append(Write("io.max", f"{_devno(item, path)} {word}={rate or 'max'}", path))
     return out
@@ -177,8 +175,7 @@ def _io(res: dict) -> list[Write]:
 
 def _hugetlb(res: dict) -> list[Write]:
     out = []
-    for i, item in enumerate(res.get("hugepageLimits") or []):
-        path = f"{RES}.hugepageLimits[{i}]"
+    for item, path in objects(res, "hugepageLimits", RES):
         size, limit = item.get("pageSize"), _num(item, "limit", path, 0)
         if not isinstance(size, str) or not size or "/" in size:
             raise ConfigError(f"{path}.pageSize", "expected a size such as \"2MB\"")
@@ -248,14 +245,12 @@ def device_rules(resources: dict | None, devices) -> list[tuple[int, int, int, i
     """``linux.resources.devices`` (in order; the last match wins), then the
     nodes of ``linux.devices``, then runc's defaults, as
     (type, major, minor, access bits, allow) for the BPF program."""
-    base = f"{RES}.devices"
     out = []
-    for i, rule in enumerate((resources or {}).get("devices") or []):
-        path = f"{base}[{i}]"
-        if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
+    for rule, path in objects(resources or {}, "devices", RES):
+        if not isinstance(rule.get("allow"), bool):
             raise ConfigError(f"{path}.allow", "is required: true or false")
         kind = rule.get("type") or "a"
-        if kind not in _TYPES:
+        if not isinstance(kind, str) or kind not in _TYPES:
             raise ConfigError(f"{path}.type", f"expected a, b or c, got {kind!r}")
         access = rule.get("access") or "rwm"
         if not isinstance(access, str) or not access or set(access) - set("rwm"):
@@ -295,8 +290,8 @@ def device_writes_v1(resources: dict | None, devices) -> tuple[list[Write], bool
     default_allow = False
     rules: dict[tuple[int, int, int], int] = {}
     paths: dict[tuple[int, int, int], str] = {}
-    n_config = len((resources or {}).get("devices") or [])
     folded = device_rules(resources, devices)
+    n_config = len((resources or {}).get("devices") or [])
     n_defaults = len(folded) - len(DEFAULT_ALLOWED)
     for i, (kind, major, minor, access, allow) in enumerate(folded):
         path = (f"{RES}.devices[{i}]" if i < n_config else "linux.devices" if i < n_defaults
@@ -402,8 +397,7 @@ def _blkio_v1(res: dict) -> list[Write]:
         value = _ranged(bio, key, base, 10, 1000)
         if value:
             out.append(Write(file, str(value), f"{base}.{key}"))
-    for i, item in enumerate(bio.get("weightDevice") or []):
-        path = f"{base}.weightDevice[{i}]"
+    for item, path in objects(bio, "weightDevice", base):
         for key, file in (("weight", "blkio.weight_device"), ("leafWeight", "blkio.leaf_weight_device")):
             value = _num(item, key, path, 0)
             if value:
@@ -412,8 +406,7 @@ def _blkio_v1(res: dict) -> list[Write]:
                       ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
                       ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
                       ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
-        for i, item in enumerate(bio.get(key) or []):
-            path = f"{base}.{key}[{i}]"
+        for item, path in objects(bio, key, base):
             out.append(Write(file, f"{_devno(item, path)} {_num(item, 'rate', path, 0) or 0}", path))
     return out
 
@@ -429,8 +422,7 @@ def _network_v1(res: dict) -> list[Write]:
     class_id = _num(net, "classID", base, 0)
     if class_id:
         out.append(Write("net_cls.classid", str(class_id), f"{base}.classID"))
-    for i, item in enumerate(net.get("priorities") or []):
-        path = f"{base}.priorities[{i}]"
+    for item, path in objects(net, "priorities", base):
         name, prio = item.get("name"), _num(item, "priority", path, 0)
         if not isinstance(name, str) or not name or prio is None:
             raise ConfigError(path, "needs name and priority")

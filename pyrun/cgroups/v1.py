@@ -338,14 +338,15 @@ class Cgroup:
 
     def update(self, resources: dict) -> None:
         """``pyrun update``: the same conversion, written to the live cgroup."""
+        from pyrun.cgroups.convert import writes_v1
+
+        items = writes_v1(resources)  # every field checked before the cgroup is read
         mem = resources.get("memory") or {}
         if mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
             usage = _int(self._read("memory", "memory.usage_in_bytes", "0"))
             if mem["limit"] < usage:
                 raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
-        from pyrun.cgroups.convert import writes_v1
-
-        self.apply(writes_v1(resources))
+        self.apply(items)
 
     def _read(self, ctrl: str, name: str, default: str = "") -> str:
         path = self.file(ctrl, name)

@@ -35,6 +35,7 @@ import os
 from pyrun.cgroups import _flat, _read, _rmdir, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError
+from pyrun.jsontypes import get
 
 MOUNT = "/sys/fs/cgroup"
 
@@ -325,14 +326,14 @@ def oom_kills(cg: Cgroup) -> int:
 
 def update(cg: Cgroup, resources: dict) -> None:
     """Change a live container's limits (``pyrun update``)."""
-    mem = resources.get("memory") or {}
+    mem = get(resources, "memory", dict, RES) or {}
     if "swap" in mem and "limit" not in mem:
         # memory+swap is relative to the memory limit in force
         current = _read_or(cg, "memory.max", "max").strip()
         mem = dict(mem, limit=-1 if current == "max" else int(current))
         resources = dict(resources, memory=mem)
     items = writes(resources)
-    if mem.get("checkBeforeUpdate") and mem.get("limit", 0) > 0:
+    if mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
         usage = _value(_read_or(cg, "memory.current", "0"))
         if mem["limit"] < usage:
             raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
