@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -48,6 +50,32 @@ def test_wrong_types_name_the_json_path(rt, residue, mutate, path):
     config = rt.config(["true"])
     mutate(config)
     _assert_clean_failure(rt("create", "-b", rt.bundle(config=config), "c1"), residue, path)
+
+
+RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
+
+
+@pytest.mark.parametrize("path", ["process.user.uid", "linux.seccomp.defaultErrnoRet",
+                                  "linux.resources.pids.limit"])
+def test_a_bool_for_an_integer_reads_the_same_in_spec_seccomp_and_resources(rt, residue, path):
+    """One wording from pyrun.jsontypes wherever the field is; runc (Go's
+    encoding/json) also names the field and "bool" for each of the three."""
+    config = rt.config(["true"])
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
+    *parents, key = path.split(".")
+    target = config
+    for name in parents:
+        target = target.setdefault(name, {})
+    target[key] = True
+    bundle = rt.bundle(config=config)
+    p = rt("create", "-b", bundle, "c1")
+    _assert_clean_failure(p, residue, path)
+    assert p.stderr.strip().endswith(f"config.json: {path}: expected an integer, got bool"), p.stderr
+    if RUNC and not rt.rootless:
+        r = subprocess.run([RUNC, "--root", os.path.join(rt.dir, "runc-state"), "create", "-b", bundle, "c1"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode != 0 and "unmarshal bool into Go struct field" in r.stderr, r.stderr
+        assert f".{path} of type" in r.stderr, r.stderr
 
 
 def test_missing_rootfs(rt, residue):
