@@ -18,6 +18,7 @@ deps:                 ## Debian packages (apt-get as root, else sudo)
 $(VENV)/.built: pyproject.toml setup.py $(wildcard native/*.c native/*.h pyrun/*.py pyrun/cgroups/*.py)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	rm -rf build/lib.*  # setuptools' copy of pyrun/: a module removed there must not stay installed
 	$(PY) -m pip install -q ".[test]"
 	@touch $@
 

@@ -1,6 +1,6 @@
 """Building a container, step by step, inside the processes that become it.
 
-``pyrun create`` (the *host side*, in ``container.py``) forks once. What
+``pyrun create`` (the *host side*, in ``create.py``) forks once. What
 happens then, in order — each step named after the system call it makes:
 
 stage 1, the first child (the host meanwhile writes stage 1's pid to the
@@ -35,48 +35,7 @@ from pyrun import namespaces, syscalls as sc
 from pyrun.channel import Channel
 from pyrun.errors import PyrunError
 from pyrun.log import log
-from pyrun.record import field, record
-
-
-@record
-class Plan:
-    """Everything the container's processes need, decided on the host side."""
-
-    spec: object  # pyrun.spec.Spec
-    state_path: str
-    rootfs_mode: str
-    use_init: bool
-    no_pivot: bool = False
-    new_keyring: bool = True
-    preserve_fds: int = 0
-    user_ns: str | None = None        # "new", a path, or None
-    new_ns: list[str] = field(default_factory=list)   # created with unshare (not user)
-    join_ns: list[tuple[str, str]] = field(default_factory=list)  # (type, path), not user
-    in_userns: bool = False           # the mounts happen inside a user namespace
-    use_mknod: bool = True
-    seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
-    seccomp_loaded: bool = False      # set in the container once it is in force
-    # The host moves stage 1 into the container's cgroup (cgroup.procs)
-    # right after fork(2). A move can wait an RCU grace period (5-15 ms
-    # here), so stage 1 does its imports and unshares meanwhile and waits
-    # for "cgroup-done" as late as it can: before unshare(CLONE_NEWCGROUP)
-    # (a cgroup namespace is rooted where its maker is), else before it
-    # forks PID 1, which so starts inside, with all it will ever fork.
-    cgroup_sync: bool = False
-    cgroup_path: str = ""             # the container's cgroup directory, if it has one
-    host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
-    net: object = None                # pyrun.network.NetPlan
-    layers: str = ""                  # the overlay's upper and work live here (Record.layers)
-    # Read from /proc before pivot_root: the container may not mount one.
-    setgroups_ok: bool = True
-    last_cap: int = 40
-    # mounts[i] -> a detached copy of its bind source (open_tree(2)), made
-    # on the host side by root for a container with a user namespace.
-    mount_trees: dict = field(default_factory=dict)
-    clone_sources: bool = False       # make mount_trees (root on the host, a user namespace)
-    # /dev is one of the config's bind mounts (the host's): pyrun creates
-    # nothing in it (no device nodes, links or /dev/console), as runc.
-    dev_is_bind: bool = False
+from pyrun.planning import Plan
 
 
 def _report(ch: Channel, exc: BaseException) -> None:

@@ -1,4 +1,4 @@
-"""pyrun's command line: runc's commands and flags, over ``pyrun.container``.
+"""pyrun's command line: runc's commands and flags, over ``pyrun.create`` and ``pyrun.lifecycle``.
 
 Each command imports what it needs inside its body: ``pyrun state`` should
 not pay for the modules that build a container. Every error is a
@@ -98,7 +98,7 @@ def _create_options(f):
 
 def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
              rootfs_mode, init, network, publish, layers_root=None, pidfd_socket=None, keep=False):
-    from pyrun.container import Options
+    from pyrun.planning import Options
 
     if preserve_fds < 0:
         raise PyrunError("--preserve-fds must not be negative")
@@ -117,9 +117,9 @@ def _options(obj, pid_file, no_pivot, no_new_keyring, preserve_fds, console_sock
 @click.pass_obj
 def create(obj, container_id, bundle, **kw):
     """Create a container; its process waits for `pyrun start`."""
-    from pyrun import container
+    from pyrun.create import create as create_container
 
-    container.create(obj.root, container_id, bundle, _options(obj, **kw))
+    create_container(obj.root, container_id, bundle, _options(obj, **kw))
 
 
 @cli.command()
@@ -127,9 +127,9 @@ def create(obj, container_id, bundle, **kw):
 @click.pass_obj
 def start(obj, container_id):
     """Start the process of a created container."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    container.start(obj.root, container_id)
+    lifecycle.start(obj.root, container_id)
 
 
 @cli.command()
@@ -140,9 +140,9 @@ def start(obj, container_id):
 @click.pass_obj
 def run(obj, container_id, bundle, detach, **kw):
     """Create and start a container; in the foreground, exit with its status."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    code = container.run(obj.root, container_id, bundle, _options(obj, **kw), detach=detach)
+    code = lifecycle.run(obj.root, container_id, bundle, _options(obj, **kw), detach=detach)
     sys.exit(code)
 
 
@@ -185,9 +185,9 @@ def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additiona
 @click.pass_obj
 def state(obj, container_id):
     """Print the OCI state of a container as JSON."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    click.echo(json.dumps(container.state(obj.root, container_id), indent=2))
+    click.echo(json.dumps(lifecycle.state(obj.root, container_id), indent=2))
 
 
 @cli.command()
@@ -197,9 +197,9 @@ def state(obj, container_id):
 @click.pass_obj
 def kill(obj, container_id, signal, all_processes):
     """Send a signal (name or number, default SIGTERM) to the container."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    container.kill(obj.root, container_id, container.parse_signal(signal), all_processes)
+    lifecycle.kill(obj.root, container_id, lifecycle.parse_signal(signal), all_processes)
 
 
 @cli.command()
@@ -208,9 +208,9 @@ def kill(obj, container_id, signal, all_processes):
 @click.pass_obj
 def delete(obj, container_id, force):
     """Delete a container and everything pyrun made for it."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    container.delete(obj.root, container_id, force)
+    lifecycle.delete(obj.root, container_id, force)
 
 
 @cli.command()
@@ -218,9 +218,9 @@ def delete(obj, container_id, force):
 @click.pass_obj
 def pause(obj, container_id):
     """Freeze every process of the container (cgroup.freeze)."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    container.pause(obj.root, container_id, True)
+    lifecycle.pause(obj.root, container_id, True)
 
 
 @cli.command()
@@ -228,9 +228,9 @@ def pause(obj, container_id):
 @click.pass_obj
 def resume(obj, container_id):
     """Thaw a paused container."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    container.pause(obj.root, container_id, False)
+    lifecycle.pause(obj.root, container_id, False)
 
 
 @cli.command()
@@ -256,7 +256,7 @@ def update(obj, container_id, resources_file, memory, memory_swap, memory_reserv
            kernel_memory_tcp, cpu_quota, cpu_period, cpu_share, cpu_rt_period, cpu_rt_runtime,
            cpuset_cpus, cpuset_mems, pids_limit, blkio_weight):
     """Change the cgroup limits of a running container."""
-    from pyrun import container
+    from pyrun import lifecycle
     from pyrun.cgroups import update_resources
 
     values = {"--memory": memory, "--memory-swap": memory_swap, "--memory-reservation": memory_reservation,
@@ -266,7 +266,7 @@ def update(obj, container_id, resources_file, memory, memory_swap, memory_reserv
               "--cpuset-cpus": cpuset_cpus, "--cpuset-mems": cpuset_mems,
               "--pids-limit": pids_limit, "--blkio-weight": blkio_weight}
     resources = update_resources(resources_file, values)
-    container.update(obj.root, container_id, resources)
+    lifecycle.update(obj.root, container_id, resources)
 
 
 @cli.command()
@@ -278,10 +278,10 @@ def events(obj, container_id, once, interval):
     """Print statistics and OOM events as JSON lines, as runc does."""
     import time
 
-    from pyrun import cgroups, container
+    from pyrun import cgroups, lifecycle
 
     period = _duration(interval)
-    cg = container.live_cgroup(obj.root, container_id, "events")
+    cg = lifecycle.live_cgroup(obj.root, container_id, "events")
     ooms = cgroups.oom_kills(cg)
     notify = None if once else cg.oom_fd()  # cgroup v1: an eventfd the kernel signals at each OOM
     while True:
@@ -290,7 +290,7 @@ def events(obj, container_id, once, interval):
             return
         deadline = time.monotonic() + period
         while notify is not None and time.monotonic() < deadline:
-            gone = not cg.exists() or container.state(obj.root, container_id)["status"] == "stopped"
+            gone = not cg.exists() or lifecycle.state(obj.root, container_id)["status"] == "stopped"
             if _ready(notify, 0 if gone else min(0.1, period)):
                 os.read(notify, 8)
                 if cg.exists():  # the kernel signals it at rmdir too: not an OOM then (as runc)
@@ -298,7 +298,7 @@ def events(obj, container_id, once, interval):
             if gone:
                 return
         while notify is None and time.monotonic() < deadline:
-            if not cg.exists() or container.state(obj.root, container_id)["status"] == "stopped":
+            if not cg.exists() or lifecycle.state(obj.root, container_id)["status"] == "stopped":
                 now = cgroups.oom_kills(cg)
                 if now > ooms:
                     click.echo(json.dumps({"type": "oom", "id": container_id}))
@@ -331,9 +331,9 @@ def _duration(text: str) -> float:
 @click.pass_obj
 def ps(obj, container_id, fmt):
     """Host pids of the container's processes."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    pids = container.processes(obj.root, container_id)
+    pids = lifecycle.processes(obj.root, container_id)
     if fmt == "json":
         click.echo(json.dumps(pids))
         return
@@ -353,9 +353,9 @@ def ps(obj, container_id, fmt):
 @click.pass_obj
 def list_cmd(obj, fmt, quiet):
     """List the containers under --root."""
-    from pyrun import container
+    from pyrun import lifecycle
 
-    states = container.list_states(obj.root)
+    states = lifecycle.list_states(obj.root)
     if quiet:
         for s in states:
             click.echo(s["id"])

@@ -194,7 +194,7 @@ def _to_rootless(spec: dict, uid: int, gid: int) -> None:
 
 
 # What ``pyrun spec`` opts into: a per-container overlay over root.path (the
-# bundle is never written) and pyrun's init as PID 1 (container.make_plan).
+# bundle is never written) and pyrun's init as PID 1 (planning.make_plan).
 PYRUN_EXTRAS = {"org.pyrun.rootfs": "overlay", "org.pyrun.init": "true"}
 
 

@@ -146,8 +146,9 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
     or 255 with "exec failed: ..." logged when it could not be started
     (runc's convention: a caller tells a failed exec from a process that
     exited 1)."""
-    from pyrun import container
+    from pyrun.lifecycle import saved_spec
     from pyrun.spec import load_process
+    from pyrun.state import load
 
     try:
         if preserve_fds < 0:
@@ -157,8 +158,8 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
                 raise PyrunError("give either --process or a command, not both")
             proc = load_process(process_file)
         else:
-            sd, rec = container.load(root, container_id)
-            base = container.saved_spec(sd, rec).process
+            sd, rec = load(root, container_id)
+            base = saved_spec(sd, rec).process
             proc = process_from_flags(base, command, env, cwd, user, additional_gids, caps, tty, no_new_privs)
         if process_label or apparmor:
             proc = replace(proc, selinux_label=process_label or proc.selinux_label,
@@ -179,20 +180,20 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     has been executed with ``detach``."""
     import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
-    from pyrun import container
-    from pyrun.builder import Plan
     from pyrun.channel import Channel
-    from pyrun.state import STATUS_CREATED, STATUS_RUNNING
+    from pyrun.lifecycle import pidfd as open_pidfd, saved_spec
+    from pyrun.planning import Plan, check_lsm, compile_seccomp
+    from pyrun.state import STATUS_CREATED, STATUS_RUNNING, load
 
     opts = opts or ExecOptions()
-    sd, rec = container.load(root, container_id)
+    sd, rec = load(root, container_id)
     status = sd.status(rec)
     if status not in (STATUS_CREATED, STATUS_RUNNING):
         raise InvalidState(f"cannot exec in a {status} container")
-    spec = container.saved_spec(sd, rec)
+    spec = saved_spec(sd, rec)
     if proc.terminal and opts.detach and not opts.console_socket:
         raise PyrunError("--tty with --detach needs --console-socket to hand the pty to")
-    container.check_lsm(proc)
+    check_lsm(proc)
     cgroup = rec.cgroup
     if opts.cgroup is not None:
         from pyrun.cgroups import directory_of
@@ -202,12 +203,12 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
                 preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring)
     if spec.linux.seccomp is not None:
-        plan.seccomp = container.compile_seccomp(spec.linux.seccomp)
+        plan.seccomp = compile_seccomp(spec.linux.seccomp)
     if opts.pidfd_socket:
         from pyrun.pidfd_socket import connect
 
         opts.pidfd_conn = connect(opts.pidfd_socket)
-    pidfd = container.pidfd(rec)
+    pidfd = open_pidfd(rec)
     if pidfd is None:
         raise InvalidState("cannot exec in a stopped container")
     try:
@@ -266,11 +267,11 @@ def _join_cgroup(ch, helper: int, cgroup: str) -> None:
     """Move the helper into the container's cgroup (cgroup.procs) while it
     imports and setns(2)s; it waits for "cgroup-done" before it forks the
     process, which so starts inside."""
-    from pyrun import container
     from pyrun.cgroups import open_cgroup
+    from pyrun.create import move_child
 
     try:
-        container.move_child(open_cgroup(cgroup), ch, helper)
+        move_child(open_cgroup(cgroup), ch, helper)
     except PyrunError:
         os.waitpid(helper, 0)
         raise
@@ -278,8 +279,9 @@ def _join_cgroup(ch, helper: int, cgroup: str) -> None:
 
 
 def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
-    from pyrun import container
+    from pyrun.create import fail_from, send_to_listener, take_console, write_pid_file
     from pyrun.errors import ContainerFailed
+    from pyrun.lifecycle import wait_forwarding
 
     pid = 0
     conn = opts.pidfd_conn
@@ -291,16 +293,16 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise ContainerFailed(f"exec: the helper process died ({how})")
         if msg["kind"] != "pid":
-            container.fail_from(msg, f"exec: sync: expected 'pid', got {msg['kind']!r}")
+            fail_from(msg, f"exec: sync: expected 'pid', got {msg['kind']!r}")
         pid = msg["pid"]
         while (msg := ch.recv()) is not None:   # end-of-file: execve(2) happened
             if msg["kind"] == "console":
                 # a consoleSize is set on the pty already: nothing to wait for
                 wait = 0.0 if plan.spec.process.console_size else CONSOLE_TAKEN_WAIT
-                container.take_console(msg["fd"], opts, wait_taken=wait)
+                take_console(msg["fd"], opts, wait_taken=wait)
                 ch.send("console-done")
             elif msg["kind"] == "seccomp-listener":
-                container.send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
+                send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
             elif msg["kind"] == "error":
                 raise ContainerFailed(msg["message"])
         if conn is not None:
@@ -316,10 +318,10 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
                 pass
         raise
     if opts.pid_file:
-        container.write_pid_file(opts.pid_file, pid)
+        write_pid_file(opts.pid_file, pid)
     if opts.detach:
         return 0
-    return container.wait_forwarding(pid, master=opts.console_master)
+    return wait_forwarding(pid, master=opts.console_master)
 
 
 # ------------------------------------------------------------ container side

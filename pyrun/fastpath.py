@@ -170,41 +170,53 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
     cid = pos[0]
     if command == "exec":
         return _exec(root, cid, pos[1:], opts, preserve)
-    if command == "state":  # through pyrun.state, not pyrun.container: engines call it all the time
+    if command == "state":  # through pyrun.state, not pyrun.lifecycle: engines call it all the time
         from pyrun import jsonio
         from pyrun.state import read_state
 
         sys.stdout.write(jsonio.dumps(read_state(root, cid), indent=2) + "\n")
         return 0
-    from pyrun import container
+    if command in ("create", "run"):
+        return _create(root, command, cid, opts, preserve, ignore_limits, systemd)
+    from pyrun import lifecycle
 
     if command == "start":
-        container.start(root, cid)
+        lifecycle.start(root, cid)
     elif command == "kill":
-        sig = container.parse_signal(pos[1] if len(pos) > 1 else "SIGTERM")
-        container.kill(root, cid, sig, bool(opts.get("--all")))
-    elif command == "delete":
-        container.delete(root, cid, bool(opts.get("--force")))
+        sig = lifecycle.parse_signal(pos[1] if len(pos) > 1 else "SIGTERM")
+        lifecycle.kill(root, cid, sig, bool(opts.get("--all")))
     else:
-        socket = opts.get("--console-socket")
-        publish = opts.get("--publish")
-        options = container.Options(
-            pid_file=opts.get("--pid-file"), no_pivot=bool(opts.get("--no-pivot")),
-            no_new_keyring=bool(opts.get("--no-new-keyring")), preserve_fds=preserve,
-            console_socket=os.path.abspath(socket) if socket else None, ignore_cgroup_limits=ignore_limits,
-            systemd_cgroup=systemd, rootfs_mode=opts.get("--rootfs-mode"), network=opts.get("--network"),
-            init=True if "--init" in opts else False if "--no-init" in opts else None,
-            publish=",".join(publish) if publish else None,
-            pidfd_socket=os.path.abspath(opts["--pidfd-socket"]) if opts.get("--pidfd-socket") else None,
-            keep=bool(opts.get("--keep")))
-        bundle = opts.get("--bundle") or "."
-        layers = opts.get("--layers-root")
-        options.layers_root = os.path.abspath(layers) if layers else None
-        if command == "create":
-            container.create(root, cid, bundle, options)
-        else:
-            return container.run(root, cid, bundle, options, detach=bool(opts.get("--detach")))
+        lifecycle.delete(root, cid, bool(opts.get("--force")))
     return 0
+
+
+def _create(root: str, command: str, cid: str, opts: dict, preserve: int, ignore_limits: bool,
+            systemd: bool) -> int:
+    """``create`` and ``run``: ``create`` imports neither click nor pyrun.lifecycle."""
+    from pyrun.planning import Options
+
+    socket = opts.get("--console-socket")
+    publish = opts.get("--publish")
+    options = Options(
+        pid_file=opts.get("--pid-file"), no_pivot=bool(opts.get("--no-pivot")),
+        no_new_keyring=bool(opts.get("--no-new-keyring")), preserve_fds=preserve,
+        console_socket=os.path.abspath(socket) if socket else None, ignore_cgroup_limits=ignore_limits,
+        systemd_cgroup=systemd, rootfs_mode=opts.get("--rootfs-mode"), network=opts.get("--network"),
+        init=True if "--init" in opts else False if "--no-init" in opts else None,
+        publish=",".join(publish) if publish else None,
+        pidfd_socket=os.path.abspath(opts["--pidfd-socket"]) if opts.get("--pidfd-socket") else None,
+        keep=bool(opts.get("--keep")))
+    bundle = opts.get("--bundle") or "."
+    layers = opts.get("--layers-root")
+    options.layers_root = os.path.abspath(layers) if layers else None
+    if command == "create":
+        from pyrun.create import create
+
+        create(root, cid, bundle, options)
+        return 0
+    from pyrun.lifecycle import run
+
+    return run(root, cid, bundle, options, detach=bool(opts.get("--detach")))
 
 
 def _exec(root: str, cid: str, command: list[str], opts: dict, preserve: int) -> int:
@@ -297,9 +309,9 @@ def _task(root: str, command: str, opts: dict, pos: list[str]) -> int:
 
 
 def _ps(root: str, opts: dict, cid: str) -> None:
-    from pyrun import container, jsonio
+    from pyrun import jsonio, lifecycle
 
-    pids = container.processes(root, cid)
+    pids = lifecycle.processes(root, cid)
     if opts.get("--format") == "json":
         _echo(jsonio.dumps(pids, compact=False))
         return
@@ -314,9 +326,9 @@ def _ps(root: str, opts: dict, cid: str) -> None:
 
 
 def _pause(root: str, opts: dict, cid: str, on: bool = True) -> None:
-    from pyrun import container
+    from pyrun import lifecycle
 
-    container.pause(root, cid, on)
+    lifecycle.pause(root, cid, on)
 
 
 def _resume(root: str, opts: dict, cid: str) -> None:
@@ -324,9 +336,9 @@ def _resume(root: str, opts: dict, cid: str) -> None:
 
 
 def _list(root: str, opts: dict) -> None:
-    from pyrun import container, jsonio
+    from pyrun import jsonio, lifecycle
 
-    states = container.list_states(root)
+    states = lifecycle.list_states(root)
     if opts.get("--quiet"):
         for s in states:
             _echo(s["id"])
@@ -342,21 +354,21 @@ def _list(root: str, opts: dict) -> None:
 
 def _events(root: str, opts: dict, cid: str) -> None:
     """``events --stats``: one stats line (the streaming form is click's)."""
-    from pyrun import cgroups, container, jsonio
+    from pyrun import cgroups, jsonio, lifecycle
 
     _duration(opts.get("--interval", "5s"))
-    cg = container.live_cgroup(root, cid, "events")
+    cg = lifecycle.live_cgroup(root, cid, "events")
     cgroups.oom_kills(cg)
     _echo(jsonio.dumps({"type": "stats", "id": cid, "data": cgroups.stats(cg)}, compact=False))
 
 
 def _update(root: str, opts: dict, cid: str) -> None:
-    from pyrun import container
+    from pyrun import lifecycle
     from pyrun.cgroups import UPDATE_FLAGS, update_resources
 
     values = {flag: (int(opts[flag]) if flag in _INT_OPTIONS else opts[flag])
               for flag, _, _ in UPDATE_FLAGS if opts.get(flag) is not None}
-    container.update(root, cid, update_resources(opts.get("--resources"), values))
+    lifecycle.update(root, cid, update_resources(opts.get("--resources"), values))
 
 
 def _features(root: str, opts: dict) -> None:

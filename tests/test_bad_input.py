@@ -202,12 +202,12 @@ def test_stale_half_created_container_is_reclaimed(rt):
 
 
 def test_a_child_that_failed_first_is_the_error_reported():
-    """container.child_error_first: when the host's step fails because the
+    """create.child_error_first: when the host's step fails because the
     child it forked was already gone, the child's own message wins; a child
     that said nothing is killed and the host's error stands. Real processes,
     the real channel."""
-    from pyrun import container
     from pyrun.channel import Channel
+    from pyrun.create import child_error_first
     from pyrun.errors import ContainerFailed, PyrunError
 
     for says in ("error", None):
@@ -225,7 +225,7 @@ def test_a_child_that_failed_first_is_the_error_reported():
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         try:
             with pytest.raises(PyrunError) as e:
-                container.child_error_first(host, pid, PyrunError("cgroup: add pid: No such process"))
+                child_error_first(host, pid, PyrunError("cgroup: add pid: No such process"))
             if says:
                 assert isinstance(e.value, ContainerFailed) and "setns" in str(e.value)
             else:

@@ -85,7 +85,8 @@ def test_the_create_path_does_not_import_what_it_avoids():
     avoided = ("dataclasses", "inspect", "ast", "json", "re", "enum", "socket", "signal", "contextlib",
                "shutil", "collections", "subprocess", "threading", "typing", "prctl", "traceback")
     code = ("import sys\n"
-            "import pyrun.fastpath, pyrun.container, pyrun.spec, pyrun.builder, pyrun.network, pyrun.state\n"
+            "import pyrun.fastpath, pyrun.planning, pyrun.create, pyrun.lifecycle, pyrun.spec, pyrun.builder\n"
+            "import pyrun.network, pyrun.state\n"
             "import pyrun.cgroups, pyrun.channel, pyrun.capabilities, pyrun.mounts, pyrun.devices\n"
             "import pyrun.pid1, pyrun.process, pyrun.masking, pyrun.idmap, pyrun.rootfs, pyrun.enter\n"
             f"print(sorted(m for m in {avoided!r} if m in sys.modules))")
