@@ -32,7 +32,7 @@ import os
 import sys
 
 from pyrun import namespaces, syscalls as sc
-from pyrun.channel import Channel
+from pyrun.channel import Channel, Msg
 from pyrun.errors import PyrunError
 from pyrun.log import log
 from pyrun.planning import Plan
@@ -50,7 +50,7 @@ def _report(ch: Channel, exc: BaseException) -> None:
 
             msg += "\n" + traceback.format_exc()
     try:
-        ch.send("error", message=msg)
+        ch.send(Msg.ERROR, message=msg)
     except OSError:
         os.write(2, f"pyrun: {msg}\n".encode())
 
@@ -69,13 +69,13 @@ def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> Non
         _import_before_pivot_root(plan)
         _enter_namespaces(plan, to_host)
         if plan.cgroup_sync and "cgroup" not in plan.new_ns:
-            to_host.expect("cgroup-done")
+            to_host.expect(Msg.CGROUP_DONE)
         pid = os.fork()
         if pid == 0:
             to_host.close()
             stage2(plan, init_ch)  # never returns
         init_ch.close()
-        to_host.send("pid", pid=pid)
+        to_host.send(Msg.PID, pid=pid)
         # Stay alive (and so keep stage 2's pdeathsig meaningful) until the
         # host has recorded the container and tells us to go.
         to_host.recv()
@@ -90,8 +90,8 @@ def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
         with log.step("unshare(CLONE_NEWUSER)"):
             namespaces.unshare_user()
         # Only the parent namespace can write our maps; ask the host side.
-        to_host.send("idmap")
-        to_host.expect("idmap-done")
+        to_host.send(Msg.IDMAP)
+        to_host.expect(Msg.IDMAP_DONE)
     elif plan.user_ns:
         with log.step("setns(user)"):
             namespaces.setns_path("user", plan.user_ns)
@@ -107,7 +107,7 @@ def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
         with log.step(f"setns({ns_type})"):
             namespaces.setns_path(ns_type, path)
     if plan.cgroup_sync and "cgroup" in plan.new_ns:
-        to_host.expect("cgroup-done")
+        to_host.expect(Msg.CGROUP_DONE)
     with log.step(f"unshare({','.join(plan.new_ns) or '-'})"):
         namespaces.unshare_rest(plan.new_ns)
     if plan.spec.linux.time_offsets:
@@ -147,7 +147,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
             _join_session_keyring(os.path.basename(plan.state_path))
         # The host made exec.fifo and the overlay's dirs, and (with an init)
         # the sealed memfd we will execveat(2) (pid1.sealed_init_memfd).
-        init_fd = ch.expect("prepared").get("fd")
+        init_fd = ch.expect(Msg.PREPARED).get("fd")
         _build_rootfs(plan, ch)
         _configure(plan, ch)
         path = _prepare_process(plan, ch)
@@ -157,10 +157,10 @@ def stage2(plan: Plan, ch: Channel) -> None:
             # exec.fifo wait (runc does the same); no_new_privs goes first.
             _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
             _load_seccomp(plan, ch)
-        ch.send("ready")
-        plan.host_pid = ch.expect("ack").get("pid", 0)
+        ch.send(Msg.READY)
+        plan.host_pid = ch.expect(Msg.ACK).get("pid", 0)
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, 0)  # from here the container outlives pyrun
-        ch.send("detached")
+        ch.send(Msg.DETACHED)
         ch.close()
     except BaseException as e:  # noqa: BLE001
         _report(ch, e)
@@ -226,8 +226,8 @@ def _create_hooks(plan: Plan, ch: Channel) -> None:
         return
     from pyrun import hooks
 
-    ch.send("hooks")
-    plan.host_pid = ch.expect("hooks-done")["pid"]
+    ch.send(Msg.HOOKS)
+    plan.host_pid = ch.expect(Msg.HOOKS_DONE)["pid"]
     with log.step("hooks.createContainer"):
         hooks.run_all(h.create_container, hook_state(plan, "creating"), "createContainer",
                       plan.spec.process.env)  # runc runs it in its init, whose env is the process's
@@ -358,7 +358,7 @@ def open_terminal(proc, ch: Channel, console: bool = False) -> None:
     master, slave = terminal.open_pty(proc.console_size)
     if console:
         terminal.bind_console(slave)
-    ch.send_fd("console", master)
+    ch.send_fd(Msg.CONSOLE, master)
     os.close(master)
     terminal.become_controlling(slave)
 
@@ -371,7 +371,7 @@ def _load_seccomp(plan: Plan, ch: Channel) -> None:
         fd = plan.seccomp.load()
     plan.seccomp_loaded = True
     if fd is not None:
-        ch.send_fd("seccomp-listener", fd)
+        ch.send_fd(Msg.SECCOMP_LISTENER, fd)
         os.close(fd)
 
 

@@ -3,7 +3,8 @@
 A ``socketpair(AF_UNIX, SOCK_SEQPACKET)``: every message is one JSON object
 and arrives whole, and a closed peer reads as EOF (``None``). This is how
 the container's processes ask the host side to write their id maps, report
-their pid, and report success or the error that stopped them.
+their pid, and report success or the error that stopped them; :class:`Msg`
+names every message, in the order they are exchanged.
 
 It uses the C module ``_socket`` (what ``socket.py`` wraps) and
 :mod:`pyrun.jsonio`: ``import socket`` costs about 4 ms (enum, selectors)
@@ -19,6 +20,32 @@ import struct
 from pyrun import jsonio
 
 _FD = struct.Struct("i")
+
+
+class Msg:
+    """The protocol: every message's ``kind``, in the order ``create``
+    exchanges them (youki's InitPhase). The host is ``pyrun create``
+    (:mod:`pyrun.create`) or ``pyrun exec`` (:mod:`pyrun.enter`); stage 1
+    and PID 1 are :mod:`pyrun.builder`'s; exec's helper and the process it
+    forks are enter's. Plain str constants: the enum module would cost
+    every start its import."""
+
+    IDMAP = "idmap"              # stage 1 -> host: unshared CLONE_NEWUSER; write its id maps (only we may)
+    IDMAP_DONE = "idmap-done"    # host -> stage 1: maps written, so setresuid(0) works
+    CGROUP_DONE = "cgroup-done"  # host -> stage 1 (exec: helper): moved into the cgroup; what it forks is inside
+    PREPARED = "prepared"        # host -> PID 1: exec.fifo, overlay dirs made (the init's memfd attached): mount
+    PID = "pid"                  # stage 1 (exec: helper) -> host: the pid of the child it forked, to record
+    HOOKS = "hooks"              # PID 1 -> host: mounted, not yet pivoted: run prestart and createRuntime now
+    HOOKS_DONE = "hooks-done"    # host -> PID 1: they ran; with PID 1's host pid, for createContainer's state
+    CONSOLE = "console"          # PID 1 (exec: process) -> host: the pty master, for --console-socket or relay
+    CONSOLE_DONE = "console-done"  # host -> exec's process: the master is at --console-socket: go on
+    SECCOMP_LISTENER = "seccomp-listener"  # PID 1 (exec: process) -> host: the NOTIFY fd, for listenerPath
+    READY = "ready"              # PID 1 -> host: built: record it; it now waits on exec.fifo
+    ACK = "ack"                  # host -> PID 1: recorded (with its host pid, for hooks): drop PR_SET_PDEATHSIG
+    DETACHED = "detached"        # PID 1 -> host: pdeathsig dropped: the container now outlives pyrun
+    EXIT = "exit"                # host -> stage 1: all recorded; exit (PID 1 needs it no more)
+    DONE = "done"                # idmap.run_as_mapped_root's child -> its parent: the function ran
+    ERROR = "error"              # any child -> its parent, at any step: what stopped it ("message"); it exits
 
 
 class Channel:
@@ -82,7 +109,7 @@ class Channel:
         msg = self.recv()
         if msg is None:
             raise ContainerFailed(f"container setup process exited while waiting for {kind!r}")
-        if msg["kind"] == "error":
+        if msg["kind"] == Msg.ERROR:
             raise ContainerFailed(msg["message"])
         if msg["kind"] != kind:
             raise ContainerFailed(f"sync: expected {kind!r}, got {msg['kind']!r}")

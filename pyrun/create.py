@@ -11,8 +11,8 @@ pyrun is a library first; with :mod:`pyrun.lifecycle` for the rest::
 The host forks once: stage 1, which forks the container's PID 1 (stage 2;
 ``pyrun.builder`` lists their steps). What the host does meanwhile, in
 order -- each step named after the system call it makes, ``--debug`` prints
-them with their timings, and the channel messages (``pyrun.channel``) are
-in quotes:
+them with their timings, and the channel's messages are in quotes
+(``pyrun.channel.Msg`` names them, in this order):
 
     read(config.json) → planning.make_plan: every check, nothing made yet
     → connect(--pidfd-socket)
@@ -55,6 +55,7 @@ import os
 import stat
 
 from pyrun import OCI_VERSION
+from pyrun.channel import Channel, Msg
 from pyrun.errors import ConfigError, ContainerExists, ContainerNotFound, PyrunError
 from pyrun.log import log
 from pyrun.planning import (ANNOTATION_CGROUPS, ANNOTATION_LAYERS, Options, layer_dir, layers_root, make_plan,
@@ -211,7 +212,6 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     under the state dir's lock."""
     from pyrun import builder, idmap
     from pyrun import syscalls as sc
-    from pyrun.channel import Channel
 
     # What the container's processes inherit is decided before fork(2): the
     # cgroup (plan.cgroup_sync, plan.cgroup_path), the network's extra
@@ -276,17 +276,17 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         msg = None
         if plan.user_ns == "new":
             msg = to_stage1.recv()
-            if msg and msg["kind"] == "idmap":
+            if msg and msg["kind"] == Msg.IDMAP:
                 with log.step("write uid_map/gid_map"):
                     idmap.write_id_maps(pid, rec.uid_mappings, rec.gid_mappings)
-                to_stage1.send("idmap-done")
+                to_stage1.send(Msg.IDMAP_DONE)
                 msg = None
         if plan.cgroup_sync and msg is None:
-            to_stage1.send_if_open("cgroup-done")
+            to_stage1.send_if_open(Msg.CGROUP_DONE)
             _prepare_for_init(sd, spec, plan, to_init)
         if msg is None:
             msg = to_stage1.recv()
-        if msg is None or msg["kind"] != "pid":
+        if msg is None or msg["kind"] != Msg.PID:
             fail_from(msg, "container setup failed before PID 1 was started")
         init_pid = msg["pid"]
         pids.insert(0, init_pid)
@@ -299,16 +299,16 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         if spec.linux.net_devices:
             _attach_net_devices(sd, spec, pid, undo)
         msg = to_init.recv()
-        while msg and msg["kind"] in ("seccomp-listener", "console", "hooks"):
-            if msg["kind"] == "seccomp-listener":
+        while msg and msg["kind"] in (Msg.SECCOMP_LISTENER, Msg.CONSOLE, Msg.HOOKS):
+            if msg["kind"] == Msg.SECCOMP_LISTENER:
                 send_to_listener(plan.seccomp, msg["fd"], rec)
-            elif msg["kind"] == "hooks":
+            elif msg["kind"] == Msg.HOOKS:
                 _create_runtime_hooks(spec, rec)
-                to_init.send("hooks-done", pid=init_pid)
+                to_init.send(Msg.HOOKS_DONE, pid=init_pid)
             else:
                 take_console(msg["fd"], opts)
             msg = to_init.recv()
-        if msg is None or msg["kind"] != "ready":
+        if msg is None or msg["kind"] != Msg.READY:
             fail_from(msg, "container setup failed before it was ready")
         with log.step("write(state.json, pid)"):
             sd.write(rec)
@@ -319,10 +319,10 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
 
             send_pidfd(opts.pidfd_conn, init_pid, "standard")
         with log.step("ack"):  # from here the container outlives us (PR_SET_PDEATHSIG 0)
-            to_init.send("ack", pid=init_pid)
-            to_init.expect("detached")
+            to_init.send(Msg.ACK, pid=init_pid)
+            to_init.expect(Msg.DETACHED)
         with log.step("waitpid(stage 1)"):
-            to_stage1.send("exit")
+            to_stage1.send(Msg.EXIT)
             os.waitpid(pid, 0)
         pids.remove(pid)
         return rec
@@ -407,7 +407,7 @@ def child_error_first(ch, pid: int, error: PyrunError) -> None:
     except ProcessLookupError:
         pass
     msg = ch.recv()  # what it sent before it died, or end-of-file
-    if msg and msg.get("kind") == "error":
+    if msg and msg.get("kind") == Msg.ERROR:
         fail_from(msg, "")
     raise error
 
@@ -425,7 +425,7 @@ def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
         with log.step("memfd_create(init)"):
             fd = pid1.sealed_init_memfd()
     try:
-        to_init.send_if_open("prepared", fd)  # stage 1 may have failed before it forked PID 1
+        to_init.send_if_open(Msg.PREPARED, fd)  # stage 1 may have failed before it forked PID 1
     finally:
         if fd is not None:
             os.close(fd)
@@ -594,7 +594,7 @@ def write_pid_file(path: str, pid: int) -> None:
 def fail_from(msg: dict | None, default: str) -> None:
     from pyrun.errors import ContainerFailed
 
-    if msg and msg.get("kind") == "error":
+    if msg and msg.get("kind") == Msg.ERROR:
         raise ContainerFailed(msg["message"])
     raise ContainerFailed(default)
 

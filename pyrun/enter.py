@@ -33,6 +33,7 @@ from __future__ import annotations
 import _signal as signal  # signal.py's C core; signal.py adds IntEnums (enum: ~2.5 ms a start)
 import os
 
+from pyrun.channel import Channel, Msg
 from pyrun.errors import ConfigError, InvalidState, PyrunError
 from pyrun.log import log
 from pyrun.record import record, replace
@@ -180,7 +181,6 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     has been executed with ``detach``."""
     import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
 
-    from pyrun.channel import Channel
     from pyrun.lifecycle import pidfd as open_pidfd, saved_spec
     from pyrun.planning import Plan, check_lsm, compile_seccomp
     from pyrun.state import STATUS_CREATED, STATUS_RUNNING, load
@@ -236,7 +236,7 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         child.close()
     try:
         if _initial_affinity(proc, helper) and not cgroup:
-            host.send_if_open("cgroup-done")  # the helper waits for it before "final"
+            host.send_if_open(Msg.CGROUP_DONE)  # the helper waits for it before "final"
         if cgroup:
             _join_cgroup(host, helper, cgroup)
         return _supervise(host, helper, plan, rec, opts)
@@ -275,7 +275,7 @@ def _join_cgroup(ch, helper: int, cgroup: str) -> None:
     except PyrunError:
         os.waitpid(helper, 0)
         raise
-    ch.send_if_open("cgroup-done")  # the helper may have failed meanwhile: _supervise reads its error
+    ch.send_if_open(Msg.CGROUP_DONE)  # the helper may have failed meanwhile: _supervise reads its error
 
 
 def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
@@ -292,18 +292,18 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
             code = os.waitstatus_to_exitcode(status)
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise ContainerFailed(f"exec: the helper process died ({how})")
-        if msg["kind"] != "pid":
-            fail_from(msg, f"exec: sync: expected 'pid', got {msg['kind']!r}")
+        if msg["kind"] != Msg.PID:
+            fail_from(msg, f"exec: sync: expected {Msg.PID!r}, got {msg['kind']!r}")
         pid = msg["pid"]
         while (msg := ch.recv()) is not None:   # end-of-file: execve(2) happened
-            if msg["kind"] == "console":
+            if msg["kind"] == Msg.CONSOLE:
                 # a consoleSize is set on the pty already: nothing to wait for
                 wait = 0.0 if plan.spec.process.console_size else CONSOLE_TAKEN_WAIT
                 take_console(msg["fd"], opts, wait_taken=wait)
-                ch.send("console-done")
-            elif msg["kind"] == "seccomp-listener":
+                ch.send(Msg.CONSOLE_DONE)
+            elif msg["kind"] == Msg.SECCOMP_LISTENER:
                 send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
-            elif msg["kind"] == "error":
+            elif msg["kind"] == Msg.ERROR:
                 raise ContainerFailed(msg["message"])
         if conn is not None:
             from pyrun.pidfd_socket import send_pidfd
@@ -351,7 +351,7 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
         aff = plan.spec.process.exec_cpu_affinity
         if cgroup or (aff is not None and aff.initial is not None):
             # the host moved us meanwhile (_join_cgroup), after "initial"
-            ch.expect("cgroup-done")
+            ch.expect(Msg.CGROUP_DONE)
         if aff is not None:
             from pyrun.procattrs import set_affinity
 
@@ -371,7 +371,7 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
             os.close(go_r)
             _child(plan, ch, rootfd)  # never returns
         os.close(go_r)
-        ch.send("pid", pid=pid)
+        ch.send(Msg.PID, pid=pid)
         os.write(go_w, b"g")
         code = 0
     except BaseException as e:  # noqa: BLE001 - reported to the host side
@@ -394,7 +394,7 @@ def _child(plan, ch, rootfd: int) -> None:
             # consoleSize, taken by a receiver that reads it now: conmon
             # sets the window size once it has it; the process would
             # otherwise run, and read a 0x0 size, before).
-            ch.expect("console-done")
+            ch.expect(Msg.CONSOLE_DONE)
         if plan.new_keyring:
             builder._join_session_keyring(os.path.basename(plan.state_path))
         path = builder._prepare_process(plan, ch)

@@ -103,7 +103,7 @@ def run_as_mapped_root(uid_maps: list[Mapping], gid_maps: list[Mapping], fn, *ar
     """Call ``fn(*args)`` in a child that is root of a new user namespace with
     these maps (what ``podman unshare`` does), and wait for it."""
     from pyrun import namespaces
-    from pyrun.channel import Channel
+    from pyrun.channel import Channel, Msg
 
     host_end, child_end = Channel.pair()
     pid = os.fork()
@@ -112,25 +112,25 @@ def run_as_mapped_root(uid_maps: list[Mapping], gid_maps: list[Mapping], fn, *ar
         try:
             host_end.close()
             namespaces.unshare_user()
-            child_end.send("idmap")
-            child_end.expect("idmap-done")
+            child_end.send(Msg.IDMAP)
+            child_end.expect(Msg.IDMAP_DONE)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
             fn(*args)
-            child_end.send("done")
+            child_end.send(Msg.DONE)
             code = 0
         except BaseException as e:  # noqa: BLE001
             try:
-                child_end.send("error", message=str(e))
+                child_end.send(Msg.ERROR, message=str(e))
             except OSError:
                 pass
         os._exit(code)
     child_end.close()
     try:
-        host_end.expect("idmap")
+        host_end.expect(Msg.IDMAP)
         write_id_maps(pid, uid_maps, gid_maps)
-        host_end.send("idmap-done")
-        host_end.expect("done")
+        host_end.send(Msg.IDMAP_DONE)
+        host_end.expect(Msg.DONE)
     finally:
         host_end.close()
         os.waitpid(pid, 0)
