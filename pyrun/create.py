@@ -27,8 +27,9 @@ them with their timings, and the channel's messages are in quotes
     → socketpair(AF_UNIX, SOCK_SEQPACKET) twice → fork: stage 1
     → write cgroup.procs: stage 1 into the container's cgroup, while it
       imports and unshares on the other CPU
-    → "idmap" from stage 1 → write uid_map/gid_map → "idmap-done"
-    → "cgroup-done" → mkfifo(exec.fifo) + mkdir(overlay upper, work)
+    → "idmap" from stage 1, in a new user namespace → write
+      uid_map/gid_map (newuidmap for ranges) → "idmap-done"
+    → "cgroup-done" → mkfifo(exec.fifo) + mkdir(merged, overlay upper, work)
       → memfd_create(init) → "prepared", to PID 1 (without a cgroup of
       its own, these come at once after fork)
     → "pid": PID 1's pid, from stage 1
