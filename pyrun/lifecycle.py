@@ -14,6 +14,7 @@ from __future__ import annotations
 import _signal as signal  # signal.py's C core; signal.py adds IntEnums (enum: ~2.5 ms a start)
 import os
 import select
+import sys
 
 from pyrun.errors import ContainerNotFound, InvalidState, PyrunError, UsageError
 from pyrun.log import log
@@ -32,7 +33,11 @@ if TYPE_CHECKING:
 state = read_state
 
 
-def list_states(root: str) -> list[dict]:
+def list_states(root: str, warn=None) -> list[dict]:
+    """The state of every container under ``root``. One whose record cannot
+    be read is left out with a warning, ``load container ID: why``, on
+    stderr (or to ``warn``), as runc's list does: one torn record must not
+    hide the others."""
     from pyrun.state import list_ids
 
     out = []
@@ -41,6 +46,11 @@ def list_states(root: str) -> list[dict]:
             out.append(state(root, cid))
         except ContainerNotFound:
             continue  # deleted while we listed
+        except PyrunError as e:
+            if warn is None:
+                sys.stderr.write(f"load container {cid}: {e}\n")
+            else:
+                warn(cid, e)
     return out
 
 

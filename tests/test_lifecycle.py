@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 
@@ -96,6 +98,25 @@ def test_list(rt):
     assert [line.split()[2] for line in table[1:]] == ["created", "running"]
     states = json.loads(rt.ok("list", "--format", "json"))
     assert [(s["id"], s["status"]) for s in states] == [("one", "created"), ("two", "running")]
+
+
+def test_list_skips_a_corrupt_record_as_runc(rt, tmp_path):
+    """runc's list warns "load container ID: ..." on stderr for a record it
+    cannot read and lists the others (exit 0); pyrun failed the whole list."""
+    rt.ok("create", "-b", rt.bundle(["sleep", "30"]), "one")
+    os.mkdir(os.path.join(rt.root, "bad"))
+    with open(os.path.join(rt.root, "bad", "state.json"), "w") as f:
+        f.write("{garbage")
+    p = rt("list", "-q")
+    assert (p.returncode, p.stdout.split()) == (0, ["one"]), p.stderr
+    assert p.stderr.startswith("load container bad: ") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert [s["id"] for s in json.loads(rt.ok("list", "--format", "json"))] == ["one"]
+    runc = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
+    if runc and os.geteuid() == 0:
+        os.makedirs(tmp_path / "runc" / "bad")
+        (tmp_path / "runc" / "bad" / "state.json").write_text("{garbage")
+        r = subprocess.run([runc, "--root", str(tmp_path / "runc"), "list", "-q"], capture_output=True, text=True)
+        assert (r.returncode, r.stdout, r.stderr.startswith("load container bad: ")) == (0, "", True), r.stderr
 
 
 def test_a_recycled_pid_does_not_look_alive(rt):
