@@ -15,7 +15,7 @@ import sys
 import click
 
 from pyrun import OCI_VERSION, __version__
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 from pyrun.log import log
 
 
@@ -68,7 +68,7 @@ def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless, ignore
     try:
         log.configure(log_path, log_format, debug)
     except OSError as e:
-        raise PyrunError(f"--log {log_path}: {e.strerror}") from None
+        raise PyrunError(f"--log {log_path}: {errno_text(e)}") from None
     ctx.obj = Ctx(os.path.abspath(root) if root else None, ignore_cgroup_limits, systemd_cgroup)
 
 
@@ -384,7 +384,7 @@ def spec(rootless, bundle):
             json.dump(default_spec(rootless=rootless), f, indent="\t")
             f.write("\n")
     except OSError as e:
-        raise PyrunError(f"write {path}: {e.strerror}") from None
+        raise PyrunError(f"write {path}: {errno_text(e)}") from None
 
 
 @cli.command()

@@ -34,7 +34,7 @@ import _signal as signal  # signal.py's C core; signal.py adds IntEnums (enum: ~
 import os
 
 from pyrun.channel import Channel, Msg
-from pyrun.errors import ConfigError, InvalidState, PyrunError
+from pyrun.errors import ConfigError, InvalidState, PyrunError, errno_text
 from pyrun.log import log
 from pyrun.record import record, replace
 
@@ -129,7 +129,7 @@ def _namespace_flags(pid: int) -> int:
         try:
             theirs = os.readlink(f"/proc/{pid}/ns/{name}")
         except OSError as e:
-            raise PyrunError(f"exec: cannot read /proc/{pid}/ns/{name}: {e.strerror}") from None
+            raise PyrunError(f"exec: cannot read /proc/{pid}/ns/{name}: {errno_text(e)}") from None
         if theirs != ours:
             flags |= FLAGS[ns_type]
     return flags

@@ -47,6 +47,30 @@ class InvalidState(PyrunError):
     """The operation is not allowed in the container's current status."""
 
 
+def errno_text(e: OSError | int) -> str:
+    """An errno as every pyrun message words it: its words, then its name
+    (``Invalid argument (EINVAL)``), so that a user can look the name up in
+    the syscall's man page (ERRORS). An OSError raised without an errno
+    (``socket.timeout``, a message alone) keeps its own words."""
+    import errno
+    import os
+
+    err = e if isinstance(e, int) else e.errno
+    if not err:
+        return str(e)
+    return f"{os.strerror(err)} ({errno.errorcode.get(err, err)})"
+
+
+def errno_text_runc(e: OSError | int) -> str:
+    """An errno as runc words it (Go's ``syscall.Errno``: the lower-case
+    words, no name), for the messages engines read: podman turns "no such
+    file or directory" into exit status 127, "permission denied" into 126."""
+    import os
+
+    err = e if isinstance(e, int) else e.errno
+    return os.strerror(err).lower() if err else str(e)
+
+
 class SyscallError(PyrunError):
     """A system call failed: names the call, its argument and the errno.
 
@@ -54,13 +78,9 @@ class SyscallError(PyrunError):
     """
 
     def __init__(self, call: str, errno: int, detail: str = ""):
-        import errno as _errno
-        import os
-
         self.call = call
         self.errno = errno
-        name = _errno.errorcode.get(errno, str(errno))
-        msg = f"{call}: {os.strerror(errno)} ({name})"
+        msg = f"{call}: {errno_text(errno)}"
         if detail:
             msg += f": {detail}"
         super().__init__(msg)

@@ -35,7 +35,7 @@ import os
 import select
 
 from pyrun import jsonio
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 
 
 class HookFailed(PyrunError):
@@ -70,7 +70,7 @@ def run(hook, state: bytes, kind: str, index: int, default_env: list[str] | None
     except OSError as e:
         os.close(r)
         os.close(w)
-        raise HookFailed(f"{where}: {e.strerror}") from None
+        raise HookFailed(f"{where}: {errno_text(e)}") from None
     os.close(r)
     try:
         os.write(w, state)  # the state is small: it fits the pipe

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 
 Mapping = list[int]  # [container_id, host_id, size]
 
@@ -28,7 +28,7 @@ def _write(path: str, text: str) -> None:
         with open(path, "w") as f:
             f.write(text)
     except OSError as e:
-        raise PyrunError(f"write {path}: {e.strerror} (mapping {text.strip()!r})") from None
+        raise PyrunError(f"write {path}: {errno_text(e)} (mapping {text.strip()!r})") from None
 
 
 def is_privileged() -> bool:

@@ -19,6 +19,7 @@ of pyrun's descriptors.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -33,7 +34,7 @@ def _open(path: str) -> int | None:
     try:
         return sc.open_in_own_root(path, sc.O_PATH)
     except SyscallError as e:
-        if e.errno == 2:  # ENOENT
+        if e.errno == errno.ENOENT:
             return None
         raise PyrunError(f"linux.maskedPaths/readonlyPaths {path}: {e}") from None
 

@@ -24,6 +24,7 @@ refused by the kernel (EPERM), and so by pyrun, naming the mount.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrun import syscalls as sc
@@ -206,7 +207,7 @@ def nested_userns(m, where: str) -> int:
     try:
         host_pid = os.read(r, 32).decode()
         if not host_pid.isdigit():
-            raise SyscallError("unshare(CLONE_NEWUSER) for an idmapped tmpfs", 1)
+            raise SyscallError("unshare(CLONE_NEWUSER) for an idmapped tmpfs", errno.EPERM)
         for kind, text in zip(("uid", "gid"), maps):
             try:
                 with open(f"/proc/{host_pid}/{kind}_map", "w") as f:
@@ -225,11 +226,11 @@ def _idmap_tree(tree: int, userns_fd: int, recursive: bool, shown: str, where: s
     try:
         sc.mount_setattr(tree, "", flags, MOUNT_ATTR_IDMAP, 0, 0, userns_fd, shown=shown)
     except SyscallError as e:
-        if e.errno == 1:  # EPERM
+        if e.errno == errno.EPERM:
             raise ConfigError(where, f"{e}: the kernel idmaps a filesystem only for CAP_SYS_ADMIN in the "
                               "user namespace that owns it (a rootless container cannot idmap a bind of a "
                               "host filesystem)") from None
-        if e.errno == 22:  # EINVAL
+        if e.errno == errno.EINVAL:
             raise ConfigError(where, f"{e}: this filesystem (or kernel) does not support idmapped "
                               "mounts") from None
         raise
@@ -261,7 +262,7 @@ def userns_with_maps(uid_maps: list[list[int]], gid_maps: list[list[int]]) -> in
     os.close(r2)
     try:
         if os.read(r, 1) != b"u":
-            raise SyscallError("unshare(CLONE_NEWUSER) for an idmapped mount", 1)
+            raise SyscallError("unshare(CLONE_NEWUSER) for an idmapped mount", errno.EPERM)
         idmap.write_id_maps(pid, uid_maps, gid_maps)
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:

@@ -15,7 +15,7 @@ import stat
 
 from pyrun import mount_attrs
 from pyrun import syscalls as sc
-from pyrun.errors import ConfigError, SyscallError
+from pyrun.errors import ConfigError, SyscallError, errno_text
 from pyrun.log import log
 
 # name -> (flag, clears): "clears" options remove the flag instead of setting it.
@@ -159,7 +159,7 @@ def remount(target: str, flags: int, *, shown: str, bind: bool = True) -> None:
     try:
         sc.mount(None, target, None, want, None, shown=shown)
     except SyscallError as e:
-        if e.errno != 1:  # EPERM: retry with the locked flags kept
+        if e.errno != errno.EPERM:  # retry with the locked flags kept
             raise
         sc.mount(None, target, None, want | _locked_flags(target), None, shown=shown)
 
@@ -209,11 +209,11 @@ def open_source(source: str, where: str) -> int:
         return sc.openat2(-100, source, sc.O_PATH, sc.RESOLVE_NO_MAGICLINKS, shown=source)  # AT_FDCWD
     except SyscallError as e:
         if e.errno != errno.ELOOP:
-            raise ConfigError(f"{where}.source", f"{source}: {os.strerror(e.errno)}") from None
+            raise ConfigError(f"{where}.source", f"{source}: {errno_text(e.errno)}") from None
     try:
         fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
     except OSError as e:
-        raise ConfigError(f"{where}.source", f"{source}: {e.strerror}") from None
+        raise ConfigError(f"{where}.source", f"{source}: {errno_text(e)}") from None
     try:
         target = os.readlink(fd_path(fd))
     except OSError:
@@ -352,7 +352,7 @@ def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: st
         # what runc does and bind the host's tree instead, read-only — for
         # cgroup2, only the container's own cgroup when it has one.
         fallback = {"sysfs": "/sys", "cgroup2": cgroup_dir or "/sys/fs/cgroup"}.get(fstype or "")
-        if e.errno not in (1, 16) or fallback is None:  # EPERM, EBUSY
+        if e.errno not in (errno.EPERM, errno.EBUSY) or fallback is None:
             raise
         log.debug_msg(f"mount {fstype} at {shown}: {e}; binding {fallback} instead")
     sc.mount(fallback, target, None, sc.MS_BIND | sc.MS_REC, None, shown=shown)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from pyrun import syscalls as sc
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 
 FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -38,7 +38,7 @@ def open_ns(ns_type: str, path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise PyrunError(f"linux.namespaces: open {ns_type} namespace {path}: {e.strerror}") from None
+        raise PyrunError(f"linux.namespaces: open {ns_type} namespace {path}: {errno_text(e)}") from None
 
 
 def setns_path(ns_type: str, path: str) -> None:

@@ -140,7 +140,7 @@ def check_ports_free(ports: list[Port]) -> None:
     """A host port another program listens on fails ``create`` now, clearly."""
     import socket
 
-    from pyrun.errors import PyrunError
+    from pyrun.errors import PyrunError, errno_text
 
     for p in ports:
         kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
@@ -152,7 +152,7 @@ def check_ports_free(ports: list[Port]) -> None:
                 s.bind((p.host_ip or "0.0.0.0", p.host_port))
             except OSError as e:
                 raise PyrunError(f"publish {p}: host port {p.host_port}/{p.proto} is not free: "
-                                 f"{e.strerror}") from None
+                                 f"{errno_text(e)}") from None
 
 
 def hosts_text(entries: list[tuple[str, str]]) -> str:

@@ -18,7 +18,7 @@ import fcntl
 import os
 
 from pyrun import syscalls as sc
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 
 INIT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "pyrun-init")
 
@@ -32,7 +32,7 @@ def sealed_init_memfd() -> int:
     try:
         src = os.open(INIT_PATH, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise PyrunError(f"native init {INIT_PATH}: {e.strerror} (reinstall pyrun: pip install .)") from None
+        raise PyrunError(f"native init {INIT_PATH}: {errno_text(e)} (reinstall pyrun: pip install .)") from None
     fd = -1
     try:
         size = os.fstat(src).st_size
@@ -70,5 +70,5 @@ def exec_process(path: str, args: list[str], env: list[str], init_fd: int | None
         try:
             os.execve(path, args, environ)
         except OSError as e:
-            raise PyrunError(f"exec {path}: {e.strerror}") from None
+            raise PyrunError(f"exec {path}: {errno_text(e)}") from None
     sc.execveat(init_fd, ["pyrun-init", path] + args, env, shown="pyrun-init memfd")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 
 
 def connect(path: str):
@@ -25,7 +25,7 @@ def connect(path: str):
         s.connect(path)
     except OSError as e:
         s.close()
-        raise PyrunError(f"--pidfd-socket {path}: connect: {e.strerror or e}") from None
+        raise PyrunError(f"--pidfd-socket {path}: connect: {errno_text(e)}") from None
     return s
 
 
@@ -40,11 +40,11 @@ def send_pidfd(conn, pid: int, kind: str) -> None:
         fd = os.pidfd_open(pid)
     except OSError as e:
         conn.close()
-        raise PyrunError(f"--pidfd-socket {path}: pidfd_open({pid}): {e.strerror}") from None
+        raise PyrunError(f"--pidfd-socket {path}: pidfd_open({pid}): {errno_text(e)}") from None
     try:
         socket.send_fds(conn, [kind.encode()], [fd])
     except OSError as e:
-        raise PyrunError(f"--pidfd-socket {path}: sendmsg: {e.strerror or e}") from None
+        raise PyrunError(f"--pidfd-socket {path}: sendmsg: {errno_text(e)}") from None
     finally:
         os.close(fd)
         conn.close()

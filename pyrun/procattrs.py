@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from pyrun import syscalls as sc
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 
 IOPRIO_WHO_PROCESS = 1
 IOPRIO_CLASS_SHIFT = 13
@@ -45,9 +45,6 @@ def set_affinity(pid: int, cpus: list[int], field: str) -> None:
     try:
         os.sched_setaffinity(pid, cpus)
     except OSError as e:
-        import errno
-
-        name = errno.errorcode.get(e.errno, str(e.errno))
-        raise PyrunError(f"sched_setaffinity({','.join(map(str, cpus))}): {e.strerror} ({name}): "
+        raise PyrunError(f"sched_setaffinity({','.join(map(str, cpus))}): {errno_text(e)}: "
                          f"process.execCPUAffinity.{field}") from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 
-from pyrun.errors import ConfigError, PyrunError
+from pyrun.errors import ConfigError, PyrunError, errno_text, errno_text_runc
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -28,7 +28,7 @@ def set_rlimits(rlimits) -> None:
             raise ConfigError(f"process.rlimits[{i}].type", f"{rl.type} is not supported here")
         rc = lib.pyrun_setrlimit(which, rl.soft, rl.hard)
         if rc < 0:
-            raise PyrunError(f"setrlimit({rl.type}, soft={rl.soft}, hard={rl.hard}): {os.strerror(-rc)} "
+            raise PyrunError(f"setrlimit({rl.type}, soft={rl.soft}, hard={rl.hard}): {errno_text(-rc)} "
                              f"(process.rlimits[{i}])")
 
 
@@ -37,7 +37,7 @@ def set_oom_score_adj(value: int) -> None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(value))
     except OSError as e:
-        raise PyrunError(f"write /proc/self/oom_score_adj {value}: {e.strerror} "
+        raise PyrunError(f"write /proc/self/oom_score_adj {value}: {errno_text(e)} "
                          "(process.oomScoreAdj; lowering it needs CAP_SYS_RESOURCE)") from None
 
 
@@ -56,7 +56,7 @@ def switch_user(user, setgroups_ok: bool) -> None:
         try:
             os.setgroups(user.additional_gids)
         except OSError as e:
-            raise PyrunError(f"setgroups({user.additional_gids}): {e.strerror} "
+            raise PyrunError(f"setgroups({user.additional_gids}): {errno_text(e)} "
                              "(process.user.additionalGids: is every gid mapped?)") from None
     elif user.additional_gids:
         raise ConfigError("process.user.additionalGids",
@@ -66,12 +66,12 @@ def switch_user(user, setgroups_ok: bool) -> None:
         os.setresgid(user.gid, user.gid, user.gid)
     except OSError as e:
         raise ConfigError("process.user.gid",
-                          f"setresgid({user.gid}): {e.strerror} (is gid {user.gid} mapped?)") from None
+                          f"setresgid({user.gid}): {errno_text(e)} (is gid {user.gid} mapped?)") from None
     try:
         os.setresuid(user.uid, user.uid, user.uid)
     except OSError as e:
         raise ConfigError("process.user.uid",
-                          f"setresuid({user.uid}): {e.strerror} (is uid {user.uid} mapped?)") from None
+                          f"setresuid({user.uid}): {errno_text(e)} (is uid {user.uid} mapped?)") from None
     if user.umask is not None:
         os.umask(user.umask)
 
@@ -139,7 +139,7 @@ def _executable(path: str) -> str | None:
     try:
         st = os.stat(path)
     except OSError as e:
-        return f"stat {path}: {os.strerror(e.errno).lower()}" if e.errno else str(e)
+        return f"stat {path}: {errno_text_runc(e)}" if e.errno else str(e)
     if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
         return "permission denied"
     return None
@@ -180,7 +180,7 @@ def chdir(cwd: str) -> None:
     try:
         os.fchdir(fd)
     except OSError as e:
-        raise ConfigError("process.cwd", f"chdir {cwd}: {e.strerror}") from None
+        raise ConfigError("process.cwd", f"chdir {cwd}: {errno_text(e)}") from None
     finally:
         os.close(fd)
     check_cwd(cwd)

@@ -18,6 +18,7 @@ of the container exits.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrun import syscalls as sc
@@ -72,7 +73,7 @@ def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool, bundle:
                           os.path.join(layers, "work"), merged, in_userns)
             return OVERLAY
         except SyscallError as e:
-            if e.errno in (28, 122):  # ENOSPC, EDQUOT
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise SyscallError("mount(overlay)", e.errno, f"layer directory {layers}") from None
             if _on_overlayfs(layers):
                 raise SyscallError("mount(overlay)", e.errno,

@@ -32,7 +32,7 @@ import stat
 import time
 
 from pyrun import jsonio
-from pyrun.errors import ContainerExists, ContainerNotFound, PyrunError
+from pyrun.errors import ContainerExists, ContainerNotFound, PyrunError, errno_text
 from pyrun.record import field, record, to_dict
 
 STATUS_CREATING = "creating"
@@ -81,8 +81,8 @@ def default_layers_root() -> str:
 
 def os_error(e: OSError, path: str | None = None) -> PyrunError:
     """One line for a failed file operation: the path, then the cause
-    (``/run/pyrun/c1/state.json: No space left on device``)."""
-    return PyrunError(f"{e.filename or path}: {e.strerror or e}")
+    (``/run/pyrun/c1/state.json: No space left on device (ENOSPC)``)."""
+    return PyrunError(f"{e.filename or path}: {errno_text(e)}")
 
 
 def check_root(root: str) -> None:
@@ -95,7 +95,7 @@ def check_root(root: str) -> None:
     except NotADirectoryError:
         st = None
     except OSError as e:
-        raise PyrunError(f"--root {root}: {e.strerror}") from None
+        raise PyrunError(f"--root {root}: {errno_text(e)}") from None
     if st is None or not stat.S_ISDIR(st.st_mode):
         from pyrun.errors import UsageError
 
@@ -125,7 +125,7 @@ def ensure_root(root: str) -> None:
     try:
         os.makedirs(root, mode=0o711, exist_ok=True)
     except OSError as e:
-        raise PyrunError(f"cannot create state root {root}: {e.strerror}") from None
+        raise PyrunError(f"cannot create state root {root}: {errno_text(e)}") from None
     try:
         st = os.lstat(root)
     except OSError as e:
@@ -304,7 +304,7 @@ class StateDir:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise PyrunError(f"cannot write {self.file('state.json')}: {e.strerror}") from None
+            raise PyrunError(f"cannot write {self.file('state.json')}: {errno_text(e)}") from None
 
     def read(self) -> Record:
         path = self.file("state.json")
@@ -462,7 +462,7 @@ def remove_tree(path: str) -> None:
                     os.chmod(p, 0o700)
         _rmtree(path)
     except OSError as e:
-        raise PyrunError(f"remove {e.filename or path}: {e.strerror}") from None
+        raise PyrunError(f"remove {e.filename or path}: {errno_text(e)}") from None
 
 
 def _open_dir(path: str) -> int:

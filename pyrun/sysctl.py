@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from pyrun import syscalls as sc
-from pyrun.errors import PyrunError, SyscallError
+from pyrun.errors import PyrunError, SyscallError, errno_text
 
 _RESOLVE = sc.RESOLVE_BENEATH | sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_XDEV
 
@@ -34,6 +34,6 @@ def write_sysctls(sysctl: dict[str, str], proc_fd: int) -> None:
         try:
             os.write(fd, value.encode())
         except OSError as e:
-            raise PyrunError(f"linux.sysctl[{key!r}]: write /proc/{rel}: {e.strerror}") from None
+            raise PyrunError(f"linux.sysctl[{key!r}]: write /proc/{rel}: {errno_text(e)}") from None
         finally:
             os.close(fd)

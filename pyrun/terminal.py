@@ -110,7 +110,7 @@ def send_to_socket(path: str, master: int, wait_taken: float = 0.0) -> None:
     receiver is taking the master: see :func:`_wait_taken`."""
     import socket
 
-    from pyrun.errors import PyrunError
+    from pyrun.errors import PyrunError, errno_text
 
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -119,7 +119,7 @@ def send_to_socket(path: str, master: int, wait_taken: float = 0.0) -> None:
             if wait_taken:
                 _wait_taken(s, master, wait_taken)
     except OSError as e:
-        raise PyrunError(f"--console-socket {path}: {e.strerror or e}") from None
+        raise PyrunError(f"--console-socket {path}: {errno_text(e)}") from None
 
 
 def _unread(sock) -> int:

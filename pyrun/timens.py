@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 
 # The clock ids of <linux/time.h>, as timens_offsets takes them.
 CLOCK_IDS = {"monotonic": 1, "boottime": 7}
@@ -27,14 +27,11 @@ def write_offsets(offsets: dict[str, tuple[int, int]]) -> None:
     try:
         fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise PyrunError(f"open /proc/self/timens_offsets: {e.strerror} (linux.timeOffsets)") from None
+        raise PyrunError(f"open /proc/self/timens_offsets: {errno_text(e)} (linux.timeOffsets)") from None
     try:
         os.write(fd, text.encode())
     except OSError as e:
-        import errno
-
-        name = errno.errorcode.get(e.errno, str(e.errno))
-        raise PyrunError(f"write /proc/self/timens_offsets: {e.strerror} ({name}) (linux.timeOffsets: "
+        raise PyrunError(f"write /proc/self/timens_offsets: {errno_text(e)} (linux.timeOffsets: "
                          "an offset that would put a clock below zero or past 2^62 s is refused)") from None
     finally:
         os.close(fd)

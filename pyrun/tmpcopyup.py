@@ -11,6 +11,7 @@ modes and times are kept where the user namespace maps them.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -27,7 +28,7 @@ def copy_up(covered_fd: int, mount_fd: int, *, shown: str) -> None:
     try:
         _copy_dir(src, dst, shown)
     except OSError as e:
-        raise SyscallError(f"tmpcopyup({shown!r})", e.errno or 5, e.filename or "") from None
+        raise SyscallError(f"tmpcopyup({shown!r})", e.errno or errno.EIO, e.filename or "") from None
     finally:
         os.close(src)
         os.close(dst)
