@@ -18,8 +18,8 @@ def main() -> None:
         cli_main()
         return
     # The command is done and every file it wrote is closed: skip the
-    # interpreter's teardown (freeing every module and object, a few ms of
-    # each engine's create/start/state/delete), as os._exit(2) does.
+    # interpreter's teardown (freeing every module and object, on each
+    # engine's create/start/state/delete), as os._exit(2) does.
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -17,7 +17,7 @@ kernel does not know are skipped with a warning, as runc and crun do.
 
 from __future__ import annotations
 
-import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
+import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
 from pyrun import syscalls as sc
 from pyrun.log import log

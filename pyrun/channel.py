@@ -7,8 +7,8 @@ their pid, and report success or the error that stopped them; :class:`Msg`
 names every message, in the order they are exchanged.
 
 It uses the C module ``_socket`` (what ``socket.py`` wraps) and
-:mod:`pyrun.jsonio`: ``import socket`` costs about 4 ms (enum, selectors)
-and ``import json`` 6 ms, on every ``pyrun create``.
+:mod:`pyrun.jsonio`: ``import socket`` pulls in enum and selectors, and
+``import json`` re and enum, which every ``pyrun create`` would pay.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ PR_SET_CHILD_SUBREAPER), forwards signals and exits with its status.
 
 from __future__ import annotations
 
-import _signal as signal  # signal.py's C core; signal.py adds IntEnums (enum: ~2.5 ms a start)
+import _signal as signal  # signal.py's C core: signal.py builds IntEnums at import (enum)
 import os
 
 from pyrun.channel import Channel, Msg
@@ -179,7 +179,7 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     """Run ``proc`` (a :class:`pyrun.spec.Process`) in the container.
     Returns its exit status (128 + N if killed by signal N), or 0 once it
     has been executed with ``detach``."""
-    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
+    import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     from pyrun.lifecycle import pidfd as open_pidfd, saved_spec
     from pyrun.planning import Plan, check_lsm, compile_seccomp
@@ -329,7 +329,7 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
 def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
     """setns(2) into the container's namespaces, wait until the host has
     put us in the container's cgroup, fork the process. Never returns."""
-    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
+    import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     from pyrun import builder
     from pyrun import syscalls as sc

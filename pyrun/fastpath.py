@@ -3,8 +3,8 @@
 conmon, containerd and CI scripts call ``create``, ``start``, ``state``,
 ``kill``, ``delete`` and ``exec`` for every container, and containerd
 ``ps``, ``pause``, ``resume``, ``list``, ``events --stats``, ``update`` and
-``features`` for every task; importing click
-costs more than runc's whole run (../PERF-NOTES.md). This module recognises
+``features`` for every task; importing click (click.core, click.types,
+inspect) takes longer than runc's whole run. This module recognises
 those commands in the exact forms runc documents — global ``--root``,
 ``--log``, ``--log-format``, ``--debug`` first, then the command, its
 flags, the id — and calls the same library functions as :mod:`pyrun.cli`.
@@ -233,8 +233,8 @@ def _exec(root: str, cid: str, command: list[str], opts: dict, preserve: int) ->
 
 # ------------------------------------------------ the commands of every task
 #
-# containerd's shim calls these for every task (runc: ~5 ms each; through
-# click ~40 ms). Each one below does what its click command in pyrun.cli
+# containerd's shim calls these for every task, and runc answers each
+# without a CLI library to load. Each one below does what its click command in pyrun.cli
 # does, with the same output (click.echo's: a line, flushed, ANSI escapes
 # stripped when stdout is not a terminal), errors and exit status; anything
 # it does not know — a streaming ``events`` (no --stats), a hidden flag, a

@@ -1,9 +1,9 @@
 """JSON for the hot path: the C scanner and encoder, without ``import json``.
 
 ``import json`` imports ``re`` (and with it ``enum``) to compile the
-patterns of its pure-Python fallback: about 6 ms on this machine, paid by
-every ``pyrun create``/``run``/``start``/``state``, whose budget is runc's
-whole run, about 35 ms (../PERF-NOTES.md). The parser and serializer that
+patterns of its pure-Python fallback, paid by every ``pyrun
+create``/``run``/``start``/``state``, whose budget is runc's whole run
+(``make bench`` sets the two side by side). The parser and serializer that
 ``json`` actually uses are in the C module ``_json``, which imports nothing;
 this module drives them directly, as ``json.decoder`` and ``json.encoder``
 do:

@@ -22,7 +22,7 @@ pyroute2, hundreds of milliseconds to import, is loaded only for a bridge.
 
 from __future__ import annotations
 
-import _socket  # socket.py's C core: `import socket` costs ~4 ms (enum, selectors)
+import _socket  # socket.py's C core: socket.py imports enum and selectors
 import fcntl
 import struct
 

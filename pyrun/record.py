@@ -1,10 +1,10 @@
 """Records: the part of :mod:`dataclasses` pyrun uses, without its import.
 
-``import dataclasses`` pulls in inspect, ast, dis, tokenize, enum and re:
-about 10 ms on this machine, and each ``@dataclass`` then compiles its
-methods with exec() (another 0.3 ms a class). ``pyrun run`` pays every
-import on every container start, and runc's whole run takes about 35 ms
-(../PERF-NOTES.md), so the parsed spec and the plan use this instead.
+``import dataclasses`` pulls in inspect, ast, dis, tokenize, enum and re,
+and each ``@dataclass`` then compiles its methods with exec(). ``pyrun
+run`` pays every import on every container start, whose budget is runc's
+whole run (``make bench`` sets the two side by side), so the parsed spec
+and the plan use this instead.
 
 The spelling is the dataclass one, so a reader who knows dataclasses
 knows these::

@@ -285,8 +285,8 @@ class StateDir:
         fsync(2) first, so that a power loss cannot leave a torn or empty
         one either. Only the first record needs it (it names the layer dir,
         which survives a reboot on disk); the later ones name processes,
-        cgroups and links, which do not survive it, and an fsync costs
-        2-3 ms on a disk-backed /run (this host's)."""
+        cgroups and links, which do not survive it, and an fsync waits
+        for the disk where /run is disk-backed."""
         tmp = self.file(".state.json.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -405,8 +405,8 @@ class StateDir:
 
 
 class _Lock:
-    """The context manager of :meth:`StateDir.lock` (a class: contextlib's
-    import costs ~2 ms of every command)."""
+    """The context manager of :meth:`StateDir.lock` (a class: contextlib
+    imports collections and functools, on every command)."""
 
     __slots__ = ("sd",)
 
@@ -477,8 +477,8 @@ def _raise(e: OSError) -> None:
 
 
 def _rmtree(path: str) -> None:
-    """shutil.rmtree without shutil (its import pulls in re, bz2 and lzma:
-    about 6 ms of every ``pyrun delete``): bottom-up through directory fds
+    """shutil.rmtree without shutil (its import pulls in re, bz2 and lzma,
+    on every ``pyrun delete``): bottom-up through directory fds
     (os.fwalk), so a symlink is removed, never followed."""
     for _, dirs, files, dir_fd in os.fwalk(path, topdown=False, onerror=_raise):
         for name in files:

@@ -12,8 +12,9 @@ temporary directory, with one OCI runtime (pyrun or runc) and one mode:
   ranges), with HOME and XDG_RUNTIME_DIR inside the env's directory, so
   that its pause process, runtime state and configuration are its own.
 
-What this host needs and the env provides (see ../shared/PODMAN-NOTES.md):
-default_ulimits below the hard limits (no CAP_SYS_RESOURCE), cgroupfs,
+What podman needs from a host and the env provides: default_ulimits
+below the hard limits (podman's default nofile 1048576 fails with any
+runtime where the bounding set lacks CAP_SYS_RESOURCE), cgroupfs,
 the file events backend, k8s-file logs, file locks (not /dev/shm), and
 slirp4netns networking in both modes: each container still gets a network
 namespace that podman creates and the runtime joins by path, but no bridge

@@ -49,8 +49,9 @@ if os.geteuid() != 0:
     pytest.skip("the podman suite runs as root (rootful podman, and a test user for rootless)",
                 allow_module_level=True)
 
-# What fails with runc too on a host like the one in ../shared/PODMAN-NOTES.md
-# (hybrid cgroups; rootless podman has no cgroup there). Used only when runc
+# What fails with runc too on a host with hybrid cgroups, where rootless
+# podman has no cgroups at all (--pids-limit, --memory, pause and stats fail
+# or are ignored with any runtime). Used only when runc
 # is not installed to tell; otherwise runc's own result decides.
 HOST_LIMITS = {
     ("pause", "rootless"): "rootless podman has no cgroups on a cgroup v1/hybrid host: no freezer",

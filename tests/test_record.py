@@ -81,7 +81,8 @@ def test_replace_and_to_dict():
 def test_the_create_path_does_not_import_what_it_avoids():
     """The reason this module (and jsonio, and the _socket/_signal/_thread/
     _prctl imports) exists: the modules ``create``, ``run`` and ``exec`` load
-    must not pull in dataclasses, json, re, enum, ... (tens of ms a start)."""
+    must not pull in dataclasses, json, re, enum, ... (together more than
+    runc's whole run, on every start)."""
     avoided = ("dataclasses", "inspect", "ast", "json", "re", "enum", "socket", "signal", "contextlib",
                "shutil", "collections", "subprocess", "threading", "typing", "prctl", "traceback")
     code = ("import sys\n"
