@@ -67,7 +67,7 @@ static long sys_bpf(int cmd, union bpf_attr *attr)
 }
 
 int pyrun_devices_bpf_attach(int cgroup_fd, const struct pyrun_dev_rule *rules,
-                             int nrules, int default_allow)
+			     int nrules, int default_allow)
 {
 	int total = 6 + 2, n = 0, prog, rc;
 	struct bpf_insn *insns;

@@ -16,5 +16,5 @@ struct pyrun_dev_rule {
 /* Rules are in config order; the last one that matches decides, and
  * default_allow decides when none does. Returns 0 or -errno. */
 int pyrun_devices_bpf_attach(int cgroup_fd, const struct pyrun_dev_rule *rules,
-                             int nrules, int default_allow);
+			     int nrules, int default_allow);
 #endif

@@ -17,10 +17,10 @@
 
 /* One argument comparison, as in struct scmp_arg_cmp. */
 struct pyrun_arg_cmp {
-    unsigned int arg;   /* argument index, 0..5 */
-    int op;             /* SCMP_CMP_* */
-    uint64_t datum_a;   /* value (the mask for SCMP_CMP_MASKED_EQ) */
-    uint64_t datum_b;   /* the value to compare the masked argument with */
+	unsigned int arg;   /* argument index, 0..5 */
+	int op;             /* SCMP_CMP_* */
+	uint64_t datum_a;   /* value (the mask for SCMP_CMP_MASKED_EQ) */
+	uint64_t datum_b;   /* the value to compare the masked argument with */
 };
 
 /* A new filter whose default action is def_action, or NULL (bad action,
@@ -39,7 +39,7 @@ int pyrun_seccomp_arch_known(const char *arch_name);
 int pyrun_seccomp_syscall_resolve(const char *name, int *nr);
 /* seccomp_rule_add_array(3): count comparisons, ANDed. */
 int pyrun_seccomp_rule_add(void *ctx, uint32_t action, int nr, unsigned int count,
-                           const struct pyrun_arg_cmp *cmps);
+			   const struct pyrun_arg_cmp *cmps);
 /* seccomp_attr_set(3): attr is an SCMP_FLTATR_* value. */
 int pyrun_seccomp_attr_set(void *ctx, int attr, uint32_t value);
 /* seccomp_load(3): installs the filter in the calling thread. */

@@ -22,167 +22,167 @@ void pyrun_default_signals(void)
 
 static int result(long rc)
 {
-    return rc < 0 ? -errno : (int)rc;
+	return rc < 0 ? -errno : (int)rc;
 }
 
 int pyrun_mount(const char *source, const char *target, const char *fstype,
-                unsigned long flags, const char *data)
+		unsigned long flags, const char *data)
 {
-    return result(mount(source, target, fstype, flags, data));
+	return result(mount(source, target, fstype, flags, data));
 }
 
 int pyrun_umount2(const char *target, int flags)
 {
-    return result(umount2(target, flags));
+	return result(umount2(target, flags));
 }
 
 /* glibc has no wrapper for pivot_root(2). */
 int pyrun_pivot_root(const char *new_root, const char *put_old)
 {
-    return result(syscall(SYS_pivot_root, new_root, put_old));
+	return result(syscall(SYS_pivot_root, new_root, put_old));
 }
 
 int pyrun_unshare(int flags)
 {
-    return result(unshare(flags));
+	return result(unshare(flags));
 }
 
 int pyrun_setns(int fd, int nstype)
 {
-    return result(setns(fd, nstype));
+	return result(setns(fd, nstype));
 }
 
 int pyrun_setdomainname(const char *name, size_t len)
 {
-    return result(setdomainname(name, len));
+	return result(setdomainname(name, len));
 }
 
 int pyrun_setrlimit(int resource, unsigned long long soft, unsigned long long hard)
 {
-    struct rlimit rl = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };
+	struct rlimit rl = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };
 
-    return result(setrlimit(resource, &rl));
+	return result(setrlimit(resource, &rl));
 }
 
 /* openat2(2) with RESOLVE_IN_ROOT is how a path inside the container's rootfs
  * is resolved without letting a symlink lead out of it. No glibc wrapper. */
 int pyrun_openat2(int dirfd, const char *path, unsigned long long flags,
-                  unsigned long long mode, unsigned long long resolve)
+		  unsigned long long mode, unsigned long long resolve)
 {
-    struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
-    return result(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
+	struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
+	return result(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
 }
 
 /* close_range(2) without glibc's wrapper (2.34+), so the build does not
  * depend on it; a seccomp profile may refuse it (the caller falls back). */
 int pyrun_close_range(unsigned int first, unsigned int last, unsigned int flags)
 {
-    return result(syscall(SYS_close_range, first, last, flags));
+	return result(syscall(SYS_close_range, first, last, flags));
 }
 
 int pyrun_open_tree(int dirfd, const char *path, unsigned int flags)
 {
-    return result(syscall(SYS_open_tree, dirfd, path, flags));
+	return result(syscall(SYS_open_tree, dirfd, path, flags));
 }
 
 int pyrun_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
-                     const char *to_path, unsigned int flags)
+		     const char *to_path, unsigned int flags)
 {
-    return result(syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags));
+	return result(syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags));
 }
 
 long long pyrun_fstatfs_type(int fd)
 {
-    struct statfs st;
+	struct statfs st;
 
-    if (fstatfs(fd, &st) < 0)
-        return -errno;
-    return (long long)(unsigned long)st.f_type;
+	if (fstatfs(fd, &st) < 0)
+		return -errno;
+	return (long long)(unsigned long)st.f_type;
 }
 
 /* execveat(2) with AT_EMPTY_PATH runs the init from a sealed memfd, so no
  * host file is ever the container's /proc/1/exe (CVE-2019-5736). */
 int pyrun_execveat(int dirfd, const char *path, char *const argv[],
-                   char *const envp[], int flags)
+		   char *const envp[], int flags)
 {
-    return result(syscall(SYS_execveat, dirfd, path, argv, envp, flags));
+	return result(syscall(SYS_execveat, dirfd, path, argv, envp, flags));
 }
 
 /* keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring, so the
  * container cannot read the caller's keys (runc's default). No glibc wrapper. */
 int pyrun_join_session_keyring(const char *name)
 {
-    return result(syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name));
+	return result(syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name));
 }
 
 /* prctl(2) for the options python-prctl lacks (PR_CAP_AMBIENT). */
 int pyrun_prctl(int option, unsigned long arg2, unsigned long arg3,
-                unsigned long arg4, unsigned long arg5)
+		unsigned long arg4, unsigned long arg5)
 {
-    return result(prctl(option, arg2, arg3, arg4, arg5));
+	return result(prctl(option, arg2, arg3, arg4, arg5));
 }
 
 /* sched_setattr(2): glibc has no wrapper; struct sched_attr as in
  * <linux/sched/types.h> (SCHED_ATTR_SIZE_VER1, without the util clamps'
  * values, which the runtime-spec does not carry). */
 struct pyrun_sched_attr {
-    unsigned int size;
-    unsigned int sched_policy;
-    unsigned long long sched_flags;
-    int sched_nice;
-    unsigned int sched_priority;
-    unsigned long long sched_runtime;
-    unsigned long long sched_deadline;
-    unsigned long long sched_period;
-    unsigned int sched_util_min;
-    unsigned int sched_util_max;
+	unsigned int size;
+	unsigned int sched_policy;
+	unsigned long long sched_flags;
+	int sched_nice;
+	unsigned int sched_priority;
+	unsigned long long sched_runtime;
+	unsigned long long sched_deadline;
+	unsigned long long sched_period;
+	unsigned int sched_util_min;
+	unsigned int sched_util_max;
 };
 
 int pyrun_sched_setattr(int pid, unsigned int policy, unsigned long long flags, int nice,
-                        unsigned int priority, unsigned long long runtime,
-                        unsigned long long deadline, unsigned long long period)
+			unsigned int priority, unsigned long long runtime,
+			unsigned long long deadline, unsigned long long period)
 {
-    struct pyrun_sched_attr attr = {
-        .size = sizeof(attr), .sched_policy = policy, .sched_flags = flags,
-        .sched_nice = nice, .sched_priority = priority, .sched_runtime = runtime,
-        .sched_deadline = deadline, .sched_period = period,
-    };
-    return result(syscall(SYS_sched_setattr, pid, &attr, 0));
+	struct pyrun_sched_attr attr = {
+		.size = sizeof(attr), .sched_policy = policy, .sched_flags = flags,
+		.sched_nice = nice, .sched_priority = priority, .sched_runtime = runtime,
+		.sched_deadline = deadline, .sched_period = period,
+	};
+	return result(syscall(SYS_sched_setattr, pid, &attr, 0));
 }
 
 /* ioprio_set(2): no glibc wrapper. */
 int pyrun_ioprio_set(int which, int who, int ioprio)
 {
-    return result(syscall(SYS_ioprio_set, which, who, ioprio));
+	return result(syscall(SYS_ioprio_set, which, who, ioprio));
 }
 
 /* personality(2) returns the previous persona; -errno on failure. */
 int pyrun_personality(unsigned long persona)
 {
-    return result(syscall(SYS_personality, persona));
+	return result(syscall(SYS_personality, persona));
 }
 
 /* set_mempolicy(2): libnuma has the wrapper, glibc does not. */
 int pyrun_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode)
 {
-    return result(syscall(SYS_set_mempolicy, mode, nodemask, maxnode));
+	return result(syscall(SYS_set_mempolicy, mode, nodemask, maxnode));
 }
 
 /* mount_setattr(2) (glibc 2.36 has a wrapper, bookworm's is older). */
 struct pyrun_mount_attr {
-    unsigned long long attr_set;
-    unsigned long long attr_clr;
-    unsigned long long propagation;
-    unsigned long long userns_fd;
+	unsigned long long attr_set;
+	unsigned long long attr_clr;
+	unsigned long long propagation;
+	unsigned long long userns_fd;
 };
 
 int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
-                        unsigned long long attr_set, unsigned long long attr_clr,
-                        unsigned long long propagation, unsigned long long userns_fd)
+			unsigned long long attr_set, unsigned long long attr_clr,
+			unsigned long long propagation, unsigned long long userns_fd)
 {
-    struct pyrun_mount_attr attr = {
-        .attr_set = attr_set, .attr_clr = attr_clr,
-        .propagation = propagation, .userns_fd = userns_fd,
-    };
-    return result(syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof(attr)));
+	struct pyrun_mount_attr attr = {
+		.attr_set = attr_set, .attr_clr = attr_clr,
+		.propagation = propagation, .userns_fd = userns_fd,
+	};
+	return result(syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof(attr)));
 }
