@@ -31,10 +31,9 @@ Semantics follow runc, the reference for what a config means:
 from __future__ import annotations
 
 import errno
-import os
 
 from pyrun._native import ffi, lib
-from pyrun.errors import ConfigError, SyscallError
+from pyrun.errors import ConfigError, SyscallError, errno_text
 from pyrun.jsontypes import UINT16_MAX, UINT64_MAX, check, get, integer
 from pyrun.record import field, record
 
@@ -250,7 +249,7 @@ class Filter:
             rc = ctx.attr(FLAGS[flag], 1)
             if rc < 0:
                 raise ConfigError(f"{BASE}.flags[{i}]",
-                                  f"{flag} is not supported by this kernel or libseccomp: {os.strerror(-rc)}")
+                                  f"{flag} is not supported by this kernel or libseccomp: {errno_text(-rc)}")
         count = 0
         for rule in self.rules:
             if rule.action == self.default_action:
@@ -270,8 +269,7 @@ class Filter:
                     rc = ctx.rule(rule.action, nr, args)
                     if rc < 0:
                         raise ConfigError(f"{rule.path}.names[{j}]",
-                                          f"libseccomp refused the rule for {name}: "
-                                          f"{os.strerror(-rc)} ({errno.errorcode.get(-rc, -rc)})")
+                                          f"libseccomp refused the rule for {name}: {errno_text(-rc)}")
                     count += 1
         if count > 32:
             # libseccomp's binary tree of syscalls: shorter filters for long

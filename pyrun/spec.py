@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 
 from pyrun.defaults import default_spec
-from pyrun.errors import ConfigError
+from pyrun.errors import ConfigError, errno_text
 from pyrun.jsontypes import (INT64_MAX, INT64_MIN, UINT32_MAX, UINT64_MAX, abs_path, array, boolean, check, get,
                              int_value, integer, join, no_nul, objects, opt_str, quote, req_integer, str_list,
                              str_map, type_name)
@@ -655,8 +655,7 @@ def _read_json(path: str) -> dict:
         with open(path, "rb") as f:
             blob = f.read()
     except OSError as e:
-        reason = _lower_first(e.strerror or str(e))
-        raise ConfigError("", f"cannot read {path}: {reason}") from None
+        raise ConfigError("", f"cannot read {path}: {errno_text(e)}") from None
     # surrogateescape: stray non-UTF-8 bytes survive as the same bytes when
     # the strings are handed back to the OS (paths, argv, env).
     text = blob.decode("utf-8", "surrogateescape")

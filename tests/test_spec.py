@@ -425,7 +425,7 @@ def test_load_missing_config(tmp_path):
         load(str(tmp_path))
     assert e.value.path == ""
     assert str(tmp_path / "config.json") in e.value.message
-    assert "no such file or directory" in e.value.message
+    assert e.value.message.endswith(": No such file or directory (ENOENT)")
 
 
 def test_load_invalid_json_line_number(tmp_path):

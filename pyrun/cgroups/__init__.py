@@ -63,7 +63,7 @@ def _rmdir(path: str, deadline: float) -> None:
     import errno
     import time
 
-    from pyrun.errors import PyrunError
+    from pyrun.errors import PyrunError, errno_text
 
     while True:
         try:
@@ -73,7 +73,7 @@ def _rmdir(path: str, deadline: float) -> None:
             return
         except OSError as e:
             if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise PyrunError(f"cgroup: rmdir {path}: {e.strerror}") from None
+                raise PyrunError(f"cgroup: rmdir {path}: {errno_text(e)}") from None
             time.sleep(0.01)
 
 

@@ -17,8 +17,8 @@ RES = "linux.resources"
 class Write(tuple):
     """One value for one file of the container's cgroup, and the config
     field it came from (for the error message): ``(file, value, path)``.
-    A namedtuple written out: ``collections`` (keyword, operator, reprlib)
-    costs ~1.5 ms of every ``pyrun create``."""
+    A namedtuple written out: ``collections`` imports keyword, operator
+    and reprlib, on every ``pyrun create``."""
 
     __slots__ = ()
 

@@ -36,7 +36,7 @@ import os
 
 from pyrun.cgroups import v2
 from pyrun.cgroups.convert import Write, device_rules, writes
-from pyrun.errors import ConfigError, PyrunError
+from pyrun.errors import ConfigError, PyrunError, errno_text
 
 MOUNT = "/sys/fs/cgroup"
 TAG = "systemd"        # first field of the record string
@@ -151,10 +151,8 @@ class Bus:
             sock.sendall(b"BEGIN\r\n")
         except OSError as e:
             sock.close()
-            import errno
-
             raise PyrunError(f"--systemd-cgroup: cannot reach systemd on the bus {self.address}: connect: "
-                             f"{errno.errorcode.get(e.errno, e.__class__.__name__)} ({e.strerror or e})") from None
+                             f"{errno_text(e)}") from None
         except BaseException:
             sock.close()
             raise

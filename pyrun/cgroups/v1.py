@@ -13,8 +13,8 @@ to the hierarchy of its controller; device rules are written to
 devices.deny and devices.allow before any process of the container exists.
 In the cgroup2 tree of a hybrid host the container is a member too, where
 that tree can be written: it gives ``cgroup.kill`` (one atomic SIGKILL for
-``kill --all`` and ``delete``) and the controllers bound there (hugetlb,
-here).
+``kill --all`` and ``delete``) and the controllers bound there (such as
+hugetlb, on a host whose v1 tree does not mount it).
 
 The record keeps the container's directories, one a line.
 """
@@ -25,7 +25,7 @@ import errno
 import os
 
 from pyrun.cgroups import _flat, _read, _rmdir, _write
-from pyrun.errors import ConfigError, PyrunError
+from pyrun.errors import ConfigError, PyrunError, errno_text
 
 # The conversions (pyrun.cgroups.convert) and the v2 module are imported
 # where they are used: ``state``, ``kill`` and ``ps`` only read a file or two.
@@ -172,7 +172,7 @@ class Cgroup:
                 except FileExistsError:
                     pass
                 except OSError as e:
-                    raise PyrunError(f"cgroup: mkdir {level}: {e.strerror}") from None
+                    raise PyrunError(f"cgroup: mkdir {level}: {errno_text(e)}") from None
                 if d == self.by_ctrl.get("cpuset"):
                     _copy_cpuset(parent, level)
         if self.pids():
@@ -207,7 +207,7 @@ class Cgroup:
                 if e.errno == errno.ENOENT:
                     why = f"no {name} in {d}: this kernel's {ctrl} controller does not have it"
                 else:
-                    why = f"write {w.value!r} to {path}: {e.strerror}"
+                    why = f"write {w.value!r} to {path}: {errno_text(e)}"
                 raise ConfigError(w.path, why) from None
 
     def apply_devices(self, resources: dict | None, devices, ignore_missing: bool = False) -> None:
@@ -230,7 +230,7 @@ class Cgroup:
             try:
                 _write(os.path.join(d, w.file), w.value)
             except OSError as e:
-                raise ConfigError(w.path, f"write {w.value!r} to {d}/{w.file}: {e.strerror}") from None
+                raise ConfigError(w.path, f"write {w.value!r} to {d}/{w.file}: {errno_text(e)}") from None
         shown = set(_read(os.path.join(d, "devices.list")).split("\n")) - {""}
         if (allowlist and shown != expect) or (not allowlist and shown != {"a *:* rwm"}):
             raise PyrunError(f"cgroup: {d}/devices.list shows {sorted(shown)} after writing the device "
@@ -242,7 +242,7 @@ class Cgroup:
             try:
                 _write(os.path.join(d, "cgroup.procs"), str(pid))
             except OSError as e:
-                raise PyrunError(f"cgroup: add pid {pid} to {d}/cgroup.procs: {e.strerror}") from None
+                raise PyrunError(f"cgroup: add pid {pid} to {d}/cgroup.procs: {errno_text(e)}") from None
 
     def undo_create(self) -> None:
         for d in self.dirs.values():
@@ -423,7 +423,7 @@ def _copy_cpuset(parent: str, child: str) -> None:
             try:
                 _write(mine, value)
             except OSError as e:
-                raise PyrunError(f"cgroup: copy {value!r} from {parent} to {mine}: {e.strerror}") from None
+                raise PyrunError(f"cgroup: copy {value!r} from {parent} to {mine}: {errno_text(e)}") from None
 
 
 def _memory_order(cg: Cgroup, items: list) -> list:

@@ -34,7 +34,7 @@ import os
 
 from pyrun.cgroups import _flat, _read, _rmdir, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
-from pyrun.errors import ConfigError, PyrunError
+from pyrun.errors import ConfigError, PyrunError, errno_text
 from pyrun.jsontypes import get
 
 MOUNT = "/sys/fs/cgroup"
@@ -108,7 +108,7 @@ def _enable_controllers(directory: str) -> None:
     except OSError as e:
         hint = " (it holds processes: cgroup v2 allows no internal processes)" if e.errno == errno.EBUSY else ""
         raise PyrunError(f"cgroup: enable {' '.join(missing)} in {directory}/cgroup.subtree_control: "
-                         f"{e.strerror}{hint}") from None
+                         f"{errno_text(e)}{hint}") from None
 
 
 class Cgroup:
@@ -134,7 +134,7 @@ class Cgroup:
             except FileExistsError:
                 pass
             except OSError as e:
-                raise PyrunError(f"cgroup: mkdir {d}: {e.strerror}") from None
+                raise PyrunError(f"cgroup: mkdir {d}: {errno_text(e)}") from None
         if self.pids():
             raise PyrunError(f"cgroup {self.path} already has processes: is the id or cgroupsPath in use?")
 
@@ -148,7 +148,7 @@ class Cgroup:
                     why = (f"no {w.file} in {self.path}: the {controller_of(w.file)} controller "
                            "is not available or not delegated here")
                 else:
-                    why = f"write {w.value!r} to {w.file}: {e.strerror}"
+                    why = f"write {w.value!r} to {w.file}: {errno_text(e)}"
                 raise ConfigError(w.path, why) from None
 
     def add(self, pid: int) -> None:
@@ -156,7 +156,7 @@ class Cgroup:
         try:
             _write(self.file("cgroup.procs"), str(pid))
         except OSError as e:
-            raise PyrunError(f"cgroup: add pid {pid} to {self.file('cgroup.procs')}: {e.strerror}") from None
+            raise PyrunError(f"cgroup: add pid {pid} to {self.file('cgroup.procs')}: {errno_text(e)}") from None
 
     # -- queries
     def exists(self) -> bool:
