@@ -27,13 +27,13 @@ stage 2, so nothing is left running.
 
 from __future__ import annotations
 
-import _signal as signal  # signal.py's C core; signal.py adds IntEnums (enum: ~2.5 ms a start)
+import _signal as signal  # signal.py's C core: signal.py builds IntEnums at import (enum)
 import os
 import sys
 
 from pyrun import namespaces, syscalls as sc
 from pyrun.channel import Channel, Msg
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, errno_text
 from pyrun.log import log
 from pyrun.planning import Plan
 
@@ -42,7 +42,7 @@ def _report(ch: Channel, exc: BaseException) -> None:
     if isinstance(exc, PyrunError):
         msg = str(exc)
     elif isinstance(exc, OSError):
-        msg = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+        msg = f"{exc.filename}: {errno_text(exc)}" if exc.filename else errno_text(exc)
     else:
         msg = f"internal error: {type(exc).__name__}: {exc}"
         if log.debug:
@@ -57,7 +57,7 @@ def _report(ch: Channel, exc: BaseException) -> None:
 
 def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> None:
     """The first child: namespaces, then fork PID 1. Never returns."""
-    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
+    import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     code = 1
     try:
@@ -125,7 +125,7 @@ def _write_time_offsets(plan: Plan) -> None:
 
 def stage2(plan: Plan, ch: Channel) -> None:
     """PID 1 of the container until it execs. Never returns."""
-    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
+    import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     try:
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -171,13 +171,15 @@ def stage2(plan: Plan, ch: Channel) -> None:
 def _join_session_keyring(container_id: str) -> None:
     """A new session keyring, so the container cannot read the caller's keys.
     Kernels or seccomp policies that refuse keyctl are tolerated, as in runc."""
+    import errno
+
     from pyrun.errors import SyscallError
 
     with log.step("keyctl(JOIN_SESSION_KEYRING)"):
         try:
             sc.join_session_keyring(f"_ses.{container_id}")
         except SyscallError as e:
-            if e.errno not in (38, 13, 1):  # ENOSYS, EACCES, EPERM
+            if e.errno not in (errno.ENOSYS, errno.EACCES, errno.EPERM):
                 raise
             log.debug_msg(f"no new session keyring: {e}")
 
@@ -456,7 +458,7 @@ def exec_last(plan: Plan, path: str, init_fd: int | None, keep: set[int], ch: Ch
     (if not loaded earlier; the init runs under it too), execve(2).
     ``ch``: where a NOTIFY listener fd goes (exec); create loaded such a
     filter before it was ready."""
-    import _prctl  # python-prctl's C core: prctl.py's generated wrappers cost ~2 ms a start
+    import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     from pyrun import pid1, process
 

@@ -51,13 +51,13 @@ dir, link or process is left.
 
 from __future__ import annotations
 
-import _signal as signal  # signal.py's C core; signal.py adds IntEnums (enum: ~2.5 ms a start)
+import _signal as signal  # signal.py's C core: signal.py builds IntEnums at import (enum)
 import os
 import stat
 
 from pyrun import OCI_VERSION
 from pyrun.channel import Channel, Msg
-from pyrun.errors import ConfigError, ContainerExists, ContainerNotFound, PyrunError
+from pyrun.errors import ConfigError, ContainerExists, ContainerNotFound, PyrunError, errno_text
 from pyrun.log import log
 from pyrun.planning import (ANNOTATION_CGROUPS, ANNOTATION_LAYERS, Options, layer_dir, layers_root, make_plan,
                             mounts_idmapped, pass_listen_fds)
@@ -174,7 +174,7 @@ def config_sha256(bundle: str) -> str:
     """sha256 of the bundle's config.json as create read it. Not a copy: a
     50 MB config would be stored twice (record and copy), in /run's RAM."""
     try:
-        from _sha256 import sha256  # the C core: hashlib's import costs ~2 ms
+        from _sha256 import sha256  # the C core: hashlib loads OpenSSL's _hashlib and looks up every algorithm
     except ImportError:  # pragma: no cover - a Python built without it
         from hashlib import sha256
     path = os.path.join(bundle, "config.json")
@@ -182,7 +182,7 @@ def config_sha256(bundle: str) -> str:
         with open(path, "rb") as f:
             return sha256(f.read()).hexdigest()
     except OSError as e:
-        raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
+        raise ConfigError("", f"cannot read {path}: {errno_text(e)}") from None
 
 
 def _reclaim_stale(sd: StateDir) -> None:
@@ -443,7 +443,7 @@ def _prepare_state(sd: StateDir, spec, rootfs_mode: str, layers: str) -> None:
         os.chmod(fifo, 0o622)  # mkfifo obeys the umask
         os.mkdir(sd.file("merged"), 0o755)
     except OSError as e:
-        raise PyrunError(f"state dir {sd.path}: {e.strerror}") from None
+        raise PyrunError(f"state dir {sd.path}: {errno_text(e)}") from None
     if rootfs_mode == "overlay":
         _make_layers(layers)
         upper, work = os.path.join(layers, "upper"), os.path.join(layers, "work")
@@ -453,7 +453,7 @@ def _prepare_state(sd: StateDir, spec, rootfs_mode: str, layers: str) -> None:
             # The overlay's root directory takes its mode and owner from upper.
             os.chmod(upper, stat.S_IMODE(os.stat(spec.root.path).st_mode))
         except OSError as e:
-            raise PyrunError(f"layers root {os.path.dirname(layers)}: {e.strerror}") from None
+            raise PyrunError(f"layers root {os.path.dirname(layers)}: {errno_text(e)}") from None
         made += [upper, work]
     if (uid, gid) != (os.geteuid(), os.getegid()):
         for path in made:
@@ -461,7 +461,7 @@ def _prepare_state(sd: StateDir, spec, rootfs_mode: str, layers: str) -> None:
                 os.chown(path, uid, gid)
             except OSError as e:
                 raise ConfigError("linux.uidMappings", f"the container's root is host uid {uid} gid {gid}, "
-                                  f"and chown(2) of {path} to it failed: {e.strerror}") from None
+                                  f"and chown(2) of {path} to it failed: {errno_text(e)}") from None
 
 
 def _root_ids(spec) -> tuple[int, int]:
@@ -485,7 +485,7 @@ def _make_layers(path: str) -> None:
         os.makedirs(parent, 0o711, exist_ok=True)
         os.mkdir(path, 0o711)
     except OSError as e:
-        raise PyrunError(f"layers root {parent}: {e.strerror} (choose another with --layers-root "
+        raise PyrunError(f"layers root {parent}: {errno_text(e)} (choose another with --layers-root "
                          f"or annotation {ANNOTATION_LAYERS})") from None
 
 
@@ -574,7 +574,7 @@ def send_to_listener(filt, fd: int, rec: Record, pid: int | None = None,
             s.connect(filt.listener_path)
             socket.send_fds(s, [json.dumps(msg).encode()], [fd])
     except OSError as e:
-        raise PyrunError(f"{where}: {e.strerror or e}") from None
+        raise PyrunError(f"{where}: {errno_text(e)}") from None
     finally:
         os.close(fd)
 
@@ -587,7 +587,7 @@ def write_pid_file(path: str, pid: int) -> None:
             f.write(str(pid))
         os.rename(tmp, path)
     except OSError as e:
-        raise PyrunError(f"--pid-file {path}: {e.strerror}") from None
+        raise PyrunError(f"--pid-file {path}: {errno_text(e)}") from None
 
 
 # ----------------------------------------------------------------- when a step fails

@@ -67,8 +67,9 @@ class Plan:
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
     seccomp_loaded: bool = False      # set in the container once it is in force
     # The host moves stage 1 into the container's cgroup (cgroup.procs)
-    # right after fork(2). A move can wait an RCU grace period (5-15 ms
-    # here), so stage 1 does its imports and unshares meanwhile and waits
+    # right after fork(2). A move takes the kernel's global
+    # cgroup_threadgroup_rwsem for writing, which can wait an RCU grace
+    # period, so stage 1 does its imports and unshares meanwhile and waits
     # for "cgroup-done" as late as it can: before unshare(CLONE_NEWCGROUP)
     # (a cgroup namespace is rooted where its maker is), else before it
     # forks PID 1, which so starts inside, with all it will ever fork.
