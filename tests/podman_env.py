@@ -49,7 +49,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 CONTAINERS_CONF = """\
 [containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+default_ulimits = ["nofile=20000:20000", "nproc={nproc}:{nproc}"]
 netns = "slirp4netns"
 log_driver = "k8s-file"
 [engine]
@@ -140,6 +140,16 @@ def runtime_for(uid: int, gid: int, workspace: str) -> str:
     return wrapper
 
 
+def nproc_limit() -> int:
+    """podman's default nproc rlimit: 32768, or less where the hard limit
+    (the kernel's threads-max / 2: about 7800 in a 2 GiB VM) is lower, which
+    a rootless runtime cannot raise (runc and pyrun fail alike)."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    return 32768 if hard == resource.RLIM_INFINITY else min(32768, hard)
+
+
 class PodmanError(AssertionError):
     pass
 
@@ -151,7 +161,8 @@ class PodmanEnv:
                  workspace: str, image_tar: str, driver: str = "overlay", cgroup_manager: str = "cgroupfs"):
         """``driver``: the storage driver; ``vfs`` (rootless podman's default
         where overlay is not available) gives the runtime a plain directory
-        as root.path."""
+        as root.path. ``cgroup_manager``: ``systemd`` rootless needs the
+        user's systemd running (user@UID.service and /run/user/UID/bus)."""
         self.runtime = runtime
         self.driver = driver
         self.mode = mode
@@ -172,7 +183,7 @@ class PodmanEnv:
         self.scratch = os.path.join(self.dir, "scratch")  # files the tests share with containers
         for name, text in (("containers.conf", CONTAINERS_CONF), ("storage.conf", STORAGE_CONF)):
             with open(os.path.join(self.dir, name), "w") as f:
-                f.write(text.format(d=self.dir, driver=driver).replace(
+                f.write(text.format(d=self.dir, driver=driver, nproc=nproc_limit()).replace(
                     'cgroup_manager = "cgroupfs"', f'cgroup_manager = "{cgroup_manager}"'))
         self.env = {
             "PATH": PATH, "LANG": "C.UTF-8", "HOME": os.path.join(self.dir, "home"),
@@ -180,7 +191,12 @@ class PodmanEnv:
             "CONTAINERS_STORAGE_CONF": os.path.join(self.dir, "storage.conf"),
             "TMPDIR": os.path.join(self.dir, "vartmp"),
         }
-        if self.rootless:
+        if self.rootless and cgroup_manager == "systemd":
+            # rootless podman asks the user's own systemd (user@UID.service)
+            # over its bus; without one it falls back to cgroupfs
+            self.env["XDG_RUNTIME_DIR"] = f"/run/user/{self.uid}"
+            self.env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path=/run/user/{self.uid}/bus"
+        elif self.rootless:
             self.env["XDG_RUNTIME_DIR"] = os.path.join(self.dir, "run")
         self.prefix = ["podman", "--root", os.path.join(self.dir, "root"),
                        "--runroot", os.path.join(self.dir, "runroot"),

@@ -231,36 +231,72 @@ def test_features_claims_the_systemd_driver(rt):
     assert cgroup["systemd"] is True and cgroup["systemdUser"] is True
 
 
+def start_user_manager(uid: int) -> None:
+    """As root: the user's own systemd and its bus (user@UID.service), which
+    rootless podman and pyrun ask for the container's scope."""
+    subprocess.run(["systemctl", "start", f"user@{uid}.service"], check=True, capture_output=True, timeout=120)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(f"/run/user/{uid}/bus"):
+        assert time.monotonic() < deadline, f"no /run/user/{uid}/bus"
+        time.sleep(0.2)
+
+
+PODMAN_RUNTIMES = ["pyrun", "runc"]
+
+
 @pytest.mark.systemd
-def test_podman_rootful_with_the_systemd_cgroup_manager():
-    """podman's default on a systemd host: conmon calls pyrun with
-    --systemd-cgroup and machine.slice:libpod:<id>."""
+@pytest.mark.parametrize("mode", ["rootful", "rootless"])
+@pytest.mark.parametrize("runtime", PODMAN_RUNTIMES)
+def test_podman_with_the_systemd_cgroup_manager(runtime, mode):
+    """podman's default on a systemd host: conmon calls the runtime with
+    --systemd-cgroup and machine.slice:libpod:<id> (rootful) or
+    user.slice:libpod:<id> (rootless, the user's own systemd). runc runs
+    the same scenario as the reference."""
     if not systemd_is_pid1() or os.geteuid() != 0:
         pytest.skip("needs systemd as PID 1 and root (make vm-test-systemd)")
     import shutil
     import tempfile
 
-    from podman_env import IMAGE, PodmanEnv, runtime_for
+    from podman_env import IMAGE, PodmanEnv, ensure_test_user, runtime_for
 
+    runc = shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if runtime == "runc" and runc is None:
+        pytest.skip("runc is not installed")
+    uid = gid = 0
+    if mode == "rootless":
+        pw = ensure_test_user()
+        uid, gid = pw.pw_uid, pw.pw_gid
+        start_user_manager(uid)
     d = tempfile.mkdtemp(prefix="pypm-", dir="/tmp")  # podman: runroot paths <= 50 characters
     os.chmod(d, 0o755)
     tar = os.path.join(d, "busybox.tar")
     rootfs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles/busybox/rootfs")
     subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
-    pm = PodmanEnv("pyrun", runtime_for(0, 0, d), [], "rootful", d, tar, driver="vfs", cgroup_manager="systemd")
+    os.chmod(tar, 0o644)
+    path = runc if runtime == "runc" else runtime_for(uid, gid, d)
+    pm = PodmanEnv(runtime, path, [], mode, d, tar, driver="vfs", cgroup_manager="systemd")
+    slice_ = "/machine.slice" if mode == "rootful" else f"/user.slice/user-{uid}.slice/user@{uid}.service/user.slice"
     try:
         p = pm("run", "--rm", "--network", "none", "--memory", "64m", "--pids-limit", "50", IMAGE,
                "sh", "-c", "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /proc/self/cgroup",
                timeout=180)
         assert p.returncode == 0, p.stdout + p.stderr
-        assert p.stdout.split() == [str(64 << 20), "50", "0::/"], p.stdout
-        cid = pm.ok("run", "-d", "--network", "none", IMAGE, "sleep", "600", timeout=180).strip()
+        assert p.stdout.split() == [str(64 << 20), "50", "0::/"], p.stdout + p.stderr
+        cid = pm.ok("run", "-d", "--network", "none", "--memory", "64m", "--pids-limit", "50", IMAGE,
+                    "sleep", "600", timeout=180).strip()
         cg = systemctl(pm, "show", "-P", "ControlGroup", f"libpod-{cid}.scope").stdout.strip()
-        assert cg == f"/machine.slice/libpod-{cid}.scope", cg
+        assert cg == f"{slice_}/libpod-{cid}.scope", cg
+        assert read(f"/sys/fs/cgroup{cg}/memory.max") == str(64 << 20)
         assert pm("exec", cid, "true", timeout=120).returncode == 0
+        # podman stats: the container's memory usage / limit and its pids
+        out = pm.ok("stats", "--no-stream", "--format", "{{.MemUsage}}|{{.PIDs}}", cid, timeout=120)
+        usage, pids = out.strip().split("|")
+        assert usage.replace(" ", "").endswith("/67.11MB"), out
+        assert int(pids) >= 1, out
         assert pm("stop", "-t", "1", cid, timeout=120).returncode == 0
         assert pm("rm", cid, timeout=120).returncode == 0
         assert unit_state(pm, f"libpod-{cid}.scope") in ("inactive", "")
+        assert not os.path.exists(f"/sys/fs/cgroup{cg}")
     finally:
         problems = pm.teardown()
         shutil.rmtree(d, ignore_errors=True)
