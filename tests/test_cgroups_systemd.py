@@ -88,6 +88,22 @@ def test_without_systemd_create_fails_naming_the_bus(rt):
     nothing_left(rt)
 
 
+def test_a_slice_as_the_container_unit_is_refused_before_anything_is_made(rt):
+    """runc reads slice:prefix:NAME.slice as "the container is the slice
+    unit NAME.slice", but systemd puts no process into a slice
+    (StartTransientUnit refuses PIDs for it: runc 1.1.5 fails there, see
+    test_a_slice_as_the_container_unit_fails_with_runc_too); pyrun says so,
+    before it reaches the bus, with no residue."""
+    config = rt.config(["true"])
+    config["linux"]["cgroupsPath"] = "system.slice:pyt:system-c1.slice"
+    p = rt("--systemd-cgroup", "run", "-b", rt.bundle(config=config), "c1")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "linux.cgroupsPath" in p.stderr and "systemd puts no process into a slice unit" in p.stderr, p.stderr
+    assert "bus" not in p.stderr.replace("StartTransientUnit", ""), p.stderr
+    nothing_left(rt)
+
+
 def test_without_the_flag_the_systemd_form_is_refused(rt):
     if rt.rootless and not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         pytest.skip("rootless on cgroup v1: no cgroup at all, cgroupsPath unused (as runc)")
@@ -184,6 +200,31 @@ def test_memory_and_pids_limits_of_the_scope_bite(sd):
         else:  # 100 MiB in a 32 MiB scope: the OOM killer
             assert p.returncode == 137, p.stdout + p.stderr
         assert unit_state(sd, f"pyt-{cid}.scope") in ("inactive", ""), systemctl(sd, "status", f"pyt-{cid}.scope").stdout
+
+
+@pytest.mark.systemd
+def test_a_slice_as_the_container_unit_fails_with_runc_too(sd):
+    """slice:prefix:NAME.slice: runc asks systemd for the slice unit NAME
+    with the container's pid, which systemd refuses; pyrun refuses the same
+    path before asking. Neither leaves the slice active."""
+    import shutil
+    import tempfile
+
+    config = direct_config(sd, ["true"])
+    config["linux"]["cgroupsPath"] = "pyrun-test.slice:pyt:pyrun-test-c5.slice"
+    bundle = sd.bundle(config=config)
+    p = sd("--systemd-cgroup", "run", "-b", bundle, "c5")
+    assert p.returncode == 1 and "systemd puts no process into a slice unit" in p.stderr, p.stderr
+    assert unit_state(sd, "pyrun-test-c5.slice") in ("inactive", "")
+    runc = shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if runc is None or sd.rootless:
+        return  # (runc, rootful: the reference)
+    root = tempfile.mkdtemp(prefix="runc-", dir=sd.dir)
+    r = subprocess.run([runc, "--root", root, "--systemd-cgroup", "run", "-b", bundle, "c5"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    subprocess.run([runc, "--root", root, "delete", "--force", "c5"], capture_output=True)
+    assert r.returncode != 0 and "Cannot set property PIDs" in r.stderr, (r.returncode, r.stderr)
+    assert unit_state(sd, "pyrun-test-c5.slice") in ("inactive", "")
 
 
 @pytest.mark.systemd

@@ -9,7 +9,8 @@ process is handed to systemd, which makes the unit and its cgroup:
 
 * ``linux.cgroupsPath`` is ``slice:prefix:name``; the unit is
   ``prefix-name.scope`` in ``slice`` (a ``name`` ending in ``.slice``,
-  which runc makes a slice unit, is refused). An empty slice is runc's default,
+  which runc makes a slice unit and systemd then refuses the container's
+  pid for, is refused before anything is made). An empty slice is runc's default,
   ``system.slice`` as root, ``user.slice`` of the user's own systemd
   rootless; no cgroupsPath is ``:pyrun:<id>``. A slice name's dashes are
   its parents (systemd.slice(5)): ``a-b.slice`` is ``a.slice/a-b.slice``.
@@ -80,9 +81,17 @@ def parse_path(cgroups_path: str | None, container_id: str, rootless: bool) -> t
     slice_ = slice_ or ("user.slice" if rootless else "system.slice")
     expand_slice(slice_)
     if name.endswith(".slice"):
-        # runc then makes the container a slice unit; pyrun does not (yet)
-        raise ConfigError("linux.cgroupsPath", f"{text!r}: a slice as the container's own unit is not "
-                          "supported by pyrun; name a scope (slice:prefix:name)")
+        # runc reads this as "the container is the slice unit NAME" (Wants=
+        # the slice instead of Slice=, no Delegate), a form made for pod
+        # slices that hold no process (kubelet, through libcontainer, with
+        # no pid). With the container's pid systemd refuses it: PIDs is a
+        # scope's property, not a slice's (systemd.slice(5): a slice holds
+        # units, not processes); runc 1.1.5 fails at StartTransientUnit
+        # with "Cannot set property PIDs, or unknown property". Said here,
+        # before anything is made.
+        raise ConfigError("linux.cgroupsPath", f"{text!r}: {name} would be the container's own unit, but "
+                          "systemd puts no process into a slice unit (StartTransientUnit refuses PIDs for "
+                          "it, and runc fails there): name a scope, slice:prefix:name")
     unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
     return slice_, unit
 
