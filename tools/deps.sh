@@ -20,6 +20,8 @@ PKGS="$PKGS podman runc slirp4netns catatonit"
 PKGS="$PKGS containerd"
 # networking: nftables for the bridge's NAT, passt for the pasta mode
 PKGS="$PKGS nftables passt"
+# docs/TOUR.md (and tests/test_tour.py, which runs it): jq edits the configs
+PKGS="$PKGS jq"
 # tests/test_terminal.py: strace's syscall delay injection makes a race happen
 PKGS="$PKGS strace"
 [ $# -gt 0 ] && PKGS="$*"
