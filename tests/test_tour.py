@@ -17,8 +17,7 @@ matches RE (re.M), ``# expect-not: RE`` that it does not, ``# exit: N`` that
 it exits with N instead of 0. Other ``#`` lines are comments.
 
 Each page (a ``## `` section) runs in one bash per kind of block, in a fresh
-workspace holding copies of bundles/ (their id maps made the runner's) and
-docs/tour/, with ``pyrun`` on PATH as a wrapper that adds a ``--root`` of the
+workspace holding copies of bundles/ (their id maps made the runner's), with ``pyrun`` on PATH as a wrapper that adds a ``--root`` of the
 test's own; container ids ``tour-NAME`` become ``tourXXXX-NAME`` (unique to
 the run) and whatever a page leaves is deleted with ``delete --force``.
 
@@ -225,8 +224,6 @@ class Runner:
         self.state = os.path.join(self.dir, ".state")
         bindir = os.path.join(self.dir, ".bin")
         os.mkdir(bindir)
-        os.makedirs(os.path.join(self.dir, "docs"))
-        shutil.copytree(os.path.join(TOP, "docs", "tour"), os.path.join(self.dir, "docs", "tour"))
         for name in ("busybox", "hello"):
             dst = os.path.join(self.dir, "bundles", name)
             os.makedirs(dst)
