@@ -111,6 +111,28 @@ def process_from_flags(base, args: list[str], env: list[str], cwd: str | None, u
 
 # ------------------------------------------------------------------ host side
 
+def _read_ns_link(pid: int, name: str, wait: float = 2.0) -> str:
+    """readlink(2) of /proc/PID/ns/NAME. Until PID 1 calls execve(2) it is
+    pyrun's non-dumpable interpreter, whose mm belongs to the host's user
+    namespace: a rootless caller (no CAP_SYS_PTRACE there, ptrace(2)'s
+    access mode check) gets EACCES. ``start`` returns a moment before that
+    execve, so an ``exec`` right after it waits for it, a bounded time."""
+    deadline = None
+    while True:
+        try:
+            return os.readlink(f"/proc/{pid}/ns/{name}")
+        except PermissionError as e:
+            import time
+
+            if deadline is None:
+                deadline = time.monotonic() + wait
+            if time.monotonic() > deadline:
+                raise PyrunError(f"exec: cannot read /proc/{pid}/ns/{name}: {errno_text(e)}") from None
+            time.sleep(0.002)
+        except OSError as e:
+            raise PyrunError(f"exec: cannot read /proc/{pid}/ns/{name}: {errno_text(e)}") from None
+
+
 def _namespace_flags(pid: int) -> int:
     """The CLONE_NEW* flags of every namespace the container's PID 1 is in
     that is not ours: exactly where it runs, whatever made each one — a
@@ -126,10 +148,7 @@ def _namespace_flags(pid: int) -> int:
             ours = os.readlink(f"/proc/self/ns/{name}")
         except FileNotFoundError:
             continue  # a kernel without this namespace type (time: Linux < 5.6)
-        try:
-            theirs = os.readlink(f"/proc/{pid}/ns/{name}")
-        except OSError as e:
-            raise PyrunError(f"exec: cannot read /proc/{pid}/ns/{name}: {errno_text(e)}") from None
+        theirs = _read_ns_link(pid, name)
         if theirs != ours:
             flags |= FLAGS[ns_type]
     return flags

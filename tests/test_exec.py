@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -283,3 +284,21 @@ def test_exec_cannot_reach_the_hosts_loopback_the_container_cannot(rt, mode):
         t.join(5)
         server.close()
     assert got == [], got
+
+
+
+def test_exec_that_arrives_before_the_process_runs_waits_for_it(rt):
+    """``start`` (and ``run -d``) return once exec.fifo is read, a moment
+    before PID 1 — pyrun's non-dumpable interpreter until then — calls
+    execve(2). Rootless, the caller may not read a non-dumpable process's
+    /proc/PID/ns/* (no CAP_SYS_PTRACE over an mm of the host's user
+    namespace): an ``exec`` in that moment must wait for the execve, not
+    fail with "cannot read /proc/PID/ns/pid: Permission denied" (seen as a
+    flaky ``run -d`` + ``exec`` in docs/TOUR.md's test). Made deterministic:
+    the exec starts while the container is still created, start follows."""
+    rt.ok("create", "-b", rt.bundle(["sleep", "60"]), "c1")
+    ex = rt.popen("exec", "c1", "echo", "in", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    rt.ok("start", "c1")
+    out, err = ex.communicate(timeout=30)
+    assert ex.returncode == 0 and out.strip() == "in", err
