@@ -18,7 +18,8 @@ stage 2, that child (the container's PID 1 until it execs):
     → sethostname → ioctl(lo up) → setrlimit → prctl(PR_CAPBSET_DROP)
     → setresuid(user) → capset + PR_CAP_AMBIENT → look up args[0]
     → "ready" → open(exec.fifo) blocks until ``pyrun start``
-    → prctl(no_new_privs) → seccomp(load) → execveat(init).
+    → prctl(no_new_privs) → seccomp(load) → execveat(init), which closes
+    exec.fifo: ``pyrun start`` returns then.
 
 Stage 1 stays alive until the host has recorded the container: if the host
 side dies half way, PR_SET_PDEATHSIG kills stage 1 and, through it,
@@ -34,7 +35,7 @@ import sys
 from pyrun import namespaces, syscalls as sc
 from pyrun.channel import Channel, Msg
 from pyrun.errors import PyrunError, errno_text
-from pyrun.log import log
+from pyrun.log import kill_point, log
 from pyrun.planning import Plan
 
 
@@ -443,10 +444,16 @@ def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
         if plan.spec.hooks.start_container:
             _start_hooks(plan, fifo)
         os.write(fifo, b"0")
-        os.close(fifo)
+        kill_point("write(exec.fifo)")
+        # The fifo stays open until execve(2) closes it (O_CLOEXEC): ``pyrun
+        # start`` reads to EOF, so it returns once the process runs, as
+        # runc's start reads until its init closes the fifo. Before the
+        # execve this process is pyrun's non-dumpable interpreter, whose
+        # /proc/PID/ns a rootless ``exec`` may not open.
         os.close(state_fd)
         log.close()
-        exec_last(plan, path, init_fd, keep={init_fd} if init_fd is not None else set())
+        keep = {fifo} if init_fd is None else {fifo, init_fd}
+        exec_last(plan, path, init_fd, keep=keep)
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"pyrun: {e}\n".encode())
     os._exit(127)

@@ -114,17 +114,26 @@ def _poststart(sd: StateDir, rec: Record) -> None:
 
 
 def _await_fifo(fd: int, sd: StateDir, rec: Record) -> None:
+    """Read exec.fifo to EOF: PID 1 writes "0" (or "!" and why a
+    startContainer hook failed) and keeps its end open until execve(2)
+    closes it, so this returns once the container's process runs, as
+    runc's start reads until its init closes the fifo."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
+    started = False
     while True:
         if poller.poll(100):
             data = os.read(fd, 4096)
             if data.startswith(b"!"):  # a startContainer hook failed; the process exited
                 raise PyrunError(data[1:].decode(errors="replace"))
-            if data:
+            if not data:
+                if started:
+                    return  # closed by execve(2), or PID 1 ended after "0"
+                raise PyrunError("container process exited before start")
+            started = True
+        elif not is_alive(rec.pid, rec.pid_start):
+            if started:
                 return
-            raise PyrunError("container process exited before start")
-        if not is_alive(rec.pid, rec.pid_start):
             raise PyrunError("container process exited before start")
 
 

@@ -23,6 +23,9 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 # pays one comparison with None. A config cannot set it: the container's
 # processes get the config's env, and nothing of pyrun's runs after that.
 _KILL_AT = os.environ.get("PYRUN_TEST_KILL_AT") if os.environ.get("PYRUN_TEST_HOOKS") == "1" else None
+# PYRUN_TEST_PAUSE_AT=<step name> makes that step wait a second instead: a
+# race window held open so a test can look into it.
+_PAUSE_AT = os.environ.get("PYRUN_TEST_PAUSE_AT") if os.environ.get("PYRUN_TEST_HOOKS") == "1" else None
 _RUNTIME_PID = os.getpid()  # forked stages inherit the runtime's pid
 _KILL_PIPE = -1
 
@@ -48,7 +51,9 @@ if _KILL_AT is not None:
 
 
 def kill_point(name: str) -> None:
-    """SIGKILL the runtime here if the test hook names this step."""
+    """SIGKILL the runtime here (or pause) if the test hook names this step."""
+    if _PAUSE_AT is not None and name == _PAUSE_AT:
+        time.sleep(1)
     if _KILL_AT is not None and name == _KILL_AT:
         if os.getpid() == _RUNTIME_PID:
             os.kill(_RUNTIME_PID, 9)

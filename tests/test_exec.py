@@ -302,3 +302,22 @@ def test_exec_that_arrives_before_the_process_runs_waits_for_it(rt):
     rt.ok("start", "c1")
     out, err = ex.communicate(timeout=30)
     assert ex.returncode == 0 and out.strip() == "in", err
+
+
+def test_start_returns_once_the_process_runs(rt):
+    """``start`` reads exec.fifo until PID 1's execve(2) closes it (runc's
+    start reads until its init closes the fifo): when it returns, PID 1 is
+    the container's program, not pyrun's interpreter, so a rootless ``exec``
+    or ``ps`` right after it finds the process. Raced before (start returned
+    at the fifo's "0"); the test hook holds PID 1 a second after that write."""
+    saved = rt.env
+    rt.env = {**saved, "PYRUN_TEST_HOOKS": "1", "PYRUN_TEST_PAUSE_AT": "write(exec.fifo)"}
+    try:
+        rt.ok("create", "--no-init", "-b", rt.bundle(["sleep", "60"]), "c1")
+    finally:
+        rt.env = saved
+    pid = rt.state("c1")["pid"]
+    rt.ok("start", "c1")
+    with open(f"/proc/{pid}/comm") as f:
+        assert f.read().strip() == "sleep"
+    assert rt.ok("exec", "c1", "echo", "in").strip() == "in"
