@@ -1,10 +1,12 @@
 """cffi build script for ``pyrun._native`` (API mode, compiled at install).
 
 Declared here: the system calls Python 3.11's ``os`` module lacks
-(``native/shim.c``) and a thin layer over libseccomp (``native/seccomp.c``,
-used by ``pyrun.seccomp``). Each C function returns 0 (or an fd) on success
-and ``-errno`` on failure; ``pyrun.syscalls`` and ``pyrun.seccomp`` turn that
-into a :class:`~pyrun.errors.SyscallError`.
+(``native/shim.c``), a thin layer over libseccomp (``native/seccomp.c``,
+used by ``pyrun.seccomp``) and a fork into a cgroup (``native/clone3.c``,
+clone3(2) CLONE_INTO_CGROUP, used by ``pyrun.cgroups.v2``). Each C function
+returns 0 (or an fd) on success and ``-errno`` on failure;
+``pyrun.syscalls`` and ``pyrun.seccomp`` turn that into a
+:class:`~pyrun.errors.SyscallError`.
 """
 
 import os
@@ -14,7 +16,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 NATIVE = os.path.join(os.path.dirname(HERE), "native")
 
-HEADERS = ("shim.h", "pyrun_seccomp.h", "devices_bpf.h")
+HEADERS = ("shim.h", "pyrun_seccomp.h", "devices_bpf.h", "clone3.h")
 
 
 def _declarations(header: str) -> str:
@@ -72,7 +74,8 @@ ffibuilder.cdef(
 ffibuilder.set_source(
     "pyrun._native",
     "".join(f'#include "{h}"\n' for h in HEADERS),
-    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("shim.c", "seccomp.c", "devices_bpf.c")],
+    sources=[os.path.relpath(os.path.join(NATIVE, name))
+             for name in ("shim.c", "seccomp.c", "devices_bpf.c", "clone3.c")],
     include_dirs=[NATIVE],
     libraries=["seccomp"],
 )

@@ -24,7 +24,10 @@ them with their timings, and the channel's messages are in quotes
     → write(state.json, cgroup, network)
     → prctl(PR_SET_CHILD_SUBREAPER), for ``run`` in the foreground
     → open_tree(bind sources) → open_tree+mount_setattr(MOUNT_ATTR_IDMAP)
-    → socketpair(AF_UNIX, SOCK_SEQPACKET) twice → fork: stage 1
+    → socketpair(AF_UNIX, SOCK_SEQPACKET) twice → fork: stage 1; on
+      cgroup v2, clone3(CLONE_INTO_CGROUP): stage 1 starts in the
+      container's cgroup, and neither the next step nor "cgroup-done" is
+      needed (:func:`fork_stage1`)
     → write cgroup.procs: stage 1 into the container's cgroup, while it
       imports and unshares on the other CPU
     → "idmap" from stage 1, in a new user namespace → write
@@ -251,7 +254,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     to_init, init_end = Channel.pair()
     host_pid = os.getpid()
     try:
-        pid = os.fork()
+        pid = fork_stage1(cg, plan)
     finally:
         if plan.mount_trees and os.getpid() == host_pid:  # stage 1 inherited them
             for fd in plan.mount_trees.values():
@@ -385,6 +388,23 @@ def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
         spec.mounts.append(Mount(destination=f"/etc/{name}", type="bind", source=sd.file(name),
                                  options=["bind", "ro"]))
     return {"mode": net.mode, "ip": ip, "ports": [str(p) for p in net.ports]}
+
+
+def fork_stage1(cg, plan) -> int:
+    """fork(2) stage 1; with a cgroup v2 cgroup of the cgroupfs driver,
+    clone3(2) CLONE_INTO_CGROUP, so that it starts inside
+    (pyrun.cgroups.v2.fork_into): then ``plan.cgroup_sync`` is false on
+    both sides (no cgroup.procs write, no "cgroup-done"). Otherwise, or
+    where the kernel refuses, os.fork() and the host moves it (move_child).
+    The systemd driver keeps fork(2): its scope is made with stage 1 in it."""
+    fork_into = getattr(cg, "fork_into", None) if plan.cgroup_sync else None
+    if fork_into is not None:
+        plan.cgroup_sync = False  # what the child sees
+        pid = fork_into()
+        if pid is not None:
+            return pid
+        plan.cgroup_sync = True
+    return os.fork()
 
 
 def move_child(cg, ch, pid: int) -> None:

@@ -7,9 +7,11 @@ object asks for. The order, top-down:
 
 1. host side: pidfd_open(2) the container's PID 1 (the pidfd pins it: no
    pid reuse race), open its root directory (``/proc/PID/root``);
-2. fork a helper; it makes itself non-dumpable (prctl(2)
-   PR_SET_DUMPABLE, so nothing in the container can ptrace it or open its
-   ``/proc/PID/exe``, the host's python: CVE-2019-5736), then one
+2. fork a helper (on cgroup v2, clone3(2) CLONE_INTO_CGROUP: it starts in
+   the container's cgroup; else the host moves it there meanwhile); it
+   makes itself non-dumpable (prctl(2) PR_SET_DUMPABLE, so nothing in the
+   container can ptrace it or open its ``/proc/PID/exe``, the host's
+   python: CVE-2019-5736), then one
    setns(2) on the pidfd with the flags of every namespace PID 1 is in
    that differs from ours (compared through ``/proc/PID/ns/*``, not read
    from config.json: ``--network`` adds a namespace the config does not
@@ -245,22 +247,39 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)  # the process becomes our child when the helper exits
     host, child = Channel.pair()
     try:
-        helper = os.fork()
+        helper, join = _fork_helper(cgroup)
         if helper == 0:
             host.close()
-            _helper(plan, child, pidfd, flags, rootfd, cgroup)  # never returns
+            _helper(plan, child, pidfd, flags, rootfd, join)  # never returns
     finally:
         os.close(pidfd)
         os.close(rootfd)
         child.close()
     try:
-        if _initial_affinity(proc, helper) and not cgroup:
+        if _initial_affinity(proc, helper) and not join:
             host.send_if_open(Msg.CGROUP_DONE)  # the helper waits for it before "final"
-        if cgroup:
-            _join_cgroup(host, helper, cgroup)
+        if join:
+            _join_cgroup(host, helper, join)
         return _supervise(host, helper, plan, rec, opts)
     finally:
         host.close()
+
+
+def _fork_helper(cgroup: str) -> tuple[int, str]:
+    """fork(2) the helper. On cgroup v2, clone3(2) CLONE_INTO_CGROUP starts
+    it in the container's cgroup (or --cgroup's sub-cgroup; a systemd
+    scope's directory too) where the kernel has it and lets us, as runc's
+    exec does (pyrun.cgroups.v2.fork_into). Returns its pid (0 in the
+    helper) and the cgroup it is still to be moved into by
+    :func:`_join_cgroup`: "" when it was cloned in (or there is none)."""
+    if cgroup:
+        from pyrun import cgroups
+
+        if cgroups.available():
+            pid = cgroups.open_cgroup(cgroup).fork_into()
+            if pid is not None:
+                return pid, ""
+    return os.fork(), cgroup
 
 
 def _initial_affinity(proc, helper: int) -> bool:
@@ -347,7 +366,8 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
 
 def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
     """setns(2) into the container's namespaces, wait until the host has
-    put us in the container's cgroup, fork the process. Never returns."""
+    put us in the container's cgroup (``cgroup``; "" when cloned in),
+    fork the process. Never returns."""
     import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     from pyrun import builder

@@ -73,6 +73,8 @@ class Plan:
     # for "cgroup-done" as late as it can: before unshare(CLONE_NEWCGROUP)
     # (a cgroup namespace is rooted where its maker is), else before it
     # forks PID 1, which so starts inside, with all it will ever fork.
+    # False when stage 1 was cloned into the cgroup (clone3(2)
+    # CLONE_INTO_CGROUP, cgroup v2: create.fork_stage1): nothing to wait for.
     cgroup_sync: bool = False
     cgroup_path: str = ""             # the container's cgroup directory, if it has one
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state

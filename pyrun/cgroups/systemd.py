@@ -320,6 +320,17 @@ class Cgroup(v2.Cgroup):
     def create(self, top: str) -> None:  # systemd makes it when add() starts the unit
         pass
 
+    def fork_into(self) -> int | None:
+        """``exec``: clone3(2) into the scope's directory (v2.fork_into),
+        where the caller may write there; else None, and :meth:`add` moves
+        the process (cgroup.procs, or AttachProcessesToUnit). ``create``
+        keeps fork(2) then :meth:`start`: StartTransientUnit with
+        PIDs=[stage 1] is what makes the scope and its directory, so there
+        is nothing to clone into before."""
+        if self.to_start:
+            return None
+        return super().fork_into()
+
     def add(self, pid: int) -> None:
         """The container's first process: :meth:`start`. Later ones
         (``exec``): cgroup.procs, or, where that is denied (rootless: the

@@ -151,6 +151,11 @@ class Cgroup:
                     why = f"write {w.value!r} to {w.file}: {errno_text(e)}"
                 raise ConfigError(w.path, why) from None
 
+    def fork_into(self) -> int | None:
+        """fork(2) with the child starting in this cgroup: :func:`fork_into`.
+        None: not here; the caller forks and calls :meth:`add`."""
+        return fork_into(self.path)
+
     def add(self, pid: int) -> None:
         """Move ``pid`` (and so, later, its children) into the cgroup."""
         try:
@@ -223,6 +228,71 @@ class Cgroup:
 
         deadline = time.monotonic() + timeout
         _rmdir(self.path, deadline)
+
+
+# ------------------------------------------------ starting a process inside
+
+# clone3(2) errors after which fork(2) and a write to cgroup.procs are the
+# way in: no clone3 (ENOSYS: Linux < 5.3, or a seccomp profile that refuses
+# it, as engines' default profiles do) or no CLONE_INTO_CGROUP (E2BIG or
+# EINVAL: Linux < 5.7, which knows neither the size nor the flag), or not
+# allowed to the caller (EPERM, EACCES: a rootless exec into a systemd
+# scope, where systemd's AttachProcessesToUnit does the move instead).
+# Anything else (EBUSY, EAGAIN at pids.max...) would fail the move as well.
+CLONE3_FALLBACK = frozenset((errno.ENOSYS, errno.E2BIG, errno.EINVAL, errno.EPERM, errno.EACCES))
+CLONE3_STEP = "clone3(CLONE_INTO_CGROUP)"
+
+
+def fork_into(path: str) -> int | None:
+    """fork(2), the child starting in the cgroup directory ``path``:
+    clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) and an O_PATH descriptor
+    of the directory, as crun does for create and exec and runc for exec.
+    A process moved in by a write to cgroup.procs instead waits there for
+    an RCU grace period (10-25 ms measured); one cloned in starts inside,
+    and the kernel checks the caller's right to put it there as for that
+    write (cgroup.procs of the common ancestor writable).
+
+    Returns the child's pid in the parent and 0 in the child, as os.fork().
+    None, with no child made, where this cannot be done: an error of
+    :data:`CLONE3_FALLBACK`, another thread of ours running (the raw system
+    call skips what glibc's fork(3) does for threads: a malloc lock held by
+    one would stay locked in the child), or the test switch
+    PYRUN_NO_CLONE_INTO_CGROUP=1 (with PYRUN_TEST_HOOKS=1). The caller then
+    forks and writes the child's pid to cgroup.procs, as before. Other
+    errors are raised, naming the call and errno."""
+    import _thread
+
+    from pyrun.errors import SyscallError
+    from pyrun.log import _KILL_AT, log
+
+    environ = os.environ
+    if environ.get("PYRUN_TEST_HOOKS") == "1" and environ.get("PYRUN_NO_CLONE_INTO_CGROUP") == "1":
+        log.debug_msg(f"{CLONE3_STEP}: off (PYRUN_NO_CLONE_INTO_CGROUP=1): fork(2) + cgroup.procs")
+        return None
+    # (the test hook's kill thread, if armed, only ever waits in read(2))
+    if _thread._count() > (_KILL_AT is not None):
+        log.debug_msg(f"{CLONE3_STEP}: other threads run: fork(2) + cgroup.procs")
+        return None
+    from pyrun._native import lib
+
+    try:
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SyscallError("open(O_PATH)", e.errno, path) from None
+    try:
+        timer = log.step(CLONE3_STEP)
+        timer.__enter__()
+        pid = lib.pyrun_clone3_into_cgroup(fd)
+        if pid != 0:  # the child does not report the step as its own
+            timer.__exit__(None, None, None)
+    finally:
+        os.close(fd)
+    if pid >= 0:
+        return pid
+    if -pid in CLONE3_FALLBACK:
+        log.debug_msg(f"{SyscallError(CLONE3_STEP, -pid, path)}: fork(2) + cgroup.procs instead")
+        return None
+    raise SyscallError(CLONE3_STEP, -pid, path)
 
 
 def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgroup | None:
