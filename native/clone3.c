@@ -25,45 +25,45 @@
  * 5.7 does not know the size or the flag: E2BIG or EINVAL, the caller's
  * cue to fork and write cgroup.procs instead. */
 struct pyrun_clone_args {
-    uint64_t flags;
-    uint64_t pidfd;
-    uint64_t child_tid;
-    uint64_t parent_tid;
-    uint64_t exit_signal;
-    uint64_t stack;
-    uint64_t stack_size;
-    uint64_t tls;
-    uint64_t set_tid;
-    uint64_t set_tid_size;
-    uint64_t cgroup;
+	uint64_t flags;
+	uint64_t pidfd;
+	uint64_t child_tid;
+	uint64_t parent_tid;
+	uint64_t exit_signal;
+	uint64_t stack;
+	uint64_t stack_size;
+	uint64_t tls;
+	uint64_t set_tid;
+	uint64_t set_tid_size;
+	uint64_t cgroup;
 };
 
 /* cffi releases the GIL around every C call it makes; forking a Python
  * process needs it held (PyOS_AfterFork_Child takes over the thread state),
  * so it is taken back here for the duration.
  *
- * What glibc's fork(3) adds around the system call (its atfork handlers,
+ * What glibc's fork() wrapper adds around the system call (its atfork handlers,
  * malloc's arena locks, the child's cached tid) is skipped: pyrun calls
  * this from a process with no other thread at work (pyrun.cgroups.v2
  * checks), as Go's runtime clones into a cgroup for runc's exec. */
 int pyrun_clone3_into_cgroup(int cgroup_fd)
 {
-    struct pyrun_clone_args args = {
-        .flags = CLONE_INTO_CGROUP,
-        .exit_signal = SIGCHLD,   /* a child as fork(2) makes: waitpid(2) reaps it */
-        .cgroup = (uint64_t)cgroup_fd,
-    };
-    PyGILState_STATE gil = PyGILState_Ensure();
-    long pid;
-    int err;
+	struct pyrun_clone_args args = {
+		.flags = CLONE_INTO_CGROUP,
+		.exit_signal = SIGCHLD,   /* a child as fork(2) makes: waitpid(2) reaps it */
+		.cgroup = (uint64_t)cgroup_fd,
+	};
+	PyGILState_STATE gil = PyGILState_Ensure();
+	long pid;
+	int err;
 
-    PyOS_BeforeFork();
-    pid = syscall(SYS_clone3, &args, sizeof(args));
-    err = errno;
-    if (pid == 0)
-        PyOS_AfterFork_Child();
-    else
-        PyOS_AfterFork_Parent();
-    PyGILState_Release(gil);
-    return pid < 0 ? -err : (int)pid;
+	PyOS_BeforeFork();
+	pid = syscall(SYS_clone3, &args, sizeof(args));
+	err = errno;
+	if (pid == 0)
+		PyOS_AfterFork_Child();
+	else
+		PyOS_AfterFork_Parent();
+	PyGILState_Release(gil);
+	return pid < 0 ? -err : (int)pid;
 }

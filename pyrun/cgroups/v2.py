@@ -247,10 +247,11 @@ def fork_into(path: str) -> int | None:
     """fork(2), the child starting in the cgroup directory ``path``:
     clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) and an O_PATH descriptor
     of the directory, as crun does for create and exec and runc for exec.
-    A process moved in by a write to cgroup.procs instead waits there for
-    an RCU grace period (10-25 ms measured); one cloned in starts inside,
-    and the kernel checks the caller's right to put it there as for that
-    write (cgroup.procs of the common ancestor writable).
+    A move by a write to cgroup.procs instead takes the kernel's global
+    cgroup_threadgroup_rwsem for writing, which can wait an RCU grace
+    period; a process cloned in starts inside, and the kernel checks the
+    caller's right to put it there as for that write (cgroup.procs of the
+    common ancestor writable, with the caller's credentials).
 
     Returns the child's pid in the parent and 0 in the child, as os.fork().
     None, with no child made, where this cannot be done: an error of
