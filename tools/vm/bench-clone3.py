@@ -69,6 +69,7 @@ class Side:
                 sample = json.load(f)
             config = default_spec(rootless=True, uid=pw.pw_uid, gid=pw.pw_gid)
             config["process"]["args"] = sample["process"]["args"]
+            config["process"]["terminal"] = sample["process"]["terminal"]
             config["root"] = sample["root"]
             with open(path, "w") as f:
                 json.dump(config, f)
@@ -117,6 +118,8 @@ def measure(side: Side, rounds: int, debug_rounds: int) -> None:
         print(f"  {way:9} {summary(values)}")
     a, b = statistics.median(times["clone3"]), statistics.median(times["fallback"])
     print(f"  ratio clone3/fallback (medians): {a / b:.3f}   difference: {(b - a) * 1000:.1f} ms")
+    a, b = statistics.mean(times["clone3"]), statistics.mean(times["fallback"])
+    print(f"  ratio clone3/fallback (means):   {a / b:.3f}   difference: {(b - a) * 1000:.1f} ms")
     steps: dict[str, list[float]] = {}
     for i in range(debug_rounds):
         for way in WAYS:
