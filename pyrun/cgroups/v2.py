@@ -256,7 +256,7 @@ def fork_into(path: str) -> int | None:
     Returns the child's pid in the parent and 0 in the child, as os.fork().
     None, with no child made, where this cannot be done: an error of
     :data:`CLONE3_FALLBACK`, another thread of ours running (the raw system
-    call skips what glibc's fork(3) does for threads: a malloc lock held by
+    call skips what glibc's fork() does for threads: a malloc lock held by
     one would stay locked in the child), or the test switch
     PYRUN_NO_CLONE_INTO_CGROUP=1 (with PYRUN_TEST_HOOKS=1). The caller then
     forks and writes the child's pid to cgroup.procs, as before. Other
