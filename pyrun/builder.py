@@ -71,7 +71,7 @@ def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> Non
         _enter_namespaces(plan, to_host)
         if plan.cgroup_sync and "cgroup" not in plan.new_ns:
             to_host.expect(Msg.CGROUP_DONE)
-        pid = os.fork()
+        pid = _fork_pid1(plan)
         if pid == 0:
             to_host.close()
             stage2(plan, init_ch)  # never returns
@@ -84,6 +84,20 @@ def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> Non
     except BaseException as e:  # noqa: BLE001 - everything is reported to the host
         _report(to_host, e)
     os._exit(code)
+
+
+def _fork_pid1(plan: Plan) -> int:
+    """fork(2) of PID 1. Stage 1 is in the container's cgroup already, so
+    during create the pids controller counts two processes: a
+    linux.resources.pids.limit of 1 fails here (runc writes its limits after
+    its init is alone) and the error says so."""
+    try:
+        return os.fork()
+    except BlockingIOError as e:
+        pids = (plan.spec.linux.resources or {}).get("pids")
+        limit = pids.get("limit") if isinstance(pids, dict) else None
+        hint = f" (linux.resources.pids.limit is {limit}: create needs 2)" if limit is not None else ""
+        raise PyrunError(f"fork(PID 1): {errno_text(e)}{hint}") from None
 
 
 def _enter_namespaces(plan: Plan, to_host: Channel) -> None:

@@ -639,3 +639,18 @@ def test_realtime_policy_keeps_the_callers_cpu_cgroup_or_is_refused_with_cpu_lim
     assert p.returncode == 1 and "process.scheduler: a real-time policy" in p.stderr, p.stderr
     assert "realtimeRuntime" in p.stderr and len(p.stderr.splitlines()) == 1
     assert leftovers(cid) == [] and os.listdir(v1.root) == []
+
+
+def test_a_pids_limit_below_what_create_needs_is_one_line(v1, runc):
+    """pids.limit 1: runc writes its limits once its init is alone and runs
+    `true`; pyrun's stage 1 and PID 1 are both in the cgroup during create,
+    so it fails, saying why in one line (was a bare EAGAIN), and leaves no
+    cgroup behind."""
+    cid = uid("pids1")
+    config = _limits(v1, ["true"], pids={"limit": 1})
+    p = v1("run", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 1
+    assert p.stderr.strip().endswith("fork(PID 1): Resource temporarily unavailable (EAGAIN)"
+                                     " (linux.resources.pids.limit is 1: create needs 2)"), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and leftovers(cid) == []
+    assert runc(config, cid).returncode == 0  # the known difference, kept visible
