@@ -8,7 +8,7 @@ VM_PYTEST_ARGS ?=
 VM_TIMEOUT ?= 1500
 export VM_PYTEST_ARGS VM_TIMEOUT
 
-.PHONY: all deps build bundles run run-hello test test-unit vm-test vm-test-systemd clean
+.PHONY: all deps build bundles run run-hello test test-unit vm-test vm-test-systemd vm-test-systemd-v1 clean
 
 all: build
 
@@ -34,7 +34,7 @@ run-hello: bundles
 	$(PYRUN) run -b bundles/hello hello-$$$$
 
 test: bundles         ## every test, rootful and rootless (as root: creates a test user)
-	$(PY) -P -m pytest -v -p no:cacheprovider -m "not vm and not systemd" $(PYTEST_ARGS) tests
+	$(PY) -P -m pytest -v -p no:cacheprovider -m "not vm and not systemd and not systemd_v1" $(PYTEST_ARGS) tests
 
 test-unit: build
 	$(PY) -P -m pytest -q -p no:cacheprovider tests/test_spec.py
@@ -44,6 +44,9 @@ vm-test: bundles      ## the tests marked vm, in a qemu VM with cgroup v2 (tools
 
 vm-test-systemd: bundles  ## the tests marked systemd, in the VM booting systemd as PID 1 (tools/vm/vm-test --systemd)
 	tools/vm/vm-test --systemd
+
+vm-test-systemd-v1: bundles  ## the tests marked systemd_v1, in the VM booting systemd with cgroup v1 (hybrid)
+	tools/vm/vm-test --systemd --cgroup-v1
 
 .PHONY: bench
 bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_QUICK=1, BENCH_OUT=file)

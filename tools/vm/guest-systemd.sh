@@ -6,7 +6,7 @@
 #   1. the test user pyrun-test (as tests/conftest.py makes it) and its own
 #      systemd (user@UID.service, with its bus at /run/user/UID/bus), so
 #      that rootless --systemd-cgroup has a user manager to ask
-#   2. pytest -m systemd in the checkout, output to the virtio-serial port
+#   2. pytest -m systemd (systemd_v1 with --cgroup-v1) in the checkout, output to the virtio-serial port
 #      pyrun.out, its exit status to the port pyrun.status
 #
 # Then it powers the guest off. A failed setup step reports status 120 with
@@ -44,7 +44,11 @@ VM_PYTEST_ARGS=()
 
 step "systemd $(systemctl --version | head -1 | cut -d' ' -f2) is PID 1 ($(cat /proc/1/comm)): $(systemctl is-system-running 2>&1)"
 [ -d /run/systemd/system ] || fail "/run/systemd/system missing: systemd is not PID 1"
-step "cgroup: $(stat -fc %T /sys/fs/cgroup), controllers $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+    step "cgroup: $(stat -fc %T /sys/fs/cgroup), controllers $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+else
+    step "cgroup v1: $(cd /sys/fs/cgroup && echo *)"
+fi
 
 step "test user"
 TEST_USER=pyrun-test
@@ -70,7 +74,7 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 [ -S "/run/user/$TUID/bus" ] || fail "no /run/user/$TUID/bus"
-step "user manager up: $(cat "/sys/fs/cgroup/user.slice/user-$TUID.slice/user@$TUID.service/cgroup.controllers" 2>&1)"
+step "user manager up: $(cat "/sys/fs/cgroup/user.slice/user-$TUID.slice/user@$TUID.service/cgroup.controllers" 2>/dev/null)"
 
 if [ -n "${VM_SHELL_CMD:-}" ]; then
     step "running: $VM_SHELL_CMD"
@@ -79,8 +83,9 @@ if [ -n "${VM_SHELL_CMD:-}" ]; then
     finish $?
 fi
 
-step "pytest -m systemd"
+MARK=${VM_MARK:-systemd}
+step "pytest -m $MARK"
 cd "$TOP" || fail "cd $TOP"
 PYRUN_IN_VM=1 PYTHONUNBUFFERED=1 \
-    "$TOP/.venv/bin/python" -P -m pytest -v -p no:cacheprovider -m systemd "${VM_PYTEST_ARGS[@]}" tests
+    "$TOP/.venv/bin/python" -P -m pytest -v -p no:cacheprovider -m "$MARK" "${VM_PYTEST_ARGS[@]}" tests
 finish $?
