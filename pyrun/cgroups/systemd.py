@@ -19,11 +19,20 @@ process is handed to systemd, which makes the unit and its cgroup:
   else $XDG_RUNTIME_DIR/bus), with ``PIDs`` = the process, ``Delegate=yes``
   and the limits systemd knows as properties (MemoryMax, TasksMax,
   CPUQuotaPerSecUSec...); then the job's ``JobRemoved`` signal is awaited.
-* The scope's cgroup is a cgroup v2 directory: every limit is also written
-  to its files by the v2 backend (runc's fsMgr.Set after the properties),
-  device rules are pyrun's BPF program, and freeze, kill, pids, stats are
-  the v2 ones. ``remove`` stops the unit (StopUnit), ``update`` sets
-  properties (SetUnitProperties) and files.
+* On a unified host the scope's cgroup is a cgroup v2 directory: every
+  limit is also written to its files by the v2 backend (runc's fsMgr.Set
+  after the properties), device rules are pyrun's BPF program, and freeze,
+  kill, pids, stats are the v2 ones. ``remove`` stops the unit (StopUnit),
+  ``update`` sets properties (SetUnitProperties) and files.
+* On a cgroup v1 or hybrid host (:class:`LegacyCgroup`, runc's v1 systemd
+  driver, libcontainer/cgroups/systemd/v1.go) the properties are v1's
+  (MemoryLimit, CPUShares, BlockIOWeight, DevicePolicy/DeviceAllow...), and
+  systemd makes the scope's directory only in the hierarchies it manages
+  (cpu,cpuacct, blkio, memory, devices, pids, name=systemd and the hybrid
+  cgroup2 tree): pyrun makes it at the same place in every other one
+  (cpuset, freezer, net_cls, hugetlb...), moves the process there, and the
+  v1 backend writes every limit and device rule to the files. Rootless on
+  v1 there is no cgroup at all, as without the flag (and as runc).
 
 The record names the bus and the unit before the unit is started, so a
 ``delete`` after a create killed half way stops it. The D-Bus client is
@@ -35,7 +44,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import v2
+from pyrun.cgroups import _write, v1, v2
 from pyrun.cgroups.convert import Write, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError, errno_text
 
@@ -230,6 +239,36 @@ class BusError(PyrunError):
         self.name = name
 
 
+def start_unit(address: str, unit: str, slice_: str, pid: int, props: list) -> None:
+    """StartTransientUnit of the scope with ``pid`` in it, Delegate=yes and
+    ``props`` (accounting, limits); waits for the job."""
+    props = [
+        ("Description", ("s", f"pyrun container {unit}")),
+        *([("Slice", ("s", slice_))] if slice_ else []),
+        ("PIDs", ("au", [pid])),
+        ("Delegate", ("b", True)),
+        ("DefaultDependencies", ("b", False)),
+        *props,
+    ]
+    with Bus(address) as bus:
+        bus.job("StartTransientUnit", "ssa(sv)a(sa(sv))", (unit, "replace", props, []), "start", unit)
+
+
+def stop_unit(address: str, unit: str) -> None:
+    """StopUnit and wait for it (systemd removes the cgroups it made); a unit
+    that is gone already (systemd collects an empty scope) is fine."""
+    with Bus(address) as bus:
+        try:
+            bus.job("StopUnit", "ss", (unit, "replace"), "stop", unit)
+        except BusError as e:
+            if e.name != "org.freedesktop.systemd1.NoSuchUnit":
+                raise
+        try:
+            bus.call("ResetFailedUnit", "s", (unit,), "reset", unit)
+        except BusError:
+            pass
+
+
 # --------------------------------------------------------------- properties
 
 def _cpu_quota_per_sec(cpu_max: str) -> int:
@@ -293,6 +332,68 @@ def properties(items: list[Write]) -> list[tuple[str, tuple[str, object]]]:
     return props
 
 
+def legacy_properties(items: list[Write]) -> list[tuple[str, tuple[str, object]]]:
+    """The unit properties systemd applies on cgroup v1 (runc's
+    genV1ResourcesProperties; systemd.resource-control(5), the "legacy"
+    settings): MemoryLimit, CPUShares, CPUQuotaPerSecUSec (+ its period),
+    BlockIOWeight, TasksMax. systemd does not manage cpuset, swap, the soft
+    limit... on v1: those are only written to files."""
+    value = {w.file: w.value for w in items}
+    props: list[tuple[str, tuple[str, object]]] = []
+    if "memory.limit_in_bytes" in value:
+        limit = int(value["memory.limit_in_bytes"])
+        props.append(("MemoryLimit", ("t", INFINITY if limit < 0 else limit)))
+    if "cpu.shares" in value:
+        props.append(("CPUShares", ("t", int(value["cpu.shares"]))))
+    quota, period = int(value.get("cpu.cfs_quota_us", 0)), int(value.get("cpu.cfs_period_us", 0))
+    if period:
+        props.append(("CPUQuotaPeriodUSec", ("t", period)))
+    if quota or period:
+        per_sec = _cpu_quota_per_sec(f"{quota} {period or 100000}") if quota > 0 else INFINITY
+        props.append(("CPUQuotaPerSecUSec", ("t", per_sec)))
+    if "blkio.weight" in value:
+        props.append(("BlockIOWeight", ("t", int(value["blkio.weight"]))))
+    if "pids.max" in value:
+        props.append(("TasksMax", ("t", _uint(value["pids.max"]))))
+    return props
+
+
+def device_properties(resources: dict | None, devices) -> list[tuple[str, tuple[str, object]]]:
+    """The device rules as DevicePolicy/DeviceAllow (runc's
+    systemdProperties): systemd applies its own list to the unit's devices
+    cgroup whenever it re-realizes the unit (daemon-reload, a property
+    change), so it must say what pyrun's files say, or at least no more.
+    systemd has allow lists only: an allow-all config with exceptions (and a
+    "c *:N" rule, which it cannot express) become narrower there, never wider."""
+    from pyrun.cgroups.convert import device_writes_v1
+    from pyrun.log import log
+
+    items, allowlist, _expect = device_writes_v1(resources, devices)
+    if not allowlist:
+        if len(items) == 1:  # allow all, no exception: systemd's default
+            return [("DevicePolicy", ("s", "auto")), ("DeviceAllow", ("a(ss)", []))]
+        log.debug_msg("--systemd-cgroup: systemd has no deny list: the unit's own device rules deny every "
+                      "device; pyrun's rules in devices.deny are the container's")
+        return [("DevicePolicy", ("s", "strict")), ("DeviceAllow", ("a(ss)", []))]
+    entries = []
+    for w in items[1:]:
+        kind, number, perms = w.value.split()
+        major, minor = number.split(":")
+        group = "char-" if kind == "c" else "block-"
+        if major == "*" and minor != "*":
+            log.debug_msg(f"--systemd-cgroup: {w.value!r} left out of the unit's DeviceAllow (systemd has no "
+                          "'*:N' rule); pyrun's devices.allow has it")
+            continue
+        if major == "*":
+            path = group + "*"
+        elif minor == "*":
+            path = group + major  # "char-136": systemd 240+ takes a major number
+        else:
+            path = f"/dev/{'char' if kind == 'c' else 'block'}/{major}:{minor}"
+        entries.append((path, perms))
+    return [("DevicePolicy", ("s", "strict")), ("DeviceAllow", ("a(ss)", entries))]
+
+
 # --------------------------------------------------------------- the cgroup
 
 class Cgroup(v2.Cgroup):
@@ -313,8 +414,10 @@ class Cgroup(v2.Cgroup):
         return "\t".join((TAG, self.bus, self.unit, self.path))
 
     @classmethod
-    def from_record(cls, text: str) -> "Cgroup":
-        _tag, bus, unit, path = text.split("\t")
+    def from_record(cls, text: str) -> "Cgroup | LegacyCgroup":
+        _tag, bus, unit, path = text.split("\t", 3)
+        if not v2.available():
+            return LegacyCgroup.from_record(text)
         return cls(bus, unit, path)
 
     def create(self, top: str) -> None:  # systemd makes it when add() starts the unit
@@ -352,22 +455,9 @@ class Cgroup(v2.Cgroup):
         """StartTransientUnit with PIDs=[pid], wait for the job, then write
         every limit to the scope's files and attach the device program."""
         self.to_start = False
-        props = [
-            ("Description", ("s", f"pyrun container {self.unit}")),
-            ("PIDs", ("au", [pid])),
-            ("Delegate", ("b", True)),
-            ("DefaultDependencies", ("b", False)),
-            ("MemoryAccounting", ("b", True)),
-            ("CPUAccounting", ("b", True)),
-            ("IOAccounting", ("b", True)),
-            ("TasksAccounting", ("b", True)),
-        ]
-        if self.slice:
-            props.insert(1, ("Slice", ("s", self.slice)))
-        props += properties(self.items)
-        with Bus(self.bus) as bus:
-            bus.job("StartTransientUnit", "ssa(sv)a(sa(sv))", (self.unit, "replace", props, []),
-                    "start", self.unit)
+        props = [("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
+                 ("IOAccounting", ("b", True)), ("TasksAccounting", ("b", True))]
+        start_unit(self.bus, self.unit, self.slice, pid, props + properties(self.items))
         actual = MOUNT + v2.own_cgroup(str(pid))
         if actual != self.path:
             # systemd put it elsewhere (a slice of another manager): follow it
@@ -413,19 +503,124 @@ class Cgroup(v2.Cgroup):
         v2.update(self, resources)
 
     def remove(self, timeout: float = 10.0) -> None:
-        """StopUnit and wait for it (its cgroup goes with it); a unit that
-        is gone already (systemd collects an empty scope) is fine."""
-        with Bus(self.bus) as bus:
-            try:
-                bus.job("StopUnit", "ss", (self.unit, "replace"), "stop", self.unit)
-            except BusError as e:
-                if e.name != "org.freedesktop.systemd1.NoSuchUnit":
-                    raise
-            try:
-                bus.call("ResetFailedUnit", "s", (self.unit,), "reset", self.unit)
-            except BusError:
-                pass
+        """StopUnit and wait for it (its cgroup goes with it), then rmdir
+        what is left."""
+        stop_unit(self.bus, self.unit)
         super().remove(timeout)
+
+
+class LegacyCgroup(v1.Cgroup):
+    """The scope on a cgroup v1 or hybrid host: its directory in every
+    hierarchy (a :class:`pyrun.cgroups.v1.Cgroup`), plus the unit and bus.
+
+    ``record``: ``systemd<TAB>bus<TAB>unit<TAB>`` and the directories, one a
+    line (v1's record)."""
+
+    def __init__(self, bus: str, unit: str, dirs: dict[str, str], mounts: dict[str, frozenset[str]],
+                 slice_: str = "", items: list[Write] | None = None, resources: dict | None = None,
+                 devices=None, ignore_limits: bool = False):
+        super().__init__(dirs, mounts)
+        self.bus, self.unit, self.slice, self.mounts = bus, unit, slice_, mounts
+        self.items, self.resources, self.devices = items or [], resources, devices
+        self.ignore_limits = ignore_limits
+        self.to_start = False  # set by setup(): add() starts the unit
+
+    @property
+    def record(self) -> str:
+        return "\t".join((TAG, self.bus, self.unit, self.path))
+
+    @classmethod
+    def from_record(cls, text: str) -> "LegacyCgroup":
+        _tag, bus, unit, path = text.split("\t", 3)
+        mounts = v1.hierarchies()
+        dirs = {}
+        for d in path.split("\n"):
+            mnt = max((m for m in mounts if d.startswith(m + "/")), key=len, default=None)
+            if mnt is not None:
+                dirs[mnt] = d
+        return cls(bus, unit, dirs, {m: mounts[m] for m in dirs})
+
+    def add(self, pid: int) -> None:
+        """The container's first process: :meth:`start`; later ones
+        (``exec``, root only): cgroup.procs of every hierarchy."""
+        if self.to_start:
+            self.start(pid)
+        else:
+            super().add(pid)
+
+    def start(self, pid: int) -> None:
+        """StartTransientUnit (systemd makes the directories of the
+        controllers it manages and puts ``pid`` there), then, as runc's
+        joinCgroups, the same directory in every other hierarchy with
+        ``pid`` in it, then the device rules and every limit to the files
+        (runc's Set after Apply)."""
+        self.to_start = False
+        props = [("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
+                 ("BlockIOAccounting", ("b", True)), ("TasksAccounting", ("b", True))]
+        props += legacy_properties(self.items) + device_properties(self.resources, self.devices)
+        start_unit(self.bus, self.unit, self.slice, pid, props)
+        for mnt, d in list(self.dirs.items()):
+            ctrls = self.mounts[mnt]
+            if "name=systemd" in ctrls or v1.UNIFIED in ctrls:
+                # systemd's own: it tracks the unit there (and made it)
+                if not os.path.isdir(d):
+                    self._drop(mnt)
+                continue
+            self.make(mnt, d)
+            try:
+                _write(os.path.join(d, "cgroup.procs"), str(pid))
+            except OSError as e:
+                raise PyrunError(f"cgroup: add pid {pid} to {d}/cgroup.procs: {errno_text(e)}") from None
+        self.apply_devices(self.resources, self.devices, self.ignore_limits)
+        self.apply(self.items, self.ignore_limits)
+
+    def update(self, resources: dict) -> None:
+        """SetUnitProperties (runtime) for what systemd manages on v1, then
+        the files (runc's legacyManager.Set; no device rules: ``update``
+        has none, so systemd's stay as they are)."""
+        from pyrun.cgroups.convert import writes_v1
+
+        props = legacy_properties(writes_v1(resources))
+        if props:
+            with Bus(self.bus) as bus:
+                bus.call("SetUnitProperties", "sba(sv)", (self.unit, True, props), "set properties of", self.unit)
+        super().update(resources)
+
+    def remove(self, timeout: float = 10.0) -> None:
+        """StopUnit (systemd removes its directories), then rmdir the
+        container's directory in every hierarchy (runc's Destroy)."""
+        stop_unit(self.bus, self.unit)
+        super().remove(timeout)
+
+
+def legacy_paths(slice_: str, unit: str, mounts: dict[str, frozenset[str]]) -> dict[str, str]:
+    """The scope's directory in each hierarchy, where systemd puts a unit:
+    below PID 1's own cgroup there without its init.scope (a systemd in a
+    container), the slice's nesting, the unit (runc's getSubsystemPath)."""
+    init = v1.own_cgroups("1")
+    rel = expand_slice(slice_).rstrip("/") + "/" + unit
+    out = {}
+    for mnt, ctrls in mounts.items():
+        base = init.get(frozenset([v1.UNIFIED]) if v1.UNIFIED in ctrls else ctrls, "/")
+        if base.endswith("/init.scope") or base == "init.scope":
+            base = base[:-len("init.scope")]
+        out[mnt] = os.path.normpath(f"{mnt}/{base}/{rel}")
+    return out
+
+
+def _legacy_setup(spec, slice_: str, unit: str, address: str, ignore_limits: bool) -> LegacyCgroup:
+    """Root on a v1/hybrid host: the scope's directories computed, the
+    limits and device rules converted (a bad one refused now)."""
+    from pyrun.cgroups.convert import device_writes_v1, writes_v1
+
+    resources = spec.linux.resources
+    items = writes_v1(resources)
+    device_writes_v1(resources, spec.linux.devices)
+    mounts = v1.hierarchies()
+    cg = LegacyCgroup(address, unit, legacy_paths(slice_, unit, mounts), mounts, slice_, items, resources,
+                      spec.linux.devices, ignore_limits)
+    cg.to_start = True
+    return cg
 
 
 def manager_cgroup(bus: Bus, unit: str) -> str:
@@ -436,21 +631,28 @@ def manager_cgroup(bus: Bus, unit: str) -> str:
     return value[1]
 
 
-def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgroup:
+def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> "Cgroup | LegacyCgroup | None":
     """The unit to be, its limits converted; nothing is started until
     ``add(pid)``. The bus is reached here, so that a host without systemd
     fails before anything is made."""
     slice_, unit = parse_path(spec.linux.cgroups_path, container_id, rootless)
-    items = writes(spec.linux.resources)
+    unified = v2.available()
+    if rootless and not unified:
+        # v1 has no safe delegation: no cgroup, as without the flag (and runc)
+        from pyrun.cgroups import convert, without_limits
+
+        return without_limits(convert.writes_v1(spec.linux.resources), "this host's cgroups are v1 (or "
+                              "hybrid), where an unprivileged user gets no cgroup, with --systemd-cgroup "
+                              "too; boot with systemd.unified_cgroup_hierarchy=1 or run as root", ignore_limits)
     address = user_bus() if rootless else os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or SYSTEM_BUS
     with Bus(address) as bus:
         base = manager_cgroup(bus, unit) if rootless else ""
         if not rootless:  # reach systemd now: no systemd, no container
             bus.call("Get", "ss", (MANAGER, "Version"), "ask systemd's version for", unit,
                      interface="org.freedesktop.DBus.Properties")
-    if not v2.available():
-        raise PyrunError("--systemd-cgroup: pyrun's systemd driver needs a unified cgroup v2 hierarchy "
-                         f"at {MOUNT} (this host's cgroups are v1 or hybrid)")
+    if not unified:
+        return _legacy_setup(spec, slice_, unit, address, ignore_limits)
+    items = writes(spec.linux.resources)
     base = "" if base == "/" else base
     path = MOUNT + base + expand_slice(slice_).rstrip("/") + "/" + unit
     devices = None if rootless else device_rules(spec.linux.resources, spec.linux.devices)

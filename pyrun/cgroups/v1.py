@@ -164,20 +164,24 @@ class Cgroup:
                     log.debug_msg(f"cgroup: the hybrid cgroup2 tree is left out ({e})")
                     self._drop(mnt)
                 continue
-            level = mnt
-            for part in os.path.relpath(d, mnt).split("/"):
-                parent, level = level, os.path.join(level, part)
-                try:
-                    os.mkdir(level, 0o755)
-                except FileExistsError:
-                    pass
-                except OSError as e:
-                    raise PyrunError(f"cgroup: mkdir {level}: {errno_text(e)}") from None
-                if d == self.by_ctrl.get("cpuset"):
-                    _copy_cpuset(parent, level)
+            self.make(mnt, d)
         if self.pids():
             raise PyrunError(f"cgroup {self._procs_dir()} already has processes: "
                              "is the id or cgroupsPath in use?")
+
+    def make(self, mnt: str, d: str) -> None:
+        """mkdir(2) each level of ``d`` below the hierarchy's mount ``mnt``."""
+        level = mnt
+        for part in os.path.relpath(d, mnt).split("/"):
+            parent, level = level, os.path.join(level, part)
+            try:
+                os.mkdir(level, 0o755)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise PyrunError(f"cgroup: mkdir {level}: {errno_text(e)}") from None
+            if d == self.by_ctrl.get("cpuset"):
+                _copy_cpuset(parent, level)
 
     def apply(self, items: list, ignore_missing: bool = False) -> None:
         """Write each limit (convert.Write) to its controller's hierarchy; an
@@ -225,6 +229,10 @@ class Cgroup:
             if (resources or {}).get("devices") and not ignore_missing:
                 raise ConfigError(f"{RES}.devices", why)
             log.debug_msg(f"cgroup: {why}")
+            return
+        if allowlist and set(_read(os.path.join(d, "devices.list")).split("\n")) - {""} == expect:
+            # already so (the systemd driver: systemd wrote the same list from
+            # the unit's DevicePolicy/DeviceAllow): no "deny all" moment
             return
         for w in items:
             try:
