@@ -32,7 +32,7 @@ process is handed to systemd, which makes the unit and its cgroup:
   cgroup2 tree): pyrun makes it at the same place in every other one
   (cpuset, freezer, net_cls, hugetlb...), moves the process there, and the
   v1 backend writes every limit and device rule to the files. Rootless on
-  v1 there is no cgroup at all, as without the flag (and as runc).
+  v1 the flag is refused, as runc refuses it (without it: no cgroup).
 
 The record names the bus and the unit before the unit is started, so a
 ``delete`` after a create killed half way stops it. The D-Bus client is
@@ -631,19 +631,18 @@ def manager_cgroup(bus: Bus, unit: str) -> str:
     return value[1]
 
 
-def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> "Cgroup | LegacyCgroup | None":
+def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> "Cgroup | LegacyCgroup":
     """The unit to be, its limits converted; nothing is started until
     ``add(pid)``. The bus is reached here, so that a host without systemd
     fails before anything is made."""
     slice_, unit = parse_path(spec.linux.cgroups_path, container_id, rootless)
     unified = v2.available()
     if rootless and not unified:
-        # v1 has no safe delegation: no cgroup, as without the flag (and runc)
-        from pyrun.cgroups import convert, without_limits
-
-        return without_limits(convert.writes_v1(spec.linux.resources), "this host's cgroups are v1 (or "
-                              "hybrid), where an unprivileged user gets no cgroup, with --systemd-cgroup "
-                              "too; boot with systemd.unified_cgroup_hierarchy=1 or run as root", ignore_limits)
+        # v1 has no safe delegation, and systemd delegates nothing there:
+        # refused as runc 1.1 refuses it (without the flag: no cgroup)
+        raise PyrunError("--systemd-cgroup: cannot use rootless systemd cgroups manager on cgroup v1 (this "
+                         "host's cgroups are v1 or hybrid); run without --systemd-cgroup (no cgroup, as "
+                         "runc), as root, or boot with systemd.unified_cgroup_hierarchy=1")
     address = user_bus() if rootless else os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or SYSTEM_BUS
     with Bus(address) as bus:
         base = manager_cgroup(bus, unit) if rootless else ""
