@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -260,39 +259,19 @@ def test_v1_scope_in_its_slice_limits_update_pause_delete_as_runc(sd1, workspace
 
 @pytest.mark.systemd_v1
 def test_v1_memory_and_pids_limits_of_the_scope_bite(sd1):
-    resources = {"memory": {"limit": 32 << 20, "swap": 32 << 20}, "pids": {"limit": 10}}
-    for cid, args in (("c3", ["sh", "-c", "for i in $(seq 20); do sleep 30 & done"]),
-                      ("c4", ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"])):
-        config = direct_config(sd1, args)
-        config["linux"]["cgroupsPath"] = f":pyt:{cid}"
-        config["linux"]["resources"] = resources
-        p = sd1("--systemd-cgroup", "run", "-b", sd1.bundle(config=config), cid, timeout=120)
-        if cid == "c3":  # the 10th process cannot be forked
-            assert "can't fork" in p.stderr, p.stdout + p.stderr
-        else:  # 100 MiB in a 32 MiB scope: the OOM killer
-            assert p.returncode == 137, p.stdout + p.stderr
-        assert show(f"pyt-{cid}.scope", "ActiveState") in ("inactive", "")
-        assert scope_dirs(f"pyt-{cid}.scope") == []
+    from test_cgroups_systemd import limits_bite
+
+    for unit in limits_bite(sd1):
+        assert show(unit, "ActiveState") in ("inactive", "")
+        assert scope_dirs(unit) == []
 
 
 @pytest.mark.systemd_v1
 def test_v1_sigkill_of_create_then_delete_force_leaves_no_unit(sd1):
-    config = direct_config(sd1, ["sleep", "600"])
-    config["linux"]["cgroupsPath"] = ":pyt:c2"
-    bundle = sd1.bundle(config=config)
-    for delay in (0.3, 1.0, 2.0):
-        p = sd1.popen("--systemd-cgroup", "create", "-b", bundle, "c2",
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        d = sd1("delete", "--force", "c2")
-        deadline = time.monotonic() + 10
-        while show("pyt-c2.scope", "ActiveState") not in ("inactive", "") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert show("pyt-c2.scope", "ActiveState") in ("inactive", ""), systemctl("status", "pyt-c2.scope").stdout
-        assert scope_dirs("pyt-c2.scope") == [], (delay, d.stderr)
-        assert not os.path.exists(os.path.join(sd1.root, "c2", "state.json")), d.stderr
+    from test_cgroups_systemd import killed_creates
+
+    killed_creates(sd1, lambda: show("pyt-c2.scope", "ActiveState") in ("inactive", "")
+                   and scope_dirs("pyt-c2.scope") == [])
 
 
 @pytest.mark.systemd_v1

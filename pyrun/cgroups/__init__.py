@@ -57,6 +57,28 @@ def _flat(text: str) -> dict[str, int]:
     return out
 
 
+def _mkdirs(top: str, target: str, before=None, after=None) -> None:
+    """mkdir(2) each level from ``top`` (an existing hierarchy root) down to
+    ``target``; a level that exists already is fine. ``before(parent)`` runs
+    ahead of each mkdir (v2 enables controllers there), ``after(parent,
+    level)`` behind it (v1 copies cpuset's cpus and mems)."""
+    from pyrun.errors import PyrunError, errno_text
+
+    level = top
+    for part in os.path.relpath(target, top).split("/"):
+        parent, level = level, os.path.join(level, part)
+        if before is not None:
+            before(parent)
+        try:
+            os.mkdir(level, 0o755)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise PyrunError(f"cgroup: mkdir {level}: {errno_text(e)}") from None
+        if after is not None:
+            after(parent, level)
+
+
 def _rmdir(path: str, deadline: float) -> None:
     """rmdir(2) of a cgroup: EBUSY until the kernel has let go of the last
     (dying) process, so it is retried until ``deadline`` (time.monotonic)."""

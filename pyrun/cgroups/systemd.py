@@ -396,7 +396,20 @@ def device_properties(resources: dict | None, devices) -> list[tuple[str, tuple[
 
 # --------------------------------------------------------------- the cgroup
 
-class Cgroup(v2.Cgroup):
+class _Unit:
+    """What both kinds of scope add to their cgroup: the bus and the unit
+    that own it, named in the container's record."""
+
+    bus: str
+    unit: str
+    path: str
+
+    @property
+    def record(self) -> str:
+        return "\t".join((TAG, self.bus, self.unit, self.path))
+
+
+class Cgroup(_Unit, v2.Cgroup):
     """The scope's cgroup: a v2 directory, plus the unit and bus that own it.
 
     ``record`` is what the container's record keeps:
@@ -408,10 +421,6 @@ class Cgroup(v2.Cgroup):
         self.bus, self.unit, self.slice = bus, unit, slice_
         self.items, self.devices = items or [], devices
         self.to_start = False  # set by setup(): add() starts the unit
-
-    @property
-    def record(self) -> str:
-        return "\t".join((TAG, self.bus, self.unit, self.path))
 
     @classmethod
     def from_record(cls, text: str) -> "Cgroup | LegacyCgroup":
@@ -509,7 +518,7 @@ class Cgroup(v2.Cgroup):
         super().remove(timeout)
 
 
-class LegacyCgroup(v1.Cgroup):
+class LegacyCgroup(_Unit, v1.Cgroup):
     """The scope on a cgroup v1 or hybrid host: its directory in every
     hierarchy (a :class:`pyrun.cgroups.v1.Cgroup`), plus the unit and bus.
 
@@ -524,10 +533,6 @@ class LegacyCgroup(v1.Cgroup):
         self.items, self.resources, self.devices = items or [], resources, devices
         self.ignore_limits = ignore_limits
         self.to_start = False  # set by setup(): add() starts the unit
-
-    @property
-    def record(self) -> str:
-        return "\t".join((TAG, self.bus, self.unit, self.path))
 
     @classmethod
     def from_record(cls, text: str) -> "LegacyCgroup":

@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _flat, _read, _rmdir, _write
+from pyrun.cgroups import _flat, _mkdirs, _read, _rmdir, _write
 from pyrun.errors import ConfigError, PyrunError, errno_text
 
 # The conversions (pyrun.cgroups.convert) and the v2 module are imported
@@ -171,17 +171,7 @@ class Cgroup:
 
     def make(self, mnt: str, d: str) -> None:
         """mkdir(2) each level of ``d`` below the hierarchy's mount ``mnt``."""
-        level = mnt
-        for part in os.path.relpath(d, mnt).split("/"):
-            parent, level = level, os.path.join(level, part)
-            try:
-                os.mkdir(level, 0o755)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise PyrunError(f"cgroup: mkdir {level}: {errno_text(e)}") from None
-            if d == self.by_ctrl.get("cpuset"):
-                _copy_cpuset(parent, level)
+        _mkdirs(mnt, d, after=_copy_cpuset if d == self.by_ctrl.get("cpuset") else None)
 
     def apply(self, items: list, ignore_missing: bool = False) -> None:
         """Write each limit (convert.Write) to its controller's hierarchy; an

@@ -32,7 +32,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _flat, _read, _rmdir, _write
+from pyrun.cgroups import _flat, _mkdirs, _read, _rmdir, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError, errno_text
 from pyrun.jsontypes import get
@@ -124,17 +124,7 @@ class Cgroup:
     def create(self, top: str) -> None:
         """mkdir(2) every level below ``top`` (the hierarchy's root, or the
         delegated one), enabling controllers on the way down."""
-        rel = os.path.relpath(self.path, top)
-        d = top
-        for part in rel.split("/"):
-            _enable_controllers(d)
-            d = os.path.join(d, part)
-            try:
-                os.mkdir(d, 0o755)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise PyrunError(f"cgroup: mkdir {d}: {errno_text(e)}") from None
+        _mkdirs(top, self.path, before=_enable_controllers)
         if self.pids():
             raise PyrunError(f"cgroup {self.path} already has processes: is the id or cgroupsPath in use?")
 
