@@ -15,35 +15,8 @@
 # Then it powers the guest off. A failed setup step reports status 120 with
 # the step's name in the output.
 
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root LANG=C.UTF-8
-umask 022
-
-TOP=$(cd "$(dirname "$0")/../.." && pwd)
-RUN="$TOP/.cache/vm/run"            # written by the host before boot
-STATUS_PORT=/dev/virtio-ports/pyrun.status
-
-exec >/dev/virtio-ports/pyrun.out 2>&1 </dev/null
-
-finish() {
-    echo "$1" >"$STATUS_PORT"
-    sync
-    /bin/busybox poweroff -f
-    echo o >/proc/sysrq-trigger
-    sleep 60
-}
-
-# Each step with the guest's uptime (boot time is the first one's).
-step() { echo "vm-guest: [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
-fail() {
-    echo "vm-guest: FAILED: $*"
-    finish 120
-}
-
-# Host-written settings: VM_PYTEST_ARGS (a bash array, quoted by the host).
-VM_PYTEST_ARGS=()
-# shellcheck disable=SC1091
-[ -f "$RUN/guest.env" ] && . "$RUN/guest.env"
+# shellcheck source=tools/vm/guest-lib.sh
+. "$(dirname "$0")/guest-lib.sh"
 
 step "cgroup v2 at /sys/fs/cgroup"
 CG=/sys/fs/cgroup
@@ -62,18 +35,7 @@ enable_all() {
 enable_all "$CG"
 step "controllers: $(cat "$CG/cgroup.subtree_control")"
 
-step "test user"
-TEST_USER=pyrun-test
-# Exactly what tests/conftest.py's ensure_test_user does; the host's user (if
-# the host test suite made it) is kept, as /etc comes from the host.
-if ! getent passwd "$TEST_USER" >/dev/null; then
-    useradd --system --no-create-home --shell /usr/sbin/nologin "$TEST_USER" || fail "useradd"
-fi
-for f in /etc/subuid /etc/subgid; do
-    grep -q "^$TEST_USER:" "$f" 2>/dev/null || echo "$TEST_USER:300000:65536" >>"$f"
-done
-TUID=$(id -u "$TEST_USER")
-TGID=$(id -g "$TEST_USER")
+make_test_user
 
 step "delegating a cgroup to $TEST_USER ($TUID:$TGID)"
 SLICE="$CG/user.slice/user-$TUID.slice"
@@ -104,34 +66,12 @@ echo $$ >"$SCOPE/cgroup.procs" || fail "move into $SCOPE"
 enable_all "$DELEGATED"
 step "running in $(cat /proc/self/cgroup)"
 
-step "permissions for $TEST_USER"
-# The checkout may sit under a 0700 directory (/root): let others traverse its
-# ancestors. Directories are copied up to the overlay without their contents,
-# so this is cheap, and it changes nothing on the host.
-d="$TOP"
-while [ "$d" != / ]; do
-    [ -n "$(find "$d" -maxdepth 0 -perm -o=x)" ] || chmod o+x "$d" || fail "chmod o+x $d"
-    d=$(dirname "$d")
-done
+open_checkout
 # Rootless containers need the setuid id mappers from the host (package uidmap).
 for b in /usr/bin/newuidmap /usr/bin/newgidmap; do
     [ "$(stat -c %u "$b" 2>/dev/null)" = 0 ] && [ -u "$b" ] \
         || fail "$b is not setuid root in the guest: $(ls -l "$b" 2>&1)"
 done
 
-# Exploration hook: tools/vm/vm-test --shell-cmd CMD runs CMD here instead of
-# pytest (output and status as for pytest).
-if [ -n "${VM_SHELL_CMD:-}" ]; then
-    step "running: $VM_SHELL_CMD"
-    cd "$TOP" || fail "cd $TOP"
-    PYRUN_TEST_DELEGATED="$DELEGATED" PYRUN_IN_VM=1 bash -c "$VM_SHELL_CMD"
-    finish $?
-fi
-
-step "pytest"
-cd "$TOP" || fail "cd $TOP"
-# -P: import the installed (compiled) package from the venv, not the
-# checkout's pyrun/ directory.
-PYRUN_TEST_DELEGATED="$DELEGATED" PYRUN_IN_VM=1 PYTHONUNBUFFERED=1 \
-    "$TOP/.venv/bin/python" -P -m pytest -v -p no:cacheprovider -m vm "${VM_PYTEST_ARGS[@]}" tests
-finish $?
+export PYRUN_TEST_DELEGATED="$DELEGATED"
+run_tests vm
