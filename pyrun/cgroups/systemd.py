@@ -301,21 +301,18 @@ def _uint(value: str) -> int:
     return INFINITY if value == "max" else int(value)
 
 
+#: v2 files whose value ("max" or a number) is a unit property of its own.
+_UINT_PROPERTIES = {"memory.max": "MemoryMax", "memory.low": "MemoryLow", "memory.high": "MemoryHigh",
+                    "memory.swap.max": "MemorySwapMax", "pids.max": "TasksMax"}
+
+
 def properties(items: list[Write]) -> list[tuple[str, tuple[str, object]]]:
     """The unit properties for the limits systemd knows (runc's
     genV2ResourcesProperties); the others are only written to files."""
     props: list[tuple[str, tuple[str, object]]] = []
     for w in items:
-        if w.file == "memory.max":
-            props.append(("MemoryMax", ("t", _uint(w.value))))
-        elif w.file == "memory.low":
-            props.append(("MemoryLow", ("t", _uint(w.value))))
-        elif w.file == "memory.high":
-            props.append(("MemoryHigh", ("t", _uint(w.value))))
-        elif w.file == "memory.swap.max":
-            props.append(("MemorySwapMax", ("t", _uint(w.value))))
-        elif w.file == "pids.max":
-            props.append(("TasksMax", ("t", _uint(w.value))))
+        if w.file in _UINT_PROPERTIES:
+            props.append((_UINT_PROPERTIES[w.file], ("t", _uint(w.value))))
         elif w.file == "cpu.weight":
             props.append(("CPUWeight", ("t", int(w.value))))
         elif w.file == "cpu.max":
