@@ -367,10 +367,9 @@ def test_containerd_runs_pyrun_with_runc_systemd_cgroup():
     with the spec's slice:prefix:name (ctr's --cgroup)."""
     if not systemd_is_pid1() or os.geteuid() != 0:
         pytest.skip("needs systemd as PID 1 and root (make vm-test-systemd)")
-    import shutil
     import tempfile
 
-    from test_containerd import PATH, PYRUN, Containerd, Runtime
+    from test_containerd import PATH, PYRUN, Containerd, Runtime, shut_down
 
     d = tempfile.mkdtemp(prefix="pyctrd-", dir="/tmp")
     c = Containerd(d)
@@ -393,10 +392,4 @@ def test_containerd_runs_pyrun_with_runc_systemd_cgroup():
                               capture_output=True).stdout.strip() in ("inactive", "")
         assert all(rc == 0 for rc, _argv in rt.calls()), rt.calls()
     finally:
-        for task in c.ctr("task", "ls", "-q").stdout.split():
-            c.ctr("task", "delete", "-f", task)
-        for container in c.ctr("container", "ls", "-q").stdout.split():
-            c.ctr("container", "delete", container)
-        c.stop()
-        subprocess.run(["umount", "-R", "-l", d], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+        shut_down(c, d)

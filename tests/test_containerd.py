@@ -152,6 +152,12 @@ def containerd():
         shutil.rmtree(d, ignore_errors=True)
         pytest.skip(str(e))
     yield c
+    shut_down(c, d)
+
+
+def shut_down(c: Containerd, d: str) -> None:
+    """Every task killed and deleted, every container deleted, containerd
+    stopped, its directory ``d`` unmounted and removed."""
     for task in c.ctr("task", "ls", "-q").stdout.split():
         c.ctr("task", "kill", "-s", "KILL", task)
         c.ctr("task", "delete", "-f", task)
