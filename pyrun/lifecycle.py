@@ -91,25 +91,14 @@ def start(root: str, container_id: str) -> None:
 
 
 def _poststart(sd: StateDir, rec: Record) -> None:
-    """poststart hooks, once the user process runs: wait until PID 1 is no
-    longer this interpreter (it has called execve(2))."""
-    import time
-
+    """poststart hooks, once the user process runs: :func:`_await_fifo`
+    returned when PID 1's execve(2) closed exec.fifo."""
     from pyrun import hooks
     from pyrun.create import hook_state
 
     spec = saved_spec(sd, rec)
     if not spec.hooks.poststart:
         return
-    me = os.readlink("/proc/self/exe")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            if os.readlink(f"/proc/{rec.pid}/exe") != me:
-                break
-        except OSError:
-            break
-        time.sleep(0.001)
     hooks.run_all_warn(spec.hooks.poststart, hook_state(rec, STATUS_RUNNING), "poststart")
 
 
