@@ -3,10 +3,11 @@
 ``pyrun create`` (the *host side*, in ``create.py``) forks once. What
 happens then, in order — each step named after the system call it makes:
 
-stage 1, the first child (the host meanwhile writes stage 1's pid to the
-    cgroup's cgroup.procs, makes exec.fifo and the overlay's dirs, and
-    copies the init into a sealed memfd):
-    import what stage 2 will need → unshare(CLONE_NEWUSER) → host writes
+stage 1, the first child (the host meanwhile makes exec.fifo and the
+    overlay's dirs, and copies the init into a sealed memfd):
+    on cgroup v1, write(tasks, "0"): it moves itself into the container's
+    cgroup (on v2 it was cloned in) → import what stage 2 will need
+    → unshare(CLONE_NEWUSER) → host writes
     uid_map/gid_map → setresuid(0) → setns(path) for joined namespaces
     → unshare(the other new ones) → "cgroup-done" → fork: the child is
     PID 1 of the new PID namespace, in the container's cgroup.
@@ -65,6 +66,10 @@ def stage1(plan: Plan, to_host: Channel, init_ch: Channel, host_pid: int) -> Non
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != host_pid:  # the host died before pdeathsig was armed
             os._exit(1)
+        if plan.cgroup_tasks:  # cgroup v1: into the container's cgroup, while single-threaded
+            from pyrun.cgroups.v1 import move_self
+
+            move_self(plan.cgroup_tasks)
         # Here, not in stage 2: the host is busy with the state dir (and the
         # cgroup) on the other CPU meanwhile, and stage 2 inherits them.
         _import_before_pivot_root(plan)

@@ -26,10 +26,12 @@ them with their timings, and the channel's messages are in quotes
     → open_tree(bind sources) → open_tree+mount_setattr(MOUNT_ATTR_IDMAP)
     → socketpair(AF_UNIX, SOCK_SEQPACKET) twice → fork: stage 1; on
       cgroup v2, clone3(CLONE_INTO_CGROUP): stage 1 starts in the
-      container's cgroup, and neither the next step nor "cgroup-done" is
-      needed (:func:`fork_stage1`)
-    → write cgroup.procs: stage 1 into the container's cgroup, while it
-      imports and unshares on the other CPU
+      container's cgroup; on v1, open(tasks) of each hierarchy before:
+      stage 1 moves itself in, first thing. Then neither the next step
+      nor "cgroup-done" is needed (:func:`fork_stage1`)
+    → write cgroup.procs (the systemd driver, or clone3 refused): stage 1
+      into the container's cgroup, while it imports and unshares on the
+      other CPU
     → "idmap" from stage 1, in a new user namespace → write
       uid_map/gid_map (newuidmap for ranges) → "idmap-done"
     → "cgroup-done" → mkfifo(exec.fifo) + mkdir(merged, overlay upper, work)
@@ -254,12 +256,16 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     to_init, init_end = Channel.pair()
     host_pid = os.getpid()
     try:
-        pid = fork_stage1(cg, plan)
+        pid, rest = fork_stage1(cg, plan)
     finally:
-        if plan.mount_trees and os.getpid() == host_pid:  # stage 1 inherited them
+        if os.getpid() == host_pid:  # stage 1 inherited them
             for fd in plan.mount_trees.values():
                 os.close(fd)
             plan.mount_trees = {}
+            if plan.cgroup_tasks:
+                from pyrun.cgroups.v1 import close_tasks
+
+                close_tasks(plan.cgroup_tasks)
     if pid == 0:
         os.close(sd.lock_fd)
         to_stage1.close()
@@ -273,7 +279,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         # first (stage 1 waits for it before it forks PID 1), else at once
         # what PID 1 waits for before it mounts.
         if plan.cgroup_sync:
-            move_child(cg, to_stage1, pid)  # what stage 1 forks from now on starts inside
+            move_child(rest, to_stage1, pid)  # what stage 1 forks from now on starts inside
             rec.cgroup = getattr(cg, "record", cg.path)  # systemd: where the unit's cgroup turned out to be
         else:
             _prepare_for_init(sd, spec, plan, to_init)
@@ -390,21 +396,35 @@ def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
     return {"mode": net.mode, "ip": ip, "ports": [str(p) for p in net.ports]}
 
 
-def fork_stage1(cg, plan) -> int:
-    """fork(2) stage 1; with a cgroup v2 cgroup of the cgroupfs driver,
-    clone3(2) CLONE_INTO_CGROUP, so that it starts inside
-    (pyrun.cgroups.v2.fork_into): then ``plan.cgroup_sync`` is false on
-    both sides (no cgroup.procs write, no "cgroup-done"). Otherwise, or
-    where the kernel refuses, os.fork() and the host moves it (move_child).
-    The systemd driver keeps fork(2): its scope is made with stage 1 in it."""
-    fork_into = getattr(cg, "fork_into", None) if plan.cgroup_sync else None
-    if fork_into is not None:
-        plan.cgroup_sync = False  # what the child sees
-        pid = fork_into()
-        if pid is not None:
-            return pid
-        plan.cgroup_sync = True
-    return os.fork()
+def fork_stage1(cg, plan) -> tuple[int, object]:
+    """fork(2) stage 1 so that the host need not wait for its cgroup move.
+    Returns its pid and the part of ``cg`` the host still has to move it
+    into (:func:`move_child`; ``plan.cgroup_sync`` then true), else None.
+
+    * cgroup v2, the cgroupfs driver: clone3(2) CLONE_INTO_CGROUP, it
+      starts inside (pyrun.cgroups.v2.fork_into).
+    * cgroup v1: stage 1 moves itself into every hierarchy, first thing,
+      through ``tasks`` files opened here (``plan.cgroup_tasks``,
+      pyrun.cgroups.v1.move_self); a hybrid host's cgroup2 directory is
+      cloned into as on v2.
+    * Where clone3 is refused: fork(2) and the host writes cgroup.procs,
+      while stage 1 works on (a grace period of the host's time, not
+      stage 1's). The systemd driver too: its scope is made with stage 1
+      in it (StartTransientUnit PIDs=)."""
+    if not plan.cgroup_sync:
+        return os.fork(), None
+    rest = cg
+    open_tasks = getattr(cg, "open_tasks", None)
+    if open_tasks is not None:
+        plan.cgroup_tasks = open_tasks()
+        rest = cg.cgroup2_part()
+    plan.cgroup_sync = False  # what the child sees
+    fork_into = getattr(rest, "fork_into", None)
+    pid = fork_into() if fork_into is not None else None
+    if pid is not None:
+        return pid, None
+    plan.cgroup_sync = rest is not None
+    return os.fork(), rest
 
 
 def move_child(cg, ch, pid: int) -> None:

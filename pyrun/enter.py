@@ -8,8 +8,9 @@ object asks for. The order, top-down:
 1. host side: pidfd_open(2) the container's PID 1 (the pidfd pins it: no
    pid reuse race), open its root directory (``/proc/PID/root``);
 2. fork a helper (on cgroup v2, clone3(2) CLONE_INTO_CGROUP: it starts in
-   the container's cgroup; else the host moves it there meanwhile); it
-   makes itself non-dumpable (prctl(2) PR_SET_DUMPABLE, so nothing in the
+   the container's cgroup; on v1 it writes "0" to each hierarchy's
+   ``tasks``, first thing: it moves itself; else the host moves it there
+   meanwhile); it makes itself non-dumpable (prctl(2) PR_SET_DUMPABLE, so nothing in the
    container can ptrace it or open its ``/proc/PID/exe``, the host's
    python: CVE-2019-5736), then one
    setns(2) on the pidfd with the flags of every namespace PID 1 is in
@@ -246,40 +247,53 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     if not opts.detach:
         _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)  # the process becomes our child when the helper exits
     host, child = Channel.pair()
+    tasks: list[tuple[str, int]] = []  # cgroup v1: the helper moves itself in through them
     try:
-        helper, join = _fork_helper(cgroup)
+        helper, join = _fork_helper(cgroup, tasks)
         if helper == 0:
             host.close()
-            _helper(plan, child, pidfd, flags, rootfd, join)  # never returns
+            _helper(plan, child, pidfd, flags, rootfd, join is not None, tasks)  # never returns
     finally:
         os.close(pidfd)
         os.close(rootfd)
         child.close()
+        if tasks:
+            from pyrun.cgroups.v1 import close_tasks
+
+            close_tasks(tasks)
     try:
-        if _initial_affinity(proc, helper) and not join:
+        if _initial_affinity(proc, helper) and join is None:
             host.send_if_open(Msg.CGROUP_DONE)  # the helper waits for it before "final"
-        if join:
+        if join is not None:
             _join_cgroup(host, helper, join)
         return _supervise(host, helper, plan, rec, opts)
     finally:
         host.close()
 
 
-def _fork_helper(cgroup: str) -> tuple[int, str]:
-    """fork(2) the helper. On cgroup v2, clone3(2) CLONE_INTO_CGROUP starts
-    it in the container's cgroup (or --cgroup's sub-cgroup; a systemd
-    scope's directory too) where the kernel has it and lets us, as runc's
-    exec does (pyrun.cgroups.v2.fork_into). Returns its pid (0 in the
-    helper) and the cgroup it is still to be moved into by
-    :func:`_join_cgroup`: "" when it was cloned in (or there is none)."""
-    if cgroup:
-        from pyrun import cgroups
+def _fork_helper(cgroup: str, tasks: list) -> tuple[int, object]:
+    """fork(2) the helper so that it starts in, or moves itself into, the
+    container's cgroup (or --cgroup's sub-cgroup), as create's stage 1
+    (pyrun.create.fork_stage1): on cgroup v2 clone3(2) CLONE_INTO_CGROUP
+    where the kernel has it and lets us (runc's exec does the same; a
+    systemd scope's directory too); on v1 the ``tasks`` files of every
+    hierarchy are opened into ``tasks`` for the helper to write "0" to.
+    Returns its pid (0 in the helper) and the cgroup the host still has to
+    move it into with :func:`_join_cgroup` (None when nothing is left)."""
+    if not cgroup:
+        return os.fork(), None
+    from pyrun.cgroups import open_cgroup
 
-        if cgroups.available():
-            pid = cgroups.open_cgroup(cgroup).fork_into()
-            if pid is not None:
-                return pid, ""
-    return os.fork(), cgroup
+    cg = open_cgroup(cgroup)
+    open_tasks = getattr(cg, "open_tasks", None)
+    if open_tasks is not None:
+        tasks.extend(open_tasks())
+        cg = cg.cgroup2_part()  # a hybrid host's cgroup2 directory, or None
+    fork_into = getattr(cg, "fork_into", None)
+    pid = fork_into() if fork_into is not None else None
+    if pid is not None:
+        return pid, None
+    return os.fork(), cg
 
 
 def _initial_affinity(proc, helper: int) -> bool:
@@ -301,15 +315,14 @@ def _initial_affinity(proc, helper: int) -> bool:
     return True
 
 
-def _join_cgroup(ch, helper: int, cgroup: str) -> None:
-    """Move the helper into the container's cgroup (cgroup.procs) while it
+def _join_cgroup(ch, helper: int, cg) -> None:
+    """Move the helper into the cgroup ``cg`` (cgroup.procs) while it
     imports and setns(2)s; it waits for "cgroup-done" before it forks the
     process, which so starts inside."""
-    from pyrun.cgroups import open_cgroup
     from pyrun.create import move_child
 
     try:
-        move_child(open_cgroup(cgroup), ch, helper)
+        move_child(cg, ch, helper)
     except PyrunError:
         os.waitpid(helper, 0)
         raise
@@ -364,10 +377,11 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
 
 # ------------------------------------------------------------ container side
 
-def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
-    """setns(2) into the container's namespaces, wait until the host has
-    put us in the container's cgroup (``cgroup``; "" when cloned in),
-    fork the process. Never returns."""
+def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, joined: bool, tasks: list) -> None:
+    """Move ourselves into the container's cgroup (cgroup v1: ``tasks``),
+    setns(2) into its namespaces, wait until the host has put us in the
+    rest of it (``joined``: cgroup.procs, the systemd driver or clone3
+    refused), fork the process. Never returns."""
     import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     from pyrun import builder
@@ -376,6 +390,12 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
     code = 1
     try:
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
+        aff = plan.spec.process.exec_cpu_affinity
+        initial = aff is not None and aff.initial is not None
+        if tasks and not initial:  # single-threaded, before setns(2): as stage 1
+            from pyrun.cgroups.v1 import move_self
+
+            move_self(tasks)
         if plan.spec.process.oom_score_adj is not None:
             # process.oomScoreAdj of --process, as runc's exec: before
             # set_dumpable(False), which makes /proc/self root's
@@ -387,10 +407,13 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, cgroup: str) -> None:
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")
         os.close(pidfd)
-        aff = plan.spec.process.exec_cpu_affinity
-        if cgroup or (aff is not None and aff.initial is not None):
+        if joined or initial:
             # the host moved us meanwhile (_join_cgroup), after "initial"
             ch.expect(Msg.CGROUP_DONE)
+        if tasks:  # after "initial", which joining a cpuset resets
+            from pyrun.cgroups.v1 import move_self
+
+            move_self(tasks)
         if aff is not None:
             from pyrun.procattrs import set_affinity
 

@@ -66,15 +66,20 @@ class Plan:
     use_mknod: bool = True
     seccomp: object = None            # pyrun.seccomp.Filter, compiled on the host side
     seccomp_loaded: bool = False      # set in the container once it is in force
-    # The host moves stage 1 into the container's cgroup (cgroup.procs)
-    # right after fork(2). A move takes the kernel's global
-    # cgroup_threadgroup_rwsem for writing, which can wait an RCU grace
-    # period, so stage 1 does its imports and unshares meanwhile and waits
-    # for "cgroup-done" as late as it can: before unshare(CLONE_NEWCGROUP)
-    # (a cgroup namespace is rooted where its maker is), else before it
-    # forks PID 1, which so starts inside, with all it will ever fork.
-    # False when stage 1 was cloned into the cgroup (clone3(2)
-    # CLONE_INTO_CGROUP, cgroup v2: create.fork_stage1): nothing to wait for.
+    # How stage 1 gets into the container's cgroup (create.fork_stage1):
+    # cgroup v2: cloned in (clone3(2) CLONE_INTO_CGROUP). cgroup v1: it
+    # moves itself, first thing, through these open ``tasks`` files
+    # (cgroups.v1.move_self); a hybrid host's cgroup2 directory is cloned
+    # into as on v2.
+    cgroup_tasks: list = field(default_factory=list)
+    # Otherwise (the systemd driver; clone3 refused) the host moves stage 1
+    # (cgroup.procs) right after fork(2). That move takes the kernel's
+    # global cgroup_threadgroup_rwsem for writing, which can wait an RCU
+    # grace period, so stage 1 does its imports and unshares meanwhile and
+    # waits for "cgroup-done" as late as it can: before
+    # unshare(CLONE_NEWCGROUP) (a cgroup namespace is rooted where its
+    # maker is), else before it forks PID 1, which so starts inside, with
+    # all it will ever fork. False: nothing to wait for.
     cgroup_sync: bool = False
     cgroup_path: str = ""             # the container's cgroup directory, if it has one
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state

@@ -654,3 +654,88 @@ def test_a_pids_limit_below_what_create_needs_is_one_line(v1, runc):
                                      " (linux.resources.pids.limit is 1: create needs 2)"), p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and leftovers(cid) == []
     assert runc(config, cid).returncode == 0  # the known difference, kept visible
+
+
+SELF_MOVE = "step write(tasks, 0): "     # a process moving itself, in --debug
+HOST_MOVE = "step write cgroup.procs: "  # the host moving a child
+
+
+def _steps(stderr: str, step: str) -> list[str]:
+    return [line for line in stderr.splitlines() if step in line]
+
+
+def test_stage1_moves_itself_into_every_hierarchy_before_its_namespaces(v1, runc):
+    """The kernel takes cgroup_threadgroup_rwsem (an RCU grace period) for a
+    write of another pid; a single-threaded process writing 0 to a v1
+    ``tasks`` file skips it. So stage 1 moves itself, before it unshares:
+    its cgroup namespace is then rooted at the container's cgroup (``/`` in
+    every v1 line of /proc/self/cgroup, as under runc), and PID 1 and all
+    it forks are in the container's directory of every hierarchy. The
+    host writes no v1 cgroup.procs (only, on a hybrid host where clone3 is
+    refused, the cgroup2 tree's)."""
+    cid = uid("self")
+    config = v1.config(["sh", "-c", "cat /proc/self/cgroup; sleep 30"])
+    p = v1("--debug", "run", "-d", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 0, p.stderr
+    try:
+        moves = _steps(p.stderr, SELF_MOVE)
+        assert len(moves) == 1 and _steps(p.stderr, HOST_MOVE) == [], p.stderr
+        pid = json.loads(v1.ok("state", cid))["pid"]
+        for h in HIERARCHIES:
+            assert str(pid) in _cg(cid, h, "cgroup.procs").split(), h
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+    config = v1.config(["cat", "/proc/self/cgroup"])
+    config["linux"]["namespaces"].append({"type": "cgroup"})
+    out = v1.ok("run", "-b", v1.bundle(config=config), cid)
+    r = runc(config, cid + "-runc")
+    assert r.returncode == 0, r.stderr
+    for who, text in (("pyrun", out), ("runc", r.stdout)):
+        lines = [line.split(":", 2) for line in text.splitlines() if line and not line.startswith("0::")]
+        assert lines and all(path == "/" for _n, ctrls, path in lines if ctrls.split(",")[0] in HIERARCHIES), \
+            (who, text)
+    assert leftovers(cid) == []
+
+
+def test_exec_helper_moves_itself_into_every_hierarchy(v1):
+    """exec's helper, single-threaded after fork, moves itself as stage 1
+    does: no cgroup.procs write by the host."""
+    cid = uid("xself")
+    v1.ok("run", "-d", "-b", v1.bundle(config=v1.config(["sleep", "30"])), cid)
+    try:
+        p = v1("--debug", "exec", cid, "sh", "-c", "cat /proc/self/cgroup")
+        assert p.returncode == 0, p.stderr
+        assert len(_steps(p.stderr, SELF_MOVE)) == 1 and _steps(p.stderr, HOST_MOVE) == [], p.stderr
+        lines = [line.split(":", 2) for line in p.stdout.splitlines() if not line.startswith("0::")]
+        assert all(path == f"/pyrun/{cid}" for _n, ctrls, path in lines if ctrls.split(",")[0] in HIERARCHIES), \
+            p.stdout
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+
+
+def _realtime():
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+
+
+def test_a_refused_self_move_is_one_line_naming_the_file(v1, runc):
+    """A real-time caller (SCHED_FIFO, inherited by stage 1) cannot join a
+    new cpu cgroup, which has no real-time budget: the kernel refuses the
+    move with EINVAL. Stage 1's own write says so in one line, naming the
+    tasks file; nothing is left. runc fails the same way (its init's
+    cgroup.procs)."""
+    if not os.path.exists(os.path.join(CG, "cpu", "cpu.rt_runtime_us")):
+        pytest.skip("needs RT group scheduling (cpu.rt_runtime_us)")
+    cid = uid("rtmove")
+    config = v1.config(["true"])
+    p = v1("run", "-b", v1.bundle(config=config), cid, preexec_fn=_realtime)
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert p.stderr.strip().endswith(f"cgroup: write 0 to {CG}/cpu/pyrun/{cid}/tasks (a process moving "
+                                     "itself): Invalid argument (EINVAL)"), p.stderr
+    assert leftovers(cid) == []
+    bundle = v1.bundle(config=config)
+    r = subprocess.run(["chrt", "-f", "1", RUNC, "--root", os.path.join(v1.dir, "runc-rt"), "run", "-b", bundle,
+                        cid + "-runc"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "cgroup.procs: invalid argument" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(CG, "cpu", cid + "-runc"))

@@ -542,6 +542,10 @@ class LegacyCgroup(_Unit, v1.Cgroup):
                 dirs[mnt] = d
         return cls(bus, unit, dirs, {m: mounts[m] for m in dirs})
 
+    # The unit is started with stage 1's pid (StartTransientUnit PIDs=),
+    # and exec writes cgroup.procs as runc's v1 systemd driver: no self-move.
+    open_tasks = None
+
     def add(self, pid: int) -> None:
         """The container's first process: :meth:`start`; later ones
         (``exec``, root only): cgroup.procs of every hierarchy."""

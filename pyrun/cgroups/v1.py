@@ -242,6 +242,35 @@ class Cgroup:
             except OSError as e:
                 raise PyrunError(f"cgroup: add pid {pid} to {d}/cgroup.procs: {errno_text(e)}") from None
 
+    # -- the first process of create or exec moves itself (move_self)
+    def open_tasks(self) -> list[tuple[str, int]]:
+        """Each v1 hierarchy's ``tasks`` file, opened for writing by the host
+        (O_CLOEXEC), for the child it forks next to move itself into
+        (:func:`move_self`): the kernel checks such a write against the
+        opener's credentials. Not the hybrid cgroup2 tree's directory,
+        which has no such file: :meth:`cgroup2_part`."""
+        out: list[tuple[str, int]] = []
+        for d in self.dirs.values():
+            if d == self.unified:
+                continue
+            path = os.path.join(d, "tasks")
+            try:
+                out.append((path, os.open(path, os.O_WRONLY | os.O_CLOEXEC)))
+            except OSError as e:
+                close_tasks(out)
+                raise PyrunError(f"cgroup: open {path}: {errno_text(e)}") from None
+        return out
+
+    def cgroup2_part(self):
+        """The hybrid host's cgroup2 directory of the container, as a
+        :class:`pyrun.cgroups.v2.Cgroup` (clone3 into it, or cgroup.procs),
+        or None."""
+        if self.unified is None:
+            return None
+        from pyrun.cgroups import v2
+
+        return v2.Cgroup(self.unified)
+
     def undo_create(self) -> None:
         for d in self.dirs.values():
             try:
@@ -388,6 +417,36 @@ class Cgroup:
                      "limit": 0 if pids_max == "max" else _int(pids_max)},
             "blkio": blkio,
         }
+
+
+def move_self(tasks: list[tuple[str, int]]) -> None:
+    """write(2) "0" to each ``tasks`` descriptor (:meth:`Cgroup.open_tasks`):
+    the calling thread joins that hierarchy's cgroup, and with it the
+    whole process, which must have no other thread (a child right after
+    fork(2)). Why not cgroup.procs, or the parent writing our pid: those
+    take the kernel's global cgroup_threadgroup_rwsem for writing, which
+    waits an RCU grace period (5-35 ms here); a thread that moves only
+    itself is skipped by that lock (kernel/cgroup/cgroup.c,
+    cgroup_procs_write_start: pid 0 and not a thread group). Each
+    descriptor is closed; an error names the file and errno."""
+    from pyrun.log import log
+
+    try:
+        with log.step("write(tasks, 0)"):
+            for path, fd in tasks:
+                try:
+                    os.write(fd, b"0")
+                except OSError as e:
+                    raise PyrunError(f"cgroup: write 0 to {path} (a process moving itself): {errno_text(e)}") \
+                        from None
+    finally:
+        close_tasks(tasks)
+
+
+def close_tasks(tasks: list[tuple[str, int]]) -> None:
+    for _path, fd in tasks:
+        os.close(fd)
+    tasks.clear()
 
 
 def _pids_of(d: str) -> list[int]:
