@@ -397,9 +397,9 @@ class StateDir:
         if os.path.exists(self.file("exec.fifo")):
             return STATUS_CREATED
         if rec.cgroup:
-            from pyrun.cgroups import open_cgroup
+            from pyrun.cgroups import frozen
 
-            if open_cgroup(rec.cgroup).frozen():
+            if frozen(rec.cgroup):
                 return STATUS_PAUSED
         return STATUS_RUNNING
 

@@ -4,6 +4,7 @@ else falls through to the full CLI (pure logic, and one import check)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -204,3 +205,28 @@ def test_duration_is_cli_duration():
             except PyrunError as e:
                 return str(e)
         assert run(fastpath._duration) == run(cli._duration), text
+
+
+def test_state_and_kill_read_the_freezer_without_a_cgroup_backend(rt):
+    """``state`` (engines call it all the time), ``kill`` and ``list`` ask
+    whether the cgroup is frozen: one file of the record's directories, not
+    a cgroup backend (cgroup v1's parses /proc/self/mountinfo to find its
+    hierarchies). A paused container still says so."""
+    cid = f"fpfrz-{os.getpid()}"
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "30"]), cid)
+    try:
+        kw = dict(env=rt.env, cwd=rt.dir, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                  **rt._user_kw())
+        for args in (["state", cid], ["kill", cid, "CONT"], ["list"]):
+            p = subprocess.run([rt.prefix[0], "-X", "importtime", *rt.prefix[1:], "--root", rt.root, *args], **kw)
+            assert p.returncode == 0, p.stderr
+            modules = [line.split("|")[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")]
+            assert not {"pyrun.cgroups.v1", "pyrun.cgroups.v2", "pyrun.cgroups.systemd"} & set(modules), (args, modules)
+        if json.loads(rt.ok("state", cid)).get("status") and rt("pause", cid).returncode == 0:
+            assert json.loads(rt.ok("state", cid))["status"] == "paused"
+            assert [s["status"] for s in json.loads(rt.ok("list", "-f", "json")) if s["id"] == cid] == ["paused"]
+            rt.ok("resume", cid)
+            assert json.loads(rt.ok("state", cid))["status"] == "running"
+    finally:
+        rt.ok("delete", "--force", cid)
+

@@ -184,6 +184,30 @@ def open_cgroup(path: str):
     return V1.from_record(path)
 
 
+def frozen(record: str) -> bool:
+    """Whether the cgroup a record names is frozen (``state``'s "paused"),
+    read without a backend: ``state``, ``kill`` and ``list`` ask it of
+    every live container, and cgroup v1's backend parses
+    /proc/self/mountinfo to find the freezer hierarchy first. Here: v2's
+    cgroup.freeze, or on v1 the first of the record's directories that has
+    a freezer.state (only the freezer hierarchy's does). A cgroup that is
+    gone (systemd removes a stopped scope's: ENODEV) is not frozen."""
+    dirs = directory_of(record).split("\n")
+    names = ("cgroup.freeze", "1") if available() else ("freezer.state", "FROZEN")
+    for d in dirs:
+        try:
+            return _read(os.path.join(d, names[0])).strip() == names[1]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            import errno
+
+            if e.errno == errno.ENODEV:
+                return False
+            raise
+    return False
+
+
 def stats(cg) -> dict:
     """runc's ``events --stats`` data (types.Stats)."""
     return cg.stats()
