@@ -230,3 +230,21 @@ def test_state_and_kill_read_the_freezer_without_a_cgroup_backend(rt):
     finally:
         rt.ok("delete", "--force", cid)
 
+
+def test_the_installed_command_ignores_the_callers_python_environment(tmp_path):
+    """The ``pyrun`` command beside the interpreter (``make build`` writes
+    it with tools/entry-script.py) starts Python with -I -S: a
+    sitecustomize.py on the caller's PYTHONPATH does not run in it (run as
+    root by an engine, it would run as root), and no command pays for
+    site's .pth files."""
+    script = os.path.join(os.path.dirname(sys.executable), "pyrun")
+    if not os.path.exists(script):
+        pytest.skip("no installed pyrun command beside this interpreter")
+    (tmp_path / "sitecustomize.py").write_text("open(__file__ + '.ran', 'w').close()\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONPROFILEIMPORTTIME="1")
+    p = subprocess.run([script, "--version"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith("pyrun version "), p.stderr
+    assert not (tmp_path / "sitecustomize.py.ran").exists()
+    assert "import time:" not in p.stderr  # -I: no PYTHON* variable is read
+    p = subprocess.run([script, "--root", str(tmp_path), "list", "--bogus"], env=env, capture_output=True, text=True)
+    assert p.returncode == 2 and "No such option '--bogus'" in p.stderr, p.stderr  # click's path finds click
