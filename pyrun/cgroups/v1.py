@@ -336,12 +336,13 @@ class Cgroup:
             raise PyrunError(f"no freezer controller is mounted on this host ({MOUNT}/freezer)")
         want = "FROZEN" if on else "THAWED"
         _write(state, want)
-        deadline = time.monotonic() + timeout
+        deadline, delay = time.monotonic() + timeout, 0.0001
         while _read(state).strip() != want:  # FREEZING until every task stops
             if time.monotonic() > deadline:
                 raise PyrunError(f"cgroup {os.path.dirname(state)}: not {want} after {timeout:.0f} s")
             _write(state, want)
-            time.sleep(0.005)
+            time.sleep(delay)  # a sleeping task freezes within microseconds: look again soon, then less often
+            delay = min(delay * 2, 0.005)
 
     def kill(self) -> bool:
         """cgroup.kill of the hybrid host's cgroup2 tree (Linux 5.14): one

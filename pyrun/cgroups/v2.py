@@ -185,11 +185,12 @@ class Cgroup:
         import time
 
         _write(self.file("cgroup.freeze"), "1" if on else "0")
-        deadline = time.monotonic() + timeout
+        deadline, delay = time.monotonic() + timeout, 0.0001
         while self.events().get("frozen", 0) != int(on):
             if time.monotonic() > deadline:
                 raise PyrunError(f"cgroup {self.path}: not {'frozen' if on else 'thawed'} after {timeout:.0f} s")
-            time.sleep(0.005)
+            time.sleep(delay)  # soon, then less often (pyrun.cgroups.v1.Cgroup.freeze)
+            delay = min(delay * 2, 0.005)
 
     def kill(self) -> bool:
         """SIGKILL every process in the cgroup at once (cgroup.kill, Linux
