@@ -225,7 +225,8 @@ def open_source(source: str, where: str) -> int:
                       "something that is not a namespace; refused")
 
 
-def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tree: int | None = None) -> int:
+def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tree: int | None = None,
+              cgroup2_root: str = "") -> int:
     """Mount ``mounts[index]`` at its destination inside the rootfs.
 
     A bind's source is opened first (:func:`open_source`) and the mount made
@@ -275,7 +276,8 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tre
             finally:
                 os.close(fd2)
         else:
-            _mount_fs(m.source or fstype or "none", target, fstype, flags, data, shown, rootfd, cgroup_dir)
+            _mount_fs(m.source or fstype or "none", target, fstype, flags, data, shown, rootfd, cgroup_dir,
+                      cgroup2_root)
         if propagation:
             fd2 = open_in_root(rootfd, m.destination, shown=shown)
             try:
@@ -342,7 +344,19 @@ def _after_mount(rootfd: int, m, dest_fd: int, bind: bool, where: str) -> None:
 
 
 def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: str,
-              shown: str, rootfd: int, cgroup_dir: str) -> None:
+              shown: str, rootfd: int, cgroup_dir: str, cgroup2_root: str = "") -> None:
+    if fstype == "cgroup2" and cgroup2_root and not data:
+        # The host's own cgroup2 mount shows the same tree, and binding it
+        # neither resets the hierarchy's options nor waits (planning.Plan.cgroup2_root).
+        log.debug_msg(f"mount cgroup2 at {shown}: binding the host's {cgroup2_root} (the same tree)")
+        sc.mount(cgroup2_root, target, None, sc.MS_BIND, None, shown=shown)
+        if flags & ~sc.MS_REC:
+            fd2 = open_in_root(rootfd, shown, shown=shown)
+            try:
+                remount(fd_path(fd2), flags & ~sc.MS_REC, shown=shown)
+            finally:
+                os.close(fd2)
+        return
     try:
         sc.mount(source, target, fstype, flags, data or None, shown=shown)
         return
