@@ -185,9 +185,10 @@ def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additiona
 @click.pass_obj
 def state(obj, container_id):
     """Print the OCI state of a container as JSON."""
-    from pyrun import lifecycle
+    from pyrun.state import write_state
 
-    click.echo(json.dumps(lifecycle.state(obj.root, container_id), indent=2))
+    sys.stdout.flush()
+    write_state(obj.root, container_id, sys.stdout.buffer)
 
 
 @cli.command()
@@ -290,7 +291,7 @@ def events(obj, container_id, once, interval):
             return
         deadline = time.monotonic() + period
         while notify is not None and time.monotonic() < deadline:
-            gone = not cg.exists() or lifecycle.state(obj.root, container_id)["status"] == "stopped"
+            gone = not cg.exists() or lifecycle.state(obj.root, container_id, annotations=False)["status"] == "stopped"
             if _ready(notify, 0 if gone else min(0.1, period)):
                 os.read(notify, 8)
                 if cg.exists():  # the kernel signals it at rmdir too: not an OOM then (as runc)
@@ -298,7 +299,7 @@ def events(obj, container_id, once, interval):
             if gone:
                 return
         while notify is None and time.monotonic() < deadline:
-            if not cg.exists() or lifecycle.state(obj.root, container_id)["status"] == "stopped":
+            if not cg.exists() or lifecycle.state(obj.root, container_id, annotations=False)["status"] == "stopped":
                 now = cgroups.oom_kills(cg)
                 if now > ooms:
                     click.echo(json.dumps({"type": "oom", "id": container_id}))

@@ -97,10 +97,10 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
         plan.layers = layer_dir(layers_root(spec, opts), container_id)
     rec = _first_record(sd, spec, plan)
     try:
-        sd.claim(rec)
+        sd.claim(rec, spec.annotations)
     except ContainerExists:
         _reclaim_stale(sd)
-        sd.claim(rec)
+        sd.claim(rec, spec.annotations)
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     pids: list[int] = []
     undo: list = []  # what to undo once the processes are gone, in reverse
@@ -142,14 +142,14 @@ def _first_record(sd: StateDir, spec, plan) -> Record:
     net_mode = plan.net.mode if plan.net is not None else None
     return Record(
         id=sd.id, bundle=spec.bundle, rootfs=spec.root.path, created=now_rfc3339(), owner=_owner(),
-        annotations=dict(spec.annotations), creator_pid=os.getpid(), creator_start=me[0] if me else 0,
+        creator_pid=os.getpid(), creator_start=me[0] if me else 0,
         use_init=plan.use_init, new_keyring=plan.new_keyring, rootless=os.geteuid() != 0,
         uid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings],
         gid_mappings=[[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings],
         hooks=bool(spec.hooks.poststart or spec.hooks.poststop),
         net={"mode": net_mode} if net_mode in (network.BRIDGE, *network.USER_MODE) else {},
         layers=plan.layers, cgroup_pending=_pending_cgroup(spec, sd.id),
-        config_sha256=config_sha256(spec.bundle),
+        config_sha256=spec.sha256,  # of the bytes parsed: no second read to race
     )
 
 
@@ -173,21 +173,6 @@ def _pending_cgroup(spec, container_id: str) -> str:
         return cgroups.planned_path(spec, container_id, rootless)
     except PyrunError:
         return ""  # a bad cgroupsPath: setup says so, before it makes anything
-
-
-def config_sha256(bundle: str) -> str:
-    """sha256 of the bundle's config.json as create read it. Not a copy: a
-    50 MB config would be stored twice (record and copy), in /run's RAM."""
-    try:
-        from _sha256 import sha256  # the C core: hashlib loads OpenSSL's _hashlib and looks up every algorithm
-    except ImportError:  # pragma: no cover - a Python built without it
-        from hashlib import sha256
-    path = os.path.join(bundle, "config.json")
-    try:
-        with open(path, "rb") as f:
-            return sha256(f.read()).hexdigest()
-    except OSError as e:
-        raise ConfigError("", f"cannot read {path}: {errno_text(e)}") from None
 
 
 def _reclaim_stale(sd: StateDir) -> None:
@@ -311,7 +296,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         msg = to_init.recv()
         while msg and msg["kind"] in (Msg.SECCOMP_LISTENER, Msg.CONSOLE, Msg.HOOKS):
             if msg["kind"] == Msg.SECCOMP_LISTENER:
-                send_to_listener(plan.seccomp, msg["fd"], rec)
+                send_to_listener(plan.seccomp, msg["fd"], rec, spec.annotations)
             elif msg["kind"] == Msg.HOOKS:
                 _create_runtime_hooks(spec, rec)
                 to_init.send(Msg.HOOKS_DONE, pid=init_pid)
@@ -563,16 +548,17 @@ def _create_runtime_hooks(spec, rec: Record) -> None:
     from pyrun import hooks
 
     with log.step("hooks.prestart+createRuntime"):
-        state = hook_state(rec, STATUS_CREATING)
+        state = hook_state(rec, STATUS_CREATING, spec.annotations)
         hooks.run_all(spec.hooks.prestart, state, "prestart")
         hooks.run_all(spec.hooks.create_runtime, state, "createRuntime")
 
 
-def hook_state(rec: Record, status: str) -> bytes:
+def hook_state(rec: Record, status: str, annotations: dict) -> bytes:
+    """The state a hook reads on stdin; ``annotations``: the config's."""
     from pyrun.hooks import state_json
 
     return state_json(OCI_VERSION, rec.id, status, rec.pid if status != STATUS_STOPPED else 0,
-                      rec.bundle, rec.annotations)
+                      rec.bundle, annotations)
 
 
 def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
@@ -592,7 +578,7 @@ def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
         copy_size(master)  # the caller's size before the process runs (the relay follows SIGWINCH)
 
 
-def send_to_listener(filt, fd: int, rec: Record, pid: int | None = None,
+def send_to_listener(filt, fd: int, rec: Record, annotations: dict, pid: int | None = None,
                      status: str = STATUS_CREATING) -> None:
     """Hand the seccomp notify fd to ``linux.seccomp.listenerPath``: one
     message, the container process state as JSON with the fd attached
@@ -606,7 +592,7 @@ def send_to_listener(filt, fd: int, rec: Record, pid: int | None = None,
         "pid": pid or rec.pid,  # the process the filter is on: PID 1, or an exec'd one
         "metadata": filt.listener_metadata,
         "state": {"ociVersion": OCI_VERSION, "id": rec.id, "status": status,
-                  "pid": rec.pid, "bundle": rec.bundle, "annotations": rec.annotations},
+                  "pid": rec.pid, "bundle": rec.bundle, "annotations": annotations},
     }
     where = f"linux.seccomp.listenerPath {filt.listener_path}"
     try:

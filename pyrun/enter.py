@@ -353,7 +353,7 @@ def _supervise(ch, helper: int, plan, rec, opts: ExecOptions) -> int:
                 take_console(msg["fd"], opts, wait_taken=wait)
                 ch.send(Msg.CONSOLE_DONE)
             elif msg["kind"] == Msg.SECCOMP_LISTENER:
-                send_to_listener(plan.seccomp, msg["fd"], rec, pid=pid, status="running")
+                send_to_listener(plan.seccomp, msg["fd"], rec, plan.spec.annotations, pid=pid, status="running")
             elif msg["kind"] == Msg.ERROR:
                 raise ContainerFailed(msg["message"])
         if conn is not None:

@@ -171,10 +171,10 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
     if command == "exec":
         return _exec(root, cid, pos[1:], opts, preserve)
     if command == "state":  # through pyrun.state, not pyrun.lifecycle: engines call it all the time
-        from pyrun import jsonio
-        from pyrun.state import read_state
+        from pyrun.state import write_state
 
-        sys.stdout.write(jsonio.dumps(read_state(root, cid), indent=2) + "\n")
+        sys.stdout.flush()
+        write_state(root, cid, sys.stdout.buffer)
         return 0
     if command in ("create", "run"):
         return _create(root, command, cid, opts, preserve, ignore_limits, systemd)

@@ -95,6 +95,12 @@ def dumps(obj, indent: int | None = None, compact: bool = True) -> str:
     return "".join(_indented(obj, " " * indent, "\n"))
 
 
+def dumps_nested(obj, indent: int, depth: int) -> str:
+    """``obj`` as json.dumps(indent=N) lays it out ``depth`` levels deep in
+    an enclosing value: its text can be spliced into the enclosing one."""
+    return "".join(_indented(obj, " " * indent, "\n" + " " * (indent * depth)))
+
+
 def _indented(obj, step: str, nl: str):
     """The layout of json.dumps(indent=...): one member per line."""
     if isinstance(obj, dict) and obj:

@@ -58,16 +58,16 @@ def saved_spec(sd: StateDir, rec: Record):
     """The container's config as it was created: the bundle's config.json,
     re-read and checked against the sha256 create recorded (``exec`` and
     ``update`` must not follow a config edited since)."""
-    from pyrun.create import config_sha256
-    from pyrun.spec import load
+    from pyrun.spec import from_bytes, load, read_bounded, sha256_hex
 
     if not rec.config_sha256:  # a record written before pyrun kept the hash
         return load(rec.bundle, sd.file("config.json"))
     path = os.path.join(rec.bundle, "config.json")
-    if config_sha256(rec.bundle) != rec.config_sha256:
+    blob = read_bounded(path)  # read once: the bytes checked are the bytes parsed
+    if sha256_hex(blob) != rec.config_sha256:
         raise PyrunError(f"{path} changed since container {rec.id!r} was created: "
                          "pyrun uses the config as created, and cannot")
-    return load(rec.bundle, path)
+    return from_bytes(blob, rec.bundle)
 
 
 # ----------------------------------------------------------------- start
@@ -99,7 +99,7 @@ def _poststart(sd: StateDir, rec: Record) -> None:
     spec = saved_spec(sd, rec)
     if not spec.hooks.poststart:
         return
-    hooks.run_all_warn(spec.hooks.poststart, hook_state(rec, STATUS_RUNNING), "poststart")
+    hooks.run_all_warn(spec.hooks.poststart, hook_state(rec, STATUS_RUNNING, spec.annotations), "poststart")
 
 
 def _await_fifo(fd: int, sd: StateDir, rec: Record) -> None:
@@ -340,10 +340,11 @@ def _delete(sd: StateDir, force: bool) -> None:
                         raise PyrunError(f"container {container_id!r}: pid {rec.pid} did not die after SIGKILL")
                 finally:
                     os.close(fd)
-        poststop = []
+        poststop, annotations = [], {}
         if rec.hooks:
             try:
-                poststop = saved_spec(sd, rec).hooks.poststop
+                saved = saved_spec(sd, rec)
+                poststop, annotations = saved.hooks.poststop, saved.annotations
             except PyrunError as e:
                 log.warning(f"poststop hooks not run: {e}")
         remove_everything(sd, rec)
@@ -351,7 +352,7 @@ def _delete(sd: StateDir, force: bool) -> None:
         from pyrun import hooks
         from pyrun.create import hook_state
 
-        hooks.run_all_warn(poststop, hook_state(rec, STATUS_STOPPED), "poststop")
+        hooks.run_all_warn(poststop, hook_state(rec, STATUS_STOPPED, annotations), "poststop")
 
 
 def _wait_exit(fd: int, timeout: float) -> bool:

@@ -240,6 +240,7 @@ class Spec:
     hooks: Hooks = field(default_factory=Hooks)
     annotations: dict[str, str] = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    sha256: str = field(default="", repr=False, compare=False)  # of the bytes read (load)
 
     def namespace(self, type: str) -> Namespace | None:
         """The ``linux.namespaces`` entry of that type, or None."""
@@ -628,7 +629,8 @@ def _lower_first(text: str) -> str:
 
 def load(bundle: str, path: str | None = None) -> Spec:
     """Read, decode and :func:`parse` ``<bundle>/config.json`` (or ``path``:
-    the copy a container keeps in its state directory)."""
+    the copy a container keeps in its state directory). ``spec.sha256`` is
+    the digest of the bytes parsed, so a later check compares what was used."""
     bundle = os.path.abspath(bundle)
     if path is None:
         if not os.path.exists(bundle):
@@ -636,13 +638,21 @@ def load(bundle: str, path: str | None = None) -> Spec:
         if not os.path.isdir(bundle):
             raise ConfigError("", f"bundle {bundle} is not a directory")
         path = os.path.join(bundle, "config.json")
-    return parse(_read_json(path), bundle)
+    return from_bytes(read_bounded(path), bundle)
+
+
+def from_bytes(blob: bytes, bundle: str) -> Spec:
+    """:func:`parse` of config.json's bytes, as read once."""
+    spec = parse(_decode(blob), bundle)
+    spec.sha256 = sha256_hex(blob)
+    return spec
 
 
 def load_process(path: str) -> Process:
-    """``exec --process FILE``: one ``process`` object of config.md, alone."""
+    """``exec --process FILE``: one ``process`` object of config.md, alone.
+    The caller's file: a pipe (``--process <(...)``) is read too, bounded."""
     try:
-        proc = _parse_process({"process": _read_json(path)})
+        proc = _parse_process({"process": _decode(read_bounded(path, regular=False))})
     except ConfigError as e:
         field = e.path.removeprefix("process").removeprefix(".")
         raise ConfigError(field, e.message, file=path) from None
@@ -650,12 +660,57 @@ def load_process(path: str) -> Process:
     return proc
 
 
-def _read_json(path: str) -> dict:
+# The most pyrun reads of a config: runc's configs are kilobytes, and the
+# bundle's owner (not always the caller) could hand /dev/zero or a sparse
+# terabyte. A limit, not a memory error or a hang.
+MAX_CONFIG = 64 << 20
+
+
+def read_bounded(path: str, regular: bool = True) -> bytes:
+    """The bytes of ``path``, at most :data:`MAX_CONFIG`.
+
+    open(2) with O_PATH first and fstat(2) that descriptor: a FIFO would
+    block the open and a device could act on it (a tape rewinds). Only a
+    regular file (``regular``) is then opened for reading, through the same
+    inode (/proc/self/fd/N), never through the name again."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
+        pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError as e:
         raise ConfigError("", f"cannot read {path}: {errno_text(e)}") from None
+    try:
+        st = os.fstat(pfd)
+        if not stat.S_ISREG(st.st_mode) and (regular or not stat.S_ISFIFO(st.st_mode)):
+            raise ConfigError("", f"{path} is not a regular file")
+        if st.st_size > MAX_CONFIG:
+            raise ConfigError("", f"{path} is {st.st_size} bytes: more than the {MAX_CONFIG >> 20} MiB "
+                              "pyrun reads")
+        try:
+            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError as e:
+            raise ConfigError("", f"cannot read {path}: {errno_text(e)}") from None
+    finally:
+        os.close(pfd)
+    try:
+        with open(fd, "rb") as f:
+            blob = f.read(MAX_CONFIG + 1)  # a file that grew since fstat stops here too
+    except OSError as e:
+        raise ConfigError("", f"cannot read {path}: {errno_text(e)}") from None
+    if len(blob) > MAX_CONFIG:
+        raise ConfigError("", f"{path} is more than the {MAX_CONFIG >> 20} MiB pyrun reads")
+    return blob
+
+
+def sha256_hex(blob: bytes) -> str:
+    try:
+        from _sha256 import sha256  # the C core: hashlib loads OpenSSL's _hashlib and looks up every algorithm
+    except ImportError:  # pragma: no cover - a Python built without it
+        from hashlib import sha256
+    return sha256(blob).hexdigest()
+
+
+def _decode(blob: bytes) -> dict:
     # surrogateescape: stray non-UTF-8 bytes survive as the same bytes when
     # the strings are handed back to the OS (paths, argv, env).
     text = blob.decode("utf-8", "surrogateescape")

@@ -191,8 +191,8 @@ class Record:
     # config.json is not copied (a 50 MB config would be stored twice): its
     # sha256, and exec/update re-read the bundle's file and check it.
     config_sha256: str = ""
-    # Last: it can be large.
-    annotations: dict = field(default_factory=dict)
+    # Not the annotations: they can be tens of MB, and every command reads
+    # this record. They are annotations.json beside it (StateDir.annotations).
 
 
 # runc's idRegex is `^[\w+-\.]+$` (Go RE2, ASCII \w). Inside the class
@@ -203,6 +203,9 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 # character suffix): NAME_MAX is 255 on every Linux filesystem, and this
 # leaves room for pyrun's own suffixes.
 MAX_ID_LEN = 200
+
+
+ANNOTATIONS = "annotations.json"
 
 
 def validate_id(container_id: str) -> None:
@@ -236,8 +239,9 @@ class StateDir:
     def exists(self) -> bool:
         return lexists(self.path)
 
-    def claim(self, rec: Record) -> None:
-        """mkdir(2) the container's directory and write its first record,
+    def claim(self, rec: Record, annotations: dict | None = None) -> None:
+        """mkdir(2) the container's directory and write its first record
+        (and the config's ``annotations``, once: they never change),
         under a shared flock(2) of the state root (see the module's doc).
         mkdir is atomic: of concurrent creates of one id, exactly one wins;
         the others get ContainerExists and have made nothing."""
@@ -256,6 +260,8 @@ class StateDir:
             try:
                 with log.step("write(state.json)"):
                     self.write(rec, sync=True)
+                if annotations:
+                    self._write_annotations(annotations)
             except BaseException:
                 try:
                     remove_tree(self.path)
@@ -306,6 +312,35 @@ class StateDir:
                 pass
             raise PyrunError(f"cannot write {self.file('state.json')}: {errno_text(e)}") from None
 
+    def _write_annotations(self, annotations: dict) -> None:
+        """annotations.json: the text ``state`` prints after ``"annotations": ``
+        (two-space indent, one level deep), so ``state`` copies it and
+        never parses it; :meth:`annotations` parses it for hooks."""
+        fd = os.open(self.file(ANNOTATIONS), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            data = jsonio.dumps_nested(annotations, indent=2, depth=1).encode()
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+
+    def annotations_text(self) -> str:
+        """annotations.json as written, or "" for none."""
+        try:
+            with open(self.file(ANNOTATIONS), "rb") as f:
+                return f.read().decode()
+        except FileNotFoundError:
+            return ""
+        except (OSError, ValueError) as e:
+            raise CorruptState(f"cannot read {self.file(ANNOTATIONS)}: {e}") from None
+
+    def annotations(self) -> dict:
+        text = self.annotations_text()
+        try:
+            return jsonio.loads(text) if text else {}
+        except (ValueError, SystemError) as e:
+            raise CorruptState(f"corrupt {self.file(ANNOTATIONS)}: {e}") from None
+
     def read(self) -> Record:
         path = self.file("state.json")
         try:
@@ -318,7 +353,9 @@ class StateDir:
         except ValueError as e:
             raise CorruptState(f"corrupt state file {path}: {e}") from None
         try:
-            return Record(**jsonio.loads(text))
+            data = jsonio.loads(text)
+            data.pop("annotations", None)  # a record of a pyrun before annotations.json
+            return Record(**data)
         except (ValueError, TypeError, AttributeError, SystemError) as e:  # SystemError: _json's scanner, torn input
             raise CorruptState(f"corrupt state file {path}: {e}") from None
 
@@ -504,8 +541,9 @@ def load(root: str, container_id: str) -> tuple[StateDir, Record]:
     return sd, sd.read()
 
 
-def oci_state(sd: StateDir, rec: Record) -> dict:
-    """The state of runtime.md ("State"), with runc's extra fields."""
+def oci_state(sd: StateDir, rec: Record, annotations: bool = True) -> dict:
+    """The state of runtime.md ("State"), with runc's extra fields
+    (``annotations``: parsed from annotations.json)."""
     from pyrun import OCI_VERSION
 
     status = sd.status(rec)
@@ -519,15 +557,38 @@ def oci_state(sd: StateDir, rec: Record) -> dict:
         "created": rec.created,
         "owner": rec.owner,
     }
-    if rec.annotations:
-        out["annotations"] = rec.annotations
+    if annotations:
+        found = sd.annotations()
+        if found:
+            out["annotations"] = found
     return out
 
 
-def read_state(root: str, container_id: str) -> dict:
-    """``pyrun state``: the OCI state of one container."""
+def read_state(root: str, container_id: str, annotations: bool = True) -> dict:
+    """The OCI state of one container, as a dict."""
     sd, rec = load(root, container_id)
-    return oci_state(sd, rec)
+    return oci_state(sd, rec, annotations)
+
+
+def write_state(root: str, container_id: str, out) -> None:
+    """``pyrun state``: the OCI state as runc prints it (two-space indent),
+    to the binary stream ``out``. annotations.json is copied in as it is,
+    in chunks: a config with megabytes of annotations costs a copy, not a
+    parse, on every call."""
+    sd, rec = load(root, container_id)
+    text = jsonio.dumps(oci_state(sd, rec, annotations=False), indent=2)
+    try:
+        f = open(sd.file(ANNOTATIONS), "rb")
+    except FileNotFoundError:
+        out.write(text.encode() + b"\n")
+        return
+    except OSError as e:
+        raise os_error(e, sd.file(ANNOTATIONS)) from None
+    with f:
+        out.write(text[:-2].encode() + b',\n  "annotations": ')
+        while chunk := f.read(1 << 20):
+            out.write(chunk)
+    out.write(b"\n}\n")
 
 
 def list_ids(root: str) -> list[str]:
