@@ -15,7 +15,7 @@ them with their timings, and the channel's messages are in quotes
 (``pyrun.channel.Msg`` names them, in this order):
 
     read(config.json) → planning.make_plan: every check, nothing made yet
-    → connect(--pidfd-socket)
+    → connect(--pidfd-socket), connect(--console-socket)
     → mkdir(state dir) + write(state.json): the record names each thing
       before it is made, so ``delete --force`` finds it whenever we die
     → flock(state dir)
@@ -92,6 +92,10 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
         from pyrun.pidfd_socket import connect
 
         opts.pidfd_conn = connect(opts.pidfd_socket)
+    if spec.process.terminal and opts.console_socket:
+        from pyrun.terminal import connect_socket
+
+        opts.console_conn = connect_socket(opts.console_socket)
     pass_listen_fds(spec, plan)
     if plan.rootfs_mode == "overlay":
         plan.layers = layer_dir(layers_root(spec, opts), container_id)
@@ -564,11 +568,12 @@ def hook_state(rec: Record, status: str, annotations: dict) -> bytes:
 def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
     """The pty master from the container: to --console-socket, or kept
     for the foreground relay."""
-    if opts.console_socket:
+    if opts.console_conn is not None:
         from pyrun.terminal import send_to_socket
 
+        conn, opts.console_conn = opts.console_conn, None
         try:
-            send_to_socket(opts.console_socket, master, wait_taken)
+            send_to_socket(conn, master, wait_taken)
         finally:
             os.close(master)
     else:

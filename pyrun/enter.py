@@ -62,6 +62,7 @@ class ExecOptions:
     pidfd_socket: str | None = None    # --pidfd-socket: where a pidfd of the process goes
     cgroup: str | None = None          # --cgroup: a sub-cgroup of the container's (v2)
     pidfd_conn: object = None          # --pidfd-socket's connection, made before the fork
+    console_conn: object = None        # --console-socket's connection, likewise
 
 
 def parse_user(value: str):
@@ -230,6 +231,10 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         from pyrun.pidfd_socket import connect
 
         opts.pidfd_conn = connect(opts.pidfd_socket)
+    if proc.terminal and opts.console_socket:
+        from pyrun.terminal import connect_socket
+
+        opts.console_conn = connect_socket(opts.console_socket)
     pidfd = open_pidfd(rec)
     if pidfd is None:
         raise InvalidState("cannot exec in a stopped container")

@@ -17,16 +17,11 @@ from pyrun.errors import PyrunError, errno_text
 
 
 def connect(path: str):
-    """The connected socket; an error names the flag."""
-    import socket
+    """The connected socket (with a timeout: a full backlog fails at once);
+    an error names the flag."""
+    from pyrun.terminal import connect_socket
 
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        s.connect(path)
-    except OSError as e:
-        s.close()
-        raise PyrunError(f"--pidfd-socket {path}: connect: {errno_text(e)}") from None
-    return s
+    return connect_socket(path, "--pidfd-socket")
 
 
 def send_pidfd(conn, pid: int, kind: str) -> None:
@@ -42,7 +37,7 @@ def send_pidfd(conn, pid: int, kind: str) -> None:
         conn.close()
         raise PyrunError(f"--pidfd-socket {path}: pidfd_open({pid}): {errno_text(e)}") from None
     try:
-        socket.send_fds(conn, [kind.encode()], [fd])
+        socket.send_fds(conn, [kind.encode()], [fd], socket.MSG_NOSIGNAL)
     except OSError as e:
         raise PyrunError(f"--pidfd-socket {path}: sendmsg: {errno_text(e)}") from None
     finally:

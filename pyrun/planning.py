@@ -44,6 +44,7 @@ class Options:
     pidfd_socket: str | None = None       # --pidfd-socket: where a pidfd of PID 1 goes
     keep: bool = False                    # run --keep: a stopped container stays for `state`
     pidfd_conn: object = None             # the --pidfd-socket connection, made before anything
+    console_conn: object = None           # the --console-socket connection, likewise
     layers_root: str | None = None        # --layers-root: where overlay upper layers go
 
 

@@ -103,23 +103,59 @@ def become_controlling(slave: int) -> None:
 READ_GRACE = 0.02
 
 
-def send_to_socket(path: str, master: int, wait_taken: float = 0.0) -> None:
-    """runc's console-socket protocol: connect, one sendmsg(2) with the fd.
+# How long connect(2) and sendmsg(2) on --console-socket may wait. A unix
+# stream socket whose backlog is full makes a non-blocking connect fail at
+# once (EAGAIN), as runc's does; the timeout bounds a receiver that accepts
+# and then never reads.
+SOCKET_TIMEOUT = 5.0
 
-    With ``wait_taken``, then wait (at most that many seconds) while the
-    receiver is taking the master: see :func:`_wait_taken`."""
+
+def connect_socket(path: str, flag: str = "--console-socket"):
+    """connect(2) to ``path``, before the container is built (runc dials
+    first too): a receiver that is not there, or will not accept, fails the
+    command before anything is made. The socket is close-on-exec."""
     import socket
 
-    from pyrun.errors import PyrunError, errno_text
+    from pyrun.errors import PyrunError
 
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(SOCKET_TIMEOUT)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(path)
-            socket.send_fds(s, [b"/dev/ptmx"], [master])
-            if wait_taken:
-                _wait_taken(s, master, wait_taken)
+        s.connect(path)
     except OSError as e:
-        raise PyrunError(f"--console-socket {path}: {errno_text(e)}") from None
+        s.close()
+        raise PyrunError(f"{flag} {path}: connect: {_socket_error(e)}") from None
+    return s
+
+
+def _socket_error(e: OSError) -> str:
+    from pyrun.errors import errno_text
+
+    if e.errno is None:  # socket.timeout
+        return f"timed out after {SOCKET_TIMEOUT:g} s"
+    return errno_text(e)
+
+
+def send_to_socket(conn, master: int, wait_taken: float = 0.0) -> None:
+    """runc's console-socket protocol over ``conn`` (:func:`connect_socket`):
+    one sendmsg(2) with the fd, the name as data; then close it.
+
+    MSG_NOSIGNAL: a receiver that has closed gives EPIPE, an error with the
+    flag's name, not a SIGPIPE. With ``wait_taken``, then wait (at most that
+    many seconds) while the receiver is taking the master: see
+    :func:`_wait_taken`."""
+    import socket
+
+    from pyrun.errors import PyrunError
+
+    path = conn.getpeername()
+    try:
+        with conn:
+            socket.send_fds(conn, [b"/dev/ptmx"], [master], socket.MSG_NOSIGNAL)
+            if wait_taken:
+                _wait_taken(conn, master, wait_taken)
+    except OSError as e:
+        raise PyrunError(f"--console-socket {path}: sendmsg: {_socket_error(e)}") from None
 
 
 def _unread(sock) -> int:

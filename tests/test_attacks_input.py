@@ -20,10 +20,31 @@ import time
 import uuid
 
 import pytest
+from conftest import Residue
 from test_attacks import one_line
 from test_runc_semantics import RUNC, Bundles
 
 MiB = 1 << 20
+PREFIX = "h-input-"
+
+
+class OwnResidue(Residue):
+    """Residue, blind to what other runs on this host make meanwhile (they
+    share /var/lib/pyrun, the mount table and the process list): the state
+    root is empty, and no layer dir or mount names one of this file's ids."""
+
+    def check(self, cid=None):
+        state_entries = os.listdir(self.rt.root) if os.path.isdir(self.rt.root) else []
+        assert state_entries == [], f"state left behind: {state_entries}"
+        layers = os.listdir(self.rt.layers) if os.path.isdir(self.rt.layers) else []
+        assert [n for n in layers if n.startswith(PREFIX)] == [], layers
+        with open("/proc/self/mountinfo") as f:
+            assert PREFIX not in f.read()
+
+
+@pytest.fixture
+def residue(rt):
+    return OwnResidue(rt)
 
 
 @pytest.fixture
@@ -34,7 +55,7 @@ def rb(rt):
 
 
 def _cid() -> str:
-    return f"h-input-{uuid.uuid4().hex[:10]}"
+    return f"{PREFIX}{uuid.uuid4().hex[:10]}"
 
 
 # ----------------------------------------------- 22.9 config.json is bounded input
@@ -95,3 +116,90 @@ def test_state_does_not_reparse_large_annotations(rt):
     state = rt.state(cid)
     assert state["annotations"]["small"] == "s" and len(state["annotations"]["big"]) == 48 * MiB
     rt.ok("delete", "--force", cid)
+
+
+# ------------------------------------ 22.10 a console socket cannot hang or crash pyrun
+
+class Receiver:
+    """An AF_UNIX listener at a path the runtime's user can reach:
+    ``never-accepts`` has its backlog full (connect(2) would wait),
+    ``closes`` accepts each connection and closes it at once."""
+
+    def __init__(self, rt, mode: str):
+        self.path = os.path.join(rt.dir, f"console-{uuid.uuid4().hex[:8]}.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o777)
+        self.sock.listen(0)
+        self.fillers: list[socket.socket] = []
+        self.stop = False
+        if mode == "never-accepts":
+            while True:  # fill the backlog: the next connect would block
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                c.setblocking(False)
+                try:
+                    c.connect(self.path)
+                except BlockingIOError:
+                    c.close()
+                    break
+                self.fillers.append(c)
+        else:
+            self.thread = threading.Thread(target=self._close_each, daemon=True)
+            self.thread.start()
+
+    def _close_each(self):
+        self.sock.settimeout(0.1)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            c.close()
+
+    def close(self):
+        self.stop = True
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+
+def _tty_config(rt, args):
+    config = rt.config(args)
+    config["process"]["terminal"] = True
+    return config
+
+
+@pytest.mark.parametrize("mode", ["never-accepts", "closes"])
+def test_console_socket_receiver_cannot_hang_or_crash_create(rt, residue, rb, mode):
+    recv = Receiver(rt, mode)
+    try:
+        start = time.monotonic()
+        p = rt("run", "-d", "--console-socket", recv.path, "-b", rt.bundle(config=_tty_config(rt, ["sleep", "30"])),
+               _cid(), timeout=30)
+        took = time.monotonic() - start
+        assert p.returncode != 0
+        line = one_line(p.stderr)
+        assert "--console-socket" in line, line
+        assert took < 3, took
+        residue.check()
+        if RUNC:
+            b = rb.make(["sleep", "30"], edit=lambda c: c["process"].__setitem__("terminal", True))
+            r = rb.runc("run", "-d", "--console-socket", recv.path, "-b", b, rb.cid("runc"), timeout=30)
+            assert r.returncode != 0, "runc fails too"
+    finally:
+        recv.close()
+
+
+def test_exec_console_socket_receiver_that_never_accepts_fails_promptly(rt):
+    cid = _cid()
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "30"]), cid)
+    recv = Receiver(rt, "never-accepts")
+    try:
+        start = time.monotonic()
+        p = rt("exec", "-t", "-d", "--console-socket", recv.path, cid, "true", timeout=30)
+        assert p.returncode != 0
+        assert "--console-socket" in one_line(p.stderr)
+        assert time.monotonic() - start < 3
+    finally:
+        recv.close()
+        rt("delete", "--force", cid)
