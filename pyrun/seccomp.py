@@ -12,8 +12,13 @@ Semantics follow runc, the reference for what a config means:
 * ``SCMP_ACT_ERRNO`` and ``SCMP_ACT_TRACE`` return ``errnoRet`` (or
   ``defaultErrnoRet``), EPERM when unset; other actions refuse it (as crun).
 * A syscall name libseccomp does not know (newer than this libseccomp, or a
-  typo) is skipped with a debug message, not an error. A name known only on
-  other architectures (``vm86`` on x86_64) applies where it exists.
+  typo) in an ``SCMP_ACT_ALLOW`` rule is skipped with a debug message, not an
+  error: engines' profiles allow calls newer than the host's libseccomp. In
+  any other rule it would be a denial silently dropped (runc drops it), so
+  its number comes from :data:`NEWER_SYSCALLS` (the kernel's table), and a
+  name not there, or a filter for other architectures too, is refused with
+  the rule's JSON path. A name known only on other architectures (``vm86``
+  on x86_64) applies where it exists.
 * A rule whose action equals the default action is skipped: it changes
   nothing, and libseccomp refuses it.
 * ``args`` are ANDed in one rule (seccomp_rule_add(3)); when two of them
@@ -31,6 +36,7 @@ Semantics follow runc, the reference for what a config means:
 from __future__ import annotations
 
 import errno
+import os
 
 from pyrun._native import ffi, lib
 from pyrun.errors import ConfigError, SyscallError, errno_text
@@ -101,6 +107,27 @@ FLAGS = {
 }
 
 _MAX_ARGS = 6  # system calls have at most six arguments
+
+# System calls newer than the table of libseccomp 2.5.4 (which ends at
+# futex_requeue, 456), with their numbers in the kernel's table. Since
+# Linux 5.1 a new call gets one number on every architecture (asm-generic
+# and arch/*/entry/syscalls alike), except where the ABI adds an offset:
+# mips (4000/5000/6000), alpha (+110) and x32 (bit 30) are left out.
+NEWER_SYSCALLS = {
+    "statmount": 457, "listmount": 458, "lsm_get_self_attr": 459, "lsm_set_self_attr": 460,
+    "lsm_list_modules": 461, "mseal": 462, "setxattrat": 463, "getxattrat": 464,
+    "listxattrat": 465, "removexattrat": 466, "open_tree_attr": 467, "file_getattr": 468,
+    "file_setattr": 469,
+}
+_UNIFORM_MACHINES = ("x86_64", "i686", "i386", "aarch64", "armv7l", "armv8l", "riscv64", "s390x",
+                     "ppc64le", "ppc64", "ppc", "loongarch64", "parisc", "parisc64")
+
+
+def kernel_number(name: str) -> int | None:
+    """``name``'s number on this machine from :data:`NEWER_SYSCALLS`, or None."""
+    if os.uname().machine not in _UNIFORM_MACHINES:
+        return None
+    return NEWER_SYSCALLS.get(name)
 
 
 # --- checking the JSON --------------------------------------------------------
@@ -261,12 +288,24 @@ class Filter:
                 arg_sets = [[a] for a in rule.args]
             for j, name in enumerate(rule.names):
                 nr = resolve(name)
-                if nr is None:
+                by_number = False
+                if nr is None and rule.action == ACT_ALLOW:
                     log.debug_msg(f"seccomp: unknown system call {name!r} ignored ({rule.path})")
                     self.skipped.append(name)
                     continue
+                if nr is None:  # a denial: enforced by number, or refused
+                    nr, by_number = kernel_number(name), True
+                    if nr is None:
+                        raise ConfigError(f"{rule.path}.names[{j}]",
+                                          f"unknown system call {name!r} (libseccomp {version()}): "
+                                          f"a {rule.action_name} rule for it cannot be enforced")
                 for args in arg_sets:
                     rc = ctx.rule(rule.action, nr, args)
+                    if rc < 0 and by_number:
+                        raise ConfigError(f"{rule.path}.names[{j}]",
+                                          f"libseccomp {version()} does not know {name}: its number {nr} "
+                                          f"is known for {os.uname().machine} only, and the filter is for "
+                                          f"other architectures too ({errno_text(-rc)})")
                     if rc < 0:
                         raise ConfigError(f"{rule.path}.names[{j}]",
                                           f"libseccomp refused the rule for {name}: {errno_text(-rc)}")

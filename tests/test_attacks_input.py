@@ -203,3 +203,24 @@ def test_exec_console_socket_receiver_that_never_accepts_fails_promptly(rt):
     finally:
         recv.close()
         rt("delete", "--force", cid)
+
+
+# ------------------------- 22.11 a seccomp denial pyrun cannot enforce is refused
+
+def test_seccomp_denial_of_an_unknown_call_is_refused_with_its_path(rt, residue):
+    config = rt.config(["true"])
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["no_such_call_ever"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["getppid", "no_such_call_ever"], "action": "SCMP_ACT_ERRNO"}]}
+    p = rt("run", "-b", rt.bundle(config=config), _cid())
+    assert p.returncode != 0
+    assert "linux.seccomp.syscalls[1].names[1]" in one_line(p.stderr)
+    residue.check()
+
+
+def test_seccomp_denial_of_a_call_newer_than_libseccomp_runs(rt):
+    """setxattrat is unknown to libseccomp 2.5.4: denied by its number."""
+    config = rt.config(["true"])
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["setxattrat", "getxattrat"], "action": "SCMP_ACT_ERRNO"}]}
+    rt.ok("run", "-b", rt.bundle(config=config), _cid())

@@ -202,9 +202,55 @@ def test_architecture_libseccomp_lacks():
     assert "not supported by libseccomp" in info.value.message
 
 
-def test_unknown_syscall_names_are_skipped():
-    f = seccomp.build(allow_all({"names": ["no_such_call_ever", "getppid"], "action": "SCMP_ACT_ERRNO"}))
-    assert f.skipped == ["no_such_call_ever"]
+def test_unknown_syscall_names_in_allow_rules_are_skipped():
+    profile = {"defaultAction": "SCMP_ACT_ERRNO",
+               "syscalls": [{"names": ["no_such_call_ever", "getppid"], "action": "SCMP_ACT_ALLOW"}]}
+    assert seccomp.build(profile).skipped == ["no_such_call_ever"]
+
+
+@pytest.mark.parametrize("action", ["SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_LOG"])
+def test_unknown_syscall_names_in_deny_rules_are_refused(action):
+    """Issue 22.11: a rule pyrun cannot enforce is refused, not dropped."""
+    with pytest.raises(ConfigError) as info:
+        seccomp.build(allow_all({"names": ["getppid"], "action": action},
+                                {"names": ["getpid", "no_such_call_ever"], "action": action}))
+    assert info.value.path == "linux.seccomp.syscalls[1].names[1]"
+    assert "no_such_call_ever" in info.value.message
+
+
+# setxattrat(2), Linux 6.13: newer than libseccomp 2.5.4's table. Since
+# Linux 5.1 a new system call has one number on every architecture.
+SETXATTRAT = 463
+
+
+def _kernel_has(nr_: int) -> bool:
+    ctypes.set_errno(0)
+    rc = _libc.syscall(ctypes.c_long(nr_), ctypes.c_long(-1), ctypes.c_long(0), ctypes.c_long(0),
+                       ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0))
+    return not (rc == -1 and ctypes.get_errno() == errno.ENOSYS)
+
+
+def test_deny_rule_for_a_call_libseccomp_lacks_is_enforced_by_number():
+    if seccomp.resolve("setxattrat") is not None:
+        pytest.skip("this libseccomp knows setxattrat")
+    if not _kernel_has(SETXATTRAT):
+        pytest.skip("this kernel has no setxattrat")
+
+    def probe():
+        ctypes.set_errno(0)
+        rc = _libc.syscall(ctypes.c_long(SETXATTRAT), ctypes.c_long(-1), ctypes.c_long(0), ctypes.c_long(0),
+                           ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0))
+        return -ctypes.get_errno() if rc == -1 else rc
+
+    rule = {"names": ["setxattrat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}
+    out, _ = in_child(allow_all(rule), probe)
+    assert out["result"] == -errno.EROFS
+    out, _ = in_child(allow_all(), probe)
+    assert out["result"] != -errno.EROFS  # the kernel's own answer (EBADF)
+    # other architectures' numbers for it are not known: refused, not dropped
+    with pytest.raises(ConfigError) as info:
+        seccomp.build(allow_all(rule, architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]))
+    assert info.value.path == "linux.seccomp.syscalls[0].names[0]"
 
 
 def test_action_encoding():
@@ -311,9 +357,12 @@ def test_kill_and_trap_end_with_sigsys(action):
 
 
 def test_unknown_names_skipped_and_known_ones_applied():
-    rule = {"names": ["no_such_call_ever", "getppid"], "action": "SCMP_ACT_ERRNO"}
-    out, _ = in_child(allow_all(rule), lambda: call("getppid"))
-    assert out["result"] == -errno.EPERM
+    allowed = ["write", "exit_group", "exit", "brk", "mmap", "munmap", "mremap", "madvise",
+               "rt_sigprocmask", "rt_sigaction", "futex", "no_such_call_ever", "getppid"]
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
+               "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}
+    out, _ = in_child(profile, lambda: [call("getppid") > 0, call("getpid")])
+    assert out["result"] == [True, -errno.EPERM]
 
 
 def test_rule_with_the_default_action_is_ignored():
