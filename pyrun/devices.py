@@ -127,6 +127,8 @@ def create_devices(rootfd: int, devices, use_mknod: bool, host_dirs: set[int] = 
 
     wanted = {p: (t, ma, mi, mode, 0, 0) for p, t, ma, mi, mode in DEFAULT_DEVICES}
     for d in devices:
+        if os.path.normpath(d.path) == "/dev/ptmx":
+            continue  # runc makes it the link to pts/ptmx whatever the config says (create_symlinks)
         wanted[d.path] = (d.type, d.major, d.minor, d.file_mode if d.file_mode is not None else 0o666,
                           d.uid or 0, d.gid or 0)
     for path, (dtype, major, minor, mode, uid, gid) in wanted.items():

@@ -224,3 +224,74 @@ def test_seccomp_denial_of_a_call_newer_than_libseccomp_runs(rt):
     config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["setxattrat", "getxattrat"], "action": "SCMP_ACT_ERRNO"}]}
     rt.ok("run", "-b", rt.bundle(config=config), _cid())
+
+
+# ---------------------------- 23.9 / 22.12 device nodes and the device cgroup
+
+KMSG = {"type": "c", "path": "/dev/kmsg", "major": 1, "minor": 11, "fileMode": 0o644, "uid": 0, "gid": 0}
+# open(2) for writing, no write(2): the device cgroup decides at open.
+OPEN_KMSG = ["sh", "-c", "if (: > /dev/kmsg) 2>/dev/null; then echo OPENED; else echo DENIED; fi"]
+
+
+def _both_rootful(rt, rb, args, edit):
+    """``run`` one config under pyrun and (if installed) runc: (pyrun, runc or None)."""
+    p = rt("run", "-b", rb.make(args, edit), rb.cid("pyrun"))
+    r = rb.runc("run", "-b", rb.make(args, edit), rb.cid("runc")) if RUNC else None
+    return p, r
+
+
+def test_a_linux_devices_node_is_not_allowed_when_resources_deny_it(rootful, rb):
+    """runc makes the node and allows only its default devices: the
+    container cannot open /dev/kmsg for writing (the host's kernel log)."""
+    def edit(config):
+        config["linux"]["devices"] = [KMSG]
+        config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+
+    p, r = _both_rootful(rootful, rb, OPEN_KMSG, edit)
+    assert p.returncode == 0, p.stderr
+    assert "DENIED" in p.stdout, p.stdout
+    if r is not None:
+        assert r.returncode == 0 and "DENIED" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("access, opens", [("rwa", True), ("wa", True), ("r", False)])
+def test_device_access_letters_as_runc_reads_them(rootful, rb, access, opens):
+    """runc keeps the r, w and m of an access string and ignores the rest."""
+    def edit(config):
+        config["linux"]["devices"] = [KMSG]
+        config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"},
+                                                    {"allow": True, "type": "c", "major": 1, "minor": 11,
+                                                     "access": access}]}
+
+    p, r = _both_rootful(rootful, rb, OPEN_KMSG, edit)
+    assert p.returncode == 0, p.stderr
+    want = "OPENED" if opens else "DENIED"
+    assert want in p.stdout, p.stdout
+    if r is not None:
+        assert want in r.stdout, r.stdout + r.stderr
+
+
+def test_device_access_without_any_known_letter_is_refused(rootful):
+    rt = rootful
+    config = rt.config(["true"])
+    config["linux"]["resources"] = {"devices": [{"allow": True, "type": "c", "major": 1, "minor": 11,
+                                                 "access": "x"}]}
+    p = rt("run", "-b", rt.bundle(config=config), _cid())
+    assert p.returncode != 0
+    assert "linux.resources.devices[0].access" in one_line(p.stderr)
+
+
+def test_dev_ptmx_in_linux_devices(rt, rb):
+    """runc makes /dev/ptmx a node when the config asks for one."""
+    ptmx = {"type": "c", "path": "/dev/ptmx", "major": 5, "minor": 2, "fileMode": 0o666, "uid": 0, "gid": 0}
+
+    def edit(config):
+        config["linux"]["devices"] = [ptmx]
+
+    args = ["sh", "-c", "ls -l /dev/ptmx | cut -c1"]
+    p = rt("run", "-b", rb.make(args, edit), rb.cid("pyrun"))
+    assert p.returncode == 0, p.stderr
+    if RUNC:
+        r = rb.runc("run", "-b", rb.make(args, edit), rb.cid("runc"))
+        assert r.returncode == 0, r.stderr
+        assert p.stdout == r.stdout

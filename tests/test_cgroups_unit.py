@@ -84,7 +84,7 @@ def test_parse_bytes_like_runc():
         cgroups.parse_bytes("lots", "--memory")
 
 
-def test_device_rules_keep_order_then_devices_then_runcs_defaults():
+def test_device_rules_keep_order_then_runcs_defaults():
     from pyrun.spec import Device
 
     rules = convert.device_rules({"devices": [{"allow": False, "access": "rwm"},
@@ -92,15 +92,30 @@ def test_device_rules_keep_order_then_devices_then_runcs_defaults():
                                  [Device(type="c", path="/dev/fuse", major=10, minor=229)])
     assert rules[0] == (0, -1, -1, 7, 0)   # deny everything
     assert rules[1] == (2, 1, 3, 6, 1)     # then allow c 1:3 rw
-    assert rules[2] == (2, 10, 229, 7, 1)  # a node of linux.devices
-    assert (2, 136, -1, 7, 1) in rules[3:] and (1, -1, -1, 1, 1) in rules[3:]  # pts, mknod b *:*
+    assert (2, 10, 229, 7, 1) not in rules  # a node of linux.devices is made, not allowed (runc)
+    assert (2, 136, -1, 7, 1) in rules[2:] and (1, -1, -1, 1, 1) in rules[2:]  # pts, mknod b *:*
+
+
+def test_a_linux_devices_node_replaces_the_default_and_its_rule():
+    from pyrun.spec import Device
+
+    rules = convert.device_rules(None, [Device(type="c", path="/dev/null", major=1, minor=11)])
+    assert (2, 1, 3, 7, 1) not in rules and (2, 1, 11, 7, 1) not in rules
+    assert (2, 1, 5, 7, 1) in rules
+
+
+@pytest.mark.parametrize("access, bits", [("rwa", 6), ("wa", 4), ("mrw", 7), ("rrw", 6), ("m", 1)])
+def test_device_access_keeps_r_w_m_as_runc(access, bits):
+    rules = convert.device_rules({"devices": [{"allow": True, "type": "c", "major": 1, "minor": 11,
+                                               "access": access}]}, [])
+    assert rules[0] == (2, 1, 11, bits, 1)
 
 
 @pytest.mark.parametrize("rule, where", [
     ({"access": "rwm"}, "linux.resources.devices[0].allow"),
     ({"allow": True, "type": "x"}, "linux.resources.devices[0].type"),
     ({"allow": True, "type": ["c"]}, "linux.resources.devices[0].type"),
-    ({"allow": True, "access": "rwx"}, "linux.resources.devices[0].access"),
+    ({"allow": True, "access": "x"}, "linux.resources.devices[0].access"),
 ])
 def test_bad_device_rules_name_the_field(rule, where):
     with pytest.raises(ConfigError) as e:
@@ -193,7 +208,7 @@ def test_v1_devices_deny_all_then_the_allow_list_as_runc():
     assert allowlist and writes[0] == ("devices.deny", "a *:* rwm")
     allowed = [v for f, v in writes[1:] if f == "devices.allow"]
     assert len(allowed) == len(writes) - 1
-    assert "c 10:229 rw" in allowed and "b 7:7 rwm" in allowed   # the config's, linux.devices'
+    assert "c 10:229 rw" in allowed and "b 7:7 rwm" not in allowed   # the config's; linux.devices' node is not
     assert "c *:* m" in allowed and "b *:* m" in allowed and "c 1:3 rwm" in allowed and "c 136:* rwm" in allowed
     assert "c 10:200 rwm" in allowed and expect == set(allowed)
     assert not any(v.startswith("b 7:0") for v in allowed)  # no loop device of the host

@@ -241,10 +241,27 @@ _TYPES = {"a": 0, "b": 1, "c": 2, "u": 2}
 _ACCESS = {"m": 1, "r": 2, "w": 4}
 
 
+# The nodes of DEFAULT_ALLOWED: a node of linux.devices at one of these
+# paths replaces the default, and its allow rule goes with it (runc's
+# createDevices drops the default device and its rule).
+_DEFAULT_PATHS = {("c", 1, 3): "/dev/null", ("c", 1, 5): "/dev/zero", ("c", 1, 7): "/dev/full",
+                  ("c", 1, 8): "/dev/random", ("c", 1, 9): "/dev/urandom", ("c", 5, 0): "/dev/tty"}
+
+
+def _access_bits(access, path: str) -> int:
+    """runc's reading of an access string: its r, w and m; other letters
+    ("a" in "rwa") are ignored. None of the three is refused (runc fails
+    later: "resulting devices cgroup doesn't precisely match target")."""
+    if not isinstance(access, str) or not set(access) & set(_ACCESS):
+        raise ConfigError(f"{path}.access", f"expected letters of \"rwm\", got {access!r}")
+    return sum(_ACCESS[c] for c in set(access) & set(_ACCESS))
+
+
 def device_rules(resources: dict | None, devices) -> list[tuple[int, int, int, int, int]]:
-    """``linux.resources.devices`` (in order; the last match wins), then the
-    nodes of ``linux.devices``, then runc's defaults, as
-    (type, major, minor, access bits, allow) for the BPF program."""
+    """``linux.resources.devices`` (in order; the last match wins), then
+    runc's defaults, as (type, major, minor, access bits, allow) for the
+    BPF program. A node of ``linux.devices`` is made, not allowed: as under
+    runc, only resources.devices (or a default) lets the container open it."""
     out = []
     for rule, path in objects(resources or {}, "devices", RES):
         if not isinstance(rule.get("allow"), bool):
@@ -252,20 +269,16 @@ def device_rules(resources: dict | None, devices) -> list[tuple[int, int, int, i
         kind = rule.get("type") or "a"
         if not isinstance(kind, str) or kind not in _TYPES:
             raise ConfigError(f"{path}.type", f"expected a, b or c, got {kind!r}")
-        access = rule.get("access") or "rwm"
-        if not isinstance(access, str) or not access or set(access) - set("rwm"):
-            raise ConfigError(f"{path}.access", f"expected letters of \"rwm\", got {access!r}")
+        access = _access_bits(rule.get("access") or "rwm", path)
         major, minor = _num(rule, "major", path), _num(rule, "minor", path)
         out.append((_TYPES[kind], -1 if major is None else major, -1 if minor is None else minor,
-                    sum(_ACCESS[c] for c in set(access)), int(rule["allow"])))
-    for d in devices:
-        if d.type in ("c", "u", "b") and d.major is not None and d.minor is not None:
-            out.append((_TYPES[d.type], d.major, d.minor, 7, 1))
+                    access, int(rule["allow"])))
+    replaced = {d.path for d in devices}
     for kind, major, minor, access in DEFAULT_ALLOWED:
+        if _DEFAULT_PATHS.get((kind, major, minor)) in replaced:
+            continue
         out.append((_TYPES[kind], major, minor, sum(_ACCESS[c] for c in access), 1))
     return out
-
-
 
 
 _TYPE_LETTER = {0: "a", 1: "b", 2: "c"}
@@ -292,10 +305,8 @@ def device_writes_v1(resources: dict | None, devices) -> tuple[list[Write], bool
     paths: dict[tuple[int, int, int], str] = {}
     folded = device_rules(resources, devices)
     n_config = len((resources or {}).get("devices") or [])
-    n_defaults = len(folded) - len(DEFAULT_ALLOWED)
     for i, (kind, major, minor, access, allow) in enumerate(folded):
-        path = (f"{RES}.devices[{i}]" if i < n_config else "linux.devices" if i < n_defaults
-                else f"{RES}.devices (runc's default devices)")
+        path = f"{RES}.devices[{i}]" if i < n_config else f"{RES}.devices (runc's default devices)"
         if kind == 0:
             default_allow, rules = bool(allow), {}
             continue
