@@ -170,6 +170,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
         init_fd = ch.expect(Msg.PREPARED).get("fd")
         _build_rootfs(plan, ch)
         _configure(plan, ch)
+        _remount_dev_readonly(plan)
         path = _prepare_process(plan, ch)
         if plan.seccomp is not None and plan.seccomp.notify and not plan.seccomp_loaded:
             # The listener must have its fd before ``create`` returns, so a
@@ -340,6 +341,23 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
     if spec.root.readonly:
         with log.step("remount(/, ro)"):
             rootfs.make_root_readonly()
+
+
+def _remount_dev_readonly(plan: Plan) -> None:
+    """A read-only /dev mount was made writable (mounts.mount_one) so that
+    its nodes, links, mount points and /dev/console could be made: now it
+    becomes read-only, with its other flags kept (runc's finalizeRootfs)."""
+    from pyrun import mounts
+
+    flags = mounts.dev_readonly(plan.spec.mounts)
+    if not flags:
+        return
+    with log.step("remount(/dev, ro)"):
+        fd = sc.open_in_own_root("/dev", sc.O_PATH | os.O_DIRECTORY)
+        try:
+            mounts.remount(mounts.fd_path(fd), flags & ~sc.MS_REC, shown="/dev")
+        finally:
+            os.close(fd)
 
 
 def _open_host_proc() -> int:

@@ -248,6 +248,12 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tre
     fstype = m.type
     if fstype == "cgroup":
         fstype = "cgroup2"  # pyrun speaks cgroup v2 only
+    if not bind and fstype in ("proc", "sysfs"):
+        _check_ordinary_dir(rootfd, m.destination, fstype, where)
+    if os.path.normpath(m.destination) == "/dev":
+        # read-only only once its nodes, links and mount points are made:
+        # builder.remount_dev_readonly, at the end, as runc's finalizeRootfs
+        flags &= ~sc.MS_RDONLY
     try:
         dest_fd = make_in_root(rootfd, m.destination, is_dir=src_is_dir)
     except BaseException as e:
@@ -290,6 +296,35 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tre
         if src_fd >= 0 and tree is None:
             os.close(src_fd)
     return new_id
+
+
+def _check_ordinary_dir(rootfd: int, destination: str, fstype: str, where: str) -> None:
+    """procfs and sysfs go on a directory, never through the image's
+    symlink (the mount would land where the link points): runc's check,
+    and its words. A missing destination is made by make_in_root."""
+    try:
+        fd = sc.openat2(rootfd, destination.lstrip("/") or ".", sc.O_PATH | os.O_NOFOLLOW,
+                        sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS, shown=destination)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT:
+            return
+        raise ConfigError(f"{where}.destination", str(e)) from None
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise ConfigError(f"{where}.destination",
+                              f'{destination}: filesystem "{fstype}" must be mounted on ordinary directory')
+    finally:
+        os.close(fd)
+
+
+def dev_readonly(mounts_list) -> int:
+    """The flags of a read-only ``/dev`` mount (0 if none is read-only):
+    runc mounts it writable, and remounts it read-only last."""
+    for m in mounts_list:
+        if os.path.normpath(m.destination) == "/dev":
+            flags = parse_options(m.options)[0]
+            return flags if flags & sc.MS_RDONLY else 0
+    return 0
 
 
 def clone_sources(mounts_list, bundle: str) -> dict[int, int]:

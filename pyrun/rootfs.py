@@ -168,11 +168,49 @@ def move_root(new_root: str) -> None:
 
     Weaker than pivot_root (the old root stays reachable to a process that
     escapes the chroot); only for filesystems where pivot_root is refused,
-    such as an initramfs."""
+    such as an initramfs. The old root's mounts stay in the namespace, so
+    its procfs and sysfs go first (:func:`hide_full_proc_and_sys`)."""
+    hide_full_proc_and_sys(new_root)
     os.chdir(new_root)
     sc.mount(new_root, "/", None, sc.MS_MOVE, None)
     os.chroot(".")
     os.chdir("/")
+
+
+def hide_full_proc_and_sys(new_root: str) -> None:
+    """The kernel lets a new user namespace mount procfs or sysfs only where
+    one is fully visible in its mount namespace (mount_too_revealing). Under
+    the old root the host's /proc and /sys are: each whole procfs or sysfs
+    mount outside ``new_root`` is made a slave (its unmount must not reach
+    the host) and detached (umount2 MNT_DETACH); where that is refused (the
+    mounts of a more privileged namespace are locked), a tmpfs covers it.
+    runc's msMoveRoot does the same."""
+    inside = os.path.realpath(new_root).rstrip("/") + "/"
+    points = []
+    with open("/proc/self/mountinfo") as f:  # proc(5): root is field 4, the mount point 5
+        for line in f:
+            fields = line.split()
+            root, point, fstype = fields[3], _unescape(fields[4]), fields[fields.index("-") + 1]
+            if root == "/" and fstype in ("proc", "sysfs") and not (point + "/").startswith(inside):
+                points.append(point)
+    for point in points:
+        try:
+            sc.mount(None, point, None, sc.MS_SLAVE | sc.MS_REC, None)
+        except SyscallError as e:
+            if e.errno in (errno.ENOENT, errno.EINVAL):  # under one detached already
+                continue
+            raise
+        try:
+            sc.umount2(point, sc.MNT_DETACH)
+        except SyscallError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            sc.mount("tmpfs", point, "tmpfs", 0, None)
+
+
+def _unescape(field: str) -> str:
+    """mountinfo's octal escapes (\\040 for a space)."""
+    return field.encode().decode("unicode_escape") if "\\" in field else field
 
 
 def make_root_readonly() -> None:

@@ -295,3 +295,74 @@ def test_dev_ptmx_in_linux_devices(rt, rb):
         r = rb.runc("run", "-b", rb.make(args, edit), rb.cid("runc"))
         assert r.returncode == 0, r.stderr
         assert p.stdout == r.stdout
+
+
+# ------------------------------------------------------------- 23.10 mounts
+
+@pytest.mark.parametrize("where", ["proc", "sys"])
+def test_proc_or_sys_that_is_a_symlink_in_the_rootfs_is_refused(rt, rb, where):
+    """runc: 'filesystem "proc" must be mounted on ordinary directory'
+    (the mount would land wherever the image's link points)."""
+    def plant(bundle):
+        target = os.path.join(bundle, "rootfs", where)
+        shutil.rmtree(target)
+        os.symlink("tmp", target)
+
+    b1, b2 = rb.make(["true"]), rb.make(["true"])
+    plant(b1)
+    plant(b2)
+    fstype = "proc" if where == "proc" else "sysfs"
+    with open(os.path.join(b1, "config.json")) as f:
+        types = {m["destination"]: m.get("type") for m in json.load(f)["mounts"]}
+    refused = types[f"/{where}"] == fstype  # rootless runc spec binds /sys: runc checks only proc and sysfs
+    p = rt("run", "-b", b1, rb.cid("pyrun"))
+    assert (p.returncode != 0) == refused, p.stderr
+    if refused:
+        line = one_line(p.stderr)
+        assert f'filesystem "{fstype}" must be mounted on ordinary directory' in line, line
+        assert os.listdir(os.path.join(b1, "rootfs", "tmp")) == []
+    if RUNC:
+        r = rb.runc("run", "-b", b2, rb.cid("runc"))
+        assert (r.returncode != 0) == refused, r.stderr
+        if refused:
+            assert f'filesystem "{fstype}" must be mounted on ordinary directory' in r.stderr
+
+
+def test_read_only_dev_is_made_then_remounted_read_only(rt, rb):
+    """runc makes /dev's nodes, links and mount points first and remounts
+    /dev read-only at the end."""
+    def edit(config):
+        for m in config["mounts"]:
+            if m["destination"] == "/dev":
+                m["options"].append("ro")
+
+    args = ["sh", "-c", "ls /dev/pts >/dev/null && echo pts; echo x > /dev/null && echo null; "
+                        "touch /dev/new 2>/dev/null || echo ro; ls -l /dev/ptmx | cut -c1; "
+                        "grep ' /dev ' /proc/self/mountinfo | cut -d' ' -f6 | tr , '\\n' | grep -x -e ro -e nosuid"]
+    p = rt("run", "-b", rb.make(args, edit), rb.cid("pyrun"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["pts", "null", "ro", "l", "ro", "nosuid"], p.stdout
+    if RUNC:
+        r = rb.runc("run", "-b", rb.make(args, edit), rb.cid("runc"))
+        assert r.returncode == 0, r.stderr
+        assert p.stdout == r.stdout
+
+
+def test_no_pivot_leaves_no_full_proc_to_mount_again(rt, rb):
+    """--no-pivot: the host's /proc and /sys are gone from the container's
+    mount namespace before MS_MOVE, so a new user namespace inside cannot
+    mount a procfs (the kernel allows it only where a full one is visible)."""
+    def edit(config):
+        caps = config["process"]["capabilities"]
+        for key in ("bounding", "effective", "permitted"):
+            caps[key] = sorted(set(caps[key]) | {"CAP_SETFCAP"})
+
+    args = ["unshare", "-mrpf", "sh", "-c", "mount -t proc none /proc && echo MOUNTED; echo done"]
+    p = rt("run", "--no-pivot", "-b", rb.make(args, edit), rb.cid("pyrun"))
+    assert "done" in p.stdout, p.stderr
+    assert "MOUNTED" not in p.stdout
+    if RUNC:
+        r = rb.runc("run", "--no-pivot", "-b", rb.make(args, edit), rb.cid("runc"))
+        assert "done" in r.stdout and "MOUNTED" not in r.stdout, r.stdout + r.stderr
+    q = rt("run", "--no-pivot", "-b", rb.make(["sh", "-c", "unshare -U true && echo userns"]), rb.cid("pyrun"))
+    assert q.stdout == "userns\n", q.stderr
