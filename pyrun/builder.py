@@ -289,8 +289,8 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
         host_dirs = set()  # mount ids of the config's bind mounts
         for i, m in enumerate(spec.mounts):
             with log.step(f"mount({m.destination})"):
-                host_dirs.add(mounts.mount_one(rootfd, i, m, spec.bundle, plan.cgroup_path,
-                                               plan.mount_trees.pop(i, None), plan.cgroup2_root))
+                host_dirs.add(mounts.mount_one(rootfd, i, m, spec.bundle, plan.cgroup_view,
+                                               plan.mount_trees.pop(i, None), "cgroup" in plan.new_ns))
         host_dirs.discard(-1)
         if spec.process and spec.process.cwd not in ("", "/"):
             # runc creates a missing cwd, inside the root (a dangling symlink

@@ -209,7 +209,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     from pyrun import syscalls as sc
 
     # What the container's processes inherit is decided before fork(2): the
-    # cgroup (plan.cgroup_sync, plan.cgroup_path), the network's extra
+    # cgroup (plan.cgroup_sync, plan.cgroup_view), the network's extra
     # mounts, and the record a later `delete` cleans up by if we die. The
     # rest (exec.fifo, overlay dirs, config copy, the init's memfd) is made
     # after it, while stage 1 imports and unshares on the other CPU; PID 1
@@ -345,8 +345,10 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool, syste
     if cg is not None:
         undo.append(lambda: (cg.kill(), cg.remove()))
         plan.cgroup_sync = True
-        if cgroups.available():
-            plan.cgroup_path = cg.path  # what a cgroup2 mount may bind
+    if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
+        from pyrun import cgroup_mount
+
+        plan.cgroup_view = cgroup_mount.view(cg)  # the container's own cgroups, never the host's tree
     return cg
 
 

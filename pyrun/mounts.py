@@ -225,15 +225,17 @@ def open_source(source: str, where: str) -> int:
                       "something that is not a namespace; refused")
 
 
-def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tree: int | None = None,
-              cgroup2_root: str = "") -> int:
+def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_view=None, tree: int | None = None,
+              cgroupns: bool = False) -> int:
     """Mount ``mounts[index]`` at its destination inside the rootfs.
 
     A bind's source is opened first (:func:`open_source`) and the mount made
     from that descriptor; ``tree`` is a detached copy the host side already
     made with open_tree(2) (root making a user-namespaced container: the
     container's root may not be able to reach the source), attached with
-    move_mount(2). Returns the new mount's id for a bind, else -1."""
+    move_mount(2). ``cgroup_view``: what a ``cgroup`` mount shows
+    (pyrun.cgroup_mount; ``cgroupns``: the container has its own cgroup
+    namespace). Returns the new mount's id for a bind, else -1."""
     where = f"mounts[{index}]"
     flags, propagation, data = parse_options(m.options)
     bind = is_bind(m)
@@ -246,8 +248,6 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tre
     else:
         src_is_dir = True
     fstype = m.type
-    if fstype == "cgroup":
-        fstype = "cgroup2"  # pyrun speaks cgroup v2 only
     if not bind and fstype in ("proc", "sysfs"):
         _check_ordinary_dir(rootfd, m.destination, fstype, where)
     if os.path.normpath(m.destination) == "/dev":
@@ -281,9 +281,13 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_dir: str = "", tre
                     remount(fd_path(fd2), extra, shown=shown)
             finally:
                 os.close(fd2)
+        elif fstype in ("cgroup", "cgroup2"):
+            from pyrun import cgroup_mount
+
+            cgroup_mount.mount(dest_fd, lambda: open_in_root(rootfd, m.destination, shown=shown), flags,
+                               cgroupns, cgroup_view or cgroup_mount.View(), shown)
         else:
-            _mount_fs(m.source or fstype or "none", target, fstype, flags, data, shown, rootfd, cgroup_dir,
-                      cgroup2_root)
+            _mount_fs(m.source or fstype or "none", target, fstype, flags, data, shown, rootfd)
         if propagation:
             fd2 = open_in_root(rootfd, m.destination, shown=shown)
             try:
@@ -379,28 +383,15 @@ def _after_mount(rootfd: int, m, dest_fd: int, bind: bool, where: str) -> None:
 
 
 def _mount_fs(source: str, target: str, fstype: str | None, flags: int, data: str,
-              shown: str, rootfd: int, cgroup_dir: str, cgroup2_root: str = "") -> None:
-    if fstype == "cgroup2" and cgroup2_root and not data:
-        # The host's own cgroup2 mount shows the same tree, and binding it
-        # neither resets the hierarchy's options nor waits (planning.Plan.cgroup2_root).
-        log.debug_msg(f"mount cgroup2 at {shown}: binding the host's {cgroup2_root} (the same tree)")
-        sc.mount(cgroup2_root, target, None, sc.MS_BIND, None, shown=shown)
-        if flags & ~sc.MS_REC:
-            fd2 = open_in_root(rootfd, shown, shown=shown)
-            try:
-                remount(fd_path(fd2), flags & ~sc.MS_REC, shown=shown)
-            finally:
-                os.close(fd2)
-        return
+              shown: str, rootfd: int) -> None:
     try:
         sc.mount(source, target, fstype, flags, data or None, shown=shown)
         return
     except SyscallError as e:
         # In a user namespace the kernel refuses sysfs without a network
-        # namespace of our own, and cgroup2 without a cgroup namespace: do
-        # what runc does and bind the host's tree instead, read-only — for
-        # cgroup2, only the container's own cgroup when it has one.
-        fallback = {"sysfs": "/sys", "cgroup2": cgroup_dir or "/sys/fs/cgroup"}.get(fstype or "")
+        # namespace of our own: do what runc does and bind the host's tree
+        # instead, read-only. (cgroup mounts: pyrun.cgroup_mount.)
+        fallback = {"sysfs": "/sys"}.get(fstype or "")
         if e.errno not in (errno.EPERM, errno.EBUSY) or fallback is None:
             raise
         log.debug_msg(f"mount {fstype} at {shown}: {e}; binding {fallback} instead")

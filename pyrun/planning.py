@@ -82,10 +82,7 @@ class Plan:
     # maker is), else before it forks PID 1, which so starts inside, with
     # all it will ever fork. False: nothing to wait for.
     cgroup_sync: bool = False
-    cgroup_path: str = ""             # the container's cgroup directory, if it has one
-    # The host's cgroup2 mount, bound where the config mounts cgroup and a
-    # new mount would show the same tree (_cgroup2_to_bind).
-    cgroup2_root: str = ""
+    cgroup_view: object = None        # what a `cgroup` mount shows (pyrun.cgroup_mount.View)
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
     net: object = None                # pyrun.network.NetPlan
     layers: str = ""                  # the overlay's upper and work live here (Record.layers)
@@ -142,38 +139,7 @@ def make_plan(spec, state_path: str, opts: Options):
     plan.use_mknod = privileged and plan.user_ns is None
     plan.clone_sources = privileged and plan.user_ns is not None
     _plan_network(plan, spec, opts, privileged)
-    plan.cgroup2_root = _cgroup2_to_bind(spec, plan)
     return plan
-
-
-# The initial cgroup namespace's inode number (PROC_CGROUP_INIT_INO,
-# include/linux/proc_ns.h): fixed, as for every initial namespace.
-_INIT_CGROUP_NS_INO = 0xEFFFFFFB
-
-
-def _cgroup2_to_bind(spec, plan: Plan) -> str:
-    """The host's cgroup2 mount (the root of the hierarchy), for a cgroup
-    mount of a container that shares pyrun's cgroup namespace, the initial
-    one, as root: a new cgroup2 mount would show the very same tree, but
-    made in the initial cgroup namespace it also sets the hierarchy's
-    options (nsdelegate, memory_recursiveprot, ...) to its own, for the
-    whole host (the kernel's apply_cgroup_root_flags), and it waited for an
-    RCU grace period here (6-22 ms; a bind 0.05 ms). "" otherwise: a cgroup
-    namespace of its own (the mount shows its cgroup as the root), a user
-    namespace (mounts.py binds, read-only, when the kernel refuses), no
-    cgroup2 hierarchy mounted."""
-    if not any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
-        return ""
-    if plan.in_userns or "cgroup" in plan.new_ns or any(t == "cgroup" for t, _ in plan.join_ns):
-        return ""
-    try:
-        if os.stat("/proc/self/ns/cgroup").st_ino != _INIT_CGROUP_NS_INO:
-            return ""
-    except OSError:
-        return ""
-    from pyrun.cgroups import v1
-
-    return next((mnt for mnt, ctrls in v1.hierarchies().items() if v1.UNIFIED in ctrls), "")
 
 
 def _bool_annotation(spec, key: str, default: bool) -> bool:

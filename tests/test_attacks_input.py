@@ -366,3 +366,96 @@ def test_no_pivot_leaves_no_full_proc_to_mount_again(rt, rb):
         assert "done" in r.stdout and "MOUNTED" not in r.stdout, r.stdout + r.stderr
     q = rt("run", "--no-pivot", "-b", rb.make(["sh", "-c", "unshare -U true && echo userns"]), rb.cid("pyrun"))
     assert q.stdout == "userns\n", q.stderr
+
+
+# ------------------- 23.2 / 22.12 a cgroup mount shows the container's own cgroups
+
+def _cgroup_v2_host() -> bool:
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+CGROUP_MOUNT = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+# What the container sees: its cgroup mounts (the cgroup root and the mount
+# point of each), the listing, and its own memory limit (docker run --memory).
+CGROUP_PROBE = ["sh", "-c",
+                "grep -E ' /sys/fs/cgroup' /proc/self/mountinfo | cut -d' ' -f4,5,6 | sed 's/,relatime//';"
+                "echo ---; ls /sys/fs/cgroup; echo ---; cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                "/sys/fs/cgroup/memory.max 2>/dev/null; ls /sys/fs/cgroup/pids/pids.max 2>/dev/null; "
+                "touch /sys/fs/cgroup/memory/x 2>/dev/null && echo WRITABLE; echo end"]
+
+
+def _limited(cid: str):
+    """64 MiB, the cgroup mount, and the cgroup at /h-input-cg/ID for both
+    runtimes (runc's default is /ID, pyrun's /pyrun/ID)."""
+    def edit(config):
+        config["linux"].setdefault("resources", {})["memory"] = {"limit": 64 * MiB}
+        config["linux"]["cgroupsPath"] = f"/{PREFIX}cg/{cid}"
+        if not any(m["destination"] == "/sys/fs/cgroup" for m in config["mounts"]):
+            config["mounts"].append(dict(CGROUP_MOUNT))
+    return edit
+
+
+def _mountinfo_of(text: str) -> list[str]:
+    """The probe's mount lines with the container's own id taken out."""
+    return text.split("---")[0].split("\n")
+
+
+def test_cgroup_mount_shows_only_the_containers_own_cgroups(rootful, rb):
+    """runc on cgroup v1 (and hybrid): a tmpfs with each hierarchy of the
+    container's own cgroup bound read-only at its name; never the host's
+    tree (other containers' cgroups, docker, k8s.io...)."""
+    rt = rootful
+    pid_, rid = rb.cid("pyrun"), rb.cid("runc")
+    p = rt("run", "-b", rb.make(CGROUP_PROBE, _limited(pid_)), pid_)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.endswith("end\n"), p.stdout
+    assert str(64 * MiB) in p.stdout, p.stdout          # its own limit, readable
+    assert "WRITABLE" not in p.stdout                    # read-only, as the config says
+    for line in _mountinfo_of(p.stdout):
+        if " /sys/fs/cgroup/" in line:
+            assert line.split()[0].endswith(pid_), line   # its own cgroup, not the host's root
+    if not _cgroup_v2_host():
+        assert "pids.max" in p.stdout
+        assert "unified" not in p.stdout.split("---")[1]  # runc binds no cgroup2 tree on a hybrid host
+    if RUNC:
+        r = rb.runc("run", "-b", rb.make(CGROUP_PROBE, _limited(rid)), rid)
+        assert r.returncode == 0, r.stderr
+        assert p.stdout.replace(pid_, "ID") == r.stdout.replace(rid, "ID")
+
+
+def test_cgroup_mount_rootless_never_shows_the_hosts_root(rt):
+    """Rootless (no cgroup of its own on a v1 host): no hierarchy's root,
+    whose directories are other users' and containers' cgroups."""
+    if not rt.rootless:
+        pytest.skip("rootful: the test above")
+    probe = "for d in /sys/fs/cgroup/*/; do for e in $(ls -1 $d); do [ -d $d$e ] && echo $d$e; done; done; echo end"
+    config = rt.config(["sh", "-c", probe])
+    config["mounts"] = [m for m in config["mounts"] if not m["destination"].startswith("/sys/fs/cgroup")]
+    config["mounts"].append(dict(CGROUP_MOUNT))
+    p = rt("run", "-b", rt.bundle(config=config), _cid())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.endswith("end\n")
+    for line in p.stdout.splitlines()[:-1]:
+        inside = line.removeprefix("/sys/fs/cgroup/")
+        host = os.path.join("/sys/fs/cgroup", inside)
+        hierarchy_root_child = inside.count("/") == 1
+        assert not (hierarchy_root_child and os.path.isdir(host)), f"the host's {host} is visible"
+
+
+def test_podman_default_cgroup_mount(rootful, rb):
+    """podman's config: a cgroup mount rw=false with --memory; the limit is
+    readable inside as under runc (see ../shared/PODMAN-NOTES.md)."""
+    def edit(config):
+        config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                                 "options": ["rprivate", "nosuid", "noexec", "nodev", "relatime", "ro"]})
+        config["linux"]["resources"] = {"memory": {"limit": 32 * MiB, "swap": 64 * MiB},
+                                        "devices": [{"allow": False, "access": "rwm"}]}
+
+    args = ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; true"]
+    p = rootful("run", "-b", rb.make(args, edit), rb.cid("pyrun"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(32 * MiB), p.stdout
+    if RUNC:
+        r = rb.runc("run", "-b", rb.make(args, edit), rb.cid("runc"))
+        assert p.stdout == r.stdout, r.stderr
