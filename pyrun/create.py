@@ -259,6 +259,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         os.close(sd.lock_fd)
         to_stage1.close()
         to_init.close()
+        close_sockets(opts)
         builder.stage1(plan, stage1_end, init_end, host_pid)
     pids.append(pid)
     stage1_end.close()
@@ -567,6 +568,18 @@ def hook_state(rec: Record, status: str, annotations: dict) -> bytes:
                       rec.bundle, annotations)
 
 
+def close_sockets(opts) -> None:
+    """In a forked child: the host's --console-socket and --pidfd-socket
+    connections are the host side's to use; the container's processes
+    never hold them (close-on-exec alone would leave them in PID 1 until
+    its execve)."""
+    for name in ("console_conn", "pidfd_conn"):
+        conn = getattr(opts, name)
+        if conn is not None:
+            conn.close()
+            setattr(opts, name, None)
+
+
 def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
     """The pty master from the container: to --console-socket, or kept
     for the foreground relay."""
@@ -575,7 +588,7 @@ def take_console(master: int, opts, wait_taken: float = 0.0) -> None:
 
         conn, opts.console_conn = opts.console_conn, None
         try:
-            send_to_socket(conn, master, wait_taken)
+            send_to_socket(conn, opts.console_socket, master, wait_taken)
         finally:
             os.close(master)
     else:

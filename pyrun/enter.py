@@ -256,7 +256,10 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     try:
         helper, join = _fork_helper(cgroup, tasks)
         if helper == 0:
+            from pyrun.create import close_sockets
+
             host.close()
+            close_sockets(opts)
             _helper(plan, child, pidfd, flags, rootfd, join is not None, tasks)  # never returns
     finally:
         os.close(pidfd)

@@ -136,8 +136,9 @@ def _socket_error(e: OSError) -> str:
     return errno_text(e)
 
 
-def send_to_socket(conn, master: int, wait_taken: float = 0.0) -> None:
-    """runc's console-socket protocol over ``conn`` (:func:`connect_socket`):
+def send_to_socket(conn, path: str, master: int, wait_taken: float = 0.0) -> None:
+    """runc's console-socket protocol over ``conn`` (:func:`connect_socket`
+    to ``path``):
     one sendmsg(2) with the fd, the name as data; then close it.
 
     MSG_NOSIGNAL: a receiver that has closed gives EPIPE, an error with the
@@ -148,7 +149,6 @@ def send_to_socket(conn, master: int, wait_taken: float = 0.0) -> None:
 
     from pyrun.errors import PyrunError
 
-    path = conn.getpeername()
     try:
         with conn:
             socket.send_fds(conn, [b"/dev/ptmx"], [master], socket.MSG_NOSIGNAL)

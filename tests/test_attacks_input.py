@@ -459,3 +459,35 @@ def test_podman_default_cgroup_mount(rootful, rb):
     if RUNC:
         r = rb.runc("run", "-b", rb.make(args, edit), rb.cid("runc"))
         assert p.stdout == r.stdout, r.stderr
+
+
+def test_created_container_holds_no_host_socket(rt):
+    """The --console-socket connection is the host side's: PID 1 of a
+    created container (still pyrun's) holds no socket at all."""
+    path = os.path.join(rt.dir, f"console-{uuid.uuid4().hex[:8]}.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    os.chmod(path, 0o777)
+    srv.listen(1)
+    got = []
+
+    def take():
+        c, _ = srv.accept()
+        got.append(socket.recv_fds(c, 64, 1))
+        got.append(c)
+
+    t = threading.Thread(target=take, daemon=True)
+    t.start()
+    cid = _cid()
+    try:
+        rt.ok("create", "--console-socket", path, "-b", rt.bundle(config=_tty_config(rt, ["sleep", "30"])), cid)
+        t.join(10)
+        assert got and got[0][1], "the receiver got the pty master"
+        pid = rt.state(cid)["pid"]
+        links = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
+        assert not [ln for ln in links if ln.startswith("socket:")], links
+    finally:
+        for fd in (got[0][1] if got else []):
+            os.close(fd)
+        srv.close()
+        rt("delete", "--force", cid)
