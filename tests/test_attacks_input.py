@@ -461,9 +461,11 @@ def test_podman_default_cgroup_mount(rootful, rb):
         assert p.stdout == r.stdout, r.stderr
 
 
-def test_created_container_holds_no_host_socket(rt):
+@pytest.mark.parametrize("ptmx", [False, True])
+def test_created_container_holds_no_host_socket(rt, ptmx):
     """The --console-socket connection is the host side's: PID 1 of a
-    created container (still pyrun's) holds no socket at all."""
+    created container (still pyrun's) holds no socket at all. (With
+    /dev/ptmx in linux.devices too: issue 23.9, the pty still opens.)"""
     path = os.path.join(rt.dir, f"console-{uuid.uuid4().hex[:8]}.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
@@ -480,7 +482,11 @@ def test_created_container_holds_no_host_socket(rt):
     t.start()
     cid = _cid()
     try:
-        rt.ok("create", "--console-socket", path, "-b", rt.bundle(config=_tty_config(rt, ["sleep", "30"])), cid)
+        config = _tty_config(rt, ["sleep", "30"])
+        if ptmx:
+            config["linux"]["devices"] = [{"type": "c", "path": "/dev/ptmx", "major": 5, "minor": 2,
+                                           "fileMode": 0o666, "uid": 0, "gid": 0}]
+        rt.ok("create", "--console-socket", path, "-b", rt.bundle(config=config), cid)
         t.join(10)
         assert got and got[0][1], "the receiver got the pty master"
         pid = rt.state(cid)["pid"]
