@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -497,3 +498,49 @@ def test_created_container_holds_no_host_socket(rt, ptmx):
             os.close(fd)
         srv.close()
         rt("delete", "--force", cid)
+
+
+V2_PROBE = r"""
+import os, sys
+from pyrun import cgroup_mount
+from pyrun import syscalls as sc
+target = sys.argv[1]
+fd = os.open(target, sc.O_PATH | os.O_DIRECTORY)
+reopen = lambda: os.open(target, sc.O_PATH | os.O_DIRECTORY)
+cgroup_mount.mount(fd, reopen, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, False,
+                   cgroup_mount.View(v2_dir=sys.argv[2]), "/sys/fs/cgroup")
+for line in open("/proc/self/mountinfo"):
+    f = line.split()
+    if f[4] == target:
+        print(f[3], f[5], line.split(" - ")[1].split()[0])
+print(sorted(os.listdir(target)) == sorted(os.listdir(sys.argv[2] or "/nonexistent")) if sys.argv[2] else os.listdir(target))
+"""
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_cgroup2_mount_binds_the_containers_cgroup_not_the_root(rootful, own):
+    """cgroup v2 (this host's hybrid cgroup2 tree stands in for it), no
+    cgroup namespace: the container's own cgroup is bound read-only; with
+    none but the root, an empty read-only directory. In a private mount
+    namespace (unshare -m): nothing reaches the host's mount table."""
+    unified = "/sys/fs/cgroup/unified" if not _cgroup_v2_host() else "/sys/fs/cgroup"
+    if not os.path.isdir(unified) or not shutil.which("unshare"):
+        pytest.skip("no cgroup2 tree or no unshare(1)")
+    # a cgroup of the tree, not its root: the first one there is (none is made)
+    subs = sorted(e.name for e in os.scandir(unified) if e.is_dir(follow_symlinks=False))
+    if own and not subs:
+        pytest.skip("the cgroup2 tree has no cgroup below its root")
+    mine = "/" + subs[0] if own else "/"
+    source = os.path.normpath(unified + mine) if own else ""
+    target = os.path.join(rootful.dir, f"cg-{uuid.uuid4().hex[:6]}")
+    os.mkdir(target)
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-P", "-c", V2_PROBE,
+                        target, source], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    root, opts, fstype = lines[-2].split()
+    assert opts.split(",")[0] == "ro"
+    if own:
+        assert (root, fstype) == (mine, "cgroup2") and lines[-1] == "True", p.stdout
+    else:
+        assert fstype == "tmpfs" and lines[-1] == "[]", p.stdout
