@@ -741,32 +741,33 @@ def test_a_refused_self_move_is_one_line_naming_the_file(v1, runc):
     assert not os.path.exists(os.path.join(CG, "cpu", cid + "-runc"))
 
 
-def test_a_cgroup_mount_in_the_hosts_cgroup_namespace_binds_the_hosts_cgroup2(v1):
-    """Without a cgroup namespace, the config's cgroup mount shows the
-    host's cgroup2 hierarchy from its root either way; a new cgroup2 mount
-    made in the initial cgroup namespace would also set the hierarchy's
-    options for the whole host and wait an RCU grace period, so pyrun binds
-    the host's mount (read-only, as the config asks). With a cgroup
-    namespace it still mounts: the view starts at the container's cgroup."""
+def test_a_cgroup_mount_never_shows_the_hosts_cgroup2_tree(v1):
+    """Without a cgroup namespace a cgroup2 mount (or a bind of the host's)
+    would show the host's whole hierarchy, every other container's cgroup
+    in it (issue 23.2): on this v1/hybrid host pyrun mounts, as runc does,
+    a tmpfs with the container's own v1 cgroups and no cgroup2 tree at all,
+    so no new cgroup2 mount resets the hierarchy's options for the whole
+    host either (the concern of 3003e9d). With a cgroup namespace, each
+    hierarchy is rooted at the container's own cgroup."""
     unified = next((m for m, c in _hierarchies().items() if "unified" in c), None)
     if unified is None:
         pytest.skip("no cgroup2 hierarchy mounted beside v1 (hybrid)")
     host_options = _super_options(unified)
     cid = uid("cg2bind")
-    script = "ls /sys/fs/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo"
-    p = v1("--debug", "run", "-b", v1.bundle(config=v1.config(["sh", "-c", script])), cid)
+    script = "ls /sys/fs/cgroup /sys/fs/cgroup/memory; grep ' /sys/fs/cgroup' /proc/self/mountinfo"
+    p = v1("run", "-b", v1.bundle(config=v1.config(["sh", "-c", script])), cid)
     assert p.returncode == 0, p.stderr
-    assert f"mount cgroup2 at /sys/fs/cgroup: binding the host's {unified} (the same tree)" in p.stderr, p.stderr
     names = p.stdout.split()
-    assert "cgroup.procs" in names and "pyrun" in names, p.stdout  # the hierarchy's root
-    line = p.stdout.splitlines()[-1].split()
-    assert line[3] == "/" and "ro" in line[5].split(",") and line[line.index("-") + 1] == "cgroup2", line
+    assert "unified" not in names and "cgroup.controllers" not in names, p.stdout
+    assert "pyrun" not in names and "memory.limit_in_bytes" in names, p.stdout  # its own memory cgroup
+    assert not [ln for ln in p.stdout.splitlines() if " - cgroup2 " in ln and " /sys/fs/cgroup " in ln]
     assert _super_options(unified) == host_options
     config = v1.config(["sh", "-c", script])
     config["linux"]["namespaces"].append({"type": "cgroup"})
-    p = v1("--debug", "run", "-b", v1.bundle(config=config), cid)
-    assert p.returncode == 0 and "binding the host's" not in p.stderr, p.stderr
-    assert "pyrun" not in p.stdout.split()  # rooted at the container's own cgroup
+    p = v1("run", "-b", v1.bundle(config=config), cid)
+    assert p.returncode == 0, p.stderr
+    assert "pyrun" not in p.stdout.split() and "memory.limit_in_bytes" in p.stdout.split()
+    assert _super_options(unified) == host_options
     assert leftovers(cid) == []
 
 
