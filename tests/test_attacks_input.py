@@ -408,21 +408,29 @@ def test_cgroup_mount_shows_only_the_containers_own_cgroups(rootful, rb):
     tree (other containers' cgroups, docker, k8s.io...)."""
     rt = rootful
     pid_, rid = rb.cid("pyrun"), rb.cid("runc")
-    p = rt("run", "-b", rb.make(CGROUP_PROBE, _limited(pid_)), pid_)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.endswith("end\n"), p.stdout
-    assert str(64 * MiB) in p.stdout, p.stdout          # its own limit, readable
-    assert "WRITABLE" not in p.stdout                    # read-only, as the config says
-    for line in _mountinfo_of(p.stdout):
-        if " /sys/fs/cgroup/" in line:
-            assert line.split()[0].endswith(pid_), line   # its own cgroup, not the host's root
-    if not _cgroup_v2_host():
-        assert "pids.max" in p.stdout
-        assert "unified" not in p.stdout.split("---")[1]  # runc binds no cgroup2 tree on a hybrid host
-    if RUNC:
-        r = rb.runc("run", "-b", rb.make(CGROUP_PROBE, _limited(rid)), rid)
-        assert r.returncode == 0, r.stderr
-        assert p.stdout.replace(pid_, "ID") == r.stdout.replace(rid, "ID")
+    try:
+        p = rt("run", "-b", rb.make(CGROUP_PROBE, _limited(pid_)), pid_)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.endswith("end\n"), p.stdout
+        assert str(64 * MiB) in p.stdout, p.stdout          # its own limit, readable
+        assert "WRITABLE" not in p.stdout                    # read-only, as the config says
+        for line in _mountinfo_of(p.stdout):
+            if " /sys/fs/cgroup/" in line:
+                assert line.split()[0].endswith(pid_), line   # its own cgroup, not the host's root
+        if not _cgroup_v2_host():
+            assert "pids.max" in p.stdout
+            assert "unified" not in p.stdout.split("---")[1]  # runc binds no cgroup2 tree on a hybrid host
+        if RUNC:
+            r = rb.runc("run", "-b", rb.make(CGROUP_PROBE, _limited(rid)), rid)
+            assert r.returncode == 0, r.stderr
+            assert p.stdout.replace(pid_, "ID") == r.stdout.replace(rid, "ID")
+    finally:
+        rb.cleanup()
+        for d in os.listdir("/sys/fs/cgroup"):  # the parent both runtimes made and leave, as runc leaves it
+            try:
+                os.rmdir(os.path.join("/sys/fs/cgroup", d, f"{PREFIX}cg"))
+            except OSError:
+                pass
 
 
 def test_cgroup_mount_rootless_never_shows_the_hosts_root(rt):
