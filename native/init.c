@@ -1,35 +1,71 @@
 /*
- * pyrun-init: a minimal init for pyrun containers.
+ * pyrun-init: the sealed binary that makes a container's last execve(2).
  *
- * This is PID 1 in the container.  The kernel gives PID 1 two jobs that an
- * ordinary program never expects to have: every orphaned process in the PID
- * namespace is re-parented to it, and signals it has no handler for are
- * simply dropped.  A shell script or a server started as PID 1 ignores both,
- * so zombies pile up and "docker stop" style SIGTERMs vanish.  Someone has to
- * reap zombies and forward signals, and this is that someone.
+ * The container's first instruction must never run in a process whose exe
+ * is a host file.  An entrypoint that is a script starting "#!/proc/self/exe"
+ * makes the kernel resolve /proc/self/exe in the process calling execve(2);
+ * with the image's own ELF interpreter the image's code then runs with that
+ * file as its exe, keeps a handle on it and, once nothing executes it any
+ * more, writes to it (CVE-2019-5736).  pyrun is a Python program: its exe
+ * is the host's interpreter.  So pyrun copies this binary into a sealed
+ * memfd and execveat(2)s it once every setup step is done, and this binary
+ * makes the steps that come after, then executes the container's program:
  *
- * The design follows catatonit: block every signal, read them from a
- * signalfd, run the real program as our only child, and exit with its
- * status.  pyrun copies this binary into a sealed memfd and runs it with
- * execveat(), so it is linked statically and touches nothing in the
- * container's filesystem.
+ *   - wait on exec.fifo for "pyrun start" (PID 1 of a created container is
+ *     then this binary: no host file as its exe, no host descriptor but the
+ *     fifo, the container's environment only, and dumpable as any process
+ *     of the container's user, so a rootless "pyrun exec" may join it);
+ *   - load the seccomp filter, as late as it can be;
+ *   - run the startContainer hooks, under that filter (as runc does);
+ *   - execve(2) the program or, as the container's init, run it as our
+ *     child, reap zombies and pass signals on (see below).
  *
- * Usage: pyrun-init PATH ARGV0 [ARGS...]
- *   PATH has already been resolved by the runtime; ARGV0 is what the
- *   program sees as argv[0].
+ * It is linked statically and opens nothing in the container but
+ * /proc/self/fd/N (and, without a /proc, exec.fifo in the state directory).
+ *
+ * Usage: pyrun-init [-i] [-f FD | -d FD] [-s FD:FLAGS] [-k FD] [-e FD]
+ *                   -- PATH ARGV0 [ARGS...]
+ *   -i           stay PID 1: run PATH as our only child (the init)
+ *   -f FD        exec.fifo, opened O_PATH: wait there for "pyrun start"
+ *   -d FD        the state directory, for a container without a /proc
+ *   -s FD:FLAGS  a seccomp BPF program (struct sock_filter[]) and the
+ *                seccomp(2) flags to load it with
+ *   -k FD        the startContainer hooks and their state (read_hooks)
+ *   -e FD        pyrun's channel, where a failed execve(2) is reported
+ * PATH has been resolved by pyrun; ARGV0 is what the program sees as
+ * argv[0].  The descriptors are pyrun's: each is closed on execve(2).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "sigdefault.h"
+
+extern char **environ;
+
+struct opts {
+	int init;
+	int fifo;		/* exec.fifo, O_PATH */
+	int state_dir;		/* or the directory it is in */
+	int bpf;
+	unsigned int bpf_flags;
+	int hooks;
+	int chan;
+};
 
 /*
  * stdio would drag buffering and locale code into a process that stays
@@ -57,6 +93,351 @@ static void say(const char *first, ...)
 		}
 	}
 	va_end(ap);
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The errno's name, as pyrun words every errno: "No such file (ENOENT)". */
+static const char *errname(int err)
+{
+	switch (err) {
+	case ENOENT: return "ENOENT";
+	case EACCES: return "EACCES";
+	case EPERM: return "EPERM";
+	case ENOEXEC: return "ENOEXEC";
+	case ENOTDIR: return "ENOTDIR";
+	case ELOOP: return "ELOOP";
+	case E2BIG: return "E2BIG";
+	case ENOMEM: return "ENOMEM";
+	case EINVAL: return "EINVAL";
+	case ENOSYS: return "ENOSYS";
+	case ETXTBSY: return "ETXTBSY";
+	case EISDIR: return "EISDIR";
+	default: return "?";
+	}
+}
+
+static void errno_text(char *buf, size_t len, const char *what, int err)
+{
+	snprintf(buf, len, "%s: %s (%s)", what, strerror(err), errname(err));
+}
+
+/*
+ * What stopped us, where pyrun reads it: "pyrun exec" waits on its channel
+ * (SOCK_SEQPACKET, one JSON object a message) for an error or for the
+ * end-of-file our execve(2) makes; "pyrun create" gave us the container's
+ * stderr.
+ */
+static void report(int chan, const char *msg)
+{
+	static const char hex[] = "0123456789abcdef";
+	char json[8192];
+	size_t n = 0;
+	const char *s;
+
+	if (chan >= 0) {
+		n = (size_t)snprintf(json, sizeof(json), "{\"kind\":\"error\",\"message\":\"");
+		for (s = msg; *s && n < sizeof(json) - 16; s++) {
+			unsigned char c = (unsigned char)*s;
+
+			if (c == '"' || c == '\\') {
+				json[n++] = '\\';
+				json[n++] = (char)c;
+			} else if (c < 0x20) {
+				n += (size_t)snprintf(json + n, 7, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+			} else {
+				json[n++] = (char)c;
+			}
+		}
+		memcpy(json + n, "\"}", 2);
+		if (send(chan, json, n + 2, MSG_NOSIGNAL) >= 0)
+			return;
+	}
+	say("pyrun: ", msg, "\n", NULL);
+}
+
+static int number(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || v < 0 || v > 1 << 30)
+		return -1;
+	*out = (int)v;
+	return *end == ':' ? 1 : (*end ? -1 : 0);
+}
+
+/* Returns the index of PATH in argv, or -1 for a usage error. */
+static int parse(int argc, char **argv, struct opts *o)
+{
+	int i, flags, rc = 0;
+
+	for (i = 1; i < argc && argv[i][0] == '-' && rc >= 0; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : "";
+
+		if (!strcmp(argv[i], "--"))
+			return i + 1 < argc - 1 ? i + 1 : -1;
+		if (!strcmp(argv[i], "-i")) {
+			o->init = 1;
+			continue;
+		}
+		i++;
+		if (!strcmp(argv[i - 1], "-f")) {
+			rc = number(v, &o->fifo);
+		} else if (!strcmp(argv[i - 1], "-d")) {
+			rc = number(v, &o->state_dir);
+		} else if (!strcmp(argv[i - 1], "-k")) {
+			rc = number(v, &o->hooks);
+		} else if (!strcmp(argv[i - 1], "-e")) {
+			rc = number(v, &o->chan);
+		} else if (!strcmp(argv[i - 1], "-s")) {
+			if (number(v, &o->bpf) != 1 || number(strchr(v, ':') + 1, &flags) != 0)
+				return -1;
+			o->bpf_flags = (unsigned int)flags;
+		} else {
+			return -1;
+		}
+		if (rc > 0)
+			return -1;
+	}
+	return -1;
+}
+
+/*
+ * "pyrun start" opens exec.fifo for reading; our open(2) for writing blocks
+ * until it does.  The fifo was opened O_PATH before pivot_root, and such a
+ * descriptor is reopened through /proc/self/fd (runc's init does the same).
+ * The descriptor we get is close-on-exec: start reads to end-of-file, which
+ * our execve(2) makes, and so returns once the program runs.
+ */
+static int open_fifo(struct opts *o)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->fifo);
+	do {
+		if (o->fifo >= 0)
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+		else
+			fd = openat(o->state_dir, "exec.fifo", O_WRONLY | O_CLOEXEC);
+	} while (fd < 0 && errno == EINTR);
+	close(o->fifo >= 0 ? o->fifo : o->state_dir);
+	return fd;
+}
+
+/* struct sock_filter and struct sock_fprog (linux/filter.h, which musl lacks). */
+struct bpf_insn {
+	uint16_t code;
+	uint8_t jt;
+	uint8_t jf;
+	uint32_t k;
+};
+
+struct bpf_prog {
+	unsigned short len;
+	struct bpf_insn *filter;
+};
+
+#define BPF_MAXINSNS 4096
+#define SECCOMP_SET_MODE_FILTER 1
+
+/*
+ * The filter pyrun compiled with libseccomp and exported as BPF
+ * (seccomp_export_bpf(3)), read (and its memfd closed) before the wait on
+ * exec.fifo, so that PID 1 holds nothing but the fifo there.
+ */
+static int read_filter(int fd, struct bpf_prog *prog)
+{
+	static struct bpf_insn insns[BPF_MAXINSNS];
+	size_t got = 0;
+	struct stat st;
+	ssize_t n = 0;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	if (st.st_size <= 0 || (size_t)st.st_size > sizeof(insns) ||
+	    st.st_size % sizeof(insns[0])) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (got < (size_t)st.st_size &&
+	       (n = pread(fd, (char *)insns + got, (size_t)st.st_size - got, (off_t)got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	if (n < 0)
+		return -1;
+	prog->len = (unsigned short)(got / sizeof(insns[0]));
+	prog->filter = insns;
+	return 0;
+}
+
+/*
+ * The hooks come as one buffer of NUL-terminated strings:
+ *   STATE COUNT { PATH TIMEOUT ARGC ARG... ENVC ENV... } * COUNT
+ * STATE is the state JSON every hook reads on its stdin; TIMEOUT is in
+ * seconds, empty for none.  pyrun wrote it into a memfd.
+ */
+struct cursor {
+	char *at;
+	char *end;
+};
+
+static char *next(struct cursor *c)
+{
+	char *s = c->at;
+	char *nul;
+
+	if (s >= c->end || !(nul = memchr(s, '\0', (size_t)(c->end - s))))
+		return NULL;
+	c->at = nul + 1;
+	return s;
+}
+
+/* A NULL-terminated array of the next COUNT strings. */
+static char **strings(struct cursor *c)
+{
+	char *count = next(c);
+	char **list;
+	int n, i;
+
+	if (!count || number(count, &n) != 0 || n > 65536 || !(list = calloc((size_t)n + 1, sizeof(*list))))
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (!(list[i] = next(c)))
+			return NULL;
+	return list;
+}
+
+static char *read_all(int fd, size_t *len)
+{
+	struct stat st;
+	size_t got = 0;
+	ssize_t n = 0;
+	char *buf;
+
+	if (fstat(fd, &st) < 0 || st.st_size < 0 || st.st_size > 64 << 20 ||
+	    !(buf = malloc((size_t)st.st_size + 1)))
+		return NULL;
+	while (got < (size_t)st.st_size &&
+	       (n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	*len = got;
+	return n < 0 ? NULL : buf;
+}
+
+/*
+ * One hook, to completion: fork, the state on its stdin, execve(2); a
+ * close-on-exec pipe tells us execve's errno.  The timeout is waited for
+ * on a pidfd.  0, or -1 with why it failed in *why.
+ */
+static int run_hook(char *path, char **argv, char **envp, int timeout, const char *state,
+		    size_t state_len, char *why, size_t why_len)
+{
+	int in[2], ex[2], err = 0, status;
+	struct pollfd p;
+	pid_t pid;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0) {
+		errno_text(why, why_len, "pipe2", errno);
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		errno_text(why, why_len, "fork", errno);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(in[0], STDIN_FILENO);
+		pyrun_signals_default();
+		execve(path, argv, envp);
+		err = errno;
+		write_all(ex[1], (char *)&err, sizeof(err));
+		_exit(127);
+	}
+	close(in[0]);
+	close(ex[1]);
+	if (read(ex[0], &err, sizeof(err)) == sizeof(err)) {
+		waitpid(pid, NULL, 0);
+		snprintf(why, why_len, "%s (%s)", strerror(err), errname(err));
+		return -1;
+	}
+	close(ex[0]);
+	write_all(in[1], state, state_len);	/* a hook need not read it: EPIPE is fine */
+	close(in[1]);
+	p.fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	p.events = POLLIN;
+	if (timeout > 0 && p.fd >= 0 && poll(&p, 1, timeout * 1000) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(p.fd);
+		snprintf(why, why_len, "timed out after %d s", timeout);
+		return -1;
+	}
+	if (p.fd >= 0)
+		close(p.fd);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFSIGNALED(status))
+		snprintf(why, why_len, "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(why, why_len, "exit status %d", WEXITSTATUS(status));
+	return -1;
+}
+
+/*
+ * startContainer, in the container (its root, its credentials, its
+ * filter), each in order.  0, or -1 with "hooks.startContainer[I] PATH:
+ * why" in msg, as pyrun words a failed hook.
+ */
+static int run_hooks(struct cursor c, char *msg, size_t msg_len)
+{
+	char *state, *count, *path, *timeout;
+	char **argv, **envp;
+	char why[1024];
+	int i, n, secs;
+
+	state = next(&c);
+	count = next(&c);
+	if (!state || !count || number(count, &n) != 0)
+		goto bad;
+	for (i = 0; i < n; i++) {
+		path = next(&c);
+		timeout = next(&c);
+		secs = 0;
+		if (!path || !timeout || (*timeout && number(timeout, &secs) != 0))
+			goto bad;
+		argv = strings(&c);
+		envp = argv ? strings(&c) : NULL;
+		if (!envp)
+			goto bad;
+		if (run_hook(path, argv, envp, secs, state, strlen(state), why, sizeof(why)) < 0) {
+			snprintf(msg, msg_len, "hooks.startContainer[%d] %s: %s", i, path, why);
+			return -1;
+		}
+	}
+	return 0;
+bad:
+	snprintf(msg, msg_len, "hooks.startContainer: malformed hook list from pyrun");
+	return -1;
 }
 
 /*
@@ -98,7 +479,6 @@ static int open_signalfd(void)
  */
 static pid_t spawn(const char *path, char **argv)
 {
-	extern char **environ;
 	sigset_t none;
 	pid_t pid;
 	int err;
@@ -223,14 +603,89 @@ static int supervise(int sfd, pid_t child)
 	}
 }
 
+/*
+ * Before start: a failure is for "pyrun start" to report, through the fifo
+ * it reads ("!" and why), and the container stops.
+ */
+static void fail_start(int fifo, const char *msg)
+{
+	if (fifo < 0 || write_all(fifo, "!", 1) < 0 || write_all(fifo, msg, strlen(msg)) < 0)
+		say("pyrun: ", msg, "\n", NULL);
+	_exit(1);
+}
+
 int main(int argc, char **argv)
 {
+	struct opts o = { 0, -1, -1, -1, 0, -1, -1 };
+	struct bpf_prog prog = { 0, NULL };
+	int fds[5], fifo = -1, i, err, start;
+	struct cursor hooks = { NULL, NULL };
+	char msg[4096];
+	size_t len;
 	pid_t child;
 	int sfd;
 
-	if (argc < 3) {
-		say("usage: pyrun-init PATH ARGV0 [ARGS...]\n", NULL);
+	start = parse(argc, argv, &o);
+	if (start < 0) {
+		say("usage: pyrun-init [-i] [-f FD|-d FD] [-s FD:FLAGS] [-k FD] [-e FD] -- PATH ARGV0 [ARGS...]\n",
+		    NULL);
 		return 2;
+	}
+	/* pyrun's descriptors, handed to us: none reaches the program. */
+	fds[0] = o.fifo, fds[1] = o.state_dir, fds[2] = o.bpf, fds[3] = o.hooks, fds[4] = o.chan;
+	for (i = 0; i < 5; i++)
+		if (fds[i] >= 0)
+			fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+	/* a hook that closes its stdin early must not kill us with SIGPIPE */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (o.bpf >= 0 && read_filter(o.bpf, &prog) < 0) {
+		errno_text(msg, sizeof(msg), "read(seccomp filter)", errno);
+		report(o.chan, msg);
+		return 1;
+	}
+	if (o.hooks >= 0) {
+		hooks.at = read_all(o.hooks, &len);
+		if (!hooks.at) {
+			errno_text(msg, sizeof(msg), "read(hooks.startContainer)", errno);
+			report(o.chan, msg);
+			return 1;
+		}
+		hooks.end = hooks.at + len;
+	}
+	if (o.fifo >= 0 || o.state_dir >= 0) {
+		fifo = open_fifo(&o);
+		if (fifo < 0) {
+			errno_text(msg, sizeof(msg), "open(exec.fifo)", errno);
+			fail_start(-1, msg);
+		}
+	}
+	/*
+	 * As seccomp_load(3) would; from here on only what runc makes after
+	 * its filter is in force: the hooks, write(2) and close(2) of the
+	 * fifo, execve(2).
+	 */
+	if (prog.filter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, o.bpf_flags, &prog) < 0) {
+		errno_text(msg, sizeof(msg), "seccomp(SECCOMP_SET_MODE_FILTER)", errno);
+		if (fifo >= 0)
+			fail_start(fifo, msg);
+		report(o.chan, msg);
+		return 1;
+	}
+	if (hooks.at && run_hooks(hooks, msg, sizeof(msg)) < 0)
+		fail_start(fifo, msg);
+	if (fifo >= 0 && write_all(fifo, "0", 1) < 0) {
+		errno_text(msg, sizeof(msg), "write(exec.fifo)", errno);
+		fail_start(-1, msg);
+	}
+
+	if (!o.init) {
+		pyrun_signals_default();
+		execve(argv[start], &argv[start + 1], environ);
+		err = errno;
+		snprintf(msg, sizeof(msg), "exec %s: %s (%s)", argv[start], strerror(err), errname(err));
+		report(o.chan, msg);
+		return err == ENOENT ? 127 : 126;
 	}
 
 	sfd = open_signalfd();
@@ -238,12 +693,14 @@ int main(int argc, char **argv)
 		say("pyrun-init: signalfd: ", strerror(errno), "\n", NULL);
 		return 1;
 	}
-
-	child = spawn(argv[1], &argv[2]);
+	child = spawn(argv[start], &argv[start + 1]);
 	if (child < 0) {
 		say("pyrun-init: fork: ", strerror(errno), "\n", NULL);
 		return 1;
 	}
+	/* the child's execve(2) closes its copy: "pyrun start" returns then */
+	if (fifo >= 0)
+		close(fifo);
 	release_stdio();
 
 	return supervise(sfd, child);

@@ -18,9 +18,10 @@ stage 2, that child (the container's PID 1 until it execs):
     → mount(readonlyPaths, maskedPaths) → remount(/, ro)
     → sethostname → ioctl(lo up) → setrlimit → prctl(PR_CAPBSET_DROP)
     → setresuid(user) → capset + PR_CAP_AMBIENT → look up args[0]
-    → "ready" → open(exec.fifo) blocks until ``pyrun start``
-    → prctl(no_new_privs) → seccomp(load) → execveat(init), which closes
-    exec.fifo: ``pyrun start`` returns then.
+    → "ready" → prctl(no_new_privs) → execveat(the sealed pyrun-init),
+    which opens exec.fifo (blocks until ``pyrun start``), loads the seccomp
+    filter, runs startContainer hooks and execve(2)s the process, which
+    closes exec.fifo: ``pyrun start`` returns then (pyrun.pid1).
 
 Stage 1 stays alive until the host has recorded the container: if the host
 side dies half way, PR_SET_PDEATHSIG kills stage 1 and, through it,
@@ -36,7 +37,7 @@ import sys
 from pyrun import namespaces, syscalls as sc
 from pyrun.channel import Channel, Msg
 from pyrun.errors import PyrunError, errno_text
-from pyrun.log import kill_point, log
+from pyrun.log import log
 from pyrun.planning import Plan
 
 
@@ -165,10 +166,12 @@ def stage2(plan: Plan, ch: Channel) -> None:
         state_fd = os.open(plan.state_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if plan.new_keyring:
             _join_session_keyring(os.path.basename(plan.state_path))
-        # The host made exec.fifo and the overlay's dirs, and (with an init)
-        # the sealed memfd we will execveat(2) (pid1.sealed_init_memfd).
-        init_fd = ch.expect(Msg.PREPARED).get("fd")
+        # The host made exec.fifo and the overlay's dirs, and the sealed
+        # memfd we will execveat(2) (pid1.sealed_init_memfd).
+        plan.sealed_fd = ch.expect(Msg.PREPARED)["fd"]
+        plan.handover = _handover(plan, state_fd)
         _build_rootfs(plan, ch)
+        _check_fifo(plan.handover)
         _configure(plan, ch)
         _remount_dev_readonly(plan)
         path = _prepare_process(plan, ch)
@@ -186,7 +189,40 @@ def stage2(plan: Plan, ch: Channel) -> None:
     except BaseException as e:  # noqa: BLE001
         _report(ch, e)
         os._exit(1)
-    _finish(plan, state_fd, init_fd, path)
+    _finish(plan, path)
+
+
+def _handover(plan: Plan, state_fd: int):
+    """What the sealed pyrun-init gets (pid1.Handover): exec.fifo, opened
+    O_PATH now, while the state dir is reachable, which is then closed:
+    from here PID 1 holds no host directory (its /proc/1/fd could reach
+    the host's tree). It reopens the fifo as /proc/self/fd/N, as runc's
+    init does; a container without a /proc keeps the directory instead.
+    And a memfd for the startContainer hooks, made before any filter."""
+    from pyrun.pid1 import Handover
+
+    h = Handover()
+    if any(m.destination.rstrip("/") == "/proc" and m.type == "proc" for m in plan.spec.mounts):
+        h.fifo = os.open("exec.fifo", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=state_fd)
+        os.close(state_fd)
+    else:
+        h.state_dir = state_fd
+    if plan.spec.hooks.start_container:
+        h.hooks = os.memfd_create("pyrun-hooks", os.MFD_CLOEXEC)
+    return h
+
+
+def _check_fifo(h) -> None:
+    """After pivot_root: /proc/self/fd/N must be exec.fifo, since that is
+    the name the sealed init opens it by."""
+    if h.fifo < 0:
+        return
+    try:
+        same = os.path.samestat(os.stat(f"/proc/self/fd/{h.fifo}"), os.fstat(h.fifo))
+    except OSError:
+        same = False
+    if not same:
+        raise PyrunError("exec.fifo: the container's /proc/self/fd does not reach it (is /proc a procfs?)")
 
 
 def _join_session_keyring(container_id: str) -> None:
@@ -420,6 +456,8 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
 
     proc = plan.spec.process
     process.prepare_fds(plan.preserve_fds)  # before any seccomp filter can refuse close_range(2)
+    for fd in plan.handover.fds():  # for the sealed pyrun-init, which closes them on its execve(2)
+        os.set_inheritable(fd, True)
     homes = [e for e in proc.env if e.startswith("HOME=")]
     if not homes or homes[-1] == "HOME=":
         # As root, in the container's root (after pivot_root or chroot), before
@@ -459,49 +497,35 @@ def _set_process_attributes(plan: Plan) -> None:
             procattrs.apply(spec.process, spec.linux)
 
 
-def _start_hooks(plan: Plan, fifo: int) -> None:
-    """startContainer, in the container (its root, its credentials). A
-    failure goes back to ``pyrun start`` through the fifo, and we exit."""
-    from pyrun import hooks
-
+def _finish(plan: Plan, path: str) -> None:
+    """Hand over to the sealed pyrun-init: it waits for ``pyrun start`` on
+    exec.fifo, runs the startContainer hooks (their state now has our host
+    pid) and executes the process. Errors here can only go to stderr."""
     try:
-        hooks.run_all(plan.spec.hooks.start_container, hook_state(plan, "created"), "startContainer",
-                      plan.spec.process.env)
-    except hooks.HookFailed as e:
-        os.write(fifo, b"!" + str(e).encode()[:4000])
-        os._exit(1)
+        h = plan.handover
+        if h.hooks >= 0:
+            from pyrun import pid1
 
-
-def _finish(plan: Plan, state_fd: int, init_fd: int | None, path: str) -> None:
-    """Wait for ``pyrun start``, then exec. Errors here can only go to stderr."""
-    try:
-        # open(2) of a FIFO for writing blocks until a reader opens it:
-        # that reader is ``pyrun start``.
-        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_fd)
-        if plan.spec.hooks.start_container:
-            _start_hooks(plan, fifo)
-        os.write(fifo, b"0")
-        kill_point("write(exec.fifo)")
-        # The fifo stays open until execve(2) closes it (O_CLOEXEC): ``pyrun
-        # start`` reads to EOF, so it returns once the process runs, as
-        # runc's start reads until its init closes the fifo. Before the
-        # execve this process is pyrun's non-dumpable interpreter, whose
-        # /proc/PID/ns a rootless ``exec`` may not open.
-        os.close(state_fd)
+            blob = pid1.hooks_blob(plan.spec.hooks.start_container, hook_state(plan, "created"),
+                                   plan.spec.process.env)  # runc runs them in its init, with its env
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(h.hooks, view):]
         log.close()
-        keep = {fifo} if init_fd is None else {fifo, init_fd}
-        exec_last(plan, path, init_fd, keep=keep)
+        exec_last(plan, path, keep={plan.sealed_fd, *h.fds()})
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"pyrun: {e}\n".encode())
     os._exit(127)
 
 
-def exec_last(plan: Plan, path: str, init_fd: int | None, keep: set[int], ch: Channel | None = None) -> None:
-    """The last steps before the process runs, for ``create`` and ``exec``
-    alike: close every fd not passed on, no_new_privs, the seccomp filter
-    (if not loaded earlier; the init runs under it too), execve(2).
-    ``ch``: where a NOTIFY listener fd goes (exec); create loaded such a
-    filter before it was ready."""
+def exec_last(plan: Plan, path: str, keep: set[int], ch: Channel | None = None) -> None:
+    """The last steps in Python, for ``create`` and ``exec`` alike: close
+    every fd not passed on, no_new_privs, then execveat(2) of the sealed
+    pyrun-init (pyrun.pid1), which loads the seccomp filter (exported as
+    BPF, if not loaded earlier) and execve(2)s the process: no process
+    whose exe is the host's interpreter ever executes the container's
+    program. A filter with SCMP_ACT_NOTIFY is loaded here: its listener
+    goes to the host on ``ch`` (exec); create loaded it before "ready"."""
     import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
     from pyrun import pid1, process
@@ -510,10 +534,17 @@ def exec_last(plan: Plan, path: str, init_fd: int | None, keep: set[int], ch: Ch
     proc = plan.spec.process
     if proc.no_new_privileges:
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+    bpf, flags = -1, 0
     if plan.seccomp is not None and not plan.seccomp_loaded:
-        if ch is not None:
+        if not plan.seccomp.notify:
+            bpf = os.memfd_create("pyrun-seccomp", os.MFD_CLOEXEC)
+            plan.seccomp.export_bpf(bpf)
+            flags = plan.seccomp.kernel_flags()
+        elif ch is not None:
             _load_seccomp(plan, ch)
         else:
             plan.seccomp.load()
+            plan.seccomp_loaded = True
     sys.stdout.flush()
-    pid1.exec_process(path, proc.args, proc.env, init_fd)
+    pid1.exec_process(plan.sealed_fd, path, proc.args, proc.env, init=plan.use_init, handover=plan.handover,
+                      bpf=bpf, bpf_flags=flags, filtered=plan.seccomp_loaded)

@@ -447,21 +447,19 @@ def child_error_first(ch, pid: int, error: PyrunError) -> None:
 
 def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
     """What PID 1 needs before it mounts, made while stage 1 works: then
-    "prepared", with the init's sealed memfd attached (queued until PID 1
-    exists and reads it)."""
+    "prepared", with the sealed pyrun-init attached (queued until PID 1
+    exists and reads it): with or without ``--init``, it makes the last
+    execve(2) (pyrun.pid1)."""
+    from pyrun import pid1
+
     with log.step("state dir (exec.fifo, overlay dirs)"):
         _prepare_state(sd, spec, plan.rootfs_mode, plan.layers)
-    fd = None
-    if plan.use_init:
-        from pyrun import pid1
-
-        with log.step("memfd_create(init)"):
-            fd = pid1.sealed_init_memfd()
+    with log.step("memfd_create(init)"):
+        fd = pid1.sealed_init_memfd()
     try:
         to_init.send_if_open(Msg.PREPARED, fd)  # stage 1 may have failed before it forked PID 1
     finally:
-        if fd is not None:
-            os.close(fd)
+        os.close(fd)
 
 
 def _prepare_state(sd: StateDir, spec, rootfs_mode: str, layers: str) -> None:

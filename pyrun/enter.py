@@ -251,9 +251,12 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         raise
     if not opts.detach:
         _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)  # the process becomes our child when the helper exits
+    from pyrun import pid1
+
     host, child = Channel.pair()
     tasks: list[tuple[str, int]] = []  # cgroup v1: the helper moves itself in through them
     try:
+        plan.sealed_fd = pid1.sealed_init_memfd()  # it makes the last execve(2): pyrun.pid1
         helper, join = _fork_helper(cgroup, tasks)
         if helper == 0:
             from pyrun.create import close_sockets
@@ -264,6 +267,8 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     finally:
         os.close(pidfd)
         os.close(rootfd)
+        if plan.sealed_fd >= 0:
+            os.close(plan.sealed_fd)
         child.close()
         if tasks:
             from pyrun.cgroups.v1 import close_tasks
@@ -451,14 +456,18 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, joined: bool, tasks: 
 
 def _child(plan, ch, rootfd: int) -> None:
     from pyrun import builder
+    from pyrun.pid1 import Handover
 
     try:
         # No pdeathsig here: our parent, the helper, exits at once.
         os.fchdir(rootfd)
         os.chroot(".")
         os.close(rootfd)
+        # A session of its own, with or without a terminal: else the process
+        # keeps the caller's controlling terminal, and ioctl(TIOCSTI) on it
+        # types into the caller's shell (runc's init calls setsid(2) too).
+        os.setsid()
         if plan.spec.process.terminal:
-            os.setsid()
             builder.open_terminal(plan.spec.process, ch)
             # Wait until the master is at --console-socket (and, without a
             # consoleSize, taken by a receiver that reads it now: conmon
@@ -467,9 +476,11 @@ def _child(plan, ch, rootfd: int) -> None:
             ch.expect(Msg.CONSOLE_DONE)
         if plan.new_keyring:
             builder._join_session_keyring(os.path.basename(plan.state_path))
+        # The channel stays open until the process's execve(2) closes it:
+        # that is the signal; the sealed pyrun-init reports a failed one there.
+        plan.handover = Handover(chan=ch.fileno())
         path = builder._prepare_process(plan, ch)
-        # the channel stays open until execve(2) closes it: that is the signal
-        builder.exec_last(plan, path, None, keep={ch.fileno()}, ch=ch)
+        builder.exec_last(plan, path, keep={ch.fileno(), plan.sealed_fd}, ch=ch)
     except BaseException as e:  # noqa: BLE001
         builder._report(ch, e)
     os._exit(127)

@@ -1,15 +1,21 @@
-"""PID 1 of the container: pyrun's native init, run from a sealed memfd.
+"""The container's last execve(2), from pyrun's sealed native binary.
 
-Why an init: in a PID namespace, PID 1 must reap orphaned zombies and must
-pass on signals (the kernel drops signals PID 1 has no handler for). Most
-entrypoints do neither. ``native/init.c`` does both, then exits with the
-entrypoint's status.
+The rule: the container's first instruction never runs in a process whose
+exe is a host file. An entrypoint that is a script starting
+``#!/proc/self/exe`` makes the kernel resolve ``/proc/self/exe`` in the
+process that calls execve(2); were that pyrun's Python, the image's own
+ELF interpreter would run the image's code with the host's interpreter as
+its exe, and root in the container could rewrite it (CVE-2019-5736). So
+Python makes every setup step and then execveat(2)s ``native/init.c``,
+copied into a memfd sealed against writes; that binary makes the rest
+(waits on exec.fifo, loads the seccomp filter, runs startContainer hooks)
+and executes the program: ``/proc/self/exe`` is then an anonymous,
+immutable file, from before ``pyrun start`` (PID 1 of a created container
+is that binary, with the container's environment only) to the end.
 
-Why a memfd: a container process can open ``/proc/1/exe``. If that were a
-host file, root in the container could overwrite the host's binary
-(CVE-2019-5736). The init's bytes are copied into a memfd, sealed against
-writes, and executed from there; ``/proc/1/exe`` is then an anonymous,
-immutable file.
+As the container's init (``--init``) the same binary stays PID 1: in a PID
+namespace, PID 1 must reap orphaned zombies and pass on signals (the kernel
+drops signals PID 1 has no handler for), which most entrypoints do not do.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 
 from pyrun import syscalls as sc
 from pyrun.errors import PyrunError, errno_text
+from pyrun.record import record
 
 INIT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "pyrun-init")
 
@@ -53,22 +60,61 @@ def sealed_init_memfd() -> int:
     return fd
 
 
-def _default_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
-    ignored across execve(2) (signal(7)): the container's process must
-    start with every disposition at its default, as under runc."""
-    from pyrun._native import lib
+@record
+class Handover:
+    """The descriptors the sealed binary gets (its command line: native/init.c).
+    Each is made inheritable before any seccomp filter (builder._prepare_process)
+    and close-on-exec again by the binary."""
 
-    lib.pyrun_default_signals()  # raw rt_sigaction(2): glibc's refuses signals 32 and 33
+    fifo: int = -1       # exec.fifo, O_PATH: wait for ``pyrun start``
+    state_dir: int = -1  # or the state directory (a container without /proc)
+    hooks: int = -1      # a memfd: the startContainer hooks (hooks_blob)
+    chan: int = -1       # exec's channel: a failed execve(2) is reported there
+
+    def fds(self) -> list[int]:
+        return [fd for fd in (self.fifo, self.state_dir, self.hooks, self.chan) if fd >= 0]
 
 
-def exec_process(path: str, args: list[str], env: list[str], init_fd: int | None) -> None:
-    """execve(2) the entrypoint, or execveat(2) the init that will run it."""
-    _default_signals()
-    if init_fd is None:
-        environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
-        try:
-            os.execve(path, args, environ)
-        except OSError as e:
-            raise PyrunError(f"exec {path}: {errno_text(e)}") from None
-    sc.execveat(init_fd, ["pyrun-init", path] + args, env, shown="pyrun-init memfd")
+def hooks_blob(hooks: list, state: bytes, default_env: list[str]) -> bytes:
+    """The startContainer hooks as native/init.c reads them: NUL-terminated
+    strings, STATE COUNT {PATH TIMEOUT ARGC ARG... ENVC ENV...}."""
+    out = [state.replace(b"\0", b""), str(len(hooks)).encode()]
+    for hook in hooks:
+        args = hook.args or [hook.path]
+        env = hook.env if hook.env is not None else default_env
+        out += [hook.path.encode(), str(hook.timeout or "").encode(), str(len(args)).encode()]
+        out += [a.encode() for a in args]
+        out += [str(len(env)).encode()] + [e.encode() for e in env]
+    return b"\0".join(out) + b"\0"
+
+
+def exec_process(sealed_fd: int, path: str, args: list[str], env: list[str], *, init: bool = False,
+                 handover: Handover | None = None, bpf: int = -1, bpf_flags: int = 0,
+                 filtered: bool = False) -> None:
+    """execveat(2) the sealed binary, which executes ``path`` (``init``:
+    runs it as its child). ``bpf``: a seccomp filter it loads last.
+    ``filtered``: a filter is in force already; should it refuse
+    execveat(2) (profiles that know only execve), the memfd is executed by
+    its /proc/self/fd name: the filter is loaded, so whatever that name
+    resolves to runs under it, as the program would."""
+    h = handover or Handover()
+    argv = ["pyrun-init"] + (["-i"] if init else [])
+    for flag, fd in (("-f", h.fifo), ("-d", h.state_dir), ("-k", h.hooks), ("-e", h.chan)):
+        if fd >= 0:
+            argv += [flag, str(fd)]
+    if bpf >= 0:
+        os.set_inheritable(bpf, True)
+        argv += ["-s", f"{bpf}:{bpf_flags}"]
+    argv += ["--", path] + args
+    try:
+        sc.execveat(sealed_fd, argv, env, shown="pyrun-init memfd")
+    except PyrunError as e:
+        import errno
+
+        if not filtered or getattr(e, "errno", None) not in (errno.EPERM, errno.EACCES, errno.ENOSYS):
+            raise
+    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    try:
+        os.execve(f"/proc/self/fd/{sealed_fd}", argv, environ)
+    except OSError as e:
+        raise PyrunError(f"exec pyrun-init: {errno_text(e)}") from None

@@ -96,6 +96,10 @@ class Plan:
     # /dev is one of the config's bind mounts (the host's): pyrun creates
     # nothing in it (no device nodes, links or /dev/console), as runc.
     dev_is_bind: bool = False
+    # The sealed pyrun-init (pid1.sealed_init_memfd) that makes the last
+    # execve(2), and the descriptors handed to it (pid1.Handover).
+    sealed_fd: int = -1
+    handover: object = None
 
 
 # ----------------------------------------------------------------- the plan

@@ -22,9 +22,11 @@ def test_create_start_kill_delete_transitions(rt):
     assert s["pid"] > 0 and open(pid_file).read().strip() == str(s["pid"])
     assert s["id"] == "c1" and s["bundle"] == bundle
     assert s["ociVersion"] and s["rootfs"] == rt.rootfs["busybox"] and s["created"].endswith("Z")
-    # The container's process exists but waits: its entrypoint has not run.
+    # The container's process exists but waits: its entrypoint has not run;
+    # PID 1 is pyrun's sealed init, on exec.fifo.
+    assert os.readlink(f"/proc/{s['pid']}/exe").startswith("/memfd:pyrun-init")
     with open(f"/proc/{s['pid']}/cmdline", "rb") as f:
-        assert b"sleep" not in f.read()
+        assert f.read().startswith(b"pyrun-init\0")
     rt.ok("start", "c1")
     s = rt.wait_status("c1", "running")
     assert s["pid"] > 0
