@@ -47,6 +47,10 @@ int pyrun_seccomp_load(void *ctx);
 /* seccomp_export_bpf(3): writes the filter's BPF program (struct
  * sock_filter[]) to fd, for a loader that has no libseccomp. */
 int pyrun_seccomp_export_bpf(void *ctx, int fd);
+/* seccomp(2) SECCOMP_SET_MODE_FILTER with a program of count instructions
+ * (struct sock_filter[]): what seccomp_load(3) does, for a program pyrun
+ * patched. The listener fd with SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0. */
+int pyrun_seccomp_set_filter(unsigned int flags, const void *insns, unsigned int count);
 /* seccomp_notify_fd(3): the listener fd of a loaded filter that has an
  * SCMP_ACT_NOTIFY rule. */
 int pyrun_seccomp_notify_fd(void *ctx);

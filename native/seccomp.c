@@ -5,6 +5,10 @@
  * libseccomp functions already return -errno, which is passed through. */
 #include <errno.h>
 #include <stdio.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "pyrun_seccomp.h"
 
@@ -80,6 +84,14 @@ int pyrun_seccomp_load(void *ctx)
 int pyrun_seccomp_export_bpf(void *ctx, int fd)
 {
 	return seccomp_export_bpf(ctx, fd);
+}
+
+int pyrun_seccomp_set_filter(unsigned int flags, const void *insns, unsigned int count)
+{
+	struct sock_fprog prog = { (unsigned short)count, (struct sock_filter *)insns };
+	long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+
+	return rc < 0 ? -errno : (int)rc;
 }
 
 int pyrun_seccomp_notify_fd(void *ctx)

@@ -31,12 +31,16 @@ Semantics follow runc, the reference for what a config means:
   action or apply to ``write`` (the runtime must still be able to hand the
   listener fd over).
 * ``SCMP_ACT_KILL`` is ``SCMP_ACT_KILL_THREAD``, as in libseccomp.
+* A system call newer than every one the profile names gets ENOSYS, not a
+  denying default action (runc's -ENOSYS stub): a libc newer than the
+  profile then falls back to the calls it knows (clone3 to clone).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import struct
 
 from pyrun._native import ffi, lib
 from pyrun.errors import ConfigError, SyscallError, errno_text
@@ -130,6 +134,12 @@ def kernel_number(name: str) -> int | None:
     return NEWER_SYSCALLS.get(name)
 
 
+# The ENOSYS stub's instructions (linux/bpf_common.h: class | size | mode |
+# op | src), and each machine's AUDIT_ARCH_* (linux/audit.h) with its OCI name.
+_LD_ABS, _JA, _JEQ, _JGT, _JSET, _RET = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+_NATIVE = {"x86_64": (0xC000003E, "SCMP_ARCH_X86_64"), "aarch64": (0xC00000B7, "SCMP_ARCH_AARCH64")}
+
+
 # --- checking the JSON --------------------------------------------------------
 # (the type checks and their wording: pyrun.jsontypes, shared with pyrun.spec)
 
@@ -207,6 +217,12 @@ def _lib_arch(name: str) -> str:
     return name.removeprefix("SCMP_ARCH_").lower()
 
 
+def _number(name: str) -> int | None:
+    """``name``'s number: libseccomp's, else the kernel's (:func:`kernel_number`)."""
+    nr = resolve(name)
+    return kernel_number(name) if nr is None else nr
+
+
 def resolve(name: str) -> int | None:
     """The system call number libseccomp gives ``name`` on this machine's
     architecture (seccomp_syscall_resolve_name(3)): negative for a call that
@@ -253,6 +269,7 @@ class Filter:
     listener_metadata: str = ""
     skipped: list[str] = field(default_factory=list)  # names libseccomp does not know
     _ctx: _Context | None = field(default=None, repr=False, compare=False)
+    _program: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def notify(self) -> bool:
@@ -263,6 +280,7 @@ class Filter:
         from pyrun.log import log
 
         self.skipped = []
+        self._program = None
         ctx = _Context(self.default_action)
         # no_new_privs is process.noNewPrivileges' business, not the filter's.
         _check_rc(ctx.attr(lib.SCMP_FLTATR_CTL_NNP, 0), "seccomp_attr_set(CTL_NNP)")
@@ -331,26 +349,75 @@ class Filter:
 
     def kernel_flags(self) -> int:
         """The seccomp(2) SECCOMP_FILTER_FLAG_* bits seccomp_load(3) would
-        pass: the config's flags, and NEW_LISTENER for SCMP_ACT_NOTIFY."""
+        pass: the config's flags, and NEW_LISTENER for SCMP_ACT_NOTIFY
+        (with TSYNC, then TSYNC_ESRCH: the kernel refuses the pair alone)."""
         bits = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
         value = sum(bits[f] for f in set(self.flags))
-        return value | (8 if self.notify else 0)  # SECCOMP_FILTER_FLAG_NEW_LISTENER
+        if self.notify:
+            value |= 8 | (16 if value & 1 else 0)  # NEW_LISTENER, TSYNC_ESRCH
+        return value
+
+    def program(self) -> bytes:
+        """The filter as seccomp(2) takes it (struct sock_filter[]):
+        libseccomp's program (seccomp_export_bpf(3)) behind :meth:`enosys_stub`."""
+        if self._program is None:
+            fd = os.memfd_create("pyrun-bpf", os.MFD_CLOEXEC)
+            try:
+                self.export_bpf(fd)
+                exported = os.pread(fd, os.fstat(fd).st_size, 0)
+            finally:
+                os.close(fd)
+            self._program = self.enosys_stub() + exported
+        return self._program
+
+    def enosys_stub(self) -> bytes:
+        """runc's -ENOSYS stub (libcontainer/seccomp/patchbpf), for this
+        machine's architecture when the profile lists it: a system call
+        numbered above every one the profile names fails with ENOSYS, so a
+        libc newer than the profile falls back to older calls, where the
+        default action would make it fail for good. Only when the default
+        denies (not ALLOW, LOG or TRACE, nor ENOSYS already). x32 numbers
+        (bit 30) go to the filter unchanged."""
+        arch = _NATIVE.get(os.uname().machine)
+        if arch is None or arch[1] not in self.architectures:
+            return b""
+        if (self.default_action in (ACT_ALLOW, ACT_LOG, act_errno(errno.ENOSYS))
+                or self.default_action & 0xFFFF0000 == lib.PYRUN_SCMP_ACT_TRACE_BASE):
+            return b""
+        numbers = [n for rule in self.rules for n in map(_number, rule.names) if n is not None and n >= 0]
+        if not numbers:
+            return b""
+        filt, enosys = "filter", "enosys"
+        insns = [(_LD_ABS, 0, 0, 4),                     # A = seccomp_data.arch
+                 (_JEQ, 0, filt, arch[0]),
+                 (_LD_ABS, 0, 0, 0)]                     # A = seccomp_data.nr
+        if arch[1] == "SCMP_ARCH_X86_64":
+            insns.append((_JSET, filt, 0, 0x40000000))  # __X32_SYSCALL_BIT
+        insns += [(_JGT, enosys, 0, max(numbers)),
+                  (_JA, 0, 0, filt),
+                  (_RET, 0, 0, act_errno(errno.ENOSYS))]
+        where = {filt: len(insns), enosys: len(insns) - 1}
+        out = b""
+        for i, (code, jt, jf, k) in enumerate(insns):
+            def rel(t):
+                return where[t] - i - 1 if isinstance(t, str) else t
+            out += struct.pack("=HBBI", code, rel(jt), rel(jf), rel(k) if code == _JA else k)
+        return out
 
     def load(self) -> int | None:
-        """Install the filter in the calling thread (seccomp_load(3)); with
-        SECCOMP_FILTER_FLAG_TSYNC, in all its threads.
+        """Install :meth:`program` in the calling thread (seccomp(2), as
+        seccomp_load(3) would); with SECCOMP_FILTER_FLAG_TSYNC, in all its threads.
 
         Needs no_new_privs or CAP_SYS_ADMIN (seccomp(2): EACCES otherwise).
-        Returns the listener fd (seccomp_notify_fd(3)) when a rule is
+        Returns the listener fd (SECCOMP_FILTER_FLAG_NEW_LISTENER) when a rule is
         SCMP_ACT_NOTIFY — the caller sends it to ``listener_path`` — else
         None. Raises :class:`SyscallError`.
         """
-        ctx = self._context()
-        _check_rc(lib.pyrun_seccomp_load(ctx.ptr), "seccomp_load")
-        if not self.notify:
-            return None
-        return _check_rc(lib.pyrun_seccomp_notify_fd(ctx.ptr), "seccomp_notify_fd")
+        prog = self.program()
+        fd = _check_rc(lib.pyrun_seccomp_set_filter(self.kernel_flags(), ffi.from_buffer(prog), len(prog) // 8),
+                       "seccomp(SECCOMP_SET_MODE_FILTER)")
+        return fd if self.notify else None
 
 
 def _names(seccomp: dict, key: str, known, base: str, unknown) -> list[str]:

@@ -487,3 +487,35 @@ def test_load_needs_no_new_privs_or_cap_sys_admin():
     os.close(r)
     os.waitpid(pid, 0)
     assert json.loads(data) == {"errno": errno.EACCES}
+
+
+def _numbered_names(highest: int) -> list[str]:
+    """Every x86_64 system call numbered up to ``highest`` that libseccomp knows."""
+    header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
+    if os.uname().machine != "x86_64" or not os.path.exists(header):
+        pytest.skip(f"needs x86_64 and {header}")
+    names = []
+    with open(header) as f:
+        for line in f:
+            words = line.split()
+            if len(words) == 3 and words[0] == "#define" and words[1].startswith("__NR_"):
+                name = words[1][len("__NR_"):]
+                if int(words[2]) <= highest and seccomp.resolve(name) is not None:
+                    names.append(name)
+    return names
+
+
+def test_a_call_newer_than_the_profile_gets_enosys():
+    """Issue 23 item 12, as runc's -ENOSYS stub: a deny-by-default profile
+    written before a system call existed makes that call fail with ENOSYS
+    (a new libc then falls back to the older call), while a call the
+    profile knows of and does not allow gets the default action. Failed
+    before (io_uring_setup, 425, got EPERM)."""
+    allowed = [n for n in _numbered_names(334) if n != "getppid"]  # 334: rseq, Linux 4.18
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+               "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}
+    out, _ = in_child(profile, lambda: [call("io_uring_setup", 0, 0), call("getppid")])
+    assert out["result"] == [-errno.ENOSYS, -errno.EPERM]
+    # an allowing default, or an explicit defaultErrnoRet of ENOSYS, needs no stub
+    assert seccomp.build(dict(profile, defaultAction="SCMP_ACT_ALLOW",
+                              syscalls=[{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}])).enosys_stub() == b""
