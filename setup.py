@@ -3,12 +3,12 @@
 * ``cffi_modules`` compiles ``native/shim.c`` into ``pyrun._native`` (cffi API
   mode: the C compiler checks every declaration at install time).
 * ``build_py`` also compiles ``native/init.c`` into a *static* executable,
-  ``pyrun/_bin/pyrun-init``: the container's PID 1 is executed from a memfd
-  after ``pivot_root``, so it may not depend on anything in the rootfs.
-  With musl (``musl-gcc``, Debian's musl-tools) it is 17 KB; with glibc's
-  static libc, 690 KB. Every container copies it into a memfd, executes it
-  and keeps it resident as PID 1: the small one starts about 1.5 ms sooner
-  and weighs less. ``PYRUN_INIT_CC`` chooses the compiler; without musl,
+  ``pyrun/_bin/pyrun-init``: it makes every container's last execve(2) and
+  is executed from a memfd after ``pivot_root``, so it may not depend on
+  anything in the rootfs. With musl (``musl-gcc``, Debian's musl-tools) it
+  is 46 KB; with glibc's static libc, 700 KB. Every container copies it
+  into a memfd and executes it (and keeps it resident as PID 1 with an
+  init): the small one starts about 1.5 ms sooner and weighs less. ``PYRUN_INIT_CC`` chooses the compiler; without musl,
   ``CC`` (or cc) is used.
 """
 

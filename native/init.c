@@ -23,9 +23,12 @@
  * It is linked statically and opens nothing in the container but
  * /proc/self/fd/N (and, without a /proc, exec.fifo in the state directory).
  *
- * Usage: pyrun-init [-i] [-f FD | -d FD] [-s FD:FLAGS] [-k FD] [-e FD]
- *                   -- PATH ARGV0 [ARGS...]
+ * Usage: pyrun-init [-i] [-c E:P:I:A] [-f FD | -d FD] [-s FD:FLAGS] [-k FD]
+ *                   [-e FD] -- PATH ARGV0 [ARGS...]
  *   -i           stay PID 1: run PATH as our only child (the init)
+ *   -c E:P:I:A   the capability sets (hex masks: effective, permitted,
+ *                inheritable, ambient) pyrun carried across its execveat
+ *                to us as ambient ones: set them again exactly
  *   -f FD        exec.fifo, opened O_PATH: wait there for "pyrun start"
  *   -d FD        the state directory, for a container without a /proc
  *   -s FD:FLAGS  a seccomp BPF program (struct sock_filter[]) and the
@@ -45,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -59,6 +63,7 @@ extern char **environ;
 
 struct opts {
 	int init;
+	const char *caps;
 	int fifo;		/* exec.fifo, O_PATH */
 	int state_dir;		/* or the directory it is in */
 	int bpf;
@@ -111,23 +116,24 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /* The errno's name, as pyrun words every errno: "No such file (ENOENT)". */
+static const struct {
+	int err;
+	const char *name;
+} errnames[] = {
+	{ ENOENT, "ENOENT" }, { EACCES, "EACCES" }, { EPERM, "EPERM" },
+	{ ENOEXEC, "ENOEXEC" }, { ENOTDIR, "ENOTDIR" }, { ELOOP, "ELOOP" },
+	{ E2BIG, "E2BIG" }, { ENOMEM, "ENOMEM" }, { EINVAL, "EINVAL" },
+	{ ENOSYS, "ENOSYS" }, { ETXTBSY, "ETXTBSY" }, { EISDIR, "EISDIR" },
+};
+
 static const char *errname(int err)
 {
-	switch (err) {
-	case ENOENT: return "ENOENT";
-	case EACCES: return "EACCES";
-	case EPERM: return "EPERM";
-	case ENOEXEC: return "ENOEXEC";
-	case ENOTDIR: return "ENOTDIR";
-	case ELOOP: return "ELOOP";
-	case E2BIG: return "E2BIG";
-	case ENOMEM: return "ENOMEM";
-	case EINVAL: return "EINVAL";
-	case ENOSYS: return "ENOSYS";
-	case ETXTBSY: return "ETXTBSY";
-	case EISDIR: return "EISDIR";
-	default: return "?";
-	}
+	size_t i;
+
+	for (i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
+		if (errnames[i].err == err)
+			return errnames[i].name;
+	return "?";
 }
 
 static void errno_text(char *buf, size_t len, const char *what, int err)
@@ -197,7 +203,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			continue;
 		}
 		i++;
-		if (!strcmp(argv[i - 1], "-f")) {
+		if (!strcmp(argv[i - 1], "-c")) {
+			o->caps = v;
+		} else if (!strcmp(argv[i - 1], "-f")) {
 			rc = number(v, &o->fifo);
 		} else if (!strcmp(argv[i - 1], "-d")) {
 			rc = number(v, &o->state_dir);
@@ -603,6 +611,59 @@ static int supervise(int sfd, pid_t child)
 	}
 }
 
+/* struct __user_cap_header_struct and _data_struct (linux/capability.h) */
+struct cap_header {
+	uint32_t version;
+	int pid;
+};
+
+struct cap_data {
+	uint32_t effective;
+	uint32_t permitted;
+	uint32_t inheritable;
+};
+
+#define CAP_VERSION_3 0x20080522
+
+/*
+ * For a user other than root, execve(2) keeps only the ambient set: pyrun
+ * made every permitted capability ambient for its execveat to us.  The
+ * sets the process is to start with are set again here, exactly as pyrun
+ * had them (capabilities(7)): capset(2), then the ambient set anew.
+ */
+static int set_caps(const char *spec)
+{
+	struct cap_header h = { CAP_VERSION_3, 0 };
+	struct cap_data d[2];
+	unsigned long long m[4];
+	const char *s = spec;
+	char *end;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		errno = 0;
+		m[i] = strtoull(s, &end, 16);
+		if (errno || end == s || *end != (i < 3 ? ':' : '\0')) {
+			errno = EINVAL;
+			return -1;
+		}
+		s = end + 1;
+	}
+	for (i = 0; i < 2; i++) {
+		d[i].effective = (uint32_t)(m[0] >> (32 * i));
+		d[i].permitted = (uint32_t)(m[1] >> (32 * i));
+		d[i].inheritable = (uint32_t)(m[2] >> (32 * i));
+	}
+	if (syscall(SYS_capset, &h, d) < 0)
+		return -1;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+		return -1;
+	for (i = 0; i < 64; i++)
+		if ((m[3] >> i & 1) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, i, 0, 0) < 0)
+			return -1;
+	return 0;
+}
+
 /*
  * Before start: a failure is for "pyrun start" to report, through the fifo
  * it reads ("!" and why), and the container stops.
@@ -616,7 +677,7 @@ static void fail_start(int fifo, const char *msg)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { 0, -1, -1, -1, 0, -1, -1 };
+	struct opts o = { 0, NULL, -1, -1, -1, 0, -1, -1 };
 	struct bpf_prog prog = { 0, NULL };
 	int fds[5], fifo = -1, i, err, start;
 	struct cursor hooks = { NULL, NULL };
@@ -627,8 +688,8 @@ int main(int argc, char **argv)
 
 	start = parse(argc, argv, &o);
 	if (start < 0) {
-		say("usage: pyrun-init [-i] [-f FD|-d FD] [-s FD:FLAGS] [-k FD] [-e FD] -- PATH ARGV0 [ARGS...]\n",
-		    NULL);
+		say("usage: pyrun-init [-i] [-c E:P:I:A] [-f FD|-d FD] [-s FD:FLAGS] [-k FD] [-e FD]",
+		    " -- PATH ARGV0 [ARGS...]\n", NULL);
 		return 2;
 	}
 	/* pyrun's descriptors, handed to us: none reaches the program. */
@@ -638,6 +699,11 @@ int main(int argc, char **argv)
 			fcntl(fds[i], F_SETFD, FD_CLOEXEC);
 	/* a hook that closes its stdin early must not kill us with SIGPIPE */
 	signal(SIGPIPE, SIG_IGN);
+	if (o.caps && set_caps(o.caps) < 0) {
+		errno_text(msg, sizeof(msg), "capset", errno);
+		report(o.chan, msg);
+		return 1;
+	}
 
 	if (o.bpf >= 0 && read_filter(o.bpf, &prog) < 0) {
 		errno_text(msg, sizeof(msg), "read(seccomp filter)", errno);

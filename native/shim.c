@@ -3,6 +3,9 @@
  * execveat(2). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <linux/keyctl.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -13,12 +16,6 @@
 #include <unistd.h>
 
 #include "shim.h"
-#include "sigdefault.h"
-
-void pyrun_default_signals(void)
-{
-	pyrun_signals_default();
-}
 
 static int result(long rc)
 {
@@ -185,4 +182,35 @@ int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
 		.propagation = propagation, .userns_fd = userns_fd,
 	};
 	return result(syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof(attr)));
+}
+
+int pyrun_set_cmdline(const char *name)
+{
+	unsigned long start = 0, end = 0;
+	char buf[1024], *p;
+	int fd, field = 2;
+	ssize_t n;
+
+	fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	/* fields 48 and 49 (proc(5)), counted after the command's ")" */
+	for (p = strrchr(buf, ')'); p && *p && field < 49; p++) {
+		if (*p != ' ')
+			continue;
+		if (++field == 48)
+			start = strtoul(p + 1, NULL, 10);
+		else if (field == 49)
+			end = strtoul(p + 1, NULL, 10);
+	}
+	if (start == 0 || end <= start)
+		return -EINVAL;
+	memset((void *)start, 0, end - start);
+	strncpy((char *)start, name, end - start - 1);
+	return 0;
 }

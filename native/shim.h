@@ -32,8 +32,10 @@ int pyrun_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
 		     const char *to_path, unsigned int flags);
 /* fstatfs(2)'s f_type: which filesystem a descriptor is on. */
 long long pyrun_fstatfs_type(int fd);
-/* Every signal disposition to SIG_DFL (see sigdefault.h). */
-void pyrun_default_signals(void);
+/* Overwrites the argv strings the process started with (what
+ * /proc/PID/cmdline shows) with name: a process of pyrun's inside a
+ * container shows no host path there. Python keeps copies of its argv. */
+int pyrun_set_cmdline(const char *name);
 /* sched_setattr(2) on pid (0: the caller). */
 int pyrun_sched_setattr(int pid, unsigned int policy, unsigned long long flags, int nice,
 			unsigned int priority, unsigned long long runtime,

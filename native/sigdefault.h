@@ -2,8 +2,8 @@
  * is executed: an ignored signal stays ignored across execve(2) (signal(7)),
  * and whatever started pyrun may have ignored some. Raw rt_sigaction(2):
  * glibc's sigaction() refuses the two real-time signals it reserves (32 and
- * 33), and those too can arrive ignored from the caller. Shared by the shim
- * (no init) and native/init.c. */
+ * 33), and those too can arrive ignored from the caller. For native/init.c,
+ * which makes every container's last execve(2), and the hooks it starts. */
 #ifndef PYRUN_SIGDEFAULT_H
 #define PYRUN_SIGDEFAULT_H
 #include <signal.h>

@@ -158,6 +158,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
         # Non-dumpable: no process of the container may ptrace us or open
         # our /proc/PID/exe (the host's python) while we still run.
         _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+        sc.set_cmdline("pyrun")  # the container's processes read /proc/1/cmdline: no host path there
         os.setsid()
         from pyrun import capabilities, process
 
@@ -481,6 +482,7 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
         process.switch_user(proc.user, plan.setgroups_ok)
     with log.step("capset"):
         capabilities.apply(sets)
+    plan.caps = sets
     process.chdir(proc.cwd)
     with log.step("lookup(args[0])"):
         return process.lookup(proc.args[0], proc.env)
@@ -528,7 +530,7 @@ def exec_last(plan: Plan, path: str, keep: set[int], ch: Channel | None = None) 
     goes to the host on ``ch`` (exec); create loaded it before "ready"."""
     import _prctl  # python-prctl's C core: prctl.py generates its wrappers at import
 
-    from pyrun import pid1, process
+    from pyrun import capabilities, pid1, process
 
     process.close_fds(keep, plan.preserve_fds)
     proc = plan.spec.process
@@ -538,13 +540,14 @@ def exec_last(plan: Plan, path: str, keep: set[int], ch: Channel | None = None) 
     if plan.seccomp is not None and not plan.seccomp_loaded:
         if not plan.seccomp.notify:
             bpf = os.memfd_create("pyrun-seccomp", os.MFD_CLOEXEC)
-            plan.seccomp.export_bpf(bpf)
+            os.write(bpf, plan.seccomp.program())  # at most 32 KiB (BPF_MAXINSNS): one write
             flags = plan.seccomp.kernel_flags()
         elif ch is not None:
             _load_seccomp(plan, ch)
         else:
             plan.seccomp.load()
             plan.seccomp_loaded = True
+    caps = capabilities.hand_over(plan.caps)
     sys.stdout.flush()
     pid1.exec_process(plan.sealed_fd, path, proc.args, proc.env, init=plan.use_init, handover=plan.handover,
-                      bpf=bpf, bpf_flags=flags, filtered=plan.seccomp_loaded)
+                      caps=caps, bpf=bpf, bpf_flags=flags, filtered=plan.seccomp_loaded)

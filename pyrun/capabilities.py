@@ -9,7 +9,9 @@ The order is forced by the kernel, around the switch to ``process.user``:
 3. switch user (``process.switch_user``);
 4. capset(2) the effective, permitted and inheritable sets exactly;
 5. raise each *ambient* capability (the only way a non-root process keeps a
-   capability across execve(2); each must be permitted and inheritable).
+   capability across execve(2); each must be permitted and inheritable);
+6. carry the sets across the execve(2) of the sealed pyrun-init, which
+   makes the last one (:func:`hand_over`).
 
 A config without ``capabilities`` gets none, as with runc. Names the running
 kernel does not know are skipped with a warning, as runc and crun do.
@@ -87,3 +89,28 @@ def apply(sets: CapSets) -> None:
                           "permitted and inheritable")
             continue
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap, shown=f"prctl(PR_CAP_AMBIENT_RAISE, {cap})")
+
+
+def _mask(caps: set[int]) -> str:
+    return f"{sum(1 << c for c in caps):x}"
+
+
+def hand_over(sets: CapSets) -> str:
+    """Carry the sets across the execveat(2) of the sealed pyrun-init
+    (pyrun.pid1), which makes the process's execve(2) with these caps: a
+    user other than root keeps only its ambient set across an execve(2),
+    and the kernel checks the process's execve (a 0700 program for
+    CAP_DAC_OVERRIDE) with the caller's. So every permitted capability
+    still in the bounding set is made inheritable and ambient for that one
+    execve(2); the binary then sets exactly ``E:P:I:A`` (returned, hex)
+    again with capset(2) and PR_CAP_AMBIENT."""
+    carry = sets.permitted & sets.bounding
+    everything = set(range(sets.last + 1))
+    inheritable = sets.inheritable | carry
+    _prctl.set_caps(sorted(sets.effective & carry), sorted(carry), sorted(inheritable),
+                    sorted(everything - (sets.effective & carry)), sorted(everything - carry),
+                    sorted(everything - inheritable))
+    for cap in sorted(carry):
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap, shown=f"prctl(PR_CAP_AMBIENT_RAISE, {cap})")
+    ambient = sets.ambient & carry & sets.inheritable
+    return ":".join(_mask(m) for m in (sets.effective & carry, carry, sets.inheritable, ambient))

@@ -21,9 +21,12 @@ object asks for. The order, top-down:
    namespace; it reports that child's pid, lets the child go on (a pipe:
    the child must not send on the shared channel before) and exits;
 4. the child: fchdir(2) + chroot(2) to the container's root (right even
-   for a container built with ``--no-pivot``), a new session keyring,
-   rlimits, capabilities and user as in ``create``, closes every fd it
-   must not pass on, no_new_privs, seccomp, execve(2).
+   for a container built with ``--no-pivot``), setsid(2) (never the
+   caller's controlling terminal), a new session keyring, rlimits,
+   capabilities and user as in ``create``, closes every fd it must not
+   pass on, no_new_privs, then execveat(2) of the sealed pyrun-init
+   (made by the host side, pyrun.pid1), which loads the seccomp filter
+   and execve(2)s the process: its exe is never the host's python.
 
 The host side waits on the channel: an error message, or end-of-file when
 execve(2) closed the child's end (close-on-exec) — success. In the
@@ -116,11 +119,11 @@ def process_from_flags(base, args: list[str], env: list[str], cwd: str | None, u
 # ------------------------------------------------------------------ host side
 
 def _read_ns_link(pid: int, name: str, wait: float = 2.0) -> str:
-    """readlink(2) of /proc/PID/ns/NAME. Until PID 1 calls execve(2) it is
-    pyrun's non-dumpable interpreter, whose mm belongs to the host's user
-    namespace: a rootless caller (no CAP_SYS_PTRACE there, ptrace(2)'s
-    access mode check) gets EACCES. ``start`` returns a moment before that
-    execve, so an ``exec`` right after it waits for it, a bounded time."""
+    """readlink(2) of /proc/PID/ns/NAME. While PID 1 is still pyrun's
+    non-dumpable interpreter (building, before it executes the sealed
+    pyrun-init that waits for ``start``), its mm belongs to the host's
+    user namespace: a rootless caller (no CAP_SYS_PTRACE there, ptrace(2)'s
+    access mode check) gets EACCES, so an ``exec`` then waits a bounded time."""
     deadline = None
     while True:
         try:
@@ -416,6 +419,7 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, joined: bool, tasks: 
 
             set_oom_score_adj(plan.spec.process.oom_score_adj)
         _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+        sc.set_cmdline("pyrun")  # seen by the container's processes: no host path (--root, bundle)
         builder._import_before_pivot_root(plan)  # the host's files are gone after setns
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")

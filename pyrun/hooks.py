@@ -23,9 +23,10 @@ A failing hook before the user process runs aborts (create undoes
 everything; startContainer stops the container); poststart and poststop
 failures are warnings, as the spec says.
 
-Hooks are started with posix_spawn(3) and waited on through a pidfd, so
-the code also runs inside the container after pivot_root, where pyrun
-cannot import more modules.
+Hooks are started with posix_spawn(3) and waited on through a pidfd.
+startContainer hooks are run by the sealed pyrun-init instead (native/init.c,
+from :func:`pyrun.pid1.hooks_blob`): a hook started from Python would run
+with the host's interpreter as /proc/self/exe (CVE-2019-5736).
 """
 
 from __future__ import annotations

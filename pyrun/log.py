@@ -110,7 +110,7 @@ class Log:
         """``with log.step("pivot_root"):`` times one construction step;
         printed only with ``--debug``. (A class, not contextlib's
         decorator: contextlib imports collections and functools.)"""
-        if _KILL_AT is not None:
+        if _KILL_AT is not None or _PAUSE_AT is not None:
             kill_point(name)
         return _Step(self, name) if self.debug else _NO_STEP
 

@@ -89,16 +89,17 @@ def hooks_blob(hooks: list, state: bytes, default_env: list[str]) -> bytes:
 
 
 def exec_process(sealed_fd: int, path: str, args: list[str], env: list[str], *, init: bool = False,
-                 handover: Handover | None = None, bpf: int = -1, bpf_flags: int = 0,
+                 handover: Handover | None = None, caps: str = "", bpf: int = -1, bpf_flags: int = 0,
                  filtered: bool = False) -> None:
     """execveat(2) the sealed binary, which executes ``path`` (``init``:
-    runs it as its child). ``bpf``: a seccomp filter it loads last.
+    runs it as its child). ``caps``: the sets it restores, "E:P:I:A"
+    (capabilities.hand_over). ``bpf``: a seccomp filter it loads last.
     ``filtered``: a filter is in force already; should it refuse
     execveat(2) (profiles that know only execve), the memfd is executed by
     its /proc/self/fd name: the filter is loaded, so whatever that name
     resolves to runs under it, as the program would."""
     h = handover or Handover()
-    argv = ["pyrun-init"] + (["-i"] if init else [])
+    argv = ["pyrun-init"] + (["-i"] if init else []) + (["-c", caps] if caps else [])
     for flag, fd in (("-f", h.fifo), ("-d", h.state_dir), ("-k", h.hooks), ("-e", h.chan)):
         if fd >= 0:
             argv += [flag, str(fd)]

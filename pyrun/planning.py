@@ -100,6 +100,7 @@ class Plan:
     # execve(2), and the descriptors handed to it (pid1.Handover).
     sealed_fd: int = -1
     handover: object = None
+    caps: object = None               # pyrun.capabilities.CapSets, for the hand-over
 
 
 # ----------------------------------------------------------------- the plan

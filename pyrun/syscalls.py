@@ -128,6 +128,12 @@ def execveat(fd: int, argv: list[str], envp: list[str], shown: str) -> None:
     _check(rc, f"execveat({shown})")
 
 
+def set_cmdline(name: str) -> None:
+    """What /proc/self/cmdline shows from now on (native/shim.c): a process
+    of pyrun's inside a container shows no host path (``--root``, the bundle)."""
+    _check(lib.pyrun_set_cmdline(name.encode()), "set_cmdline(/proc/self/stat)")
+
+
 def join_session_keyring(name: str) -> None:
     _check(lib.pyrun_join_session_keyring(name.encode()), f"keyctl(JOIN_SESSION_KEYRING, {name!r})")
 

@@ -30,7 +30,7 @@ import uuid
 
 import pytest
 
-from conftest import Runtime
+from conftest import Runtime, children
 
 MARK = b"PWNED-BY-THE-CONTAINER"
 
@@ -123,8 +123,12 @@ def decoys(workspace):
 
 @pytest.fixture
 def drt(rt, decoys):
-    """``rt`` with pyrun running from the decoy interpreter."""
-    decoy = decoys(rt.uid, rt.gid)
+    """``rt`` with pyrun running from a decoy interpreter of its own (a
+    test that fails leaves its decoy written to)."""
+    venv = os.path.dirname(os.path.dirname(decoys(rt.uid, rt.gid)))
+    mine = os.path.join(rt.dir, "decoy-venv")
+    subprocess.run(["cp", "-a", venv, mine], check=True)
+    decoy = os.path.join(mine, "bin", "python3")
     rt.prefix = [decoy, "-m", "pyrun"]
     rt.env = dict(rt.env, PYTHONPATH=rt.env.get("PYTHONPATH") or sysconfig.get_paths()["purelib"])
     rt.decoy = decoy
@@ -293,3 +297,41 @@ def test_exec_without_tty_has_no_controlling_terminal_of_the_callers(rt):
     fields = dict(w.split("=") for w in out.split() if w.count("=") == 1 and w.split("=")[0] in ("sid", "pid"))
     assert fields.get("sid") == fields.get("pid"), out
     rt.ok("delete", "--force", cid)
+
+
+def test_pyruns_processes_in_a_container_show_no_host_path(rt):
+    """/proc/PID/cmdline is readable by every process of the container: the
+    exec helper's (pyrun's Python, inside the container's PID namespace
+    while it sets the process up) named --root and the host's paths. The
+    test hook holds the exec's child a second at setrlimit."""
+    cid = f"exe-{uuid.uuid4().hex[:8]}"
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), cid)
+    pid1 = rt.state(cid)["pid"]
+    ns = os.readlink(f"/proc/{pid1}/ns/pid")
+    time.sleep(0.2)
+    before = {pid1, *children(pid1)}  # pyrun's init and its child, or the entrypoint
+    saved = rt.env
+    rt.env = dict(saved, PYRUN_TEST_HOOKS="1", PYRUN_TEST_PAUSE_AT="setrlimit")
+    try:
+        p = rt.popen("exec", cid, "true")
+    finally:
+        rt.env = saved
+    seen = []
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in before or int(name) == p.pid:
+                continue
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") != ns:
+                    continue
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    seen.append(f.read())
+            except OSError:
+                continue
+        time.sleep(0.02)
+    p.wait(timeout=30)
+    rt.ok("delete", "--force", cid)
+    assert seen, "the exec's child was not seen in the container"
+    for cmdline in seen:
+        assert rt.root.encode() not in cmdline and b"pyrun --root" not in cmdline, cmdline
