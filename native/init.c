@@ -670,7 +670,11 @@ static int set_caps(const char *spec)
  */
 static void fail_start(int fifo, const char *msg)
 {
-	if (fifo < 0 || write_all(fifo, "!", 1) < 0 || write_all(fifo, msg, strlen(msg)) < 0)
+	char buf[4096];
+
+	/* one write(2): start reads what one read(2) gives */
+	snprintf(buf, sizeof(buf), "!%s", msg);
+	if (fifo < 0 || write_all(fifo, buf, strlen(buf)) < 0)
 		say("pyrun: ", msg, "\n", NULL);
 	_exit(1);
 }

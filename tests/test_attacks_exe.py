@@ -31,6 +31,7 @@ import uuid
 import pytest
 
 from conftest import Runtime, children
+from test_attacks import own_rootfs
 
 MARK = b"PWNED-BY-THE-CONTAINER"
 
@@ -335,3 +336,37 @@ def test_pyruns_processes_in_a_container_show_no_host_path(rt):
     assert seen, "the exec's child was not seen in the container"
     for cmdline in seen:
         assert rt.root.encode() not in cmdline and b"pyrun --root" not in cmdline, cmdline
+
+
+# ------------------------------------- startContainer under the filter (23.12)
+
+def test_start_container_hook_runs_under_the_seccomp_filter(rt):
+    """With noNewPrivileges, runc loads the filter before startContainer
+    hooks run, so a hook is confined as the process is; pyrun loaded it
+    after them. The profile denies mkdir(2): the hook's mkdir fails, and
+    with it start, under both."""
+    def edit(config):
+        config["process"]["noNewPrivileges"] = True
+        config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+        config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /hook-was-here"]}]}
+
+    config = rt.config(["sleep", "60"])
+    config["root"]["path"] = own_rootfs(rt)
+    edit(config)
+    cid = f"exe-{uuid.uuid4().hex[:8]}"
+    p = rt("run", "-d", "-b", rt.bundle(config=config), cid)
+    rt("delete", "--force", cid)
+    assert p.returncode != 0 and "hooks.startContainer[0]" in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(config["root"]["path"], "hook-was-here"))
+    if shutil.which("runc") is None:
+        return
+    from test_runc_semantics import Bundles
+
+    b = Bundles(rt)
+    bundle, rcid = b.make(["sleep", "60"], edit), b.cid("runc")
+    try:
+        r = b.runc("run", "-d", "-b", bundle, rcid)
+        assert "hook" in r.stderr and not os.path.exists(os.path.join(bundle, "rootfs", "hook-was-here")), r.stderr
+    finally:
+        b.cleanup()
