@@ -114,8 +114,17 @@ def exec_process(sealed_fd: int, path: str, args: list[str], env: list[str], *, 
 
         if not filtered or getattr(e, "errno", None) not in (errno.EPERM, errno.EACCES, errno.ENOSYS):
             raise
-    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    # The name is the container's /proc: it must be a procfs that shows our memfd there.
+    name = f"/proc/self/fd/{sealed_fd}"
     try:
-        os.execve(f"/proc/self/fd/{sealed_fd}", argv, environ)
+        proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            ours = sc.fs_type(proc) == sc.PROC_SUPER_MAGIC and os.path.samestat(os.stat(name), os.fstat(sealed_fd))
+        finally:
+            os.close(proc)
+        if not ours:
+            raise PyrunError(f"exec pyrun-init: execveat(2) refused by the seccomp filter, and {name} is not it")
+        environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+        os.execve(name, argv, environ)
     except OSError as e:
         raise PyrunError(f"exec pyrun-init: {errno_text(e)}") from None

@@ -370,3 +370,22 @@ def test_start_container_hook_runs_under_the_seccomp_filter(rt):
         assert "hook" in r.stderr and not os.path.exists(os.path.join(bundle, "rootfs", "hook-was-here")), r.stderr
     finally:
         b.cleanup()
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_a_filter_that_refuses_execveat_still_runs_the_process(rt, nnp):
+    """Without noNewPrivileges the filter is in force before pyrun-init is
+    executed (loading it needs CAP_SYS_ADMIN, which goes first, as in runc):
+    a profile that knows execve(2) but denies execveat(2) must not stop
+    pyrun where runc runs it: the memfd is then executed by its
+    /proc/self/fd name (checked to be it)."""
+    config = rt.config(["sh", "-c", "echo ran-ok; exec sleep 60"])
+    config["process"]["noNewPrivileges"] = nnp
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    cid = f"exe-{uuid.uuid4().hex[:8]}"
+    p = rt("run", "-d", "-b", rt.bundle(config=config), cid)
+    assert p.returncode == 0, p.stderr
+    e = rt("exec", cid, "echo", "exec-ok")
+    rt("delete", "--force", cid)
+    assert e.returncode == 0 and e.stdout.strip() == "exec-ok", e.stderr
