@@ -210,7 +210,7 @@ def test_pid1_of_a_created_container_holds_nothing_of_the_host(rt):
     saved = rt.env
     rt.env = dict(saved, PYRUN_TEST_SECRET=secret)
     try:
-        rt.ok("create", "-b", rt.bundle(["sleep", "60"]), cid)
+        rt.ok("create", "--no-init", "-b", rt.bundle(["sleep", "60"]), cid)
     finally:
         rt.env = saved
     pid = rt.state(cid)["pid"]
@@ -228,11 +228,12 @@ def test_pid1_of_a_created_container_holds_nothing_of_the_host(rt):
     rt.ok("delete", "--force", cid)
 
 
-def test_exec_into_a_created_container(rt):
+@pytest.mark.parametrize("init", ["--init", "--no-init"])
+def test_exec_into_a_created_container(rt, init):
     """runc can exec into a created container, rootless too (its init is
     dumpable there); pyrun's PID 1 was its non-dumpable interpreter."""
     cid = f"exe-{uuid.uuid4().hex[:8]}"
-    rt.ok("create", "-b", rt.bundle(["sleep", "60"]), cid)
+    rt.ok("create", init, "-b", rt.bundle(["sleep", "60"]), cid)
     p = rt("exec", cid, "echo", "in-created")
     assert p.returncode == 0 and p.stdout.strip() == "in-created", p.stderr
     rt.ok("delete", "--force", cid)
