@@ -45,9 +45,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -136,9 +135,42 @@ static const char *errname(int err)
 	return "?";
 }
 
+/*
+ * Messages are built with these two rather than snprintf(3), whose
+ * machinery would double this binary's size (and PID 1's resident set).
+ * cat() appends NULL-terminated strings to buf, truncating at len - 1.
+ */
+static void cat(char *buf, size_t len, ...)
+{
+	size_t n = strlen(buf);
+	const char *s;
+	va_list ap;
+
+	va_start(ap, len);
+	while ((s = va_arg(ap, const char *)) != NULL)
+		while (*s && n + 1 < len)
+			buf[n++] = *s++;
+	va_end(ap);
+	buf[n] = '\0';
+}
+
+/* The decimal digits of v (v >= 0), in tmp (12 bytes). */
+static const char *dec(int v, char *tmp)
+{
+	char *p = tmp + 11;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0 && p > tmp);
+	return p;
+}
+
 static void errno_text(char *buf, size_t len, const char *what, int err)
 {
-	snprintf(buf, len, "%s: %s (%s)", what, strerror(err), errname(err));
+	buf[0] = '\0';
+	cat(buf, len, what, ": ", strerror(err), " (", errname(err), ")", NULL);
 }
 
 /*
@@ -155,7 +187,9 @@ static void report(int chan, const char *msg)
 	const char *s;
 
 	if (chan >= 0) {
-		n = (size_t)snprintf(json, sizeof(json), "{\"kind\":\"error\",\"message\":\"");
+		json[0] = '\0';
+		cat(json, sizeof(json), "{\"kind\":\"error\",\"message\":\"", NULL);
+		n = strlen(json);
 		for (s = msg; *s && n < sizeof(json) - 16; s++) {
 			unsigned char c = (unsigned char)*s;
 
@@ -163,7 +197,10 @@ static void report(int chan, const char *msg)
 				json[n++] = '\\';
 				json[n++] = (char)c;
 			} else if (c < 0x20) {
-				n += (size_t)snprintf(json + n, 7, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+				memcpy(json + n, "\\u00", 4);
+				json[n + 4] = hex[c >> 4];
+				json[n + 5] = hex[c & 15];
+				n += 6;
 			} else {
 				json[n++] = (char)c;
 			}
@@ -175,17 +212,45 @@ static void report(int chan, const char *msg)
 	say("pyrun: ", msg, "\n", NULL);
 }
 
+/*
+ * An unsigned number in base 10 or 16 at *s, which is moved past it: 0, or
+ * -1 for no digit or one too many (strtoul(3) would bring in stdio).
+ */
+static int digits(const char **s, unsigned int base, unsigned long long max,
+		  unsigned long long *out)
+{
+	const char *p = *s;
+	unsigned long long v = 0;
+
+	for (;; p++) {
+		unsigned int d;
+
+		if (*p >= '0' && *p <= '9')
+			d = (unsigned int)(*p - '0');
+		else if (base == 16 && *p >= 'a' && *p <= 'f')
+			d = (unsigned int)(*p - 'a' + 10);
+		else
+			break;
+		if (v > (max - d) / base)
+			return -1;
+		v = v * base + d;
+	}
+	if (p == *s)
+		return -1;
+	*s = p;
+	*out = v;
+	return 0;
+}
+
+/* A descriptor or count: 0 when s is all digits, 1 when a ':' follows them. */
 static int number(const char *s, int *out)
 {
-	char *end;
-	long v;
+	unsigned long long v;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || v < 0 || v > 1 << 30)
+	if (digits(&s, 10, 1 << 30, &v) < 0)
 		return -1;
 	*out = (int)v;
-	return *end == ':' ? 1 : (*end ? -1 : 0);
+	return *s == ':' ? 1 : (*s ? -1 : 0);
 }
 
 /* Returns the index of PATH in argv, or -1 for a usage error. */
@@ -235,10 +300,10 @@ static int parse(int argc, char **argv, struct opts *o)
  */
 static int open_fifo(struct opts *o)
 {
-	char path[64];
+	char path[64] = "/proc/self/fd/", tmp[12];
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->fifo);
+	cat(path, sizeof(path), dec(o->fifo, tmp), NULL);
 	do {
 		if (o->fifo >= 0)
 			fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -318,13 +383,21 @@ static char *next(struct cursor *c)
 }
 
 /* A NULL-terminated array of the next COUNT strings. */
+/* Zeroed memory that is never given back (we execve soon): no malloc(3). */
+static void *grab(size_t size)
+{
+	void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static char **strings(struct cursor *c)
 {
 	char *count = next(c);
 	char **list;
 	int n, i;
 
-	if (!count || number(count, &n) != 0 || n > 65536 || !(list = calloc((size_t)n + 1, sizeof(*list))))
+	if (!count || number(count, &n) != 0 || n > 65536 || !(list = grab(((size_t)n + 1) * sizeof(*list))))
 		return NULL;
 	for (i = 0; i < n; i++)
 		if (!(list[i] = next(c)))
@@ -340,7 +413,7 @@ static char *read_all(int fd, size_t *len)
 	char *buf;
 
 	if (fstat(fd, &st) < 0 || st.st_size < 0 || st.st_size > 64 << 20 ||
-	    !(buf = malloc((size_t)st.st_size + 1)))
+	    !(buf = grab((size_t)st.st_size + 1)))
 		return NULL;
 	while (got < (size_t)st.st_size &&
 	       (n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got)) > 0)
@@ -360,6 +433,7 @@ static int run_hook(char *path, char **argv, char **envp, int timeout, const cha
 {
 	int in[2], ex[2], err = 0, status;
 	struct pollfd p;
+	char tmp[12];
 	pid_t pid;
 
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0) {
@@ -383,7 +457,8 @@ static int run_hook(char *path, char **argv, char **envp, int timeout, const cha
 	close(ex[1]);
 	if (read(ex[0], &err, sizeof(err)) == sizeof(err)) {
 		waitpid(pid, NULL, 0);
-		snprintf(why, why_len, "%s (%s)", strerror(err), errname(err));
+		why[0] = '\0';
+		cat(why, why_len, strerror(err), " (", errname(err), ")", NULL);
 		return -1;
 	}
 	close(ex[0]);
@@ -395,7 +470,8 @@ static int run_hook(char *path, char **argv, char **envp, int timeout, const cha
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		close(p.fd);
-		snprintf(why, why_len, "timed out after %d s", timeout);
+		why[0] = '\0';
+		cat(why, why_len, "timed out after ", dec(timeout, tmp), " s", NULL);
 		return -1;
 	}
 	if (p.fd >= 0)
@@ -404,10 +480,11 @@ static int run_hook(char *path, char **argv, char **envp, int timeout, const cha
 		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
+	why[0] = '\0';
 	if (WIFSIGNALED(status))
-		snprintf(why, why_len, "killed by signal %d", WTERMSIG(status));
+		cat(why, why_len, "killed by signal ", dec(WTERMSIG(status), tmp), NULL);
 	else
-		snprintf(why, why_len, "exit status %d", WEXITSTATUS(status));
+		cat(why, why_len, "exit status ", dec(WEXITSTATUS(status), tmp), NULL);
 	return -1;
 }
 
@@ -420,7 +497,7 @@ static int run_hooks(struct cursor c, char *msg, size_t msg_len)
 {
 	char *state, *count, *path, *timeout;
 	char **argv, **envp;
-	char why[1024];
+	char why[1024], tmp[12];
 	int i, n, secs;
 
 	state = next(&c);
@@ -438,13 +515,15 @@ static int run_hooks(struct cursor c, char *msg, size_t msg_len)
 		if (!envp)
 			goto bad;
 		if (run_hook(path, argv, envp, secs, state, strlen(state), why, sizeof(why)) < 0) {
-			snprintf(msg, msg_len, "hooks.startContainer[%d] %s: %s", i, path, why);
+			msg[0] = '\0';
+			cat(msg, msg_len, "hooks.startContainer[", dec(i, tmp), "] ", path, ": ", why, NULL);
 			return -1;
 		}
 	}
 	return 0;
 bad:
-	snprintf(msg, msg_len, "hooks.startContainer: malformed hook list from pyrun");
+	msg[0] = '\0';
+	cat(msg, msg_len, "hooks.startContainer: malformed hook list from pyrun", NULL);
 	return -1;
 }
 
@@ -637,17 +716,13 @@ static int set_caps(const char *spec)
 	struct cap_data d[2];
 	unsigned long long m[4];
 	const char *s = spec;
-	char *end;
 	int i;
 
 	for (i = 0; i < 4; i++) {
-		errno = 0;
-		m[i] = strtoull(s, &end, 16);
-		if (errno || end == s || *end != (i < 3 ? ':' : '\0')) {
+		if (digits(&s, 16, ~0ULL, &m[i]) < 0 || *s++ != (i < 3 ? ':' : '\0')) {
 			errno = EINVAL;
 			return -1;
 		}
-		s = end + 1;
 	}
 	for (i = 0; i < 2; i++) {
 		d[i].effective = (uint32_t)(m[0] >> (32 * i));
@@ -673,7 +748,8 @@ static void fail_start(int fifo, const char *msg)
 	char buf[4096];
 
 	/* one write(2): start reads what one read(2) gives */
-	snprintf(buf, sizeof(buf), "!%s", msg);
+	buf[0] = '\0';
+	cat(buf, sizeof(buf), "!", msg, NULL);
 	if (fifo < 0 || write_all(fifo, buf, strlen(buf)) < 0)
 		say("pyrun: ", msg, "\n", NULL);
 	_exit(1);
@@ -753,7 +829,8 @@ int main(int argc, char **argv)
 		pyrun_signals_default();
 		execve(argv[start], &argv[start + 1], environ);
 		err = errno;
-		snprintf(msg, sizeof(msg), "exec %s: %s (%s)", argv[start], strerror(err), errname(err));
+		msg[0] = '\0';
+		cat(msg, sizeof(msg), "exec ", argv[start], ": ", strerror(err), " (", errname(err), ")", NULL);
 		report(o.chan, msg);
 		return err == ENOENT ? 127 : 126;
 	}
