@@ -10,6 +10,8 @@
   into a memfd and executes it (and keeps it resident as PID 1 with an
   init): the small one starts about 1.5 ms sooner and weighs less. ``PYRUN_INIT_CC`` chooses the compiler; without musl,
   ``CC`` (or cc) is used.
+* ``build_py`` writes ``pyrun/_bin/commit``: ``git describe`` of the
+  checkout, the ``commit:`` line of ``pyrun --version`` (runc's).
 """
 
 import os
@@ -35,6 +37,16 @@ class BuildPyWithInit(build_py):
                     os.path.join(HERE, "native", "init.c")]
         self.announce(" ".join(cmd), level=2)
         subprocess.check_call(cmd)
+        with open(os.path.join(out_dir, "commit"), "w") as f:
+            f.write(_commit() + "\n")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 setup(

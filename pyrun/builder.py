@@ -532,6 +532,12 @@ def exec_last(plan: Plan, path: str, keep: set[int], ch: Channel | None = None) 
 
     from pyrun import capabilities, pid1, process
 
+    if log.fd is not None:
+        # --log stays open until execve(2) closes it (close-on-exec, made
+        # sure of here): the steps below still log (the seccomp filter's
+        # load with --debug was a write to a closed fd: EBADF)
+        os.set_inheritable(log.fd, False)
+        keep = keep | {log.fd}
     process.close_fds(keep, plan.preserve_fds)
     proc = plan.spec.process
     if proc.no_new_privileges:

@@ -8,13 +8,11 @@ exit status 1, never a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import click
 
-from pyrun import OCI_VERSION, __version__
 from pyrun.errors import PyrunError, errno_text
 from pyrun.log import log
 
@@ -37,14 +35,11 @@ class Ctx:
         return self._root
 
 
-def _version() -> str:
-    return (f"pyrun version {__version__}\nspec: {OCI_VERSION}\n"
-            f"python: {sys.version.split()[0]}\n")
-
-
 def _print_version(ctx, param, value):
     if value and not ctx.resilient_parsing:
-        click.echo(_version(), nl=False)
+        from pyrun.version import text
+
+        click.echo(text(), nl=False)
         ctx.exit()
 
 
@@ -164,7 +159,7 @@ def run(obj, container_id, bundle, detach, **kw):
 @click.option("--no-new-privs", is_flag=True)
 @click.option("--process-label", default=None)
 @click.option("--apparmor", default=None)
-@click.option("--ignore-paused", is_flag=True, hidden=True)
+@click.option("--ignore-paused", is_flag=True, help="exec even if the container is paused (the process starts frozen)")
 @click.option("--pidfd-socket", type=click.Path(), default=None,
               help="AF_UNIX socket to send a pidfd of the process to")
 @click.option("--cgroup", default=None, help="an existing sub-cgroup of the container's (cgroup v2)")
@@ -177,14 +172,15 @@ def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additiona
 
     sys.exit(exec_from_flags(obj.root, container_id, list(command), process_file, list(env), cwd, user,
                              list(additional_gids), list(cap), tty, detach, pid_file, console_socket,
-                             preserve_fds, no_new_privs, process_label, apparmor, pidfd_socket, cgroup))
+                             preserve_fds, no_new_privs, process_label, apparmor, pidfd_socket, cgroup,
+                             ignore_paused))
 
 
 @cli.command()
 @click.argument("container_id")
 @click.pass_obj
 def state(obj, container_id):
-    """Print the OCI state of a container as JSON."""
+    """Print the OCI state of a container as JSON (runc's bytes: indented, no newline at the end)."""
     from pyrun.state import write_state
 
     sys.stdout.flush()
@@ -280,13 +276,14 @@ def events(obj, container_id, once, interval):
     import time
 
     from pyrun import cgroups, lifecycle
+    from pyrun.jsonio import go as dumps  # runc's bytes: {"type":"oom","id":"..."}
 
     period = _duration(interval)
     cg = lifecycle.live_cgroup(obj.root, container_id, "events")
     ooms = cgroups.oom_kills(cg)
     notify = None if once else cg.oom_fd()  # cgroup v1: an eventfd the kernel signals at each OOM
     while True:
-        click.echo(json.dumps({"type": "stats", "id": container_id, "data": cgroups.stats(cg)}))
+        click.echo(dumps({"type": "stats", "id": container_id, "data": cgroups.stats(cg)}))
         if once:
             return
         deadline = time.monotonic() + period
@@ -295,19 +292,19 @@ def events(obj, container_id, once, interval):
             if _ready(notify, 0 if gone else min(0.1, period)):
                 os.read(notify, 8)
                 if cg.exists():  # the kernel signals it at rmdir too: not an OOM then (as runc)
-                    click.echo(json.dumps({"type": "oom", "id": container_id}))
+                    click.echo(dumps({"type": "oom", "id": container_id}))
             if gone:
                 return
         while notify is None and time.monotonic() < deadline:
             if not cg.exists() or lifecycle.state(obj.root, container_id, annotations=False)["status"] == "stopped":
                 now = cgroups.oom_kills(cg)
                 if now > ooms:
-                    click.echo(json.dumps({"type": "oom", "id": container_id}))
+                    click.echo(dumps({"type": "oom", "id": container_id}))
                 return
             now = cgroups.oom_kills(cg)
             if now > ooms:
                 ooms = now
-                click.echo(json.dumps({"type": "oom", "id": container_id}))
+                click.echo(dumps({"type": "oom", "id": container_id}))
             time.sleep(min(0.1, period))
 
 
@@ -326,26 +323,22 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("container_id")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_obj
-def ps(obj, container_id, fmt):
-    """Host pids of the container's processes."""
-    from pyrun import lifecycle
+def ps(obj, container_id, ps_args, fmt):
+    """The container's processes: ps(1) run with PS_ARGS (default -ef), its
+    lines kept to them (table), or their host pids (json), as runc."""
+    from pyrun import lifecycle, ps as ps_table
 
     pids = lifecycle.processes(obj.root, container_id)
     if fmt == "json":
-        click.echo(json.dumps(pids))
+        click.echo(ps_table.json_line(pids))
         return
-    click.echo("PID   CMD")
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        click.echo(f"{pid:<5} {cmd}")
+    for line in ps_table.table(pids, list(ps_args)):
+        click.echo(line)
 
 
 @cli.command(name="list")
@@ -361,7 +354,9 @@ def list_cmd(obj, fmt, quiet):
         for s in states:
             click.echo(s["id"])
     elif fmt == "json":
-        click.echo(json.dumps(states))
+        from pyrun.jsonio import go
+
+        click.echo(go(states or None))  # runc's Encoder: compact; an empty list is null
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
@@ -377,13 +372,14 @@ def spec(rootless, bundle):
     """Write a default config.json, like `runc spec`."""
     from pyrun.spec import default_spec
 
+    from pyrun.jsonio import go
+
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         raise PyrunError(f"{path} already exists: remove it first")
     try:
         with open(path, "w") as f:
-            json.dump(default_spec(rootless=rootless), f, indent="\t")
-            f.write("\n")
+            f.write(go(default_spec(rootless=rootless), indent="\t"))  # runc's: tabs, no newline at the end
     except OSError as e:
         raise PyrunError(f"write {path}: {errno_text(e)}") from None
 
@@ -392,8 +388,9 @@ def spec(rootless, bundle):
 def features():
     """Print what this pyrun supports, as JSON (runc's format)."""
     from pyrun.features import features as get
+    from pyrun.jsonio import go
 
-    click.echo(json.dumps(get(), indent=4))
+    click.echo(go(get(), indent="    "))  # runc's Encoder with SetIndent("", "    ")
 
 
 def bad_value(e: click.BadParameter) -> str:

@@ -64,6 +64,7 @@ class ExecOptions:
     console_master: int | None = None  # the pty master, for the foreground relay
     pidfd_socket: str | None = None    # --pidfd-socket: where a pidfd of the process goes
     cgroup: str | None = None          # --cgroup: a sub-cgroup of the container's (v2)
+    ignore_paused: bool = False        # --ignore-paused: exec into a paused container (starts frozen)
     pidfd_conn: object = None          # --pidfd-socket's connection, made before the fork
     console_conn: object = None        # --console-socket's connection, likewise
 
@@ -166,7 +167,7 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
                     caps: list[str], tty: bool, detach: bool, pid_file: str | None,
                     console_socket: str | None, preserve_fds: int, no_new_privs: bool,
                     process_label: str | None, apparmor: str | None, pidfd_socket: str | None = None,
-                    cgroup: str | None = None) -> int:
+                    cgroup: str | None = None, ignore_paused: bool = False) -> int:
     """``runc exec``'s command line, for :mod:`pyrun.cli` and :mod:`pyrun.fastpath`:
     the process from ``--process`` or from the container's own with the
     flags applied, then :func:`exec_process`. Returns the process's status,
@@ -194,7 +195,7 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
         opts = ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
                            console_socket=os.path.abspath(console_socket) if console_socket else None,
                            pidfd_socket=os.path.abspath(pidfd_socket) if pidfd_socket else None,
-                           cgroup=cgroup)
+                           cgroup=cgroup, ignore_paused=ignore_paused)
         return exec_process(root, container_id, proc, opts)
     except PyrunError as e:
         log.error(f"exec failed: {e}")
@@ -209,12 +210,16 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
 
     from pyrun.lifecycle import pidfd as open_pidfd, saved_spec
     from pyrun.planning import Plan, check_lsm, compile_seccomp
-    from pyrun.state import STATUS_CREATED, STATUS_RUNNING, load
+    from pyrun.state import STATUS_CREATED, STATUS_PAUSED, STATUS_RUNNING, load
 
     opts = opts or ExecOptions()
     sd, rec = load(root, container_id)
     status = sd.status(rec)
-    if status not in (STATUS_CREATED, STATUS_RUNNING):
+    if status == STATUS_PAUSED and not opts.ignore_paused:
+        raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
+    if status not in (STATUS_CREATED, STATUS_RUNNING, STATUS_PAUSED):
+        # paused with --ignore-paused: as runc, the process joins the frozen
+        # cgroup and runs once the container is resumed (exec waits till then)
         raise InvalidState(f"cannot exec in a {status} container")
     spec = saved_spec(sd, rec)
     if proc.terminal and opts.detach and not opts.console_socket:

@@ -101,10 +101,9 @@ def _split(args: list[str], values: dict[str, str], flags: dict[str, str], stop_
 def main(argv: list[str]) -> int | None:
     """Run the command and return its exit status, or None: not ours."""
     if argv in (["--version"], ["-v"]):
-        from pyrun import OCI_VERSION, __version__
+        from pyrun.version import text
 
-        sys.stdout.write(f"pyrun version {__version__}\nspec: {OCI_VERSION}\n"
-                         f"python: {sys.version.split()[0]}\n")
+        sys.stdout.write(text())
         return 0
     parsed = _split(argv, _GLOBAL_VALUE, _GLOBAL_FLAG, stop_at_positional=True)
     if parsed is None or not parsed[1] or parsed[1][0] not in _COMMANDS:
@@ -174,7 +173,7 @@ def _dispatch(root: str, command: str, opts: dict, pos: list[str], preserve: int
         from pyrun.state import write_state
 
         sys.stdout.flush()
-        write_state(root, cid, sys.stdout.buffer)
+        write_state(root, cid, sys.stdout.buffer)  # runc's bytes: no newline at the end
         return 0
     if command in ("create", "run"):
         return _create(root, command, cid, opts, preserve, ignore_limits, systemd)
@@ -228,7 +227,8 @@ def _exec(root: str, cid: str, command: list[str], opts: dict, preserve: int) ->
         opts.get("--user"), [int(g) for g in opts.get("--additional-gids", [])], opts.get("--cap", []),
         bool(opts.get("--tty")), bool(opts.get("--detach")), opts.get("--pid-file"),
         opts.get("--console-socket"), preserve, bool(opts.get("--no-new-privs")),
-        opts.get("--process-label"), opts.get("--apparmor"), opts.get("--pidfd-socket"), opts.get("--cgroup"))
+        opts.get("--process-label"), opts.get("--apparmor"), opts.get("--pidfd-socket"), opts.get("--cgroup"),
+        bool(opts.get("--ignore-paused")))
 
 
 # ------------------------------------------------ the commands of every task
@@ -244,7 +244,7 @@ _FORMAT = _names("--format -f")
 _INT_OPTIONS = ("--cpu-quota", "--cpu-period", "--cpu-share", "--cpu-rt-period", "--cpu-rt-runtime",
                 "--pids-limit", "--blkio-weight")
 _TASK_COMMANDS = {
-    "ps": _Command(_FORMAT, {}, 1, 1),
+    "ps": _Command(_FORMAT, {}, 1, None, stop_at_id=True),  # what follows the id is ps(1)'s
     "pause": _Command({}, {}, 1, 1),
     "resume": _Command({}, {}, 1, 1),
     "list": _Command(_FORMAT, _names("--quiet -q"), 0, 0),
@@ -308,21 +308,15 @@ def _task(root: str, command: str, opts: dict, pos: list[str]) -> int:
     return 0
 
 
-def _ps(root: str, opts: dict, cid: str) -> None:
-    from pyrun import jsonio, lifecycle
+def _ps(root: str, opts: dict, cid: str, *args: str) -> None:
+    from pyrun import lifecycle, ps
 
     pids = lifecycle.processes(root, cid)
     if opts.get("--format") == "json":
-        _echo(jsonio.dumps(pids, compact=False))
+        _echo(ps.json_line(pids))
         return
-    _echo("PID   CMD")
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        _echo(f"{pid:<5} {cmd}")
+    for line in ps.table(pids, list(args)):
+        _echo(line)
 
 
 def _pause(root: str, opts: dict, cid: str, on: bool = True) -> None:
@@ -343,7 +337,7 @@ def _list(root: str, opts: dict) -> None:
         for s in states:
             _echo(s["id"])
     elif opts.get("--format") == "json":
-        _echo(jsonio.dumps(states, compact=False))
+        _echo(jsonio.go(states or None))  # runc's Encoder: compact; an empty list is null
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
@@ -359,7 +353,7 @@ def _events(root: str, opts: dict, cid: str) -> None:
     _duration(opts.get("--interval", "5s"))
     cg = lifecycle.live_cgroup(root, cid, "events")
     cgroups.oom_kills(cg)
-    _echo(jsonio.dumps({"type": "stats", "id": cid, "data": cgroups.stats(cg)}, compact=False))
+    _echo(jsonio.go({"type": "stats", "id": cid, "data": cgroups.stats(cg)}))
 
 
 def _update(root: str, opts: dict, cid: str) -> None:
@@ -375,7 +369,7 @@ def _features(root: str, opts: dict) -> None:
     from pyrun import jsonio
     from pyrun.features import features
 
-    _echo(jsonio.dumps(features(), indent=4))
+    _echo(jsonio.go(features(), indent="    "))
 
 
 _TASKS = {"ps": _ps, "pause": _pause, "resume": _resume, "list": _list, "events": _events,

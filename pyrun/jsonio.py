@@ -12,7 +12,12 @@ do:
   same settings as ``json.loads`` (strict strings), except that ``NaN`` and
   ``Infinity`` are refused, as Go's encoding/json (runc) refuses them.
 * :func:`dumps` — ``_json.make_encoder``: compact, or indented like
-  ``json.dumps(obj, indent=N)`` (runc's ``state`` output).
+  ``json.dumps(obj, indent=N)``.
+* :func:`go` — the bytes Go's encoding/json writes (runc's ``state``,
+  ``list``, ``ps``, ``events``, ``features``, ``spec``): no spaces after
+  ``:`` and ``,`` unless indented, UTF-8 as is, and ``<``, ``>``, ``&``,
+  U+2028, U+2029 escaped (Go escapes them for HTML by default), so that a
+  tool that greps runc's output (``{"type":"oom"``) finds pyrun's too.
 
 Errors are ``ValueError`` (``json.JSONDecodeError`` for bad syntax, with
 ``msg``, ``lineno`` and ``colno``; the C scanner imports ``json.decoder``
@@ -101,7 +106,47 @@ def dumps_nested(obj, indent: int, depth: int) -> str:
     return "".join(_indented(obj, " " * indent, "\n" + " " * (indent * depth)))
 
 
-def _indented(obj, step: str, nl: str):
+# What Go's encoding/json (go1.19, runc 1.1's) writes differently from
+# json.dumps(ensure_ascii=False): \b and \f as \u escapes, the HTML
+# characters escaped, and each byte of invalid UTF-8 (a lone surrogate
+# here, os.fsdecode's surrogateescape) as \ufffd.
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+               "\u2029": "\\u2029", "\b": "\\u0008", "\f": "\\u000c"}
+
+
+def go_quote(text: str) -> str:
+    """A string as Go's encoding/json quotes it."""
+    if not any(c in text for c in _GO_ESCAPES) and text.isascii():
+        return _json.encode_basestring(text)
+    out = []
+    for c in text:
+        if c in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[c])
+        elif "\ud800" <= c <= "\udfff":
+            out.append("\\ufffd")
+        else:
+            out.append(_json.encode_basestring(c)[1:-1])
+    return '"' + "".join(out) + '"'
+
+
+_go_compact = _json.make_encoder(None, _default, go_quote, None, ":", ",", False, False, False)
+
+
+def go(obj, indent: str | None = None) -> str:
+    """Go's json.Marshal(obj) (compact), or json.MarshalIndent(obj, "",
+    indent); an Encoder adds a newline, MarshalIndent none."""
+    if indent is None:
+        return "".join(_go_compact(obj, 0))
+    return "".join(_indented(obj, indent, "\n", go_quote))
+
+
+def go_nested(obj, indent: str, depth: int) -> str:
+    """:func:`go` with ``indent``, laid out ``depth`` levels deep in an
+    enclosing value (:func:`dumps_nested`'s Go twin)."""
+    return "".join(_indented(obj, indent, "\n" + indent * depth, go_quote))
+
+
+def _indented(obj, step: str, nl: str, quote=_json.encode_basestring_ascii):
     """The layout of json.dumps(indent=...): one member per line."""
     if isinstance(obj, dict) and obj:
         inner = nl + step
@@ -110,16 +155,18 @@ def _indented(obj, step: str, nl: str):
         for key, value in obj.items():
             if not isinstance(key, str):
                 key = dumps(key).strip('"') if not isinstance(key, bool) else ("true" if key else "false")
-            yield (inner if first else "," + inner) + _json.encode_basestring_ascii(key) + ": "
+            yield (inner if first else "," + inner) + quote(key) + ": "
             first = False
-            yield from _indented(value, step, inner)
+            yield from _indented(value, step, inner, quote)
         yield nl + "}"
     elif isinstance(obj, (list, tuple)) and obj:
         inner = nl + step
         yield "["
         for i, value in enumerate(obj):
             yield inner if i == 0 else "," + inner
-            yield from _indented(value, step, inner)
+            yield from _indented(value, step, inner, quote)
         yield nl + "]"
+    elif quote is not _json.encode_basestring_ascii:
+        yield go(obj)
     else:
         yield dumps(obj)

@@ -43,7 +43,7 @@ def list_states(root: str, warn=None) -> list[dict]:
     out = []
     for cid in list_ids(root):
         try:
-            out.append(state(root, cid))
+            out.append(state(root, cid, owner=True))
         except ContainerNotFound:
             continue  # deleted while we listed
         except PyrunError as e:
@@ -142,10 +142,11 @@ def signal_name(num: int) -> str:
 
 
 def parse_signal(value: str) -> int:
-    """runc accepts 9, KILL and SIGKILL (any case)."""
+    """runc accepts 9, KILL and SIGKILL (any case), and 0: kill(2)'s "is it
+    there?", which signals nothing and fails only if the process is gone."""
     if value.isdigit():
         num = int(value)
-        if 0 < num < signal.NSIG:
+        if 0 <= num < signal.NSIG:
             return num
         raise UsageError(f"invalid signal {value!r}")
     name = value.upper()
@@ -336,6 +337,8 @@ def _delete(sd: StateDir, force: bool) -> None:
             if fd is not None:
                 try:
                     signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    if status == STATUS_PAUSED:
+                        _thaw(rec)
                     if not _wait_exit(fd, 10.0):
                         raise PyrunError(f"container {container_id!r}: pid {rec.pid} did not die after SIGKILL")
                 finally:
@@ -353,6 +356,16 @@ def _delete(sd: StateDir, force: bool) -> None:
         from pyrun.create import hook_state
 
         hooks.run_all_warn(poststop, hook_state(rec, STATUS_STOPPED, annotations), "poststop")
+
+
+def _thaw(rec: Record) -> None:
+    """A frozen process does not die of SIGKILL until it is thawed: the
+    signal is sent first (nothing runs in between), then the freezer lets
+    go, as runc's destroy of a paused container; nothing stays frozen."""
+    from pyrun.cgroups import open_cgroup
+
+    if rec.cgroup:
+        open_cgroup(rec.cgroup).freeze(False)
 
 
 def _wait_exit(fd: int, timeout: float) -> bool:

@@ -69,6 +69,10 @@ class Log:
 
     def configure(self, path: str | None, fmt: str, debug: bool) -> None:
         self.json = fmt == "json"
+        if self.json:
+            # now, on the host: exec's stages write after setns(2), where the
+            # container's files are all there is to import from
+            from pyrun import jsonio  # noqa: F401
         self.debug = debug
         if path:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
@@ -77,9 +81,9 @@ class Log:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
         if self.json:
-            import json
+            from pyrun import jsonio
 
-            return json.dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+            return jsonio.go({"level": level, "msg": msg, "time": stamp}) + "\n"  # logrus's JSON: Go's
         return f'time="{stamp}" level={level} msg="{msg}"\n'
 
     def write(self, level: str, msg: str) -> None:

@@ -318,7 +318,7 @@ class StateDir:
         never parses it; :meth:`annotations` parses it for hooks."""
         fd = os.open(self.file(ANNOTATIONS), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            data = jsonio.dumps_nested(annotations, indent=2, depth=1).encode()
+            data = jsonio.go_nested(annotations, "  ", depth=1).encode()  # runc's bytes
             while data:
                 data = data[os.write(fd, data):]
         finally:
@@ -564,23 +564,30 @@ def oci_state(sd: StateDir, rec: Record, annotations: bool = True) -> dict:
     return out
 
 
-def read_state(root: str, container_id: str, annotations: bool = True) -> dict:
-    """The OCI state of one container, as a dict."""
+def read_state(root: str, container_id: str, annotations: bool = True, owner: bool = True) -> dict:
+    """The OCI state of one container, as a dict (``owner``: as ``list``
+    shows it; runc's ``state`` leaves it empty)."""
     sd, rec = load(root, container_id)
-    return oci_state(sd, rec, annotations)
+    out = oci_state(sd, rec, annotations)
+    if not owner:
+        out["owner"] = ""
+    return out
 
 
 def write_state(root: str, container_id: str, out) -> None:
-    """``pyrun state``: the OCI state as runc prints it (two-space indent),
-    to the binary stream ``out``. annotations.json is copied in as it is,
-    in chunks: a config with megabytes of annotations costs a copy, not a
-    parse, on every call."""
+    """``pyrun state``: the OCI state in the bytes runc prints (Go's
+    MarshalIndent, two spaces, no newline at the end; "owner" empty, as
+    runc's state leaves it), to the binary stream ``out``. annotations.json
+    is copied in as it is, in chunks: a config with megabytes of
+    annotations costs a copy, not a parse, on every call."""
     sd, rec = load(root, container_id)
-    text = jsonio.dumps(oci_state(sd, rec, annotations=False), indent=2)
+    state = oci_state(sd, rec, annotations=False)
+    state["owner"] = ""
+    text = jsonio.go(state, indent="  ")
     try:
         f = open(sd.file(ANNOTATIONS), "rb")
     except FileNotFoundError:
-        out.write(text.encode() + b"\n")
+        out.write(text.encode())
         return
     except OSError as e:
         raise os_error(e, sd.file(ANNOTATIONS)) from None
@@ -588,7 +595,7 @@ def write_state(root: str, container_id: str, out) -> None:
         out.write(text[:-2].encode() + b',\n  "annotations": ')
         while chunk := f.read(1 << 20):
             out.write(chunk)
-    out.write(b"\n}\n")
+    out.write(b"\n}")
 
 
 def list_ids(root: str) -> list[str]:

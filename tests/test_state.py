@@ -201,7 +201,7 @@ def test_create_killed_right_after_mkdir_leaves_a_usable_id(rt):
     p = _kill_at(rt, "write(state.json)", "create", "-b", bundle, cid)
     assert p.returncode == KILLED, p.stderr
     assert os.listdir(rt.root) == [cid]  # the directory, without a record
-    assert json.loads(rt.ok("list", "--format", "json")) == []
+    assert rt.ok("list", "--format", "json") == "null\n"  # runc: an empty list is Go's nil slice
     rt.ok("create", "-b", bundle, cid)  # reclaimed, not "already exists"
     assert rt.state(cid)["status"] == "created"
     rt.ok("delete", "--force", cid)
