@@ -58,12 +58,12 @@ def runc(workspace):
     subprocess.run(["cp", "-a", os.path.join(os.path.dirname(__file__), "..", "bundles", "busybox", "rootfs"), root],
                    check=True)
 
-    def run(config: dict, cid: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(config: dict, cid: str, timeout: float = 60, wrap: list[str] = ()) -> subprocess.CompletedProcess:
         bundle = tempfile.mkdtemp(dir=d)
         config = dict(config, root={"path": root, "readonly": False})
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config, f)
-        return subprocess.run([RUNC, "--root", os.path.join(d, "state"), "run", "-b", bundle, cid],
+        return subprocess.run([*wrap, RUNC, "--root", os.path.join(d, "state"), "run", "-b", bundle, cid],
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     yield run
@@ -577,13 +577,29 @@ def test_a_read_only_hybrid_cgroup2_tree_is_left_out_not_fatal(v1):
     assert leftovers(cid) == []
 
 
-def test_read_only_cgroupfs_fails_in_one_line_unless_ignored(v1):
-    """Every hierarchy read-only (as in some nested setups): runc fails; so
-    does pyrun, in one line, and nothing is left. --ignore-cgroup-limits
-    runs without a cgroup (no limits, no device rules), as asked."""
+# podman makes plain directories under /sys/fs/cgroup for controllers this
+# host does not mount (net_cls, perf_event...): in a private mount
+# namespace, /sys/fs/cgroup is rebuilt as such a host has it (a tmpfs, each
+# hierarchy bound at its name, and a plain directory), so the scenario is
+# the same whether or not podman ever ran here.
+PODMAN_LIKE = ("t=$(mktemp -d) && mount --rbind /sys/fs/cgroup \"$t\" && "
+               "mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup && "
+               "for m in \"$t\"/*/; do n=$(basename \"$m\"); mkdir /sys/fs/cgroup/$n; "
+               "if mountpoint -q \"$m\"; then mount --bind \"$m\" /sys/fs/cgroup/$n; fi; done && "
+               "umount -R \"$t\" && mkdir -p /sys/fs/cgroup/podman-plain-dir || exit 8; ")
+READ_ONLY = ("for m in /sys/fs/cgroup/*/; do mountpoint -q \"$m\" || continue; "
+             "mount -o remount,bind,ro \"$m\" || exit 9; done; ")
+
+
+def test_read_only_cgroupfs_fails_in_one_line_unless_ignored(v1, runc):
+    """Every hierarchy read-only (as in some nested setups), next to a plain
+    directory podman made: runc fails; so does pyrun, in one line, and
+    nothing is left. --ignore-cgroup-limits runs without a cgroup (no
+    limits, no device rules), as asked."""
     cid = uid("rofs")
-    script = ("for m in /sys/fs/cgroup/*/; do mount -o remount,bind,ro \"$m\" || exit 9; done; exec \"$@\"")
-    bundle = v1.bundle(config=_limits(v1, ["sh", "-c", "echo ran"], pids={"limit": 50}))
+    config = _limits(v1, ["sh", "-c", "echo ran"], pids={"limit": 50})
+    script = PODMAN_LIKE + READ_ONLY + "exec \"$@\""
+    bundle = v1.bundle(config=config)
     for flags, code in (([], 1), (["--ignore-cgroup-limits"], 0)):
         pyrun = v1.cmd(*flags, "run", "-b", bundle, cid)
         p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *pyrun],
@@ -594,6 +610,9 @@ def test_read_only_cgroupfs_fails_in_one_line_unless_ignored(v1):
         else:
             assert p.stdout.strip() == "ran", p.stderr
         assert leftovers(cid) == [] and os.listdir(v1.root) == []
+    r = runc(config, uid("rofs-runc"), wrap=["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                             script, "sh"])
+    assert r.returncode != 0 and "read-only file system" in r.stderr.lower(), r.stderr
 
 
 def test_sigkill_of_create_at_any_moment_then_delete_leaves_no_cgroup(v1):
