@@ -375,16 +375,31 @@ def _wait_exit(fd: int, timeout: float) -> bool:
 
 def remove_everything(sd: StateDir, rec: Record) -> None:
     """What a dead creator or a stopped container left: network, cgroup(s),
-    layer dir, state dir (in that order: the record goes last)."""
+    layer dir, state dir (in that order: the record goes last). Each step
+    is tried even when one before it failed, as runc's destroy does: a
+    cgroup that cannot be removed must not leave the container's writable
+    layer behind. The record stays then, so that a later delete finishes
+    the job; the first error is raised."""
     from pyrun.state import lexists
 
+    errors: list[PyrunError] = []
     if lexists(sd.file("netns")):  # linux.netDevices: back to the host
         from pyrun import netdevices
 
-        netdevices.detach(sd.path)
-    _remove_network(sd, rec)
-    remove_cgroup(rec)
+        _attempt(errors, netdevices.detach, sd.path)
+    _attempt(errors, _remove_network, sd, rec)
+    _attempt(errors, remove_cgroup, rec)
+    if errors:
+        _attempt(errors, remove_state, sd, rec, False)
+        raise errors[0]
     remove_state(sd, rec)
+
+
+def _attempt(errors: list, step, *args) -> None:
+    try:
+        step(*args)
+    except PyrunError as e:
+        errors.append(e)
 
 
 def _remove_network(sd: StateDir, rec: Record) -> None:
@@ -454,8 +469,8 @@ def remove_cgroup(rec: Record) -> None:
     cg.remove()
 
 
-def remove_state(sd: StateDir, rec: Record) -> None:
-    """Remove the layer dir, then the state dir. Rootless with id ranges,
+def remove_state(sd: StateDir, rec: Record, record_too: bool = True) -> None:
+    """Remove the layer dir, then the state dir (``record_too``). Rootless with id ranges,
     the container may have made files owned by subordinate ids, which we
     cannot remove as ourselves: then remove them as root of a user
     namespace with the same maps."""
@@ -467,7 +482,7 @@ def remove_state(sd: StateDir, rec: Record) -> None:
         # written by create, and what it names is not removed.
         log.warning(f"layer dir {rec.layers} in the record of {sd.id!r} is not one pyrun made: left alone")
         layers = []
-    for path in layers + [sd.path]:
+    for path in layers + ([sd.path] if record_too else []):
         try:
             remove_tree(path)
         except PyrunError:

@@ -80,13 +80,23 @@ def _mkdirs(top: str, target: str, before=None, after=None) -> None:
 
 
 def _rmdir(path: str, deadline: float) -> None:
-    """rmdir(2) of a cgroup: EBUSY until the kernel has let go of the last
-    (dying) process, so it is retried until ``deadline`` (time.monotonic)."""
+    """rmdir(2) of a cgroup, its sub-cgroups first (``exec --cgroup``'s, or
+    the container's own: runc removes them too): EBUSY until the kernel has
+    let go of the last (dying) process, so it is retried until ``deadline``
+    (time.monotonic)."""
     import errno
     import time
 
     from pyrun.errors import PyrunError, errno_text
 
+    try:
+        subs = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise PyrunError(f"cgroup: read {path}: {errno_text(e)}") from None
+    for sub in subs:
+        _rmdir(sub, deadline)
     while True:
         try:
             os.rmdir(path)

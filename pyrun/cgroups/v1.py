@@ -178,7 +178,13 @@ class Cgroup:
         error names the config field and the file."""
         from pyrun.log import log
 
-        for w in _memory_order(self, items):
+        items = _memory_order(self, items)
+        period_later = None
+        for i, w in enumerate(items + [None]):
+            if w is None:  # the end: the period kept for after the quota
+                if period_later is None:
+                    break
+                w, period_later = period_later, None
             ctrl = w.file.split(".", 1)[0]
             d, name = self.by_ctrl.get(ctrl), w.file
             if d is not None and d == self.unified:
@@ -195,6 +201,14 @@ class Cgroup:
             try:
                 _write(path, w.value)
             except OSError as e:
+                if (w.file == "cpu.cfs_period_us" and e.errno == errno.EINVAL and period_later is None
+                        and any(x.file == "cpu.cfs_quota_us" for x in items[i:])):
+                    # The kernel checks quota/period against the parent's
+                    # bandwidth with the quota in force: a shorter period
+                    # may fit only once the new quota is written. runc
+                    # writes the period again after the quota; so does pyrun.
+                    period_later = w
+                    continue
                 if w.file in OPTIONAL and e.errno in (errno.ENOENT, errno.EOPNOTSUPP, ENOTSUPP):
                     log.debug_msg(f"cgroup: {w.path} skipped: no {w.file} in this kernel (as runc)")
                     continue
@@ -451,10 +465,16 @@ def close_tasks(tasks: list[tuple[str, int]]) -> None:
 
 
 def _pids_of(d: str) -> list[int]:
+    """The processes of ``d`` and of its sub-cgroups (runc's GetAllPids:
+    ``ps``, ``kill --all`` and ``delete`` reach those of ``exec --cgroup``)."""
     try:
-        return [int(x) for x in _read(os.path.join(d, "cgroup.procs")).split()]
+        pids = [int(x) for x in _read(os.path.join(d, "cgroup.procs")).split()]
+        subs = [e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return []
+    for sub in subs:
+        pids += _pids_of(sub)
+    return pids
 
 
 def _int(text: str) -> int:
