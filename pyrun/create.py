@@ -221,6 +221,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     if cg is not None or rec.cgroup_pending or net:
         # (systemd: the record names the unit, before add() starts it)
         rec.cgroup, rec.cgroup_pending = (getattr(cg, "record", cg.path) if cg else ""), ""
+        rec.cgroup_shared = bool(getattr(cg, "shared", False))
         rec.net = net or rec.net
         with log.step("write(state.json, cgroup, network)"):
             sd.write(rec)
@@ -344,7 +345,9 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool, syste
     with log.step("cgroup"):
         cg = cgroups.setup(spec, container_id, rootless, ignore, systemd)
     if cg is not None:
-        undo.append(lambda: (cg.kill(), cg.remove()))
+        # a cgroup that had processes before ours (runc warns and runs there)
+        # is someone else's too: what is in it is not ours to kill
+        undo.append(lambda: None if getattr(cg, "shared", False) else (cg.kill(), cg.remove()))
         plan.cgroup_sync = True
     if any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
         from pyrun import cgroup_mount

@@ -459,6 +459,12 @@ def remove_cgroup(rec: Record) -> None:
         return
 
     cg = open_cgroup(rec.cgroup)
+    if rec.cgroup_shared and cg.pids():
+        # what was there before the container is not ours to kill: the
+        # cgroup stays while it is (runc 1.1 leaves it too)
+        log.warning(f"cgroup {rec.cgroup.split(chr(10))[0]} still has processes the container did not start: "
+                    "left in place")
+        return
     if cg.pids():
         if not cg.kill():
             for pid in cg.pids():

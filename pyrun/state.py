@@ -178,6 +178,9 @@ class Record:
     # The cgroup create is about to make, recorded before mkdir(2): a create
     # killed before it recorded ``cgroup`` leaves at most this, and empty.
     cgroup_pending: str = ""
+    # The cgroup had processes before the container (runc 1.1 warns and runs
+    # there): delete does not kill what it finds left in it.
+    cgroup_shared: bool = False
     uid_mappings: list = field(default_factory=list)
     gid_mappings: list = field(default_factory=list)
     net: dict = field(default_factory=dict)   # network mode, address, veth / helper pid

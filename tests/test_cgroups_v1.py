@@ -914,3 +914,90 @@ def test_update_of_a_shorter_cpu_period_with_its_quota_as_runc(v1, runc, workspa
 def _cg_at(parent: str, cid: str, name: str) -> str:
     with open(os.path.join(CG, name.split(".")[0], parent, cid, name)) as f:
         return f.read().strip()
+
+
+def _premade(path: str) -> list[str]:
+    """The cgroup ``path`` made in every v1 hierarchy (and the hybrid tree),
+    as an engine or a user makes one before the runtime: its directories."""
+    from pyrun.cgroups import v1 as v1cg
+
+    dirs = []
+    for mnt, ctrls in v1cg.hierarchies().items():
+        d = mnt + path
+        os.makedirs(d, exist_ok=True)
+        if "cpuset" in ctrls:
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                with open(os.path.join(mnt, name)) as f, open(os.path.join(d, name), "w") as g:
+                    g.write(f.read().strip())
+        dirs.append(d)
+    return dirs
+
+
+def _rm_premade(dirs: list[str]) -> None:
+    for d in dirs:
+        for sub in [e.path for e in os.scandir(d) if e.is_dir()] if os.path.isdir(d) else []:
+            os.rmdir(sub)
+        if os.path.isdir(d):
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+
+def test_a_non_empty_cgroup_warns_and_runs_and_its_processes_are_left_as_runc(v1, runc):
+    """cgroupsPath names a cgroup that already has a process (not the
+    container's): runc 1.1 warns "container's cgroup is not empty" and runs;
+    so does pyrun, and its delete does not kill that process."""
+    for who in ("pyrun", "runc"):
+        path = f"/cgv1-shared-{who}-{os.getpid()}"
+        dirs = _premade(path)
+        sleeper = subprocess.Popen(["sleep", "60"])
+        try:
+            for d in dirs:
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(sleeper.pid))
+            config = _limits(v1, ["echo", "ran"])
+            config["linux"]["cgroupsPath"] = path
+            cid = uid(f"shared-{who}")
+            res = v1("run", "-b", v1.bundle(config=config), cid) if who == "pyrun" else runc(config, cid)
+            assert res.returncode == 0, (who, res.stderr)
+            assert res.stdout == "ran\n", (who, res.stdout)
+            assert "container's cgroup is not empty: 1 process(es) found" in res.stderr, (who, res.stderr)
+            assert sleeper.poll() is None, who  # still running, in its cgroup
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+            _rm_premade(dirs)
+
+
+def test_run_into_a_frozen_cgroup_is_refused_not_hung_as_runc(v1, runc):
+    """A pre-made cgroup whose freezer is FROZEN: runc refuses ("container's
+    cgroup unexpectedly frozen"); pyrun did the same only after hanging
+    forever in it (its own processes froze there)."""
+    for who in ("pyrun", "runc"):
+        path = f"/cgv1-frozen-{who}-{os.getpid()}"
+        dirs = _premade(path)
+        try:
+            with open(os.path.join(CG, "freezer") + path + "/freezer.state", "w") as f:
+                f.write("FROZEN")
+            config = _limits(v1, ["echo", "ran"])
+            config["linux"]["cgroupsPath"] = path
+            cid = uid(f"frozen-{who}")
+            if who == "pyrun":
+                res = v1("run", "-d", "-b", v1.bundle(config=config), cid, timeout=30)
+                assert os.listdir(v1.root) == []
+            else:
+                res = runc(config, cid, timeout=30)
+            assert res.returncode == 1, (who, res.stderr)
+            assert "container's cgroup unexpectedly frozen" in res.stderr, (who, res.stderr)
+        finally:
+            freezer = os.path.join(CG, "freezer") + path + "/freezer.state"
+            if os.path.exists(freezer):
+                with open(freezer, "w") as f:
+                    f.write("THAWED")
+            _rm_premade([d for d in dirs if os.path.isdir(d)])

@@ -113,6 +113,7 @@ class Cgroup:
         self.path = "\n".join(dirs.values())
         self.by_ctrl: dict[str, str] = {}
         self.unified = None
+        self.shared = False  # processes were there before ours (create)
         for mnt, d in dirs.items():
             if UNIFIED in mounts[mnt]:
                 self.unified = d
@@ -149,25 +150,30 @@ class Cgroup:
     def create(self) -> None:
         """mkdir(2) every level in every hierarchy; cpuset's cpus and mems
         copied down from the parent into each level that has none (a
-        cpuset cgroup without them takes no process: runc's ensureParent)."""
+        cpuset cgroup without them takes no process: runc's ensureParent).
+
+        As runc 1.1: a cgroup that already has processes (a cgroupsPath
+        shared on purpose) is a warning, ``container's cgroup is not
+        empty``, and the container runs; a frozen one is refused before
+        any process of ours goes in (create would wait there forever)."""
         from pyrun.cgroups import v2
+        from pyrun.log import log
 
         for mnt, d in list(self.dirs.items()):
             if d == self.unified:
                 try:
-                    v2.Cgroup(d).create(mnt)
+                    v2.Cgroup(d).create(mnt, busy_ok=True)
                 except PyrunError as e:
-                    if _pids_of(d):
-                        raise  # in use: the id or cgroupsPath is taken
-                    from pyrun.log import log
-
                     log.debug_msg(f"cgroup: the hybrid cgroup2 tree is left out ({e})")
                     self._drop(mnt)
                 continue
             self.make(mnt, d)
-        if self.pids():
-            raise PyrunError(f"cgroup {self._procs_dir()} already has processes: "
-                             "is the id or cgroupsPath in use?")
+        busy = self.pids()
+        self.shared = bool(busy)
+        if busy:
+            log.warning(f"container's cgroup is not empty: {len(busy)} process(es) found")
+        if self.frozen():
+            raise PyrunError("container's cgroup unexpectedly frozen")
 
     def make(self, mnt: str, d: str) -> None:
         """mkdir(2) each level of ``d`` below the hierarchy's mount ``mnt``."""

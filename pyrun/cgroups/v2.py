@@ -121,11 +121,13 @@ class Cgroup:
         return os.path.join(self.path, name)
 
     # -- setup
-    def create(self, top: str) -> None:
+    def create(self, top: str, busy_ok: bool = False) -> None:
         """mkdir(2) every level below ``top`` (the hierarchy's root, or the
-        delegated one), enabling controllers on the way down."""
+        delegated one), enabling controllers on the way down. ``busy_ok``:
+        processes already there are the caller's to judge (a hybrid host's
+        tree, beside the v1 hierarchies)."""
         _mkdirs(top, self.path, before=_enable_controllers)
-        if self.pids():
+        if not busy_ok and self.pids():
             raise PyrunError(f"cgroup {self.path} already has processes: is the id or cgroupsPath in use?")
 
     def apply(self, items: list[Write]) -> None:
