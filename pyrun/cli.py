@@ -162,7 +162,8 @@ def run(obj, container_id, bundle, detach, **kw):
 @click.option("--ignore-paused", is_flag=True, help="exec even if the container is paused (the process starts frozen)")
 @click.option("--pidfd-socket", type=click.Path(), default=None,
               help="AF_UNIX socket to send a pidfd of the process to")
-@click.option("--cgroup", default=None, help="an existing sub-cgroup of the container's (cgroup v2)")
+@click.option("--cgroup", multiple=True,
+              help="[CONTROLLER[,CONTROLLER]:]PATH: start in an existing sub-cgroup of the container's (repeatable)")
 @click.pass_obj
 def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additional_gids, cap, tty,
              detach, pid_file, console_socket, preserve_fds, no_new_privs, process_label, apparmor,
@@ -172,7 +173,7 @@ def exec_cmd(obj, container_id, command, process_file, env, cwd, user, additiona
 
     sys.exit(exec_from_flags(obj.root, container_id, list(command), process_file, list(env), cwd, user,
                              list(additional_gids), list(cap), tty, detach, pid_file, console_socket,
-                             preserve_fds, no_new_privs, process_label, apparmor, pidfd_socket, cgroup,
+                             preserve_fds, no_new_privs, process_label, apparmor, pidfd_socket, list(cgroup),
                              ignore_paused))
 
 

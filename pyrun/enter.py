@@ -63,7 +63,7 @@ class ExecOptions:
     console_socket: str | None = None
     console_master: int | None = None  # the pty master, for the foreground relay
     pidfd_socket: str | None = None    # --pidfd-socket: where a pidfd of the process goes
-    cgroup: str | None = None          # --cgroup: a sub-cgroup of the container's (v2)
+    cgroup: list[str] | None = None    # --cgroup: sub-cgroups of the container's (pyrun.exec_cgroup)
     ignore_paused: bool = False        # --ignore-paused: exec into a paused container (starts frozen)
     pidfd_conn: object = None          # --pidfd-socket's connection, made before the fork
     console_conn: object = None        # --console-socket's connection, likewise
@@ -167,7 +167,7 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
                     caps: list[str], tty: bool, detach: bool, pid_file: str | None,
                     console_socket: str | None, preserve_fds: int, no_new_privs: bool,
                     process_label: str | None, apparmor: str | None, pidfd_socket: str | None = None,
-                    cgroup: str | None = None, ignore_paused: bool = False) -> int:
+                    cgroup: list[str] | None = None, ignore_paused: bool = False) -> int:
     """``runc exec``'s command line, for :mod:`pyrun.cli` and :mod:`pyrun.fastpath`:
     the process from ``--process`` or from the container's own with the
     flags applied, then :func:`exec_process`. Returns the process's status,
@@ -195,7 +195,7 @@ def exec_from_flags(root: str, container_id: str, command: list[str], process_fi
         opts = ExecOptions(detach=detach, pid_file=pid_file, preserve_fds=preserve_fds,
                            console_socket=os.path.abspath(console_socket) if console_socket else None,
                            pidfd_socket=os.path.abspath(pidfd_socket) if pidfd_socket else None,
-                           cgroup=cgroup, ignore_paused=ignore_paused)
+                           cgroup=list(cgroup) if cgroup else None, ignore_paused=ignore_paused)
         return exec_process(root, container_id, proc, opts)
     except PyrunError as e:
         log.error(f"exec failed: {e}")
@@ -226,11 +226,10 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         raise PyrunError("--tty with --detach needs --console-socket to hand the pty to")
     check_lsm(proc)
     cgroup = rec.cgroup
-    if opts.cgroup is not None:
-        from pyrun.cgroups import directory_of
+    if opts.cgroup:
         from pyrun.exec_cgroup import sub_cgroup
 
-        cgroup = sub_cgroup(directory_of(rec.cgroup), opts.cgroup)
+        cgroup = sub_cgroup(rec.cgroup, opts.cgroup)
     plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
                 preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring)
     if spec.linux.seccomp is not None:

@@ -59,7 +59,7 @@ _COMMANDS = {
                             "--cap -c", "--pid-file", "--console-socket", "--preserve-fds",
                             "--process-label", "--apparmor", "--pidfd-socket", "--cgroup"),
                      _names("--tty -t", "--detach -d", "--no-new-privs", "--ignore-paused"), 1, None,
-                     ("--env", "--additional-gids", "--cap"), stop_at_id=True),
+                     ("--env", "--additional-gids", "--cap", "--cgroup"), stop_at_id=True),
 }
 _CHOICES = {"--rootfs-mode": ("overlay", "direct"),
             "--network": ("none", "host", "bridge", "pasta", "slirp4netns", "slirp")}

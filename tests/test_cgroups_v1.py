@@ -1001,3 +1001,83 @@ def test_run_into_a_frozen_cgroup_is_refused_not_hung_as_runc(v1, runc):
                 with open(freezer, "w") as f:
                     f.write("THAWED")
             _rm_premade([d for d in dirs if os.path.isdir(d)])
+
+
+def _cgroup_lines(pid: int) -> dict[str, str]:
+    """/proc/PID/cgroup: controllers -> path, as the host sees it."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        return {ctrls: path for _, ctrls, path in (line.rstrip("\n").split(":", 2) for line in f)}
+
+
+def _runc_at(state: str):
+    """runc with its state root; output to files (exec -d hands its stdio on)."""
+    def call(*args) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run([RUNC, "--root", state, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                               text=True, timeout=60)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read().replace('\\"', '"'))
+    return call
+
+
+def test_exec_cgroup_takes_runcs_v1_forms(v1, runc, workspace):
+    """runc's --cgroup on cgroup v1, pyrun and runc side by side:
+    controller:path pairs (repeatable, several controllers before one
+    path), a single path for every hierarchy, "/" for the container's own;
+    ".." refused in runc's words, a missing sub-cgroup and an unknown
+    controller refused too; delete removes the sub-cgroups."""
+    config = _limits(v1, ["sleep", "300"])
+    cid, rcid = uid("execcg"), uid("execcg-runc")
+    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
+    state = runc_detached(workspace, config, rcid, f"/pyrun/{rcid}")
+    try:
+        for who, call, c in (("pyrun", v1, cid), ("runc", _runc_at(state), rcid)):
+            _exec_cgroup_forms(who, call, c, v1.dir)
+    finally:
+        subprocess.run([RUNC, "--root", state, "delete", "--force", rcid], capture_output=True)
+        for left in leftovers(rcid):  # runc 1.1 leaves the sub-cgroups
+            for sub in [e.path for e in os.scandir(left) if e.is_dir()] + [left]:
+                os.rmdir(sub)
+    v1.ok("delete", "--force", cid)  # the sub-cgroups and what runs in them go too
+    assert leftovers(cid) == []
+
+
+def _exec_cgroup_forms(who: str, call, cid: str, scratch: str) -> None:
+    base = f"/pyrun/{cid}"
+    for h in ("memory", "cpu", "cpuacct"):
+        os.makedirs(os.path.join(CG, h, "pyrun", cid, "sub1"), exist_ok=True)
+    for h in os.listdir(CG):
+        if os.path.isdir(os.path.join(CG, h, "pyrun", cid)):
+            d = os.path.join(CG, h, "pyrun", cid, "everywhere")
+            os.makedirs(d, exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):  # a cpuset cgroup without them takes no process
+                if os.path.exists(os.path.join(d, name)):
+                    with open(os.path.join(os.path.dirname(d), name)) as f, open(os.path.join(d, name), "w") as g:
+                        g.write(f.read().strip())
+
+    def where(*flags) -> dict[str, str]:
+        pid_file = os.path.join(scratch, f"exec-{who}-{time.monotonic_ns()}.pid")
+        p = call("exec", "-d", "--pid-file", pid_file, *flags, cid, "sleep", "30")
+        assert p.returncode == 0, (who, flags, p.stderr)
+        with open(pid_file) as f:
+            return _cgroup_lines(int(f.read()))
+
+    own = where()
+    assert all(p == base for c, p in own.items() if c), (who, own)
+    assert where("--cgroup", "/") == own, who
+    two = where("--cgroup", "memory:sub1", "--cgroup", "cpu,cpuacct:sub1")
+    for ctrls, path in two.items():
+        named = {"memory", "cpu", "cpuacct"} & set(ctrls.split(","))
+        assert path == (base + "/sub1" if named else base), (who, ctrls, path)
+    every = where("--cgroup", "everywhere")
+    assert all(p == base + "/everywhere" for c, p in every.items() if c), (who, every)
+    for flags, words in ((["--cgroup", ".."], ".. is not a sub cgroup path"),
+                         (["--cgroup", "memory:../.."], "../.. is not a sub cgroup path"),
+                         (["--cgroup", "nonexistent"], "o such file or directory"),
+                         (["--cgroup", "cpu:nonexistent"], "o such file or directory"),
+                         (["--cgroup", "whaaat:/"], "unknown controller whaaat"),
+                         (["--cgroup", "a", "--cgroup", "b"], "(missing <controller>: prefix)")):
+        p = call("exec", *flags, cid, "true")
+        assert p.returncode == 255 and words in p.stderr, (who, flags, p.stderr)
+        assert len(p.stderr.splitlines()) == 1, (who, p.stderr)

@@ -110,6 +110,7 @@ class Cgroup:
 
     def __init__(self, dirs: dict[str, str], mounts: dict[str, frozenset[str]]):
         self.dirs = dirs
+        self.mounts = mounts
         self.path = "\n".join(dirs.values())
         self.by_ctrl: dict[str, str] = {}
         self.unified = None
