@@ -1081,3 +1081,69 @@ def _exec_cgroup_forms(who: str, call, cid: str, scratch: str) -> None:
         p = call("exec", *flags, cid, "true")
         assert p.returncode == 255 and words in p.stderr, (who, flags, p.stderr)
         assert len(p.stderr.splitlines()) == 1, (who, p.stderr)
+
+
+# ------------------------------------------ rootless, a cgroup delegated to the user
+
+@pytest.fixture
+def delegated(rt):
+    """Rootless on this v1 host, as root made it: /cgv1-deleg-PID in every
+    hierarchy owned by the test user (a delegated cgroup), and
+    /cgv1-noperm-PID that stays root's."""
+    if not rt.rootless or os.geteuid() != 0:
+        pytest.skip("rootless, with root to delegate a cgroup to the test user")
+    if cgroups.available() or not _v1_mounted("pids"):
+        pytest.skip("needs a cgroup v1 or hybrid host")
+    made = {}
+    for name, owner in (("deleg", rt.uid), ("noperm", 0)):
+        path = f"/cgv1-{name}-{os.getpid()}"
+        made[name] = (path, _premade(path))
+        for d in made[name][1]:
+            for root, dirs, files in os.walk(d):
+                for n in [root, *(os.path.join(root, f) for f in files)]:
+                    os.chown(n, owner, owner)
+    yield {k: v[0] for k, v in made.items()}
+    for _, dirs in made.values():
+        _rm_premade(dirs)
+
+
+def test_rootless_uses_a_delegated_v1_cgroup_and_fails_on_one_it_cannot_write_as_runc(rt, delegated):
+    from test_runc_semantics import Bundles
+
+    rb = Bundles(rt)
+    try:
+        for who in ("pyrun", "runc"):
+            def edit(config, path=None, limit=True):
+                if path:
+                    config["linux"]["cgroupsPath"] = path
+                if limit:
+                    config["linux"]["resources"] = {"pids": {"limit": 20}}
+            cid = rb.cid(who)
+            run = (lambda *a: rt(*a)) if who == "pyrun" else rb.runc
+            # delegated: used, the limit written, removed at delete
+            path = f"{delegated['deleg']}/{cid}"
+            b = rb.make(["sleep", "300"], lambda c: edit(c, path))
+            p = run("run", "-d", "-b", b, cid)
+            assert p.returncode == 0, (who, p.stderr)
+            pid = json.loads(run("state", cid).stdout)["pid"]
+            assert _cgroup_lines(pid)["pids"] == path, who
+            with open(os.path.join(CG, "pids") + path + "/pids.max") as f:
+                assert f.read().strip() == "20", who
+            assert run("delete", "--force", cid).returncode == 0
+            assert not os.path.exists(os.path.join(CG, "pids") + path), who
+            # not writable: refused, with or without limits
+            for limit in (True, False):
+                cid = rb.cid(who)
+                b = rb.make(["true"], lambda c: edit(c, f"{delegated['noperm']}/{cid}", limit))
+                p = run("run", "-b", b, cid)
+                assert p.returncode == 1, (who, limit, p.stderr)
+                assert "ermission denied" in p.stderr, (who, p.stderr)
+                if who == "pyrun":
+                    assert "linux.cgroupsPath" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+            # no cgroupsPath: no cgroup, so a limit is refused (and none is fine)
+            for limit, code in ((True, 1), (False, 0)):
+                cid = rb.cid(who)
+                p = run("run", "-b", rb.make(["true"], lambda c: edit(c, None, limit)), cid)
+                assert p.returncode == code, (who, limit, p.stderr)
+    finally:
+        rb.cleanup()

@@ -140,14 +140,15 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool, systemd:
         return v2.setup(spec, container_id, rootless, ignore_limits)
     from pyrun.cgroups import convert
 
-    if rootless:
+    if rootless and not spec.linux.cgroups_path:
         items = convert.writes_v1(spec.linux.resources)
         return without_limits(items, "this host's cgroups are v1 (or hybrid), where an unprivileged user "
-                              "gets no cgroup (as with runc); boot with systemd.unified_cgroup_hierarchy=1 "
-                              "or run as root", ignore_limits)
+                              "gets no cgroup of its own (as with runc); boot with "
+                              "systemd.unified_cgroup_hierarchy=1, run as root, or name a cgroup delegated "
+                              "to you in linux.cgroupsPath", ignore_limits)
     from pyrun.cgroups import v1
 
-    return v1.setup(spec, container_id, ignore_limits)
+    return v1.setup(spec, container_id, ignore_limits, rootless)
 
 
 def planned_path(spec, container_id: str, rootless: bool) -> str:
@@ -159,7 +160,7 @@ def planned_path(spec, container_id: str, rootless: bool) -> str:
         from pyrun.cgroups import v2
 
         return v2.path_for(spec.linux.cgroups_path, container_id, rootless) or ""
-    if rootless:
+    if rootless and not spec.linux.cgroups_path:
         return ""
     from pyrun.cgroups import v1
 

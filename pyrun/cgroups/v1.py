@@ -555,9 +555,17 @@ def _keep_realtime_budget(cg: Cgroup, spec, items: list) -> None:
     cg._drop(mnt)
 
 
-def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
+def setup(spec, container_id: str, ignore_limits: bool, rootless: bool = False) -> Cgroup | None:
     """Root on a v1 or hybrid host: the container's directory in every
-    hierarchy, device rules and limits written, no process in it yet."""
+    hierarchy, device rules and limits written, no process in it yet.
+
+    ``rootless``: an unprivileged caller whose ``linux.cgroupsPath`` names
+    a cgroup delegated to it (the directories its own in every hierarchy):
+    used as runc uses it, limits written; one it cannot write fails create,
+    as runc's does, with or without limits. The device rules need
+    CAP_SYS_ADMIN (devices.deny): without any in the config they are left
+    to the user namespace, which opens no host device node anyway; with
+    some, their write fails, naming them."""
     from pyrun.cgroups import without_limits
     from pyrun.cgroups.convert import device_writes_v1, writes_v1
 
@@ -571,12 +579,21 @@ def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
                               "the device rules cannot be enforced")
         return without_limits(items, "no cgroup hierarchy is mounted on this host", ignore_limits)
     cg = Cgroup(paths_for(spec.linux.cgroups_path, container_id, mounts), mounts)
+    if rootless and cg.unified is not None:
+        # a move between cgroup2 directories needs write access to their
+        # common ancestor's cgroup.procs (cgroup-v2.rst, "Delegation
+        # Containment"): the caller's own cgroup and the delegated one meet
+        # at the root. runc leaves the hybrid tree out too.
+        cg._drop(next(m for m, d in cg.dirs.items() if d == cg.unified))
     _keep_realtime_budget(cg, spec, items)
     try:
         cg.create()
     except PyrunError as e:
         busy = cg.pids()
         cg.undo_create()
+        if rootless and not ignore_limits:
+            raise ConfigError("linux.cgroupsPath", f"{spec.linux.cgroups_path}: {e} (rootless on cgroup v1, "
+                              "the cgroup must be delegated to you: yours in every hierarchy)") from None
         if busy or not ignore_limits:
             raise
         # asked to go on where cgroups cannot serve (a read-only cgroupfs
@@ -586,7 +603,8 @@ def setup(spec, container_id: str, ignore_limits: bool) -> Cgroup | None:
         log.debug_msg(f"cgroup limits and device rules ignored: {e}")
         return None
     try:
-        cg.apply_devices(resources, spec.linux.devices, ignore_limits)
+        if not rootless or (resources or {}).get("devices"):
+            cg.apply_devices(resources, spec.linux.devices, ignore_limits)
         cg.apply(items, ignore_limits)
     except BaseException:
         cg.undo_create()
