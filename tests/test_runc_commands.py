@@ -148,16 +148,41 @@ def test_json_outputs_are_the_bytes_runc_writes(rt, rb):
     assert pps == f"[{ps['pid']}]\n"
     if not rt.rootless:
         assert rps.stdout == f"[{rs['pid']}]\n"
+    events = []
     for p in (rt("events", "--stats", pid), rb.runc("events", "--stats", rid)):
         if p.returncode != 0:
             assert rt.rootless, p.stderr  # pyrun: no cgroup of its own rootless on cgroup v1
             continue
         assert p.stdout.startswith('{"type":"stats","id":"'), p.stdout[:80]
         assert p.stdout == go_json(json.loads(p.stdout)) + "\n"
+        events.append(json.loads(p.stdout)["data"])
+    if len(events) == 2:
+        _same_layout(events[0], events[1], "data")
     # an empty list is Go's nil slice: null
     rt.ok("delete", "--force", pid)
     rb.runc("delete", "--force", rid)
     assert rt.ok("list", "--format", "json") == rb.runc("list", "--format", "json").stdout == "null\n"
+
+
+# Fields runc's types.Stats tags omitempty: present in one output, absent in
+# the other only when their value is zero there.
+OMITEMPTY = {"total", "percpu", "percpu_kernel", "percpu_user", "periods", "throttledPeriods", "throttledTime",
+             "cpus", "mems", "cache", "usage", "max", "current", "limit", "raw", "ioServiceBytesRecursive",
+             "ioServicedRecursive", "major", "minor", "op", "value"}
+
+
+def _same_layout(p, r, where: str) -> None:
+    """The same keys in the same order at every level (values apart)."""
+    if isinstance(p, dict) and isinstance(r, dict):
+        common_p, common_r = [k for k in p if k in r], [k for k in r if k in p]
+        assert common_p == common_r, (where, list(p), list(r))
+        assert set(p) ^ set(r) <= OMITEMPTY, (where, set(p) ^ set(r))
+        if where == "data.memory.raw":
+            assert list(p) == sorted(p), where  # a Go map: sorted keys
+        for k in common_p:
+            _same_layout(p[k], r[k], f"{where}.{k}")
+    else:
+        assert type(p) is type(r) or {type(p), type(r)} <= {int, type(None)}, (where, p, r)
 
 
 def test_features_and_spec_are_laid_out_as_runcs(rt, tmp_path):

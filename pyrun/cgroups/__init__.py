@@ -220,8 +220,56 @@ def frozen(record: str) -> bool:
 
 
 def stats(cg) -> dict:
-    """runc's ``events --stats`` data (types.Stats)."""
-    return cg.stats()
+    """runc's ``events --stats`` data (types.Stats), laid out as runc's Go
+    encoder writes it (:func:`runc_layout`)."""
+    return runc_layout(cg.stats())
+
+
+def _present(d: dict, keys: tuple, always: tuple = ()) -> dict:
+    """``keys`` in that order; those not in ``always`` left out when zero or
+    empty (Go's ``omitempty``), those in it written as 0 when missing."""
+    out = {}
+    for k in keys:
+        v = d.get(k)
+        if k in always:
+            out[k] = v or 0
+        elif v:
+            out[k] = v
+    return out
+
+
+_MEMORY_ENTRY = ("limit", "usage", "max", "failcnt")
+_CPUSET = ("cpus", "cpu_exclusive", "mems", "mem_hardwall", "mem_exclusive", "memory_migrate",
+           "memory_spread_page", "memory_spread_slab", "memory_pressure", "sched_load_balance",
+           "sched_relax_domain_level")
+_BLKIO = ("ioServiceBytesRecursive", "ioServicedRecursive", "ioQueueRecursive", "ioServiceTimeRecursive",
+          "ioWaitTimeRecursive", "ioMergedRecursive", "ioTimeRecursive", "sectorsRecursive")
+
+
+def runc_layout(data: dict) -> dict:
+    """The stats dict as runc's types.Stats marshals it: its fields in
+    struct order, those tagged ``omitempty`` left out when zero, maps
+    (``memory.raw``, ``hugetlb``) with sorted keys, and the sections pyrun
+    does not read (``intel_rdt``, ``network_interfaces``) as runc writes
+    them empty: the same bytes for the same values."""
+    cpu = data.get("cpu") or {}
+    usage = _present(cpu.get("usage") or {}, ("total", "percpu", "percpu_kernel", "percpu_user", "kernel",
+                                               "user"), always=("kernel", "user"))
+    throttling = _present(cpu.get("throttling") or {}, ("periods", "throttledPeriods", "throttledTime"))
+    cpuset = _present(data.get("cpuset") or {}, _CPUSET, always=_CPUSET[1:2] + _CPUSET[3:])
+    mem = data.get("memory") or {}
+    memory = _present(mem, ("cache",))
+    for key in ("usage", "swap", "kernel", "kernelTCP"):
+        memory[key] = _present(mem.get(key) or {}, _MEMORY_ENTRY, always=("limit", "failcnt"))
+    if mem.get("raw"):
+        memory["raw"] = dict(sorted(mem["raw"].items()))
+    blkio = {k: [_present(e, ("major", "minor", "op", "value")) for e in (data.get("blkio") or {}).get(k) or []]
+             for k in _BLKIO if (data.get("blkio") or {}).get(k)}
+    hugetlb = {size: _present(h, ("usage", "max", "failcnt"), always=("failcnt",))
+               for size, h in sorted((data.get("hugetlb") or {}).items())}
+    return {"cpu": {"usage": usage, "throttling": throttling}, "cpuset": cpuset, "memory": memory,
+            "pids": _present(data.get("pids") or {}, ("current", "limit")), "blkio": blkio, "hugetlb": hugetlb,
+            "intel_rdt": {}, "network_interfaces": None}
 
 
 def oom_kills(cg) -> int:

@@ -404,6 +404,16 @@ class Cgroup:
         except OSError:
             return default
 
+    def _cpuset_stats(self) -> dict:
+        """runc's CPUSet stats: the cpuset.* files of the container's cgroup."""
+        if self.by_ctrl.get("cpuset") in (None, self.unified):
+            return {}
+        out: dict = {key: _cpu_list(self._read("cpuset", f"cpuset.{key}")) for key in ("cpus", "mems")}
+        for key in ("cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migrate", "memory_spread_page",
+                    "memory_spread_slab", "memory_pressure", "sched_load_balance", "sched_relax_domain_level"):
+            out[key] = _int(self._read("cpuset", f"cpuset.{key}", "0"))
+        return out
+
     def stats(self) -> dict:
         """runc's ``events --stats`` data (types.Stats) from the v1 files, as
         runc's fs manager GetStats reads them."""
@@ -425,15 +435,19 @@ class Cgroup:
         blkio = {"ioServiceBytesRecursive": _blkio(self._read("blkio", prefix + "io_service_bytes_recursive")),
                  "ioServicedRecursive": _blkio(self._read("blkio", prefix + "io_serviced_recursive"))}
         pids_max = self._read("pids", "pids.max", "max").strip()
+        per_cpu = [line.split() for line in self._read("cpuacct", "cpuacct.usage_all").splitlines()[1:]]
         return {
             "cpu": {
                 "usage": {"total": _int(self._read("cpuacct", "cpuacct.usage", "0")),
                           "percpu": [int(x) for x in self._read("cpuacct", "cpuacct.usage_percpu").split()],
+                          "percpu_kernel": [int(r[2]) for r in per_cpu if len(r) == 3],
+                          "percpu_user": [int(r[1]) for r in per_cpu if len(r) == 3],
                           "kernel": acct.get("system", 0) * tick, "user": acct.get("user", 0) * tick},
                 "throttling": {"periods": throttle.get("nr_periods", 0),
                                "throttledPeriods": throttle.get("nr_throttled", 0),
                                "throttledTime": throttle.get("throttled_time", 0)},
             },
+            "cpuset": self._cpuset_stats(),
             "memory": mem,
             "pids": {"current": _int(self._read("pids", "pids.current", "0")),
                      "limit": 0 if pids_max == "max" else _int(pids_max)},
@@ -469,6 +483,16 @@ def close_tasks(tasks: list[tuple[str, int]]) -> None:
     for _path, fd in tasks:
         os.close(fd)
     tasks.clear()
+
+
+def _cpu_list(text: str) -> list[int]:
+    """"0-2,5" -> [0, 1, 2, 5] (cpuset(7) "List format")."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if part:
+            lo, _, hi = part.partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    return out
 
 
 def _pids_of(d: str) -> list[int]:
