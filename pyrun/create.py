@@ -604,22 +604,24 @@ def send_to_listener(filt, fd: int, rec: Record, annotations: dict, pid: int | N
     """Hand the seccomp notify fd to ``linux.seccomp.listenerPath``: one
     message, the container process state as JSON with the fd attached
     (unix(7) SCM_RIGHTS), as config-linux.md's "Seccomp" describes."""
-    import json
     import socket
 
-    msg = {
-        "ociVersion": OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": pid or rec.pid,  # the process the filter is on: PID 1, or an exec'd one
-        "metadata": filt.listener_metadata,
-        "state": {"ociVersion": OCI_VERSION, "id": rec.id, "status": status,
-                  "pid": rec.pid, "bundle": rec.bundle, "annotations": annotations},
-    }
+    from pyrun import jsonio
+
+    # runc's specs.ContainerProcessState, as Go marshals it (omitempty fields left out when empty)
+    state = {"ociVersion": OCI_VERSION, "id": rec.id, "status": status, "pid": rec.pid, "bundle": rec.bundle}
+    if annotations:
+        state["annotations"] = annotations
+    msg = {"ociVersion": OCI_VERSION, "fds": ["seccompFd"],
+           "pid": pid or rec.pid}  # the process the filter is on: PID 1, or an exec'd one
+    if filt.listener_metadata:
+        msg["metadata"] = filt.listener_metadata
+    msg["state"] = state
     where = f"linux.seccomp.listenerPath {filt.listener_path}"
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(filt.listener_path)
-            socket.send_fds(s, [json.dumps(msg).encode()], [fd])
+            socket.send_fds(s, [jsonio.go(msg).encode()], [fd])
     except OSError as e:
         raise PyrunError(f"{where}: {errno_text(e)}") from None
     finally:

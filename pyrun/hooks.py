@@ -45,12 +45,16 @@ class HookFailed(PyrunError):
 
 def state_json(oci_version: str, container_id: str, status: str, pid: int, bundle: str,
                annotations: dict) -> bytes:
-    state = {"ociVersion": oci_version, "id": container_id, "status": status, "bundle": bundle}
+    """The state on a hook's stdin: the bytes runc writes (specs.State
+    marshalled by Go: compact, its field order, pid and annotations left
+    out when empty)."""
+    state = {"ociVersion": oci_version, "id": container_id, "status": status}
     if pid:
         state["pid"] = pid
+    state["bundle"] = bundle
     if annotations:
         state["annotations"] = annotations
-    return jsonio.dumps(state, compact=False).encode()
+    return jsonio.go(state).encode()
 
 
 def run(hook, state: bytes, kind: str, index: int, default_env: list[str] | None = None) -> None:

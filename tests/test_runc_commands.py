@@ -278,3 +278,33 @@ def test_exec_into_a_paused_container_needs_ignore_paused_and_runs_once_resumed(
         assert call("resume", cid).returncode == 0
         t.join(30)
         assert (done["p"].returncode, done["p"].stdout) == (0, "ran\n"), (who, done["p"].stderr)
+
+
+def test_hooks_read_the_state_bytes_runc_writes(rt, rb):
+    """A hook's stdin (createRuntime: pid set; poststop: no pid) is runc's
+    json.Marshal of specs.State: compact, pid before bundle."""
+    outs = {}
+    for who in ("pyrun", "runc"):
+        d = os.path.join(rt.dir, f"hooks-{who}")
+        os.mkdir(d)
+        rt._chown(d)
+
+        def edit(config, d=d):
+            config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {d}/{kind}"]}]
+                               for kind in ("createRuntime", "poststop")}
+        b = rb.make(["sleep", "300"], edit)
+        cid = rb.cid(who)
+        call = rt if who == "pyrun" else rb.runc
+        p = call("create", "-b", b, cid)
+        assert p.returncode == 0, (who, p.stderr)
+        state = json.loads(call("state", cid).stdout)
+        assert call("delete", "--force", cid).returncode == 0
+        for kind in ("createRuntime", "poststop"):
+            with open(os.path.join(d, kind)) as f:
+                text = f.read()
+            for value, name in ((state["bundle"], "B"), (cid, "ID"), (state["ociVersion"], "V"),
+                                (str(state["pid"]), "PID")):
+                text = text.replace(value, name)
+            outs.setdefault(kind, []).append(text)
+    for kind, (p, r) in outs.items():
+        assert p == r, (kind, p, r)
