@@ -359,11 +359,8 @@ def list_cmd(obj, fmt, quiet):
 
         click.echo(go(states or None))  # runc's Encoder: compact; an empty list is null
     else:
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        for r in rows:
-            click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "   " + r[5])
+        for line in lifecycle.table(states):
+            click.echo(line)
 
 
 @cli.command()

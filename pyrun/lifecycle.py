@@ -54,6 +54,15 @@ def list_states(root: str, warn=None) -> list[dict]:
     return out
 
 
+def table(states: list[dict]) -> list[str]:
+    """``list``'s table as runc's text/tabwriter lays it out (minimum cell
+    width 12, padding 3; the last column, OWNER, is not padded)."""
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(5)]
+    return ["".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + r[5] for r in rows]
+
+
 def saved_spec(sd: StateDir, rec: Record):
     """The container's config as it was created: the bundle's config.json,
     re-read and checked against the sha256 create recorded (``exec`` and

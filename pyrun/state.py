@@ -156,8 +156,12 @@ def is_alive(pid: int, start: int) -> bool:
 
 
 def now_rfc3339() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    """Now, as Go's time.RFC3339Nano writes it (runc's "created"): the
+    nanoseconds without trailing zeros, no fraction at all when they are 0."""
+    ns = time.time_ns()
+    fraction = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + (
+        f".{fraction}Z" if fraction else "Z")
 
 
 @record

@@ -308,3 +308,27 @@ def test_hooks_read_the_state_bytes_runc_writes(rt, rb):
             outs.setdefault(kind, []).append(text)
     for kind, (p, r) in outs.items():
         assert p == r, (kind, p, r)
+
+
+def _tabwriter(rows: list[list[str]]) -> str:
+    """Go's text/tabwriter.NewWriter(out, 12, 1, 3, ' ', 0) as runc's list
+    uses it: every cell but the last padded to max(12, widest + 3)."""
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)]
+    return "".join("".join(c.ljust(w) for c, w in zip(r, widths)) + r[-1] + "\n" for r in rows)
+
+
+def test_list_table_is_laid_out_as_runcs_and_created_is_rfc3339nano(rt, rb):
+    pid, rid = _start_both(rt, rb)
+    for call in (rt, rb.runc):
+        table = call("list").stdout
+        states = json.loads(call("list", "--format", "json").stdout)
+        rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]] for s in states]
+        assert table == _tabwriter(rows), (table, rows)
+        for s in states:  # Go's time.RFC3339Nano: no trailing zeros in the fraction
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z", s["created"]), s["created"]
+    from pyrun.state import now_rfc3339
+
+    stamps = {now_rfc3339() for _ in range(2000)}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z", s) for s in stamps)
+    assert any(len(s) < len("2026-01-01T00:00:00.123456789Z") for s in stamps)  # some ended in 0
