@@ -153,6 +153,7 @@ def _first_record(sd: StateDir, spec, plan) -> Record:
         hooks=bool(spec.hooks.poststart or spec.hooks.poststop),
         net={"mode": net_mode} if net_mode in (network.BRIDGE, *network.USER_MODE) else {},
         layers=plan.layers, cgroup_pending=_pending_cgroup(spec, sd.id),
+        own_pid_ns=(ns := spec.namespace("pid")) is not None and not ns.path,
         config_sha256=spec.sha256,  # of the bytes parsed: no second read to race
     )
 

@@ -468,9 +468,12 @@ def remove_cgroup(rec: Record) -> None:
         return
 
     cg = open_cgroup(rec.cgroup)
-    if rec.cgroup_shared and cg.pids():
-        # what was there before the container is not ours to kill: the
-        # cgroup stays while it is (runc 1.1 leaves it too)
+    if (rec.cgroup_shared or rec.own_pid_ns) and _others_left(cg):
+        # what was there before the container, or joined its cgroup since
+        # (another container with the same cgroupsPath, runc warns and runs
+        # it), is not ours to kill: the cgroup stays while it is (runc 1.1
+        # leaves it too). With its own pid namespace, the container's
+        # processes all died with PID 1.
         log.warning(f"cgroup {rec.cgroup.split(chr(10))[0]} still has processes the container did not start: "
                     "left in place")
         return
@@ -482,6 +485,19 @@ def remove_cgroup(rec: Record) -> None:
                 except ProcessLookupError:
                     pass
     cg.remove()
+
+
+def _others_left(cg, wait: float = 1.0) -> bool:
+    """Processes still in the cgroup after ``wait`` s: the container's own
+    last ones may still be leaving cgroup.procs when PID 1 is reaped."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while cg.pids():
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def remove_state(sd: StateDir, rec: Record, record_too: bool = True) -> None:

@@ -185,6 +185,10 @@ class Record:
     # The cgroup had processes before the container (runc 1.1 warns and runs
     # there): delete does not kill what it finds left in it.
     cgroup_shared: bool = False
+    # PID 1 has a pid namespace of its own (made, not joined): every process
+    # of the container dies with it, and what delete finds left in its
+    # cgroup is someone else's (runc kills leftovers only without one).
+    own_pid_ns: bool = False
     uid_mappings: list = field(default_factory=list)
     gid_mappings: list = field(default_factory=list)
     net: dict = field(default_factory=dict)   # network mode, address, veth / helper pid

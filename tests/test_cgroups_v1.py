@@ -1147,3 +1147,50 @@ def test_rootless_uses_a_delegated_v1_cgroup_and_fails_on_one_it_cannot_write_as
                 assert p.returncode == code, (who, limit, p.stderr)
     finally:
         rb.cleanup()
+
+
+def test_two_containers_in_one_cgroup_delete_kills_only_its_own_as_runc(v1, runc, workspace):
+    """Two containers given the same cgroupsPath (the second is warned, as
+    runc warns): deleting the first must not kill the second, whose PID 1
+    is in that cgroup too (pyrun killed whatever it found there)."""
+    config = _limits(v1, ["sleep", "300"])
+    for who in ("pyrun", "runc"):
+        path = f"/pyrun/cgv1-two-{who}-{os.getpid()}"
+        first, second = uid(f"two-a-{who}"), uid(f"two-b-{who}")
+        if who == "pyrun":
+            conf = dict(config, linux=dict(config["linux"], cgroupsPath=path))
+            call = v1
+            v1.ok("run", "-d", "-b", v1.bundle(config=conf), first)
+            p = v1("run", "-d", "-b", v1.bundle(config=conf), second)
+        else:
+            state = runc_detached(workspace, config, first, path)
+            call = _runc_at(state)
+            rconf = dict(config, root={"path": os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                            "bundles", "busybox", "rootfs"), "readonly": True},
+                         linux=dict(config["linux"], cgroupsPath=path))
+            bundle = tempfile.mkdtemp(dir=workspace)
+            with open(os.path.join(bundle, "config.json"), "w") as f:
+                json.dump(rconf, f)
+            p = call("run", "-d", "-b", bundle, second)
+        try:
+            assert p.returncode == 0, (who, p.stderr)
+            assert "container's cgroup is not empty: " in p.stderr, (who, p.stderr)  # pyrun's init too: 2
+            pid2 = json.loads(call("state", second).stdout)["pid"]
+            assert call("delete", "--force", first).returncode == 0, who
+            time.sleep(0.2)
+            assert json.loads(call("state", second).stdout)["status"] == "running", who
+            assert _state_letter(pid2) not in (None, "Z"), who
+        finally:
+            call("delete", "--force", second)
+            call("delete", "--force", first)
+            for left in [os.path.join(CG, h) + path for h in os.listdir(CG)]:
+                if os.path.isdir(left):
+                    os.rmdir(left)
+
+
+def _state_letter(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None

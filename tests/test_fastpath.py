@@ -107,7 +107,8 @@ CLICK = "import sys; sys.argv[0] = 'pyrun'; from pyrun.cli import main; main()"
 TASK_CASES = [
     ["ps", "{c}"], ["ps", "-f", "json", "{c}"], ["ps", "--format=json", "{c}"], ["ps", "{c}", "--format", "table"],
     ["ps", "{red}"], ["ps", "-f", "json", "{red}"], ["ps", "nope"], ["ps", "-f", "xml", "{c}"], ["ps"],
-    ["ps", "{c}", "{c}"], ["ps", "--bogus", "{c}"],
+    ["ps", "{c}", "{c}"], ["ps", "--bogus", "{c}"], ["ps", "{c}", "-o", "pid,comm"], ["ps", "{c}", "-o", "comm"],
+    ["ps", "-f", "json", "{c}", "-o", "pid"],
     ["list"], ["list", "-q"], ["list", "--quiet"], ["list", "-f", "json"], ["list", "--format=table"],
     ["list", "-q", "-f", "json"], ["list", "extra"], ["list", "--format"],
     ["events", "--stats", "{c}"], ["events", "--stats", "--interval", "1s", "{c}"],
