@@ -197,17 +197,24 @@ def _same_ns_pids(pid: int, ns: str) -> list[int]:
 
 
 def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
+    """Signal 0 only checks that PID 1 is alive. A stopped container answers
+    in runc's words, ``container not running``, the words containerd's shim
+    takes as harmless; ``--all`` of a stopped container signals what is left
+    in its cgroup and succeeds, as runc's does: containerd sends it to every
+    task it deletes, and an error there hides the exit from CRI."""
     sd, rec = load(root, container_id)
     status = sd.status(rec)
-    if status not in (STATUS_CREATED, STATUS_RUNNING, STATUS_PAUSED):
-        raise InvalidState(f"container {container_id!r} is not running ({status})")
-    fd = pidfd(rec)
+    fd = pidfd(rec) if status in (STATUS_CREATED, STATUS_RUNNING, STATUS_PAUSED) else None
     if fd is None:
-        raise InvalidState(f"container {container_id!r} is not running (stopped)")
-    try:
-        if all_processes and rec.cgroup:
+        if not all_processes:
+            raise InvalidState("container not running")
+        if rec.cgroup and sig:
             _signal_cgroup(rec.cgroup, sig)
-        elif all_processes:
+        return
+    try:
+        if all_processes and rec.cgroup and sig:
+            _signal_cgroup(rec.cgroup, sig)
+        elif all_processes and sig:
             for pid in _namespace_pids(rec):
                 try:
                     os.kill(pid, sig)
@@ -217,7 +224,7 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
             signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             if not all_processes:  # with --all it may be gone already, by our hand
-                raise InvalidState(f"container {container_id!r} is not running (stopped)") from None
+                raise InvalidState("container not running") from None
     finally:
         os.close(fd)
 

@@ -369,3 +369,59 @@ def test_hostname_is_set_in_a_joined_uts_namespace(rt, rb):
         r = call("run", "-b", b, rb.cid(runtime))
         assert r.returncode == 0 and r.stdout == f"joined-{runtime}\n", (runtime, r.stderr)
         assert rt.ok("exec", holder, "hostname") == f"joined-{runtime}\n", runtime
+
+
+# ------------------------------------ issue 24: kill of a container that has exited
+
+KILL_CASES = [  # (flags, signal): containerd's task delete sends the first
+    (["--all"], "SIGKILL"), ([], "SIGKILL"), ([], "0"), (["--all"], "0"), ([], "TERM"), (["--all"], "15"),
+]
+
+
+def _runc_msg(stderr: str) -> str:
+    """runc's error as its logrus line carries it: msg="..."."""
+    return stderr.split('msg="', 1)[1].rsplit('"', 1)[0] if 'msg="' in stderr else stderr
+
+
+def _wait_stopped(state, cid: str) -> None:
+    deadline = time.monotonic() + 10
+    while json.loads(state("state", cid).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, f"{cid} did not stop"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("path", ["fast", "click"])
+def test_kill_of_an_exited_container_answers_as_runc(rt, rb, path):
+    """containerd's shim takes only "container not running" (and a few others)
+    as a harmless kill error (checkKillError); ``kill --all`` of a stopped
+    container succeeds, as runc's does, or CRI never sees the exit. ``--``
+    sends the same command line through click instead of the fast path."""
+    sep = ["--"] if path == "click" else []
+    got = {}
+    for runtime in ("pyrun", "runc"):
+        call = rt if runtime == "pyrun" else rb.runc
+        cid = rb.cid(runtime)
+        assert call("create", "-b", rb.make(["true"]), cid).returncode == 0
+        assert call("start", cid).returncode == 0
+        _wait_stopped(call, cid)
+        answers = []
+        for flags, sig in KILL_CASES:
+            r = call("kill", *flags, *sep, cid, sig)
+            answers.append((flags, sig, r.returncode, r.stdout,
+                            (_runc_msg(r.stderr) if runtime == "runc" else r.stderr.removeprefix("pyrun: ")).rstrip("\n")))
+        got[runtime] = answers
+    assert got["pyrun"] == got["runc"]
+    assert got["runc"][1][2:] == (1, "", "container not running")  # the words containerd matches
+
+
+def test_signal_0_of_a_running_container_succeeds_as_with_runc(rt, rb):
+    for runtime in ("pyrun", "runc"):
+        call = rt if runtime == "pyrun" else rb.runc
+        cid = rb.cid(runtime)
+        assert call("run", "-d", "-b", rb.make(["sleep", "60"]), cid).returncode == 0
+        for flags in ([], ["--all"]):
+            if runtime == "runc" and rt.rootless and flags:
+                continue  # runc 1.1 without a cgroup: "lstat : no such file or directory"
+            r = call("kill", *flags, cid, "0")
+            assert (r.returncode, r.stderr) == (0, ""), (runtime, flags, r.stderr)
+        assert call("kill", cid, "KILL").returncode == 0
