@@ -154,10 +154,18 @@ def pivot_root(new_root: str) -> None:
     While the documentation may suggest otherwise, pivot_root(".", ".") is
     valid: the new root becomes "/" and the old one is mounted on top of it,
     where umount2(MNT_DETACH) removes it without needing a directory for it.
-    The old root is made a slave first so the unmount cannot propagate to the
-    host's mount namespace."""
-    os.chdir(new_root)
-    sc.pivot_root(".", ".")
+    The OLD root, reached by fchdir(2) to a descriptor opened before, is made
+    MS_SLAVE|MS_REC first, so that its unmount cannot propagate to the host's
+    mount namespace; "." after pivot_root is still the new root, whose mounts
+    keep the propagation they were given (an ``rshared`` bind stays the host
+    mount's peer, as runc keeps it)."""
+    old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(new_root)
+        sc.pivot_root(".", ".")
+        os.fchdir(old_root)
+    finally:
+        os.close(old_root)
     sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC, None)
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")

@@ -425,3 +425,50 @@ def test_signal_0_of_a_running_container_succeeds_as_with_runc(rt, rb):
             r = call("kill", *flags, cid, "0")
             assert (r.returncode, r.stderr) == (0, ""), (runtime, flags, r.stderr)
         assert call("kill", cid, "KILL").returncode == 0
+
+
+# ----------------------- issue 24: an rshared bind is a peer of the host's mount
+
+def test_an_rshared_bind_is_a_peer_and_mounts_inside_reach_the_host(rt, rb):
+    """CRI's Bidirectional mount: ``rbind,rshared`` with rootfsPropagation
+    rshared. The bind must be in the host mount's peer group (``shared:N``,
+    no ``master:``) so a mount made inside appears on the host, and the old
+    root's detach after pivot_root must unmount nothing of the host's. The
+    "host" is a private mount namespace made shared (unshare -m), so nothing
+    reaches the real one."""
+    if rt.rootless:
+        pytest.skip("a mount made by a container reaching the host's namespace: rootful")
+    lines = []
+    for runtime in ("pyrun", "runc"):
+        shared = os.path.join(rt.dir, f"shared-{runtime}")
+        os.makedirs(os.path.join(shared, "sub"))
+
+        def edit(config, shared=shared):
+            config["linux"]["rootfsPropagation"] = "rshared"
+            config["mounts"].append({"destination": "/mnt", "type": "bind", "source": shared,
+                                     "options": ["rbind", "rshared"]})
+            c = config["process"]["capabilities"]
+            for key in ("bounding", "effective", "permitted"):
+                c[key].append("CAP_SYS_ADMIN")
+        b = rb.make(["sh", "-c", "mount -t tmpfs made-inside /mnt/sub && grep ' /mnt ' /proc/self/mountinfo"],
+                    edit)
+        cid = rb.cid(runtime)
+        cmd = rt.cmd("run", "-b", b, cid) if runtime == "pyrun" else [RUNC, "--root", rb.runc_root, "run",
+                                                                       "-b", b, cid]
+        script = f"""set -e
+            mount -t tmpfs host-{runtime} {shared} && mkdir {shared}/sub
+            mount --make-rshared /
+            grep ' {shared} ' /proc/self/mountinfo
+            cut -d' ' -f5 /proc/self/mountinfo | sort > {rt.dir}/before-{runtime}
+            {' '.join(cmd)} </dev/null
+            cut -d' ' -f5 /proc/self/mountinfo | sort > {rt.dir}/after-{runtime}
+            grep -c ' {shared}/sub .* made-inside' /proc/self/mountinfo || true
+            diff {rt.dir}/before-{runtime} {rt.dir}/after-{runtime} | grep "^[<>]" || true"""
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True,
+                           text=True, env=rt.env, cwd=rt.dir, timeout=60)
+        assert p.returncode == 0, (runtime, p.stdout, p.stderr)
+        host, inside, seen, *diff = p.stdout.splitlines()
+        group = next(f for f in host.split() if f.startswith("shared:"))
+        lines.append((runtime, [f for f in inside.split()[6:] if f.startswith(("shared:", "master:"))] == [group],
+                      seen, diff))
+    assert lines == [(r, True, "1", [f"> {rt.dir}/shared-{r}/sub"]) for r in ("pyrun", "runc")]
