@@ -15,10 +15,7 @@ Rootful only: rootless containerd needs rootlesskit.
 from __future__ import annotations
 
 import os
-import pty
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +23,7 @@ import time
 import uuid
 
 import pytest
+from containerd_env import Containerd
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSYBOX_ROOTFS = os.path.join(TOP, "bundles", "busybox", "rootfs")
@@ -40,26 +38,6 @@ if not (CONTAINERD and CTR and shutil.which("containerd-shim-runc-v2")):
 if os.geteuid() != 0:
     pytest.skip("containerd runs as root here (rootless needs rootlesskit)", allow_module_level=True)
 
-CONFIG = """\
-version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-"""
-
 # pyrun serves cgroup v2 only; containerd's spec asks for cpu shares, which a
 # v1/hybrid host cannot give it (as podman's --runtime-flag in test_podman.py)
 WRAPPER = """\
@@ -69,76 +47,6 @@ rc=$?
 printf '%s\\t%s\\n' "$rc" "$*" >> {log}
 exit $rc
 """
-
-
-class Containerd:
-    """A private containerd and ctr against it."""
-
-    def __init__(self, d: str):
-        self.dir = d
-        self.sock = os.path.join(d, "containerd.sock")
-        self.ns = f"pyrun-test-{os.getpid()}"
-        with open(os.path.join(d, "config.toml"), "w") as f:
-            f.write(CONFIG.format(d=d))
-        self.log = open(os.path.join(d, "containerd.log"), "w")
-        self.proc = subprocess.Popen([CONTAINERD, "--config", os.path.join(d, "config.toml")],
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while subprocess.run([CTR, "-a", self.sock, "version"], capture_output=True).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"containerd did not start: {open(self.log.name).read()[-2000:]}")
-            time.sleep(0.1)
-
-    def ctr(self, *args, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            p = subprocess.run([CTR, "-a", self.sock, "-n", self.ns, *map(str, args)], stdout=out, stderr=err,
-                               stdin=subprocess.DEVNULL, text=True, timeout=timeout, **kw)
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
-
-    def ok(self, *args, **kw) -> str:
-        p = self.ctr(*args, **kw)
-        assert p.returncode == 0, f"ctr {' '.join(map(str, args))} -> {p.returncode}\n{p.stderr}"
-        return p.stdout
-
-    def ctr_pty(self, *args, timeout: float = 30) -> tuple[int, str]:
-        """ctr with a terminal as its stdio (``-t`` needs one)."""
-        master, slave = pty.openpty()
-        p = subprocess.Popen([CTR, "-a", self.sock, "-n", self.ns, *args], stdin=slave, stdout=slave,
-                             stderr=slave, start_new_session=True)
-        os.close(slave)
-        out = b""
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if select.select([master], [], [], 0.2)[0]:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: every slave is closed
-                        break
-                    if not chunk:
-                        break
-                    out += chunk
-                elif p.poll() is not None:
-                    break
-            else:
-                p.kill()
-            return p.wait(timeout=10), out.decode(errors="replace")
-        finally:
-            os.close(master)
-
-    def stop(self) -> None:
-        """SIGTERM, as systemd stops it; the shims of deleted tasks are gone."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,185 @@
+"""The kubelet's path with crictl: containerd's CRI plugin, the runc v2 shim,
+pyrun as its BinaryName, each step beside runc (issue 24).
+
+One private containerd (tools/cri/cri.py: its own root, state, socket,
+mount, network and IPC namespace, CNI bridge on a private subnet, the
+images built locally) with two runtime handlers, ``pyrun`` and ``runc``;
+crictl (built once into .cache/cri-tools by tools/cri) runs each step for
+both pods and the answers are compared. Rootful only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "tools", "cri"))
+import cri  # noqa: E402
+
+PYRUN = os.path.join(os.path.dirname(sys.executable), "pyrun")
+RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
+HANDLERS = ("pyrun", "runc")
+
+if os.geteuid() != 0:
+    pytest.skip("containerd with the CRI plugin runs as root here", allow_module_level=True)
+if not (cri.CONTAINERD and cri.CTR and RUNC and os.path.exists(os.path.join(cri.CNI_BIN, "bridge"))):
+    pytest.skip("containerd, runc or containernetworking-plugins is not installed (tools/deps.sh)",
+                allow_module_level=True)
+if not os.path.exists(os.path.join(cri.CACHE, "crictl")) and not (os.path.exists(cri.TARBALL)
+                                                                  and shutil.which("go")):
+    pytest.skip("no crictl: make test-cri builds it (needs go and $CRI_TOOLS_TARBALL)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    crictl = os.path.join(cri.CACHE, "crictl")
+    if not os.path.exists(crictl):
+        with open("/tmp/pyrun-heavy.lock", "a") as lock:  # a Go build, once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            crictl = cri.build("crictl")
+    d = tmp_path_factory.mktemp("cri")
+    images = str(d / "images.tar")
+    cri.build_images(images)
+    e = cri.CriEnv({"pyrun": PYRUN, "runc": RUNC}, crictl, images)
+    e.work = str(d)
+    yield e
+    e.close()
+
+
+def crictl(env, *args, timeout: float = 60) -> subprocess.CompletedProcess:
+    return env.crictl(*map(str, args), timeout=timeout)
+
+
+def ok(env, *args, **kw) -> str:
+    p = crictl(env, *args, **kw)
+    assert p.returncode == 0, f"crictl {' '.join(map(str, args))} -> {p.returncode}\n{p.stderr}"
+    return p.stdout
+
+
+def write(env, name: str, obj: dict) -> str:
+    path = os.path.join(env.work, name)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+    return path
+
+
+def pod(env, handler: str, name: str) -> tuple[str, str]:
+    """runp --runtime HANDLER: (pod id, pod config path)."""
+    logs = os.path.join(env.work, f"logs-{name}-{handler}")
+    os.makedirs(logs, exist_ok=True)
+    config = write(env, f"pod-{name}-{handler}.json", {
+        "metadata": {"name": f"{name}-{handler}", "namespace": "pyrun-test", "uid": f"{name}-{handler}-{os.getpid()}",
+                     "attempt": 1},
+        "log_directory": logs, "linux": {}})
+    return ok(env, "runp", "--runtime", handler, config).strip(), config
+
+
+def container(env, pod_id: str, pod_config: str, name: str, command: list[str]) -> str:
+    config = write(env, f"ctr-{name}-{pod_id[:12]}.json", {
+        "metadata": {"name": name}, "image": {"image": cri.BUSYBOX_IMAGE}, "command": command,
+        "log_path": f"{name}.log", "linux": {}})
+    return ok(env, "create", pod_id, config, pod_config).strip()
+
+
+def status(env, cid: str) -> dict:
+    return json.loads(ok(env, "inspect", "-o", "json", cid))["status"]
+
+
+def exec_tty(env, cid: str, *command: str, timeout: float = 30) -> tuple[int, str]:
+    """crictl exec -it with a terminal as its stdio."""
+    master, slave = pty.openpty()
+    argv = [*env.enter(), env.crictl_bin, "--runtime-endpoint", f"unix://{env.containerd.sock}",
+            "exec", "-it", cid, *command]
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every slave is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        else:
+            p.kill()
+        return p.wait(timeout=10), out.decode(errors="replace")
+    finally:
+        os.close(master)
+
+
+def lifecycle(env, handler: str) -> list:
+    """Every step of the kubelet's lifecycle; what each answered."""
+    seen = []
+    pod_id, pod_config = pod(env, handler, "life")
+    cid = container(env, pod_id, pod_config, "main", ["sh", "-c", "trap '' TERM; echo out; echo err >&2; while :; do sleep 1; done"])
+    ok(env, "start", cid)
+    seen.append(("start", status(env, cid)["state"]))
+    p = crictl(env, "exec", "-s", cid, "sh", "-c", "echo o; echo e >&2; exit 3")
+    seen.append(("exec -s", p.returncode, p.stdout, p.stderr.split(" level=", 1)[-1]))  # no time=
+    p = crictl(env, "exec", cid, "sh", "-c", "echo o; echo e >&2; exit 5")
+    seen.append(("exec", p.returncode, p.stdout, "e" in p.stderr))
+    rc, out = exec_tty(env, cid, "sh", "-c", "tty; echo $((6*7)); exit 4")
+    seen.append(("exec -it", rc, out.replace("\r\n", "\n").split("\n")[:2]))
+    deadline = time.monotonic() + 5
+    while (p := crictl(env, "logs", cid)).stdout != "out\n" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen.append(("logs", p.returncode, p.stdout, p.stderr))
+    stats = json.loads(ok(env, "stats", "-o", "json", "--id", cid))["stats"]
+    seen.append(("stats", [s["attributes"]["id"] for s in stats] == [cid],
+                 all("memory" in s and "cpu" in s for s in stats)))
+    start = time.monotonic()
+    p = crictl(env, "stop", "-t", "2", cid, timeout=60)
+    took = time.monotonic() - start
+    seen.append(("stop -t 2", p.returncode, 1.5 < took < 6))  # TERM ignored: KILL after 2 s
+    s = status(env, cid)
+    seen.append(("stopped", s["state"], s["exitCode"]))
+    seen.append(("rm", crictl(env, "rm", cid).returncode))
+    start = time.monotonic()
+    seen.append(("stopp", crictl(env, "stopp", pod_id).returncode, time.monotonic() - start < 10))
+    seen.append(("rmp", crictl(env, "rmp", pod_id).returncode))
+    seen.append(("gone", crictl(env, "inspectp", pod_id).returncode != 0))
+    return seen
+
+
+def test_crictl_lifecycle_as_with_runc(env):
+    got = {h: lifecycle(env, h) for h in HANDLERS}
+    assert got["pyrun"] == got["runc"]
+    steps = dict((s[0], s[1:]) for s in got["runc"])  # runc's answers, spelled out
+    assert "exited with 3: e" in steps["exec -s"][2]  # crictl 1.26: exit 1, stdout lost
+    assert steps["exec"][:2] == (1, "o\n")  # crictl 1.26 exits 1 for any failed command
+    assert steps["exec -it"] == (1, ["/dev/pts/0", "42"])
+    assert steps["stopped"] == ("CONTAINER_EXITED", 137)
+
+
+def test_a_container_exiting_by_itself_is_seen_exited_within_a_second(env):
+    """containerd's shim reaps the exit and then deletes the task with
+    ``kill --all ID SIGKILL``; CRI records the exit only if that succeeds."""
+    got = {}
+    for handler in HANDLERS:
+        pod_id, pod_config = pod(env, handler, "exits")
+        cid = container(env, pod_id, pod_config, "exits", ["sh", "-c", "exit 7"])
+        ok(env, "start", cid)
+        start = time.monotonic()
+        while (s := status(env, cid))["state"] != "CONTAINER_EXITED" and time.monotonic() - start < 5:
+            time.sleep(0.05)
+        got[handler] = (s["state"], s["exitCode"], time.monotonic() - start < 1)
+        ok(env, "rm", cid)
+        ok(env, "stopp", pod_id)
+        ok(env, "rmp", pod_id)
+    assert got["pyrun"] == got["runc"] == ("CONTAINER_EXITED", 7, True)
