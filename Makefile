@@ -57,6 +57,11 @@ bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json
 
+.PHONY: test-cri
+test-cri: bundles     ## critest through containerd's CRI plugin, pyrun beside runc (as root; tools/cri/test-cri)
+	@sh tools/deps.sh
+	flock /tmp/pyrun-heavy.lock $(PY) tools/cri/test-cri
+
 .PHONY: test-podman
 test-podman: bundles  ## podman with pyrun (and runc, the reference) as its runtime, rootful and rootless (as root)
 	$(PY) -P -m pytest -v -p no:cacheprovider -rxXs $(PYTEST_ARGS) tests/test_podman.py
