@@ -209,7 +209,7 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
         if not all_processes:
             raise InvalidState("container not running")
         if rec.cgroup and sig:
-            _signal_cgroup(rec.cgroup, sig)
+            _signal_cgroup(rec.cgroup, sig, gone_ok=True)
         return
     try:
         if all_processes and rec.cgroup and sig:
@@ -229,12 +229,16 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
         os.close(fd)
 
 
-def _signal_cgroup(path: str, sig: int) -> None:
+def _signal_cgroup(path: str, sig: int, gone_ok: bool = False) -> None:
     """Every process of the cgroup: cgroup.kill(2) for SIGKILL (atomic, no
-    fork race); otherwise frozen, signalled one by one, thawed (as runc)."""
+    fork race); otherwise frozen, signalled one by one, thawed (as runc).
+    ``gone_ok``: a stopped container's cgroup may be gone already (systemd
+    removes an empty scope's), and then there is nothing to signal."""
     from pyrun.cgroups import open_cgroup
 
     cg = open_cgroup(path)
+    if gone_ok and not cg.exists():
+        return
     if sig == signal.SIGKILL and cg.kill():
         return
     was_frozen = cg.frozen()

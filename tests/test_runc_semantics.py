@@ -472,3 +472,26 @@ def test_an_rshared_bind_is_a_peer_and_mounts_inside_reach_the_host(rt, rb):
         lines.append((runtime, [f for f in inside.split()[6:] if f.startswith(("shared:", "master:"))] == [group],
                       seen, diff))
     assert lines == [(r, True, "1", [f"> {rt.dir}/shared-{r}/sub"]) for r in ("pyrun", "runc")]
+
+
+def test_kill_all_of_an_exited_container_whose_cgroup_is_gone_succeeds_as_with_runc(rt, rb):
+    """systemd removes an empty scope's cgroup on its own: ``kill --all`` of
+    the stopped container then has nothing to signal, and succeeds."""
+    if rt.rootless:
+        pytest.skip("rootless on this host has no cgroup to remove")
+    for runtime in ("pyrun", "runc"):
+        call = rt if runtime == "pyrun" else rb.runc
+        cid = rb.cid(runtime)
+        assert call("create", "-b", rb.make(["true"]), cid).returncode == 0
+        assert call("start", cid).returncode == 0
+        _wait_stopped(call, cid)
+        removed = 0
+        for top in os.listdir("/sys/fs/cgroup"):
+            for d, subdirs, _ in sorted(os.walk(os.path.join("/sys/fs/cgroup", top)), reverse=True):
+                if os.path.basename(d) == cid or f"{cid}." in os.path.basename(d):
+                    os.rmdir(d)  # empty: its one process has exited
+                    removed += 1
+        assert removed, f"no cgroup named after {cid}"
+        for sig in ("SIGKILL", "TERM"):
+            r = call("kill", "--all", cid, sig)
+            assert (r.returncode, r.stderr) == (0, ""), (runtime, sig, r.stderr)
