@@ -113,6 +113,39 @@ int main(void) { printf("Effective uid: %d\n", (int)geteuid()); return 0; }
 """
 
 
+# critest's nginx image: a process named nginx whose command line says
+# "master process" and that writes /var/run/nginx.pid (the HostPID and
+# ContainerPID specs look for these), serving HTTP through busybox's httpd
+# on the port given (80; the hostnet image's 12003)
+NGINX_C = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static pid_t child;
+static void stop(int s) { if (child > 0) kill(child, s); _exit(0); }
+int main(int argc, char **argv) {
+    const char *port = argc > 1 ? argv[1] : "80";
+    if (!strstr(argv[0], "master process")) {
+        execl("/usr/sbin/nginx", "nginx: master process nginx -g daemon off;", port, (char *)0);
+        return 127;
+    }
+    FILE *f = fopen("/var/run/nginx.pid", "w");
+    if (f) { fprintf(f, "%d\n", (int)getpid()); fclose(f); }
+    signal(SIGTERM, stop); signal(SIGINT, stop); signal(SIGQUIT, stop);
+    child = fork();
+    if (child == 0) {
+        execl("/bin/busybox", "httpd", "-f", "-h", "/var/www", "-p", port, (char *)0);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(child, &status, 0) < 0) {}
+    return 1;
+}
+"""
+
+
 def run(*argv: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=True, **kw)
 
@@ -189,9 +222,9 @@ class Layer:
         info.size = len(data)
         self.tar.addfile(info, io.BytesIO(data))
 
-    def link(self, name: str, target: str) -> None:
-        info = self._info(name, tarfile.SYMTYPE, 0o777)
-        info.linkname = target
+    def hardlink(self, name: str, target: str) -> None:
+        info = self._info(name, tarfile.LNKTYPE, 0o755)
+        info.linkname = target.lstrip("/")
         self.tar.addfile(info)
 
     def blob(self) -> tuple[bytes, str]:
@@ -223,7 +256,7 @@ def _base_layer() -> Layer:
     bb = _busybox()
     layer = Layer()
     for d in ("/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/etc", "/tmp", "/proc", "/sys", "/dev",
-              "/root", "/var", "/var/www", "/home", "/home/default-user", "/lib", "/lib64",
+              "/root", "/var", "/var/run", "/var/www", "/home", "/home/default-user", "/lib", "/lib64",
               "/lib/x86_64-linux-gnu"):
         layer.dir(d, 0o1777 if d == "/tmp" else 0o755)
     with open(bb, "rb") as f:
@@ -234,9 +267,9 @@ def _base_layer() -> Layer:
         with open(real, "rb") as f:
             layer.file(path, f.read(), 0o755)
     applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
+    for applet in applets:  # hard links, as busybox's image has: a masked /bin/ls is ls alone
         if applet != "busybox":
-            layer.link(f"/bin/{applet}", "busybox")
+            layer.hardlink(f"/bin/{applet}", "/bin/busybox")
     for name, script in TOOLS.items():
         layer.file(f"/usr/bin/{name}", script.encode(), 0o755)
     layer.file("/etc/passwd", PASSWD.encode())
@@ -255,13 +288,19 @@ def _image_specs() -> list[tuple[str, dict, Layer | None]]:
     nnp.dir("/usr/local/bin")
     with open(_static("nnp", NNP_C), "rb") as f:
         nnp.file("/usr/local/bin/nnp", f.read(), 0o4755)
-    web = ["httpd", "-f", "-h", "/var/www", "-p"]
+    nginx = Layer()
+    nginx.dir("/usr/sbin")
+    with open(_static("nginx", NGINX_C), "rb") as f:
+        nginx.file("/usr/sbin/nginx", f.read(), 0o755)
+    # httpd's image logs its command line; the multi-container spec looks for it
+    httpd = ["sh", "-c", "echo \"AH00094: Command line: 'httpd -D FOREGROUND'\" >&2; "
+             "exec httpd -f -h /var/www -p 80"]
     return [
         (PAUSE_IMAGE, {"Entrypoint": ["/pause"]}, pause),
         (BUSYBOX_IMAGE, {"Cmd": ["sh"]}, None),
-        (E2E + "nginx:1.14-2", {"Cmd": web + ["80"]}, None),
-        (E2E + "httpd:2.4.39-4", {"Cmd": web + ["80"]}, None),
-        (STAGING + "hostnet-nginx-amd64:latest", {"Cmd": web + ["12003"]}, None),
+        (E2E + "nginx:1.14-2", {"Cmd": ["/usr/sbin/nginx", "80"]}, nginx),
+        (E2E + "httpd:2.4.39-4", {"Cmd": httpd}, None),
+        (STAGING + "hostnet-nginx-amd64:latest", {"Cmd": ["/usr/sbin/nginx", "12003"]}, nginx),
         (E2E + "nonewprivs:1.3", {"Cmd": ["/usr/local/bin/nnp"]}, nnp),
         (STAGING + "test-image-predefined-group:latest", {"Cmd": ["sh"], "User": "1000"}, None),
     ]
