@@ -185,3 +185,28 @@ def test_every_command_line_the_shim_sends_is_accepted(rt):
         commands.add(command)
         assert rc != 2, f"{rt.name} refused the shim's command line: {argv}"
     assert {"create", "start", "exec", "ps", "pause", "resume", "kill", "delete"} <= commands, commands
+
+
+# issue 28: `ctr run -t` of a command that prints and exits at once, through
+# a pseudo-terminal (the shim takes the pty master from --console-socket and
+# copies it to ctr's fifo): pyrun may lose the output no more often than
+# runc, with a margin of N // 20 for the noise of a loaded machine.
+QUICK_TTY_RUNS = 40
+
+
+def test_run_tty_quick_output_is_not_lost(containerd):
+    if not RUNC:
+        pytest.skip("runc is the reference here")
+    lost = {}
+    for rt in (Runtime(containerd, "runc", RUNC), Runtime(containerd, "pyrun", PYRUN, "--ignore-cgroup-limits")):
+        rootfs = rt.rootfs()
+        lost[rt.name] = []
+        for i in range(QUICK_TTY_RUNS):
+            rc, out = containerd.ctr_pty("run", "--rm", "-t", "--runc-binary", rt.wrapper, "--runc-root",
+                                         rt.runc_root, "--env", f"PATH={PATH}", "--rootfs", rootfs,
+                                         _id(rt), "echo", f"quick-{i}")
+            if f"quick-{i}" not in out:
+                lost[rt.name].append((i, rc, out[-200:]))
+    counts = {r: len(v) for r, v in lost.items()}
+    print(f"\noutput lost in {counts} of {QUICK_TTY_RUNS} runs of `ctr run --rm -t echo`")
+    assert counts["pyrun"] <= counts["runc"] + QUICK_TTY_RUNS // 20, (counts, lost["pyrun"][:5])
