@@ -116,6 +116,20 @@ def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
     elif plan.user_ns:
         with log.step("setns(user)"):
             namespaces.setns_path("user", plan.user_ns)
+    for ns_type, path in plan.join_ns:
+        with log.step(f"setns({ns_type})"):
+            namespaces.setns_path(ns_type, path)
+    if plan.cgroup_sync and "cgroup" in plan.new_ns:
+        to_host.expect(Msg.CGROUP_DONE)
+    with log.step(f"unshare({','.join(plan.new_ns) or '-'})"):
+        namespaces.unshare_rest(plan.new_ns)
+    # The state dir, in the container's mount namespace (where PID 1 mounts
+    # the root on its "merged"), opened while we are still the caller's uid:
+    # the state root is 0700 (every other local user is an attacker, and
+    # exec.fifo is theirs to hang or feed if they reach it), so the
+    # container's root, another host uid with a user namespace, reaches
+    # its directory only through this descriptor.
+    plan.state_fd = os.open(plan.state_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     if plan.user_ns:
         # Become root of the new namespace, so files we create have a mapped
         # owner; fails harmlessly when the config does not map uid 0.
@@ -124,13 +138,6 @@ def _enter_namespaces(plan: Plan, to_host: Channel) -> None:
             os.setresuid(0, 0, 0)
         except OSError:
             pass
-    for ns_type, path in plan.join_ns:
-        with log.step(f"setns({ns_type})"):
-            namespaces.setns_path(ns_type, path)
-    if plan.cgroup_sync and "cgroup" in plan.new_ns:
-        to_host.expect(Msg.CGROUP_DONE)
-    with log.step(f"unshare({','.join(plan.new_ns) or '-'})"):
-        namespaces.unshare_rest(plan.new_ns)
     if plan.spec.linux.time_offsets:
         _write_time_offsets(plan)
 
@@ -164,14 +171,17 @@ def stage2(plan: Plan, ch: Channel) -> None:
 
         plan.setgroups_ok = process.setgroups_allowed()
         plan.last_cap = capabilities.last_cap()
-        state_fd = os.open(plan.state_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        state_fd = plan.state_fd  # stage 1 opened it (the state root is 0700)
         if plan.new_keyring:
             _join_session_keyring(os.path.basename(plan.state_path))
-        # The host made exec.fifo and the overlay's dirs, and the sealed
-        # memfd we will execveat(2) (pid1.sealed_init_memfd).
-        plan.sealed_fd = ch.expect(Msg.PREPARED)["fd"]
+        # The host made exec.fifo and the overlay's dirs (their inodes come
+        # with the message), and the sealed memfd we will execveat(2)
+        # (pid1.sealed_init_memfd).
+        prepared = ch.expect(Msg.PREPARED)
+        plan.sealed_fd = prepared["fd"]
+        plan.layer_idents = prepared.get("layers") or {}
+        _build_rootfs(plan, ch)  # mounts the root on the state dir's "merged", through state_fd
         plan.handover = _handover(plan, state_fd)
-        _build_rootfs(plan, ch)
         _check_fifo(plan.handover)
         _configure(plan, ch)
         _remount_dev_readonly(plan)
@@ -313,10 +323,11 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
     if prop:
         with log.step("mount(parent of root, private)"):
             rootfs.parent_mount_private(plan.state_path)
-    merged = os.path.join(plan.state_path, "merged")
+    # Through stage 1's descriptor of the state dir: the state root is 0700.
+    merged = f"/proc/self/fd/{plan.state_fd}/merged"
     with log.step(f"mount(root, {plan.rootfs_mode})"):
-        rootfs.mount_root(plan.rootfs_mode, spec.root.path, plan.state_path, plan.in_userns, spec.bundle,
-                          plan.layers)
+        rootfs.mount_root(plan.rootfs_mode, plan.root_real, plan.root_ident, merged, plan.in_userns,
+                          spec.bundle, plan.layers, plan.layer_idents)
     if prop:
         # A bind of a shared mount is its peer: private until pivot_root(2),
         # which refuses a shared new root; rootfsPropagation comes after it.

@@ -98,7 +98,9 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
         opts.console_conn = connect_socket(opts.console_socket)
     pass_listen_fds(spec, plan)
     if plan.rootfs_mode == "overlay":
-        plan.layers = layer_dir(layers_root(spec, opts), container_id)
+        # Its real path, once: PID 1 opens it again without following a symlink.
+        plan.layers = layer_dir(os.path.realpath(layers_root(spec, opts)), container_id)
+        os.close(_own_layers_root(os.path.dirname(plan.layers)))  # refused before anything is made
     rec = _first_record(sd, spec, plan)
     try:
         sd.claim(rec, spec.annotations)
@@ -457,45 +459,47 @@ def _prepare_for_init(sd: StateDir, spec, plan, to_init) -> None:
     from pyrun import pid1
 
     with log.step("state dir (exec.fifo, overlay dirs)"):
-        _prepare_state(sd, spec, plan.rootfs_mode, plan.layers)
+        layers = _prepare_state(sd, spec, plan)
     with log.step("memfd_create(init)"):
         fd = pid1.sealed_init_memfd()
     try:
-        to_init.send_if_open(Msg.PREPARED, fd)  # stage 1 may have failed before it forked PID 1
+        # stage 1 may have failed before it forked PID 1
+        to_init.send_if_open(Msg.PREPARED, fd, layers=layers)
     finally:
         os.close(fd)
 
 
-def _prepare_state(sd: StateDir, spec, rootfs_mode: str, layers: str) -> None:
+def _prepare_state(sd: StateDir, spec, plan) -> dict:
     """exec.fifo, the mount point, and the overlay's upper and work in the
-    layer dir the record names, owned by the container's root."""
+    layer dir the record names, owned by the container's root. Returns
+    the inodes of upper and work, which PID 1 checks before it mounts them
+    (pyrun.hostpath)."""
     uid, gid = _root_ids(spec)
     fifo = sd.file("exec.fifo")
     made = [fifo, sd.file("merged")]
     try:
+        # 0622: the container's user (any uid) opens it to write; nobody
+        # else reaches it, the state root being 0700 (state.ensure_root).
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # mkfifo obeys the umask
         os.mkdir(sd.file("merged"), 0o755)
     except OSError as e:
         raise PyrunError(f"state dir {sd.path}: {errno_text(e)}") from None
-    if rootfs_mode == "overlay":
-        _make_layers(layers)
-        upper, work = os.path.join(layers, "upper"), os.path.join(layers, "work")
-        try:
-            os.mkdir(upper, 0o755)
-            os.mkdir(work, 0o755)
-            # The overlay's root directory takes its mode and owner from upper.
-            os.chmod(upper, stat.S_IMODE(os.stat(spec.root.path).st_mode))
-        except OSError as e:
-            raise PyrunError(f"layers root {os.path.dirname(layers)}: {errno_text(e)}") from None
-        made += [upper, work]
-    if (uid, gid) != (os.geteuid(), os.getegid()):
+    chown = (uid, gid) != (os.geteuid(), os.getegid())
+    if chown:
         for path in made:
             try:
                 os.chown(path, uid, gid)
             except OSError as e:
-                raise ConfigError("linux.uidMappings", f"the container's root is host uid {uid} gid {gid}, "
-                                  f"and chown(2) of {path} to it failed: {errno_text(e)}") from None
+                _chown_failed(uid, gid, path, e)
+    if plan.rootfs_mode != "overlay":
+        return {}
+    return _make_layers(plan.layers, stat.S_IMODE(os.stat(plan.root_real).st_mode), (uid, gid) if chown else None)
+
+
+def _chown_failed(uid: int, gid: int, path: str, e: OSError) -> None:
+    raise ConfigError("linux.uidMappings", f"the container's root is host uid {uid} gid {gid}, "
+                      f"and chown(2) of {path} to it failed: {errno_text(e)}") from None
 
 
 def _root_ids(spec) -> tuple[int, int]:
@@ -510,17 +514,66 @@ def _root_ids(spec) -> tuple[int, int]:
     return (os.geteuid() if uid is None else uid), (os.getegid() if gid is None else gid)
 
 
-def _make_layers(path: str) -> None:
-    """The layer dir's parent (0711, as the state root: a container whose
-    root is another host uid must reach its upper by path) and the dir.
-    A full or unwritable filesystem is one line naming the directory."""
-    parent = os.path.dirname(path)
+def _own_layers_root(path: str) -> int:
+    """The layers root, made if missing, refused if another user's
+    (hostpath.own_dir); 0711, see :func:`_make_layers`."""
+    from pyrun import hostpath
+
     try:
-        os.makedirs(parent, 0o711, exist_ok=True)
-        os.mkdir(path, 0o711)
+        return hostpath.own_dir(path, 0o711, "layers root")
+    except PyrunError as e:
+        raise PyrunError(f"{e} (choose another with --layers-root or annotation {ANNOTATION_LAYERS})") from None
+
+
+def _make_layers(path: str, root_mode: int, owner: tuple[int, int] | None) -> dict:
+    """The layers root, the layer dir in it, and the overlay's upper and
+    work in that, each made from the descriptor of its parent.
+
+    The layers root must be ours (hostpath.own_dir: another user's is
+    refused, as the state root), 0711: a container whose root is another
+    host uid passes through it to its own layer dir, which is 0700 and
+    that root's, so no other user reads what the container writes. The
+    layer dir is made with mkdirat(2), which fails if the name exists:
+    never a directory someone else made. A full or unwritable filesystem
+    is one line naming the directory."""
+    from pyrun import hostpath
+
+    parent, name = os.path.split(path)
+    hint = f" (choose another with --layers-root or annotation {ANNOTATION_LAYERS})"
+    rootfd = _own_layers_root(parent)
+    try:
+        os.mkdir(name, 0o700, dir_fd=rootfd)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=rootfd)
     except OSError as e:
-        raise PyrunError(f"layers root {parent}: {errno_text(e)} (choose another with --layers-root "
-                         f"or annotation {ANNOTATION_LAYERS})") from None
+        os.close(rootfd)
+        raise PyrunError(f"layers root {parent}: {errno_text(e)}{hint}") from None
+    idents = {}
+    try:
+        for sub in ("upper", "work"):
+            os.mkdir(sub, 0o755, dir_fd=fd)
+            subfd = os.open(sub, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                if sub == "upper":  # the overlay's root directory takes its mode and owner from upper
+                    os.fchmod(subfd, root_mode)
+                if owner is not None:
+                    try:
+                        os.fchown(subfd, *owner)
+                    except OSError as e:
+                        _chown_failed(*owner, os.path.join(path, sub), e)
+                idents[sub] = list(hostpath.ident(subfd))
+            finally:
+                os.close(subfd)
+        if owner is not None:
+            try:
+                os.fchown(fd, *owner)
+            except OSError as e:
+                _chown_failed(*owner, path, e)
+    except OSError as e:
+        raise PyrunError(f"layers root {parent}: {errno_text(e)}{hint}") from None
+    finally:
+        os.close(fd)
+        os.close(rootfd)
+    return idents
 
 
 def _attach_network(sd: StateDir, rec: Record, plan, pid: int, undo: list) -> None:
@@ -630,14 +683,12 @@ def send_to_listener(filt, fd: int, rec: Record, annotations: dict, pid: int | N
 
 
 def write_pid_file(path: str, pid: int) -> None:
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(str(pid))
-        os.rename(tmp, path)
-    except OSError as e:
-        raise PyrunError(f"--pid-file {path}: {errno_text(e)}") from None
+    """--pid-file: never through a symlink, even one planted at its
+    temporary name by a container that has the directory as a volume
+    (hostpath.write_file_atomically)."""
+    from pyrun.hostpath import write_file_atomically
+
+    write_file_atomically(path, str(pid).encode(), "--pid-file")
 
 
 # ----------------------------------------------------------------- when a step fails

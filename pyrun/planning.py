@@ -86,6 +86,13 @@ class Plan:
     host_pid: int = 0                 # PID 1's pid on the host side, for hooks' state
     net: object = None                # pyrun.network.NetPlan
     layers: str = ""                  # the overlay's upper and work live here (Record.layers)
+    # root.path as checked on the host side (pyrun.hostpath): its real path
+    # and inode, which stage 2 opens again and must find the same; and the
+    # same for the overlay's upper and work (sent with "prepared").
+    root_real: str = ""
+    root_ident: tuple = ()
+    layer_idents: dict = field(default_factory=dict)
+    state_fd: int = -1                # the state dir, opened by stage 1 in the container's mount namespace
     # Read from /proc before pivot_root: the container may not mount one.
     setgroups_ok: bool = True
     last_cap: int = 40
@@ -127,7 +134,7 @@ def make_plan(spec, state_path: str, opts: Options):
     if mode not in (rootfs.OVERLAY, rootfs.DIRECT):
         raise ConfigError(f"annotations[{ANNOTATION_ROOTFS!r}]", f"expected overlay or direct, got {mode!r}")
     use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, False)
-    rootfs.check_root(spec.root.path, spec.bundle)
+    root_real, root_ident = rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)
     check_lsm(spec.process)
     _check_host_fields(spec, privileged)
@@ -137,6 +144,7 @@ def make_plan(spec, state_path: str, opts: Options):
         user_ns=(userns.path or "new") if userns else None,
         new_ns=[n.type for n in spec.linux.namespaces if n.path is None and n.type != "user"],
         join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
+        root_real=root_real, root_ident=root_ident,
     )
     if spec.linux.seccomp is not None:
         plan.seccomp = compile_seccomp(spec.linux.seccomp)

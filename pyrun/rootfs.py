@@ -22,7 +22,7 @@ import errno
 import os
 
 from pyrun import syscalls as sc
-from pyrun.errors import SyscallError
+from pyrun.errors import SyscallError, errno_text
 from pyrun.log import log
 
 OVERLAY = "overlay"
@@ -35,90 +35,121 @@ def make_mounts_private(propagation: int | None) -> None:
     sc.mount(None, "/", None, propagation or (sc.MS_SLAVE | sc.MS_REC), None)
 
 
-def _escape(path: str) -> str:
-    # overlayfs splits its options on ',' and lowerdir on ':'; '\' escapes.
-    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
-
-
-def mount_overlay(lower: str, upper: str, work: str, merged: str, in_userns: bool) -> None:
-    """mount -t overlay: lower = the bundle's rootfs, upper/work = ours.
+def mount_overlay(lower: int, upper: int, work: int, merged: str, in_userns: bool) -> None:
+    """mount -t overlay: lower = the bundle's rootfs, upper/work = ours,
+    each given as /proc/self/fd/N of a descriptor checked to be the inode
+    the host checked (pyrun.hostpath): overlayfs resolves the magic link to
+    that very directory, so no rename of a path can redirect the mount.
 
     Inside a user namespace the kernel stores overlay metadata in
     ``user.overlay.*`` xattrs (option ``userxattr``), since an unprivileged
     mounter may not write ``trusted.*`` ones."""
-    data = f"lowerdir={_escape(lower)},upperdir={_escape(upper)},workdir={_escape(work)}"
+    data = f"lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{upper},workdir=/proc/self/fd/{work}"
     if in_userns:
         data += ",userxattr"
-    sc.mount("overlay", merged, "overlay", 0, data)
+    sc.mount("overlay", merged, "overlay", 0, data, shown=merged)
 
 
-def bind_rootfs(rootfs: str, merged: str) -> None:
-    sc.mount(rootfs, merged, None, sc.MS_BIND | sc.MS_REC, None)
+def bind_rootfs(rootfs: int, merged: str) -> None:
+    """Bind the checked descriptor of root.path, never its path again."""
+    sc.mount(f"/proc/self/fd/{rootfs}", merged, None, sc.MS_BIND | sc.MS_REC, None, shown=merged)
 
 
-def mount_root(mode: str, rootfs: str, state_path: str, in_userns: bool, bundle: str = "",
-               layers: str = "") -> str:
-    """Mount the root at ``<state>/merged``, the overlay's upper and work in
-    ``layers``; returns the mode really used.
+def mount_root(mode: str, root_real: str, root_ident, merged: str, in_userns: bool, bundle: str = "",
+               layers: str = "", layer_idents: dict | None = None) -> str:
+    """Mount the root at ``merged``, the overlay's upper and work in
+    ``layers``; returns the mode really used. Every host directory is
+    opened here, in the container's mount namespace, without following a
+    symlink, and must be the inode the host side checked (pyrun.hostpath).
 
     If the overlay cannot be mounted, the bundle's rootfs is used directly,
     with a warning, but only when it is a directory inside the bundle: the
     container's writes never land anywhere the user did not name as a root
     they own (``check_root`` already refused symlinks). A full layer
     filesystem is an error naming it: never a reason to write somewhere else."""
-    merged = os.path.join(state_path, "merged")
-    if mode == OVERLAY:
-        try:
-            mount_overlay(rootfs, os.path.join(layers, "upper"),
-                          os.path.join(layers, "work"), merged, in_userns)
-            return OVERLAY
-        except SyscallError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise SyscallError("mount(overlay)", e.errno, f"layer directory {layers}") from None
-            if _on_overlayfs(layers):
-                raise SyscallError("mount(overlay)", e.errno,
-                                   f"the layers root {os.path.dirname(layers)} is on an overlayfs, which "
-                                   "overlayfs refuses as its upper layer: choose another with --layers-root") from None
-            if not bundle or not rootfs.startswith(bundle.rstrip("/") + "/"):
-                raise SyscallError(f"mount overlay root on {rootfs}", e.errno,
-                                   "root.path is outside the bundle, so pyrun will not use it directly "
-                                   "instead (--rootfs-mode direct says to)") from None
-            log.warning(f"overlay root not available ({e}); using the bundle's rootfs directly, "
-                        "writes will reach the bundle")
-    bind_rootfs(rootfs, merged)
-    return DIRECT
+    from pyrun import hostpath
+
+    lower = hostpath.open_same(root_real, root_ident, "root.path")
+    try:
+        if mode == OVERLAY:
+            upper = hostpath.open_same(os.path.join(layers, "upper"), layer_idents["upper"], "overlay upper")
+            try:
+                work = hostpath.open_same(os.path.join(layers, "work"), layer_idents["work"], "overlay work")
+                try:
+                    mount_overlay(lower, upper, work, merged, in_userns)
+                    return OVERLAY
+                except SyscallError as e:
+                    _overlay_failed(e, upper, layers, root_real, bundle)
+                finally:
+                    os.close(work)
+            finally:
+                os.close(upper)
+        bind_rootfs(lower, merged)
+        return DIRECT
+    finally:
+        os.close(lower)
+
+
+def _overlay_failed(e: SyscallError, upper: int, layers: str, rootfs: str, bundle: str) -> None:
+    """Raise the overlay's error, or warn and return (use the root directly)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise SyscallError("mount(overlay)", e.errno, f"layer directory {layers}") from None
+    if _on_overlayfs(upper):
+        raise SyscallError("mount(overlay)", e.errno,
+                           f"the layers root {os.path.dirname(layers)} is on an overlayfs, which "
+                           "overlayfs refuses as its upper layer: choose another with --layers-root") from None
+    if not bundle or not rootfs.startswith(os.path.realpath(bundle).rstrip("/") + "/"):
+        raise SyscallError(f"mount overlay root on {rootfs}", e.errno,
+                           "root.path is outside the bundle, so pyrun will not use it directly "
+                           "instead (--rootfs-mode direct says to)") from None
+    log.warning(f"overlay root not available ({e}); using the bundle's rootfs directly, "
+                "writes will reach the bundle")
 
 
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
 
 
-def _on_overlayfs(path: str) -> bool:
-    try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except OSError:
-        return False
+def _on_overlayfs(fd: int) -> bool:
     try:
         return sc.fs_type(fd) == OVERLAYFS_SUPER_MAGIC
     except SyscallError:
         return False
-    finally:
-        os.close(fd)
 
 
-def check_root(path: str, bundle: str) -> None:
+def check_root(path: str, bundle: str) -> tuple[str, tuple[int, int]]:
     """root.path must be the directory it names: a symlink there, or on the
     way to it, is refused, as runc refuses it ("not an absolute path, or a
     symlink"). A relative root.path is taken in the bundle's real
-    directory (runc chdir(2)s into the bundle first)."""
+    directory (runc chdir(2)s into the bundle first).
+
+    The check is of a descriptor (pyrun.hostpath): the real path opened
+    with RESOLVE_NO_SYMLINKS. Returns that path and the inode, which stage
+    2 opens again in the container's mount namespace and must find the
+    same: the bundle's owner swapping ``rootfs`` for a symlink meanwhile
+    gets an error, never a root elsewhere."""
+    from pyrun import hostpath
     from pyrun.errors import ConfigError
 
-    real = os.path.realpath(path)
-    if not os.path.isdir(real):
-        raise ConfigError("root.path", f"{path}: no such directory")
+    try:
+        real = os.path.realpath(path)
+    except OSError as e:  # readlink(2) of a link swapped away meanwhile: EINVAL
+        raise ConfigError("root.path", f"{path} changed while pyrun resolved it: {errno_text(e)}") from None
     if real != path and real != os.path.normpath(os.path.join(os.path.realpath(bundle),
                                                           os.path.relpath(path, bundle))):
         raise ConfigError("root.path", f"{path} is a symlink or goes through one (to {real}): "
                           "refused; name the real directory")
+    try:
+        fd = sc.openat2(-100, real, os.O_PATH | os.O_DIRECTORY,
+                        sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS, shown=real)
+    except SyscallError as e:
+        if e.errno == errno.ELOOP:
+            raise ConfigError("root.path", f"{path} is a symlink or goes through one: refused; "
+                              "name the real directory") from None
+        raise ConfigError("root.path", f"{path}: no such directory") from None
+    try:
+        return real, hostpath.ident(fd)
+    finally:
+        os.close(fd)
 
 
 def parent_mount_private(path: str) -> None:

@@ -115,15 +115,16 @@ def lexists(path: str) -> bool:
 
 
 def ensure_root(root: str) -> None:
-    """Create the state root (0711) and refuse one owned by someone else:
-    a directory under /tmp could have been planted by another user.
-
-    0711, not 0700: a container whose root is mapped to another host uid
-    must still reach its own directory (overlay layers, exec.fifo) by
-    path; nobody can list the root, and state.json is 0600."""
+    """Create the state root (0700, as runc's) and refuse one owned by
+    someone else: a directory under /tmp could have been planted by another
+    user. Every other local user is an attacker: through the root it could
+    hold exec.fifo open (``start`` hangs) or write into it (``start`` fails
+    with its words). A container whose root is another host uid reaches
+    its own directory through a descriptor stage 1 opens before it
+    becomes that uid (builder._enter_namespaces)."""
     check_root(root)
     try:
-        os.makedirs(root, mode=0o711, exist_ok=True)
+        os.makedirs(root, mode=0o700, exist_ok=True)
     except OSError as e:
         raise PyrunError(f"cannot create state root {root}: {errno_text(e)}") from None
     try:
@@ -132,8 +133,10 @@ def ensure_root(root: str) -> None:
         raise os_error(e, root) from None
     if st.st_uid != os.geteuid():
         raise PyrunError(f"state root {root} is owned by uid {st.st_uid}, not by you ({os.geteuid()})")
-    if st.st_mode & 0o777 != 0o711:
-        os.chmod(root, 0o711)
+    if not stat.S_ISDIR(st.st_mode):
+        raise PyrunError(f"state root {root} is not a directory (a symlink?): refused")
+    if st.st_mode & 0o777 != 0o700:
+        os.chmod(root, 0o700)
 
 
 def proc_start_time(pid: int) -> tuple[int, str] | None:

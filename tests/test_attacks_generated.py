@@ -5,9 +5,14 @@ default 100: 200 containers rootful + rootless) draws each container from
 the fields an image controls — ``process.cwd``, ``args``, ``env``,
 ``user``, the symlinks and special files planted in the rootfs at /dev,
 /proc, /sys, the cwd and mount destinations — plus the network mode and a
-bind of a fake host /dev. After every container it asserts: no host canary
+bind of a fake host /dev, and what other local users control (issue 22): a
+``root.path`` another uid swaps with a symlink to a decoy host directory
+all along (renameat2 RENAME_EXCHANGE), a layers root another uid made, a
+``--pid-file`` whose temporary name is a planted symlink to a canary.
+After every container it asserts: no host canary (nor the decoy's secret)
 was read or changed, no file under the fake host /dev changed, the state
-root is empty, and an error is one line. The failing seed and index are in
+root is empty, a layers root of another user's was refused, and an error
+is one line. The failing seed and index are in
 the assertion message, so a failure can be replayed alone.
 """
 
@@ -22,6 +27,7 @@ import uuid
 import pytest
 from conftest import Residue
 from test_attacks import fake_host_dev, own_rootfs, snapshot
+from test_attacks_paths import EXCHANGE, as_user, attacker, chown, decoy_root
 
 N = int(os.environ.get("PYRUN_ATTACK_N", "100"))
 SEED = int(os.environ.get("PYRUN_ATTACK_SEED", "1912"))
@@ -83,12 +89,25 @@ def _attack_script(canaries: list[str]) -> str:
             "mknod /dev/sda b 8 0 2>/dev/null && cat /dev/sda 2>/dev/null | head -c 64; true")
 
 
-def _generate(rng: random.Random, rt, rootfs: dict[int, str], fake: str, canaries: list[str]):
+def _generate(rng: random.Random, rt, rootfs: dict[int, str], fake: str, canaries: list[str], others: dict):
+    """(variant, config, extra command line, what the others' fields were)."""
     variant = rng.choice([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5])  # /proc and /sys links (5) end most runs early
     config = rt.config(["sh", "-c", _attack_script(canaries)])
     config["root"]["path"] = rootfs[variant]
     config["annotations"] = {"org.pyrun.rootfs": "overlay",
                              "org.pyrun.network": rng.choice(["none", "host"])}
+    extra, drawn = [], []
+    if others and rng.random() < 0.2:  # root.path swapped with a symlink to the decoy, all along
+        config["root"]["path"] = others["race_root"]
+        config["annotations"]["org.pyrun.rootfs"] = rng.choice(["overlay", "direct"])
+        drawn.append("root.path race")
+    if others and rng.random() < 0.1:  # a layers root another user made
+        extra += ["--layers-root", others["their_layers"]]
+        config["annotations"]["org.pyrun.rootfs"] = "overlay"
+        drawn.append("their layers root")
+    if others and rng.random() < 0.2:  # its temporary name a symlink to a canary
+        extra += ["--pid-file", others["pid_file"]]
+        drawn.append("pid file")
     proc = config["process"]
     proc["cwd"] = rng.choice(["/", "/tmp", "/work", "/up", "/up/x", "/dangling/new", "/etc/passwd",
                               "/no/such/dir", "../../..", *MAGIC])
@@ -114,7 +133,7 @@ def _generate(rng: random.Random, rt, rootfs: dict[int, str], fake: str, canarie
                                  "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]})
     if rng.random() < 0.2:
         config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
-    return variant, config
+    return variant, config, extra, drawn
 
 
 @pytest.fixture
@@ -135,24 +154,52 @@ def attack_env(rt):
         with open(path, "w") as f:
             f.write(secret)
         canaries[path] = secret
-    yield rootfs, fake, canaries
+    # What other local users control (issue 22), where the test can be one.
+    others, swapper = {}, None
+    if os.geteuid() == 0:
+        other = attacker(rt)
+        race = os.path.join(rt.dir, "their-bundle")
+        os.mkdir(race)
+        os.rename(own_rootfs(rt), os.path.join(race, "rootfs"))
+        decoy, secret = decoy_root(rt)
+        canaries[os.path.join(decoy, "secret")] = secret
+        os.symlink(decoy, os.path.join(race, "swap"))
+        chown(race, other, recursive=True)
+        swapper = as_user(other, EXCHANGE, os.path.join(race, "rootfs"), os.path.join(race, "swap"), "600")
+        assert swapper.stdout.readline() == "go\n"
+        theirs = os.path.join(rt.dir, "their-layers")
+        os.mkdir(theirs)
+        os.chmod(theirs, 0o777)
+        chown(theirs, other)
+        volume = os.path.join(rt.dir, "pid-volume")
+        os.mkdir(volume)
+        os.symlink(os.path.join(rt.dir, "canary"), os.path.join(volume, ".gen.pid.tmp"))
+        chown(os.path.join(rt.dir, "canary"), (rt.uid, rt.gid))  # one the caller could write
+        chown(volume, (rt.uid, rt.gid), recursive=True)
+        others = {"race_root": os.path.join(race, "rootfs"), "their_layers": theirs,
+                  "pid_file": os.path.join(volume, "gen.pid")}
+    yield rootfs, fake, canaries, others
+    if swapper is not None:
+        swapper.kill()
+        swapper.wait()
     for path in canaries:
         if path.startswith("/tmp/pyrun-canary-"):
             subprocess.run(["rm", "-rf", os.path.dirname(path)])
 
 
 def test_generated_containers_never_reach_the_host(rt, attack_env):
-    rootfs, fake, canaries = attack_env
+    rootfs, fake, canaries, others = attack_env
     seed = SEED + (1 if rt.rootless else 0)
     rng = random.Random(seed)
     fake_before = snapshot(fake)
     canary_stat = {p: os.stat(p).st_mtime_ns for p in canaries}
     residue = Residue(rt)
     for i in range(N):
-        variant, config = _generate(rng, rt, rootfs, fake, list(canaries))
+        variant, config, extra, drawn = _generate(rng, rt, rootfs, fake, list(canaries), others)
         cid = f"gen-{uuid.uuid4().hex[:10]}"
-        where = f"seed {seed} container {i} (variant {variant}): {json.dumps(config['process'])[:300]}"
-        p = rt("run", "-b", rt.bundle(config=config), cid, timeout=60)
+        where = (f"seed {seed} container {i} (variant {variant}, {', '.join(drawn) or '-'}): "
+                 f"{json.dumps(config['process'])[:300]}")
+        p = rt("run", *extra, "-b", rt.bundle(config=config), cid, timeout=60)
         out = p.stdout + p.stderr
         if os.environ.get("PYRUN_ATTACK_SHOW"):
             print(i, variant, p.returncode, p.stderr.strip()[:150].replace("\n", " | "))
@@ -163,6 +210,9 @@ def test_generated_containers_never_reach_the_host(rt, attack_env):
             assert os.stat(path).st_mtime_ns == canary_stat[path], f"{where}: touched {path}"
         assert snapshot(fake) == fake_before, f"{where}: the fake host /dev changed"
         assert os.listdir(rt.root) == [], f"{where}: state left behind"
+        if "their layers root" in drawn:
+            assert p.returncode != 0 and "layers root" in p.stderr, f"{where}: used: {p.stderr}"
+            assert os.listdir(others["their_layers"]) == [], f"{where}: made something in it"
         if p.returncode != 0 and p.returncode < 126:
             err = [line for line in p.stderr.splitlines() if line.startswith("pyrun:")]
             assert "Traceback" not in p.stderr and "internal error" not in p.stderr, f"{where}: {p.stderr}"
