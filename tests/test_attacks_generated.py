@@ -211,7 +211,8 @@ def test_generated_containers_never_reach_the_host(rt, attack_env):
         assert snapshot(fake) == fake_before, f"{where}: the fake host /dev changed"
         assert os.listdir(rt.root) == [], f"{where}: state left behind"
         if "their layers root" in drawn:
-            assert p.returncode != 0 and "layers root" in p.stderr, f"{where}: used: {p.stderr}"
+            # refused (or an earlier error of the config's): never used
+            assert p.returncode != 0, f"{where}: another user's layers root was used"
             assert os.listdir(others["their_layers"]) == [], f"{where}: made something in it"
         if p.returncode != 0 and p.returncode < 126:
             err = [line for line in p.stderr.splitlines() if line.startswith("pyrun:")]
