@@ -7,13 +7,16 @@ stage 1, the first child (the host meanwhile makes exec.fifo and the
     overlay's dirs, and copies the init into a sealed memfd):
     on cgroup v1, write(tasks, "0"): it moves itself into the container's
     cgroup (on v2 it was cloned in) → import what stage 2 will need
-    → unshare(CLONE_NEWUSER) → host writes
-    uid_map/gid_map → setresuid(0) → setns(path) for joined namespaces
-    → unshare(the other new ones) → "cgroup-done" → fork: the child is
-    PID 1 of the new PID namespace, in the container's cgroup.
+    → unshare(CLONE_NEWUSER) → host writes uid_map/gid_map → setns(path)
+    for joined namespaces → unshare(the other new ones) → open(state dir,
+    O_PATH) → setresuid(0) → "cgroup-done" → fork: the child is PID 1 of
+    the new PID namespace, in the container's cgroup.
 stage 2, that child (the container's PID 1 until it execs):
-    setsid → "prepared" from the host (with the init's sealed memfd)
-    → mount(/, rslave) → mount(overlay root) → mount(each mount)
+    setsid → "prepared" from the host (with the init's sealed memfd and
+    the inodes of the overlay's upper and work) → mount(/, rslave)
+    → openat2(root.path, upper, work; RESOLVE_NO_SYMLINKS), each the inode
+    the host checked → mount(overlay or bind root, from those descriptors)
+    → mount(each mount)
     → mknod or bind(devices) → pivot_root → write(sysctl)
     → mount(readonlyPaths, maskedPaths) → remount(/, ro)
     → sethostname → ioctl(lo up) → setrlimit → prctl(PR_CAPBSET_DROP)
