@@ -494,7 +494,8 @@ def _prepare_state(sd: StateDir, spec, plan) -> dict:
                 _chown_failed(uid, gid, path, e)
     if plan.rootfs_mode != "overlay":
         return {}
-    return _make_layers(plan.layers, stat.S_IMODE(os.stat(plan.root_real).st_mode), (uid, gid) if chown else None)
+    root_mode = stat.S_IMODE(os.stat(plan.root_real).st_mode)
+    return _make_layers(plan.layers, root_mode, (uid, gid) if chown else None)
 
 
 def _chown_failed(uid: int, gid: int, path: str, e: OSError) -> None:
@@ -522,7 +523,8 @@ def _own_layers_root(path: str) -> int:
     try:
         return hostpath.own_dir(path, 0o711, "layers root")
     except PyrunError as e:
-        raise PyrunError(f"{e} (choose another with --layers-root or annotation {ANNOTATION_LAYERS})") from None
+        raise PyrunError(f"{e} (choose another with --layers-root or annotation "
+                         f"{ANNOTATION_LAYERS})") from None
 
 
 def _make_layers(path: str, root_mode: int, owner: tuple[int, int] | None) -> dict:

@@ -30,7 +30,8 @@ def open_nofollow(path: str, shown: str, flags: int = os.O_PATH | os.O_DIRECTORY
     and real (os.path.realpath of what the caller named, computed once);
     a symlink anywhere on it now means someone swapped one in: ELOOP."""
     try:
-        return sc.openat2(-100, path, flags, sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS, shown=path)
+        return sc.openat2(sc.AT_FDCWD, path, flags, sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS,
+                          shown=path)
     except SyscallError as e:
         raise PyrunError(f"{shown} {path}: {e}") from None
 

@@ -96,8 +96,8 @@ def _overlay_failed(e: SyscallError, upper: int, layers: str, rootfs: str, bundl
         raise SyscallError("mount(overlay)", e.errno, f"layer directory {layers}") from None
     if _on_overlayfs(upper):
         raise SyscallError("mount(overlay)", e.errno,
-                           f"the layers root {os.path.dirname(layers)} is on an overlayfs, which "
-                           "overlayfs refuses as its upper layer: choose another with --layers-root") from None
+                           f"the layers root {os.path.dirname(layers)} is on an overlayfs, which overlayfs "
+                           "refuses as its upper layer: choose another with --layers-root") from None
     if not bundle or not rootfs.startswith(os.path.realpath(bundle).rstrip("/") + "/"):
         raise SyscallError(f"mount overlay root on {rootfs}", e.errno,
                            "root.path is outside the bundle, so pyrun will not use it directly "
@@ -139,7 +139,7 @@ def check_root(path: str, bundle: str) -> tuple[str, tuple[int, int]]:
         raise ConfigError("root.path", f"{path} is a symlink or goes through one (to {real}): "
                           "refused; name the real directory")
     try:
-        fd = sc.openat2(-100, real, os.O_PATH | os.O_DIRECTORY,
+        fd = sc.openat2(sc.AT_FDCWD, real, os.O_PATH | os.O_DIRECTORY,
                         sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS, shown=real)
     except SyscallError as e:
         if e.errno == errno.ELOOP:

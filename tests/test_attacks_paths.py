@@ -19,7 +19,6 @@ import errno
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import time
 import uuid
@@ -57,7 +56,8 @@ def as_user(uid_gid: tuple[int, int], script: str, *args: str, **kw) -> subproce
 
 
 def chown(path: str, uid_gid: tuple[int, int], recursive: bool = False) -> None:
-    subprocess.run(["chown", "-h" + ("R" if recursive else ""), f"{uid_gid[0]}:{uid_gid[1]}", path], check=True)
+    flags = "-hR" if recursive else "-h"
+    subprocess.run(["chown", flags, f"{uid_gid[0]}:{uid_gid[1]}", path], check=True)
 
 
 def decoy_root(rt) -> tuple[str, str]:
@@ -153,8 +153,8 @@ def test_layers_root_through_a_symlink_is_resolved_once(rt, residue):
     config["annotations"] = {"org.pyrun.rootfs": "overlay", "org.pyrun.layers": link}
     # realpath(2) of a caller's --layers-root is the caller's choice; a
     # symlink swapped in as the last component after that is refused.
-    from pyrun.hostpath import own_dir
     from pyrun.errors import PyrunError
+    from pyrun.hostpath import own_dir
 
     with pytest.raises(PyrunError, match="is a symlink"):
         own_dir(link, 0o711, "layers root")
@@ -223,7 +223,8 @@ def test_layer_dir_swapped_by_the_layers_roots_maker(rt):
     assert escapes == [], f"the planted layer was used in runs {escapes} of {RACES}"
     for dirpath, _, files in os.walk(mine):
         for name in files:
-            assert os.lstat(os.path.join(dirpath, name)).st_uid == other[0], f"{dirpath}/{name} written by pyrun"
+            owner = os.lstat(os.path.join(dirpath, name)).st_uid
+            assert owner == other[0], f"{dirpath}/{name} written by pyrun"
 
 
 # --------------------------------------------------------- item 6: --pid-file through a symlink
