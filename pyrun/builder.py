@@ -19,8 +19,9 @@ stage 2, that child (the container's PID 1 until it execs):
     → mount(each mount)
     → mknod or bind(devices) → pivot_root → write(sysctl)
     → mount(readonlyPaths, maskedPaths) → remount(/, ro)
-    → sethostname → ioctl(lo up) → setrlimit → prctl(PR_CAPBSET_DROP)
-    → setresuid(user) → capset + PR_CAP_AMBIENT → look up args[0]
+    → sethostname → ioctl(lo up) → setrlimit → open+fchdir(cwd)
+    → seccomp(load, without no_new_privs) → prctl(PR_CAPBSET_DROP)
+    → setuid(user) → capset + PR_CAP_AMBIENT → look up args[0]
     → "ready" → prctl(no_new_privs) → execveat(the sealed pyrun-init),
     which opens exec.fifo (blocks until ``pyrun start``), loads the seccomp
     filter, runs startContainer hooks and execve(2)s the process, which
@@ -196,7 +197,7 @@ def stage2(plan: Plan, ch: Channel) -> None:
             _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
             _load_seccomp(plan, ch)
         ch.send(Msg.READY)
-        plan.host_pid = ch.expect(Msg.ACK).get("pid", 0)
+        plan.host_pid = ch.expect(Msg.ACK, plain=True).get("pid", 0)
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, 0)  # from here the container outlives pyrun
         ch.send(Msg.DETACHED)
         ch.close()
@@ -466,6 +467,32 @@ def _load_seccomp(plan: Plan, ch: Channel) -> None:
         os.close(fd)
 
 
+# What stage 2 (and exec's process) may still call once the seccomp filter
+# is in force: a profile written for runc must be enough. With
+# noNewPrivileges false the filter is loaded early, as runc loads it (it
+# needs CAP_SYS_ADMIN, which the capset drops); runc then makes these
+# (runc 1.1, strace): capget capset prctl setgroups setgid setuid chdir
+# getcwd openat getdents64 fstatfs fcntl newfstatat faccessat2 read write
+# close getppid getpid execve, and its Go runtime's futex, mmap...
+# pyrun's, Python's and then the sealed pyrun-init's (nothing else: the
+# cwd is resolved and checked before):
+SYSCALLS_AFTER_FILTER = (
+    "prctl",                # PR_CAPBSET_DROP, PR_SET_KEEPCAPS, PR_CAP_AMBIENT, PR_SET_PDEATHSIG, no_new_privs
+    "setgroups", "setgid", "setuid",  # process.user
+    "capget", "capset",     # libcap's cap_set_proc(3); pyrun-init restores the sets
+    "fchdir",               # process.cwd, only if root could not enter it (runc: chdir)
+    "newfstatat",           # the lookup of args[0] (stat(2), as runc's exec.LookPath)
+    "read", "write",        # the channel ("ready", "ack") and exec.fifo
+    "openat",               # exec.fifo; /proc/self/fd, to close what is not passed on (runc: the same)
+    "getdents64", "close",
+    "mmap", "munmap", "brk",  # the interpreter's allocator (runc's: Go's runtime)
+    "exit_group",           # an error, reported on the channel
+    "execve", "execveat",   # the sealed pyrun-init, then the process (runc: execve)
+)
+# With startContainer hooks (which run after it, in runc too) also what
+# running a program takes (clone, wait4...).
+
+
 def _prepare_process(plan: Plan, ch: Channel) -> str:
     from pyrun import capabilities, process
 
@@ -482,22 +509,34 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
             "HOME=" + process.home_of(proc.user.uid)]
     with log.step("setrlimit"):
         process.set_rlimits(proc.rlimits)
-    process.chdir(proc.cwd)  # as root first: the user may lack search rights above cwd
+    if proc.user.umask is not None:
+        os.umask(proc.user.umask)
+    _set_process_attributes(plan)  # while we hold CAP_SYS_NICE, before any filter
+    # process.cwd: resolved and checked now, entered by descriptor; as root
+    # first (the user may lack search rights above it), as runc does.
+    cwd_fd = process.open_cwd(proc.cwd)
+    in_cwd = process.enter_cwd(cwd_fd, proc.cwd, last_try=False)
+    if in_cwd:
+        process.check_cwd(proc.cwd)
     if plan.seccomp is not None and not proc.no_new_privileges:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
-        # is about to go: load it now, as runc does; what follows runs under it.
+        # is about to go: load it now, as runc does; what follows runs under
+        # it and makes only the SYSCALLS_AFTER_FILTER.
         _load_seccomp(plan, ch)
-    _set_process_attributes(plan)
     sets = capabilities.CapSets(proc.capabilities, plan.last_cap)
     with log.step("prctl(PR_CAPBSET_DROP)"):
         capabilities.drop_bounding(sets)
     capabilities.keep_across_setuid()
-    with log.step("setresuid(user)"):
+    with log.step("setuid(user)"):
         process.switch_user(proc.user, plan.setgroups_ok)
     with log.step("capset"):
         capabilities.apply(sets)
     plan.caps = sets
-    process.chdir(proc.cwd)
+    if not in_cwd:
+        process.enter_cwd(cwd_fd, proc.cwd, last_try=True)
+        if not plan.seccomp_loaded:  # getcwd(3) is not runc's to make after the filter
+            process.check_cwd(proc.cwd)
+    os.close(cwd_fd)
     with log.step("lookup(args[0])"):
         return process.lookup(proc.args[0], proc.env)
 
@@ -552,7 +591,7 @@ def exec_last(plan: Plan, path: str, keep: set[int], ch: Channel | None = None) 
         # load with --debug was a write to a closed fd: EBADF)
         os.set_inheritable(log.fd, False)
         keep = keep | {log.fd}
-    process.close_fds(keep, plan.preserve_fds)
+    process.close_fds(keep, plan.preserve_fds, filtered=plan.seccomp_loaded)
     proc = plan.spec.process
     if proc.no_new_privileges:
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)

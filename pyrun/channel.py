@@ -58,8 +58,10 @@ class Channel:
         return cls(a), cls(b)
 
     def send(self, kind: str, **fields) -> None:
+        """write(2): one packet (send(2) without flags; write is what a
+        seccomp profile written for runc lets PID 1 make after it)."""
         fields["kind"] = kind
-        self.sock.send(jsonio.dumps(fields).encode())
+        os.write(self.sock.fileno(), jsonio.dumps(fields).encode())
 
     def send_fd(self, kind: str, fd: int, **fields) -> None:
         """One message with a file descriptor attached (unix(7) SCM_RIGHTS)."""
@@ -102,11 +104,21 @@ class Channel:
             msg["fd"] = fds[0]
         return msg
 
-    def expect(self, kind: str) -> dict:
-        """Receive one message of ``kind``; an ``error`` message or EOF raises."""
+    def recv_plain(self) -> dict | None:
+        """:meth:`recv` of a message that carries no descriptor, with
+        read(2) alone (after PID 1's seccomp filter: see :meth:`send`)."""
+        try:
+            data = os.read(self.sock.fileno(), 65536)
+        except ConnectionResetError:  # as in recv
+            data = os.read(self.sock.fileno(), 65536)
+        return jsonio.loads(data) if data else None
+
+    def expect(self, kind: str, plain: bool = False) -> dict:
+        """Receive one message of ``kind``; an ``error`` message or EOF
+        raises. ``plain``: one that carries no descriptor (:meth:`recv_plain`)."""
         from pyrun.errors import ContainerFailed
 
-        msg = self.recv()
+        msg = self.recv_plain() if plain else self.recv()
         if msg is None:
             raise ContainerFailed(f"container setup process exited while waiting for {kind!r}")
         if msg["kind"] == Msg.ERROR:

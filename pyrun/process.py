@@ -50,7 +50,9 @@ def setgroups_allowed() -> bool:
 
 
 def switch_user(user, setgroups_ok: bool) -> None:
-    """setgroups(2), setresgid(2), setresuid(2) to ``process.user``.
+    """setgroups(2), setgid(2), setuid(2) to ``process.user`` (as root,
+    setgid and setuid set the real, effective and saved ids, as runc's
+    calls do: a seccomp profile written for runc lists these).
     ``setgroups_ok``: /proc/self/setgroups said "allow" (read before pivot_root)."""
     if setgroups_ok:
         try:
@@ -63,17 +65,15 @@ def switch_user(user, setgroups_ok: bool) -> None:
                           "cannot be set with a single-id gid mapping (setgroups is denied); "
                           "map a range with newgidmap (/etc/subgid)")
     try:
-        os.setresgid(user.gid, user.gid, user.gid)
+        os.setgid(user.gid)
     except OSError as e:
         raise ConfigError("process.user.gid",
-                          f"setresgid({user.gid}): {errno_text(e)} (is gid {user.gid} mapped?)") from None
+                          f"setgid({user.gid}): {errno_text(e)} (is gid {user.gid} mapped?)") from None
     try:
-        os.setresuid(user.uid, user.uid, user.uid)
+        os.setuid(user.uid)
     except OSError as e:
         raise ConfigError("process.user.uid",
-                          f"setresuid({user.uid}): {errno_text(e)} (is uid {user.uid} mapped?)") from None
-    if user.umask is not None:
-        os.umask(user.umask)
+                          f"setuid({user.uid}): {errno_text(e)} (is uid {user.uid} mapped?)") from None
 
 
 PASSWD_MAX = 1 << 20  # bytes of the image's /etc/passwd read at most
@@ -160,34 +160,45 @@ def lookup(arg0: str, env: list[str]) -> str:
     raise ExecNotFound(arg0, "executable file not found in $PATH")
 
 
-def chdir(cwd: str) -> None:
-    """chdir(2) to ``process.cwd``, resolved inside the container's root.
+def open_cwd(cwd: str) -> int:
+    """An O_PATH descriptor of ``process.cwd``, resolved inside the
+    container's root, made before any seccomp filter is loaded (a profile
+    written for runc need not list openat2(2)).
 
     ``cwd`` comes from the image (engines copy WORKDIR into it): a magic
     link such as ``/proc/self/fd/N`` would name a descriptor of pyrun's and
     put the process's working directory on the host (runc CVE-2024-21626).
     openat2(2) with ``RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`` refuses it;
-    fchdir(2) then moves to exactly what was checked, and getcwd(3) proves
-    the result is reachable from the root ("(unreachable)" or ENOENT when a
-    directory lies outside it)."""
+    fchdir(2) later moves to exactly what was resolved here."""
     from pyrun import syscalls as sc
     from pyrun.errors import SyscallError
 
     try:
-        fd = sc.open_in_own_root(cwd, sc.O_PATH | os.O_DIRECTORY)
+        return sc.open_in_own_root(cwd, sc.O_PATH | os.O_DIRECTORY)
     except SyscallError as e:
         raise ConfigError("process.cwd", str(e)) from None
+
+
+def enter_cwd(fd: int, cwd: str, last_try: bool) -> bool:
+    """fchdir(2) to the descriptor of :func:`open_cwd`. runc's order: once
+    before the switch to ``process.user`` (root may enter what the user
+    may not), and, only if that was refused (EACCES: a directory the
+    user owns that root in a user namespace may not enter), once more
+    after it; only the ``last_try`` fails. True once in it."""
     try:
         os.fchdir(fd)
+    except PermissionError as e:
+        if not last_try:
+            return False
+        raise ConfigError("process.cwd", f"chdir {cwd}: {errno_text(e)}") from None
     except OSError as e:
         raise ConfigError("process.cwd", f"chdir {cwd}: {errno_text(e)}") from None
-    finally:
-        os.close(fd)
-    check_cwd(cwd)
+    return True
 
 
 def check_cwd(cwd: str) -> None:
-    """The working directory must be inside the root: getcwd(3) says so."""
+    """The working directory must be inside the root: getcwd(3) says so
+    ("(unreachable)" or ENOENT when a directory lies outside it)."""
     try:
         where = os.getcwd()
     except OSError:
@@ -232,33 +243,37 @@ def _open_fds() -> list[int] | None:
         return None
 
 
-def close_fds(keep: set[int], preserve: int) -> None:
+def close_fds(keep: set[int], preserve: int, filtered: bool = False) -> None:
     """Close every fd but 0-2, the ``--preserve-fds`` ones and ``keep``, so no
     descriptor of the runtime reaches the container (runc CVE-2024-21626 was
     a leaked fd of the host's cgroupfs).
 
     close_range(2) needs no /proc, which the container may not have mounted.
-    A seccomp profile may refuse it (deny-by-default profiles that list no
-    close_range): then Python's os.closerange would fall back to 2**31
-    close(2) calls. Instead the open descriptors are closed one by one, and
-    :func:`prepare_fds` made every one close-on-exec before the filter."""
+    Under a seccomp filter (``filtered``) it is not called: a profile
+    written for runc need not list it, and Python's os.closerange would
+    fall back to 2**31 close(2) calls. The open descriptors are then
+    listed in /proc/self/fd and closed one by one, as runc closes them
+    (and :func:`prepare_fds` made every one close-on-exec before the filter)."""
     from pyrun import syscalls as sc
 
     last = 2 + preserve
-    ranges = []
-    start = last + 1
-    for fd in sorted(k for k in keep if k >= start):
-        if fd > start:
-            ranges.append((start, fd - 1))
-        start = fd + 1
-    ranges.append((start, 0xFFFFFFFF))
-    try:
-        for first, end in ranges:
-            sc.close_range(first, end)
-    except PyrunError:
-        for fd in _open_fds() or ():  # without /proc: close-on-exec already
-            if fd > last and fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+    if not filtered:
+        ranges = []
+        start = last + 1
+        for fd in sorted(k for k in keep if k >= start):
+            if fd > start:
+                ranges.append((start, fd - 1))
+            start = fd + 1
+        ranges.append((start, 0xFFFFFFFF))
+        try:
+            for first, end in ranges:
+                sc.close_range(first, end)
+            return
+        except PyrunError:
+            pass
+    for fd in _open_fds() or ():  # without /proc: close-on-exec already
+        if fd > last and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,155 @@
+"""Configs the OCI's conformance suite and engines send run as runc runs
+them (issue 23). Each scenario runs beside runc (``runc spec`` bundles, as
+in test_runc_semantics), rootful and rootless."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_runc_semantics import RUNC, Bundles, _with_ranges
+
+pytestmark = pytest.mark.skipif(RUNC is None, reason="runc is not installed (apt-get install runc)")
+
+
+@pytest.fixture
+def rb(rt):
+    b = Bundles(rt)
+    yield b
+    b.cleanup()
+
+
+# ------------------------------------- item 1: system calls after the seccomp filter
+
+# What the container's process (the static hello of the busybox rootfs:
+# glibc's startup, then getcwd or pause) needs, on top of the runtime's list.
+HELLO_NEEDS = ["arch_prctl", "brk", "set_tid_address", "set_robust_list", "rseq", "prlimit64",
+               "readlink", "getrandom", "mprotect", "newfstatat", "getcwd", "write", "exit_group",
+               "pause", "rt_sigreturn"]
+# runc 1.1's own after its filter (strace of its init's thread), and its Go runtime's.
+RUNC_AFTER_FILTER = ["capget", "capset", "prctl", "setgroups", "setgid", "setuid", "chdir", "fchdir",
+                     "getcwd", "openat", "getdents64", "fstatfs", "fstat", "fchown", "fcntl", "newfstatat",
+                     "faccessat2", "read", "write", "close", "getppid", "getpid", "execve", "epoll_ctl",
+                     "epoll_pwait", "futex", "mmap", "munmap", "madvise", "nanosleep", "sched_yield",
+                     "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "sigaltstack", "gettid", "tgkill",
+                     "clone", "exit", "exit_group", "mprotect"]
+
+
+def _only(names: list[str]):
+    """A profile that allows ``names`` and refuses everything else (EPERM)."""
+    def edit(config):
+        config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": sorted(set(names)), "action": "SCMP_ACT_ALLOW"}]}
+    return edit
+
+
+def _edits(*edits):
+    def edit(config):
+        for e in edits:
+            e(config)
+    return edit
+
+
+def _cwd(path: str, nnp: bool):
+    def edit(config):
+        config["process"]["cwd"] = path
+        config["process"]["noNewPrivileges"] = nnp
+    return edit
+
+
+def test_pyrun_s_list_is_runc_s():
+    """Everything pyrun calls after the filter, runc calls there too, but
+    the sealed init's execveat(2)."""
+    from pyrun.builder import SYSCALLS_AFTER_FILTER
+
+    assert set(SYSCALLS_AFTER_FILTER) - {"execveat", "brk"} <= set(RUNC_AFTER_FILTER)
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_a_profile_of_exactly_the_listed_syscalls_runs_and_execs(rt, rb, nnp):
+    """deny-by-default, allowing what the runtime calls after its filter
+    (and execve, and what the process itself needs): create, start and
+    exec work, with the filter loaded early (noNewPrivileges false, as
+    runc) or last. The suite's own profile, an old Docker list without
+    openat2(2), failed every create."""
+    from pyrun.builder import SYSCALLS_AFTER_FILTER
+
+    results = {}
+    for runtime, allowed in (("pyrun", SYSCALLS_AFTER_FILTER), ("runc", RUNC_AFTER_FILTER)):
+        edit = _edits(_cwd("/tmp", nnp), _only([*allowed, "execve", *HELLO_NEEDS]))
+        run = rt if runtime == "pyrun" else rb.runc
+        p = run("run", "-b", rb.make(["hello", "cwd"], edit), rb.cid(runtime))
+        cid = rb.cid(runtime)
+        d = run("run", "-d", "-b", rb.make(["hello", "pause"], edit), cid)
+        e = run("exec", "--cwd", "/etc", cid, "hello", "cwd")
+        results[runtime] = (p.returncode, p.stdout, d.returncode, e.returncode, e.stdout)
+        assert results[runtime] == (0, "/tmp\n", 0, 0, "/etc\n"), (runtime, p.stderr, d.stderr, e.stderr)
+
+
+# ------------------------------------------------- item 6: process.cwd and the user
+
+def _root_only_dir(bundle: str, path: str, uid: int | None = None, gid: int | None = None) -> None:
+    """A 0700 directory in the bundle's rootfs, owned by the rootfs's owner
+    (container root) unless ``uid``/``gid`` (host ids) are given."""
+    rootfs = os.path.join(bundle, "rootfs")
+    d = os.path.join(rootfs, path.lstrip("/"))
+    os.makedirs(d, exist_ok=True)
+    st = os.stat(os.path.join(rootfs, "bin"))
+    os.chown(d, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
+    os.chmod(d, 0o700)
+
+
+def _as(uid: int, gid: int, cwd: str):
+    def edit(config):
+        config["process"]["user"] = {"uid": uid, "gid": gid}
+        config["process"]["cwd"] = cwd
+    return edit
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_a_cwd_only_root_may_enter_is_entered_before_the_user_switch(rt, rb, nnp):
+    """runc chdirs as root first and keeps that: user 42 starts in /root
+    (0700), where it could not chdir itself; exec too, as 42 and as 0."""
+    results = {}
+    for runtime in ("pyrun", "runc"):
+        edit = _with_ranges(rt, _edits(_as(42, 42, "/root"), _cwd("/root", nnp)))
+        run = rt if runtime == "pyrun" else rb.runc
+        b = rb.make(["sh", "-c", "pwd; id -u"], edit)
+        _root_only_dir(b, "/root")
+        p = run("run", "-b", b, rb.cid(runtime))
+        b = rb.make(["sleep", "60"], edit)
+        _root_only_dir(b, "/root")
+        cid = rb.cid(runtime)
+        assert run("run", "-d", "-b", b, cid).returncode == 0
+        e42 = run("exec", cid, "sh", "-c", "pwd; id -u")
+        e0 = run("exec", "--user", "0", cid, "sh", "-c", "pwd; id -u")
+        results[runtime] = [(x.returncode, x.stdout) for x in (p, e42, e0)]
+        assert results[runtime] == [(0, "/root\n42\n"), (0, "/root\n42\n"), (0, "/root\n0\n")], \
+            (runtime, p.stderr, e42.stderr, e0.stderr)
+
+
+def test_a_cwd_only_the_user_may_enter_is_entered_after_the_user_switch(rt, rb):
+    """Rootless: a directory of a mapped uid whose group is not mapped is
+    closed to root in the user namespace (no capability over an inode with
+    an unmapped id) and open to its owner: runc retries the chdir after the
+    switch, and only that try counts."""
+    if not rt.rootless:
+        pytest.skip("root in the initial user namespace may enter it")
+    from conftest import SUBID_START
+
+    results = {}
+    for runtime in ("pyrun", "runc"):
+        edit = _with_ranges(rt, _as(1000, 1000, "/work"))
+        run = rt if runtime == "pyrun" else rb.runc
+        b = rb.make(["sh", "-c", "pwd; id -u"], edit)
+        _root_only_dir(b, "/work", uid=SUBID_START + 999, gid=0)  # host gid 0: unmapped
+        p = run("run", "-b", b, rb.cid(runtime))
+        b = rb.make(["sleep", "60"], edit)
+        _root_only_dir(b, "/work", uid=SUBID_START + 999, gid=0)
+        cid = rb.cid(runtime)
+        assert run("run", "-d", "-b", b, cid).returncode == 0
+        e = run("exec", cid, "sh", "-c", "pwd; id -u")
+        results[runtime] = [(x.returncode, x.stdout) for x in (p, e)]
+        assert results[runtime] == [(0, "/work\n1000\n"), (0, "/work\n1000\n")], (runtime, p.stderr, e.stderr)
