@@ -104,8 +104,11 @@ def process_from_flags(base, args: list[str], env: list[str], cwd: str | None, u
                     permitted=list(c.permitted), ambient=list(c.ambient))
         for name in caps:
             name = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
-            if name not in CAPABILITIES:
-                raise PyrunError(f"--cap {name}: unknown capability")
+            if name not in CAPABILITIES:  # as in config.json (pyrun.spec): warned, dropped
+                from pyrun.log import log
+
+                log.warning(f"--cap {name}: unknown capability: ignored")
+                continue
             c.bounding.append(name)
             c.effective.append(name)
             c.permitted.append(name)

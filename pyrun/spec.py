@@ -335,12 +335,12 @@ def _parse_capabilities(proc: dict) -> Capabilities | None:
         names = str_list(caps, name, p)
         for i, cap in enumerate(names):
             if cap not in CAPABILITIES:
-                raise ConfigError(
-                    f"{p}.{name}[{i}]",
-                    f"unknown capability {quote(cap)}: expected a name like CAP_KILL "
-                    f"(CAP_CHOWN ... CAP_CHECKPOINT_RESTORE)",
-                )
-        sets[name] = names
+                # runtime-spec 1.1: "MUST be logged as a warning by the
+                # runtime. Runtimes SHOULD NOT fail" (runc and crun run it)
+                from pyrun.log import log
+
+                log.warning(f"{p}.{name}[{i}]: unknown capability {quote(cap)}: ignored")
+        sets[name] = [cap for cap in names if cap in CAPABILITIES]
     return Capabilities(**sets)
 
 

@@ -153,3 +153,42 @@ def test_a_cwd_only_the_user_may_enter_is_entered_after_the_user_switch(rt, rb):
         e = run("exec", cid, "sh", "-c", "pwd; id -u")
         results[runtime] = [(x.returncode, x.stdout) for x in (p, e)]
         assert results[runtime] == [(0, "/work\n1000\n"), (0, "/work\n1000\n")], (runtime, p.stderr, e.stderr)
+
+
+# ------------------------------------------------- item 3: unknown capabilities
+
+def _caps_plus(*names: str):
+    def edit(config):
+        c = config["process"]["capabilities"]
+        for key in ("bounding", "effective", "permitted"):
+            c[key] = c[key] + list(names)
+    return edit
+
+
+def test_an_unknown_capability_is_a_warning_and_dropped(rt, rb):
+    """runtime-spec 1.1: "MUST be logged as a warning ... SHOULD NOT fail";
+    runc and crun run it. Known ones stay."""
+    log = os.path.join(rt.dir, "caps.log")
+    for runtime in ("pyrun", "runc"):
+        b = rb.make(["sh", "-c", "grep ^CapEff /proc/self/status"], _caps_plus("CAP_FLY", "cap_kill", "CAP_SYS_TIME"))
+        if runtime == "pyrun":
+            p = rt("--log", log, "run", "-b", b, rb.cid(runtime))
+            assert "CAP_FLY" in p.stderr and "cap_kill" in p.stderr, p.stderr
+            with open(log) as f:
+                assert "CAP_FLY" in f.read()
+        else:
+            p = rb.runc("run", "-b", b, rb.cid(runtime))
+        assert p.returncode == 0, (runtime, p.stderr)
+        assert int(p.stdout.split()[1], 16) & (1 << 25), (runtime, p.stdout)  # CAP_SYS_TIME kept
+
+
+def test_exec_cap_of_an_unknown_capability_is_a_warning_and_dropped(rt, rb):
+    for runtime in ("pyrun", "runc"):
+        run = rt if runtime == "pyrun" else rb.runc
+        cid = rb.cid(runtime)
+        assert run("run", "-d", "-b", rb.make(["sleep", "60"]), cid).returncode == 0
+        e = run("exec", "--cap", "CAP_FLY", "--cap", "CAP_SYS_TIME", cid, "grep", "^CapEff", "/proc/self/status")
+        assert e.returncode == 0, (runtime, e.stderr)
+        assert int(e.stdout.split()[1], 16) & (1 << 25), (runtime, e.stdout)
+        if runtime == "pyrun":
+            assert "CAP_FLY" in e.stderr, e.stderr
