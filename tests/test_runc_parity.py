@@ -192,3 +192,36 @@ def test_exec_cap_of_an_unknown_capability_is_a_warning_and_dropped(rt, rb):
         assert int(e.stdout.split()[1], 16) & (1 << 25), (runtime, e.stdout)
         if runtime == "pyrun":
             assert "CAP_FLY" in e.stderr, e.stderr
+
+
+# ------------------------------------------------- item 4: device rules in order
+
+def test_device_rules_are_written_in_the_config_s_order(rt, rb):
+    """cgroup v1 keeps a devices.list in the order rules were written, and
+    the OCI suite reads the config's back from it ("The runtime MUST apply
+    entries in the listed order"): the config's rules come first, in its
+    order, then the default devices, as crun writes them. (runc 1.1 writes
+    the same rules in another order, and fails that program.)"""
+    from pyrun import cgroups
+
+    if rt.rootless or cgroups.available() or not os.path.exists("/sys/fs/cgroup/devices/cgroup.procs"):
+        pytest.skip("needs root on a cgroup v1 or hybrid host")
+    rules = [{"allow": False, "access": "rwm"},
+             {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+             {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "rw"},
+             {"allow": True, "type": "b", "major": 7, "minor": 1, "access": "r"}]
+    lists = {}
+    for runtime in ("pyrun", "runc"):
+        cid = rb.cid(runtime)
+
+        def edit(config, cid=cid):
+            config["linux"]["resources"] = {"devices": rules}
+            config["linux"]["cgroupsPath"] = f"/{cid}"
+        run = rt if runtime == "pyrun" else rb.runc
+        p = run("create", "-b", rb.make(["sleep", "60"], edit), cid)
+        assert p.returncode == 0, (runtime, p.stderr)
+        with open(f"/sys/fs/cgroup/devices/{cid}/devices.list") as f:
+            lists[runtime] = f.read().splitlines()
+        run("delete", "--force", cid)
+    assert lists["pyrun"][:3] == ["c 10:229 rwm", "b 8:0 rw", "b 7:1 r"], lists["pyrun"]
+    assert sorted(lists["pyrun"]) == sorted(lists["runc"]), lists

@@ -298,7 +298,8 @@ def device_writes_v1(resources: dict | None, devices) -> tuple[list[Write], bool
     deny-all mode an allow adds an exception and a deny takes one away, and
     the other way round in allow-all mode. Returns the writes for a cgroup
     that starts from its parent's list: the disruptive "a *:* rwm" first
-    (devices.deny or devices.allow), then each exception; whether the
+    (devices.deny or devices.allow), then each exception in the order
+    the rules first name it; whether the
     result is an allow list; and the lines devices.list must then show."""
     default_allow = False
     rules: dict[tuple[int, int, int], int] = {}
@@ -329,7 +330,11 @@ def device_writes_v1(resources: dict | None, devices) -> tuple[list[Write], bool
     first = Write("devices.allow" if default_allow else "devices.deny", "a *:* rwm", f"{RES}.devices")
     exception = "devices.deny" if default_allow else "devices.allow"
     out = [first]
-    for meta in sorted(rules):
+    # In the order they were first written (dicts keep it): the kernel
+    # appends each exception to devices.list, which then lists the config's
+    # rules in the config's order, then linux.devices, then the defaults,
+    # as crun writes them (the OCI suite reads the list back in order).
+    for meta in rules:
         out.append(Write(exception, _rule_text(*meta, rules[meta]), paths[meta]))
     expect = {w.value for w in out[1:]} if not default_allow else {"a *:* rwm"}
     return out, not default_allow, expect
