@@ -307,10 +307,38 @@ def _create_hooks(plan: Plan, ch: Channel) -> None:
                       plan.spec.process.env)  # runc runs it in its init, whose env is the process's
 
 
+def _chroot_root(plan: Plan, ch: Channel) -> None:
+    """A config without a mount namespace shares the host's mount table,
+    which is not the container's to change: as crun, the root is entered
+    with chroot(2) and nothing is mounted; what needs a mount is named in
+    a warning, not applied."""
+    spec = plan.spec
+    linux = spec.linux
+    # (maskedPaths and readonlyPaths were refused: spec_rules, as runc)
+    unapplied = [name for name, value in (
+        ("mounts", spec.mounts), ("linux.devices", linux.devices), ("root.readonly", spec.root.readonly)) if value]
+    if unapplied:
+        log.warning(f"linux.namespaces: no mount namespace: {', '.join(unapplied)} not applied "
+                    "(the host's mounts are not the container's to change)")
+    plan.dev_is_bind = True  # its /dev is whatever the root holds: create nothing there
+    _create_hooks(plan, ch)
+    with log.step("chroot(root)"):
+        # root.path was checked (rootfs.check_root: no symlink); O_NOFOLLOW
+        # keeps it so between that check and this open.
+        fd = os.open(spec.root.path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchdir(fd)
+            os.chroot(".")
+        finally:
+            os.close(fd)
+
+
 def _build_rootfs(plan: Plan, ch: Channel) -> None:
     from pyrun import devices, mounts, rootfs
     from pyrun.errors import ConfigError
 
+    if plan.chroot_only:
+        return _chroot_root(plan, ch)
     spec = plan.spec
     prop = None
     if spec.linux.rootfs_propagation:

@@ -109,6 +109,12 @@ class Plan:
     handover: object = None
     caps: object = None               # pyrun.capabilities.CapSets, for the hand-over
 
+    @property
+    def chroot_only(self) -> bool:
+        """No mount namespace of its own or joined: the host's mount table
+        is not the container's to change (builder._chroot_root)."""
+        return self.spec.namespace("mount") is None
+
 
 # ----------------------------------------------------------------- the plan
 
@@ -116,8 +122,6 @@ def make_plan(spec, state_path: str, opts: Options):
     """Check what the host can do with this config, before any syscall."""
     from pyrun import rootfs, state
 
-    if spec.namespace("mount") is None:
-        raise ConfigError("linux.namespaces", "a mount namespace is required")
     userns = spec.namespace("user")
     initial_userns = state.in_initial_userns()
     privileged = os.geteuid() == 0 and initial_userns
@@ -133,6 +137,8 @@ def make_plan(spec, state_path: str, opts: Options):
     mode = opts.rootfs_mode or spec.annotations.get(ANNOTATION_ROOTFS) or rootfs.DIRECT
     if mode not in (rootfs.OVERLAY, rootfs.DIRECT):
         raise ConfigError(f"annotations[{ANNOTATION_ROOTFS!r}]", f"expected overlay or direct, got {mode!r}")
+    if spec.namespace("mount") is None and mode == rootfs.OVERLAY:
+        raise ConfigError("linux.namespaces", "the overlay root needs a mount namespace (or --rootfs-mode direct)")
     use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, False)
     root_real, root_ident = rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)

@@ -4,6 +4,7 @@ in test_runc_semantics), rootful and rootless."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -225,3 +226,35 @@ def test_device_rules_are_written_in_the_config_s_order(rt, rb):
         run("delete", "--force", cid)
     assert lists["pyrun"][:3] == ["c 10:229 rwm", "b 8:0 rw", "b 7:1 r"], lists["pyrun"]
     assert sorted(lists["pyrun"]) == sorted(lists["runc"]), lists
+
+
+# ------------------------------------------------- item 5: no mount namespace
+
+def test_a_config_without_a_mount_namespace_runs_chrooted(rt, rb):
+    """crun runs it: the process is chrooted into the root, in the host's
+    mount namespace, and nothing is mounted on the host's mount table (the
+    config's mounts are named in a warning; masked paths are refused, as
+    runc refuses them without a mount namespace). runc is no
+    reference here: it mounts the config's mounts on the host's table."""
+    if rt.rootless:
+        pytest.skip("rootless needs a user namespace, and mounts in it a mount namespace")
+    with open("/proc/self/mountinfo") as f:
+        before = len(f.read().splitlines())
+    host_mnt = os.readlink("/proc/self/ns/mnt")
+
+    def edit(config):
+        config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "mount"]
+        del config["linux"]["maskedPaths"], config["linux"]["readonlyPaths"]  # refused, as runc does
+    cid = rb.cid("pyrun")
+    p = rt("create", "-b", rb.make(["sleep", "60"], edit), cid)
+    assert p.returncode == 0, p.stderr
+    assert "no mount namespace: mounts not applied" in p.stderr, p.stderr
+    pid = json.loads(rt("state", cid).stdout)["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/mnt") == host_mnt
+    assert os.path.exists(f"/proc/{pid}/root/bin/busybox")
+    assert rt("start", cid).returncode == 0
+    e = rt("exec", cid, "sh", "-c", "ls /bin/busybox")
+    assert (e.returncode, e.stdout) == (0, "/bin/busybox\n"), e.stderr
+    assert rt("delete", "--force", cid).returncode == 0
+    with open("/proc/self/mountinfo") as f:
+        assert len(f.read().splitlines()) == before
