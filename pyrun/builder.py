@@ -291,10 +291,12 @@ def hook_state(plan: Plan, status: str) -> bytes:
                             spec.bundle, spec.annotations)
 
 
-def _create_hooks(plan: Plan, ch: Channel) -> None:
+def _create_hooks(plan: Plan, ch: Channel, root: str) -> None:
     """prestart and createRuntime run on the host side (asked for over the
     channel), then createContainer here, in the container's namespaces,
-    with the host's filesystem still visible: all before pivot_root."""
+    with the host's filesystem still visible: all before pivot_root.
+    createContainer's working directory is the container's ``root``, as
+    runc's (its init has chdir'ed there to pivot)."""
     h = plan.spec.hooks
     if not (h.prestart or h.create_runtime or h.create_container):
         return
@@ -302,6 +304,8 @@ def _create_hooks(plan: Plan, ch: Channel) -> None:
 
     ch.send(Msg.HOOKS)
     plan.host_pid = ch.expect(Msg.HOOKS_DONE)["pid"]
+    if h.create_container:
+        os.chdir(root)
     with log.step("hooks.createContainer"):
         hooks.run_all(h.create_container, hook_state(plan, "creating"), "createContainer",
                       plan.spec.process.env)  # runc runs it in its init, whose env is the process's
@@ -321,7 +325,7 @@ def _chroot_root(plan: Plan, ch: Channel) -> None:
         log.warning(f"linux.namespaces: no mount namespace: {', '.join(unapplied)} not applied "
                     "(the host's mounts are not the container's to change)")
     plan.dev_is_bind = True  # its /dev is whatever the root holds: create nothing there
-    _create_hooks(plan, ch)
+    _create_hooks(plan, ch, spec.root.path)
     with log.step("chroot(root)"):
         # root.path was checked (rootfs.check_root: no symlink); O_NOFOLLOW
         # keeps it so between that check and this open.
@@ -390,7 +394,7 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
         for fd in plan.mount_trees.values():
             os.close(fd)
         plan.mount_trees.clear()
-    _create_hooks(plan, ch)
+    _create_hooks(plan, ch, merged)
     with log.step("pivot_root" if not plan.no_pivot else "mount(MS_MOVE)+chroot"):
         if plan.no_pivot:
             rootfs.move_root(merged)

@@ -258,3 +258,30 @@ def test_a_config_without_a_mount_namespace_runs_chrooted(rt, rb):
     assert rt("delete", "--force", cid).returncode == 0
     with open("/proc/self/mountinfo") as f:
         assert len(f.read().splitlines()) == before
+
+
+# ------------------------------------------------- item 13: createContainer's cwd
+
+def test_create_container_hooks_run_in_the_container_s_root(rt, rb):
+    """runc runs them in its init with the container's root as working
+    directory (not the bundle): a relative path there names the root's files."""
+    seen = {}
+    for runtime in ("pyrun", "runc"):
+        out = os.path.join(rt.dir, f"cwd-hook-{runtime}")
+        os.mkdir(out)
+        rt._chown(out)
+
+        def edit(config, out=out):
+            config["hooks"] = {"createContainer": [
+                {"path": "/bin/sh", "args": ["sh", "-c", f"cat etc/marker > {out}/seen"]}]}
+        b = rb.make(["true"], edit)
+        with open(os.path.join(b, "rootfs", "etc", "marker"), "w") as f:
+            f.write(f"root of {runtime}\n")
+        with open(os.path.join(b, "etc-marker-in-bundle"), "w") as f:
+            f.write("bundle\n")
+        call = rt if runtime == "pyrun" else rb.runc
+        r = call("run", "-b", b, rb.cid(runtime))
+        assert r.returncode == 0, (runtime, r.stderr)
+        with open(os.path.join(out, "seen")) as f:
+            seen[runtime] = f.read()
+    assert seen == {"pyrun": "root of pyrun\n", "runc": "root of runc\n"}
