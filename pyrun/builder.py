@@ -543,6 +543,8 @@ def _prepare_process(plan: Plan, ch: Channel) -> str:
         process.set_rlimits(proc.rlimits)
     if proc.user.umask is not None:
         os.umask(proc.user.umask)
+    if proc.terminal:
+        process.own_terminal(proc.user.uid)
     _set_process_attributes(plan)  # while we hold CAP_SYS_NICE, before any filter
     # process.cwd: resolved and checked now, entered by descriptor; as root
     # first (the user may lack search rights above it), as runc does.

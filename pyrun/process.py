@@ -76,6 +76,26 @@ def switch_user(user, setgroups_ok: bool) -> None:
                           f"setuid({user.uid}): {errno_text(e)} (is uid {user.uid} mapped?)") from None
 
 
+def own_terminal(uid: int) -> None:
+    """fchown(2) the pty (our stdin, a slave of the container's devpts) to
+    ``process.user.uid``, as runc does: a non-root process can then use its
+    own console. The group stays the devpts mount's (gid=5 in runc spec's
+    config). Only the pty pyrun made: a stdio the caller passed (a host file,
+    a pipe) is never chowned. A refusal (an unmapped owner, EPERM or EINVAL;
+    a read-only /dev, EROFS) leaves it as it is, as in runc."""
+    import errno
+
+    from pyrun import syscalls as sc
+
+    if sc.fs_type(0) != sc.DEVPTS_SUPER_MAGIC or os.fstat(0).st_uid == uid:
+        return
+    try:
+        os.fchown(0, uid, -1)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EINVAL, errno.EROFS):
+            raise PyrunError(f"fchown(pty, {uid}): {errno_text(e)}") from None
+
+
 PASSWD_MAX = 1 << 20  # bytes of the image's /etc/passwd read at most
 
 

@@ -285,3 +285,33 @@ def test_create_container_hooks_run_in_the_container_s_root(rt, rb):
         with open(os.path.join(out, "seen")) as f:
             seen[runtime] = f.read()
     assert seen == {"pyrun": "root of pyrun\n", "runc": "root of runc\n"}
+
+
+# ------------------------------------------------- item 11: the pty's owner
+
+def test_the_pty_belongs_to_the_process_user(rt, rb):
+    """runc chowns the terminal to the process's uid (the gid stays the
+    devpts mount's, 5 in runc spec's config), so a non-root process can use
+    its own console (mesg, stty on its tty, ssh-style checks)."""
+    from test_terminal import ConsoleSocket, read_until
+
+    seen = {}
+    for runtime in ("pyrun", "runc"):
+        def edit(config):
+            config["process"]["terminal"] = True
+            config["process"]["user"] = {"uid": 1000, "gid": 1000}
+        b = rb.make(["sh", "-c", "stat -c owner=%u:%g $(tty); id -u"], _with_ranges(rt, edit))
+        sock = os.path.join(rt.dir, f"console-{runtime}.sock")
+        console = ConsoleSocket(sock)
+        rt._chown(sock)
+        cid = rb.cid(runtime)
+        call = rt if runtime == "pyrun" else rb.runc
+        r = call("create", "--console-socket", sock, "-b", b, cid)
+        assert r.returncode == 0, (runtime, r.stderr)
+        console.thread.join(10)
+        assert call("start", cid).returncode == 0
+        out = read_until(console.master, b"\n1000").decode().replace("\r", "")
+        seen[runtime] = [line for line in out.splitlines() if line.startswith("owner=")]
+        os.close(console.master)
+    assert seen["runc"] and seen["runc"][0].startswith("owner=1000:"), seen
+    assert seen["pyrun"] == seen["runc"], seen
