@@ -49,6 +49,11 @@ vm-test-systemd: bundles  ## the tests marked systemd, in the VM booting systemd
 vm-test-systemd-v1: bundles  ## the tests marked systemd_v1, in the VM booting systemd with cgroup v1 (hybrid)
 	tools/vm/vm-test --systemd --cgroup-v1
 
+.PHONY: conformance
+conformance: build     ## the OCI's runtime-tools validation suite, as root then rootless (tools/conformance/run)
+	@sh tools/deps.sh golang-go busybox-static util-linux
+	flock /tmp/pyrun-heavy.lock tools/conformance/run
+
 .PHONY: bench
 bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_QUICK=1, BENCH_OUT=file)
 	@sh tools/deps.sh runc crun tini catatonit time util-linux passwd  # what pyrun is compared with

@@ -27,6 +27,8 @@ PKGS="$PKGS nftables passt"
 PKGS="$PKGS jq"
 # tests/test_terminal.py: strace's syscall delay injection makes a race happen
 PKGS="$PKGS strace"
+# make conformance: Go 1.19 builds the OCI's runtime-tools suite (vendored, offline)
+PKGS="$PKGS golang-go"
 [ $# -gt 0 ] && PKGS="$*"
 missing=""
 for p in $PKGS; do
