@@ -74,11 +74,20 @@ def apply(sets: CapSets) -> None:
     everything = set(range(sets.last + 1))
     # libcap's cap_set_proc(3) through python-prctl: the sets to raise
     # (effective, permitted, inheritable), then the sets to clear.
-    _prctl.set_caps(
-        sorted(sets.effective), sorted(sets.permitted), sorted(sets.inheritable),
-        sorted(everything - sets.effective), sorted(everything - sets.permitted),
-        sorted(everything - sets.inheritable),
-    )
+    try:
+        _prctl.set_caps(
+            sorted(sets.effective), sorted(sets.permitted), sorted(sets.inheritable),
+            sorted(everything - sets.effective), sorted(everything - sets.permitted),
+            sorted(everything - sets.inheritable),
+        )
+    except OSError as e:
+        from pyrun.errors import PyrunError, errno_text
+
+        # A capability the runtime itself does not hold cannot be given.
+        missing = [name for name, n in CAPABILITIES.items() if n in sets.permitted and not _prctl.prctl(
+            _prctl.PR_CAPBSET_READ, n)]
+        hint = f" ({', '.join(missing)}: not in pyrun's own bounding set)" if missing else ""
+        raise PyrunError(f"capset: {errno_text(e)}: process.capabilities{hint}") from None
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL, shown="prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
     for cap in sorted(sets.ambient):
         if cap not in sets.permitted or cap not in sets.inheritable:

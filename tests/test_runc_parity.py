@@ -315,3 +315,23 @@ def test_the_pty_belongs_to_the_process_user(rt, rb):
         os.close(console.master)
     assert seen["runc"] and seen["runc"][0].startswith("owner=1000:"), seen
     assert seen["pyrun"] == seen["runc"], seen
+
+
+def test_a_capability_the_runtime_lacks_is_named(rt, rb):
+    """The OCI suite's privileged config asks for every capability; where
+    root itself lacks one (this CI host's has no CAP_SYS_RESOURCE), create
+    fails, for runc too: the error names the syscall and the capability."""
+    import _prctl
+
+    from pyrun.spec_names import CAPABILITIES
+
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    lacking = [name for name, n in CAPABILITIES.items() if n <= last and not _prctl.prctl(_prctl.PR_CAPBSET_READ, n)]
+    if not lacking or rt.rootless:
+        pytest.skip("root holds every capability here")
+    b = rb.make(["true"], _caps_plus(lacking[0]))
+    p = rt("run", "-b", b, rb.cid("pyrun"))
+    r = rb.runc("run", "-b", rb.make(["true"], _caps_plus(lacking[0])), rb.cid("runc"))
+    assert r.returncode != 0
+    assert p.returncode == 1 and f"capset: Operation not permitted (EPERM): process.capabilities ({lacking[0]}" \
+        in p.stderr, p.stderr
