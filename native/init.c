@@ -306,7 +306,7 @@ static int open_fifo(struct opts *o)
 	cat(path, sizeof(path), dec(o->fifo, tmp), NULL);
 	do {
 		if (o->fifo >= 0)
-			fd = open(path, O_WRONLY | O_CLOEXEC);
+			fd = openat(AT_FDCWD, path, O_WRONLY | O_CLOEXEC);  /* openat: what runc makes */
 		else
 			fd = openat(o->state_dir, "exec.fifo", O_WRONLY | O_CLOEXEC);
 	} while (fd < 0 && errno == EINTR);

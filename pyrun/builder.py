@@ -217,7 +217,8 @@ def _handover(plan: Plan, state_fd: int):
     from pyrun.pid1 import Handover
 
     h = Handover()
-    if any(m.destination.rstrip("/") == "/proc" and m.type == "proc" for m in plan.spec.mounts):
+    mounted = not plan.chroot_only  # without a mount namespace no mount is made (_chroot_root)
+    if mounted and any(m.destination.rstrip("/") == "/proc" and m.type == "proc" for m in plan.spec.mounts):
         h.fifo = os.open("exec.fifo", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=state_fd)
         os.close(state_fd)
     else:
@@ -516,10 +517,13 @@ SYSCALLS_AFTER_FILTER = (
     "newfstatat",           # the lookup of args[0] (stat(2), as runc's exec.LookPath)
     "read", "write",        # the channel ("ready", "ack") and exec.fifo
     "openat",               # exec.fifo; /proc/self/fd, to close what is not passed on (runc: the same)
-    "getdents64", "close",
+    "getdents64", "close", "fcntl",
     "mmap", "munmap", "brk",  # the interpreter's allocator (runc's: Go's runtime)
     "exit_group",           # an error, reported on the channel
-    "execve", "execveat",   # the sealed pyrun-init, then the process (runc: execve)
+    "execveat",             # the sealed pyrun-init (runc: execve of itself, earlier)
+    "arch_prctl", "set_tid_address",  # its static libc's start (Go's runtime: the same, earlier)
+    "rt_sigaction",         # it restores every disposition Python changed (Go's runtime leaves them)
+    "execve",               # the process
 )
 # With startContainer hooks (which run after it, in runc too) also what
 # running a program takes (clone, wait4...).
