@@ -326,11 +326,12 @@ def _chroot_root(plan: Plan, ch: Channel) -> None:
         log.warning(f"linux.namespaces: no mount namespace: {', '.join(unapplied)} not applied "
                     "(the host's mounts are not the container's to change)")
     plan.dev_is_bind = True  # its /dev is whatever the root holds: create nothing there
-    _create_hooks(plan, ch, spec.root.path)
+    _create_hooks(plan, ch, plan.root_real)
     with log.step("chroot(root)"):
-        # root.path was checked (rootfs.check_root: no symlink); O_NOFOLLOW
-        # keeps it so between that check and this open.
-        fd = os.open(spec.root.path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        from pyrun import hostpath
+
+        # the inode the host side checked, opened without following a symlink
+        fd = hostpath.open_same(plan.root_real, plan.root_ident, "root.path")
         try:
             os.fchdir(fd)
             os.chroot(".")
