@@ -16,25 +16,35 @@ import time
 CONTAINERD = shutil.which("containerd", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
 CTR = shutil.which("ctr", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
 
-CONFIG = """\
+# Plugins neither the tests nor tools/cri use; the CRI plugin is off unless asked for.
+_UNUSED = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+           "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+           "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+
+def config_head(cri: bool = False) -> str:
+    """The top of a private containerd's config.toml: its root, state,
+    sockets and opt directory under ``{d}`` (filled in by :class:`Containerd`)."""
+    disabled = ([] if cri else ["io.containerd.grpc.v1.cri"]) + _UNUSED
+    return f"""\
 version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
+root = "{{d}}/root"
+state = "{{d}}/state"
+disabled_plugins = {disabled!r}
 [grpc]
-  address = "{d}/containerd.sock"
+  address = "{{d}}/containerd.sock"
 [ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
+  address = "{{d}}/containerd.sock.ttrpc"
 [debug]
-  address = "{d}/debug.sock"
+  address = "{{d}}/debug.sock"
 [metrics]
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-"""
+  path = "{{d}}/opt"
+""".replace("'", '"')
+
+
+CONFIG = config_head()
 
 
 class Containerd:
@@ -73,29 +83,7 @@ class Containerd:
 
     def ctr_pty(self, *args, timeout: float = 30) -> tuple[int, str]:
         """ctr with a terminal as its stdio (``-t`` needs one)."""
-        master, slave = pty.openpty()
-        p = subprocess.Popen([CTR, "-a", self.sock, "-n", self.ns, *args], stdin=slave, stdout=slave,
-                             stderr=slave, start_new_session=True)
-        os.close(slave)
-        out = b""
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if select.select([master], [], [], 0.2)[0]:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: every slave is closed
-                        break
-                    if not chunk:
-                        break
-                    out += chunk
-                elif p.poll() is not None:
-                    break
-            else:
-                p.kill()
-            return p.wait(timeout=10), out.decode(errors="replace")
-        finally:
-            os.close(master)
+        return run_in_pty([CTR, "-a", self.sock, "-n", self.ns, *args], timeout)
 
     def stop(self) -> None:
         """SIGTERM, as systemd stops it; the shims of deleted tasks are gone."""
@@ -107,3 +95,30 @@ class Containerd:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def run_in_pty(argv: list[str], timeout: float = 30) -> tuple[int, str]:
+    """Run ``argv`` in a session of its own with a new pseudo-terminal as its
+    stdio (``ctr -t`` and ``crictl exec -it`` need one): (exit code, output)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every slave is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        else:
+            p.kill()
+        return p.wait(timeout=10), out.decode(errors="replace")
+    finally:
+        os.close(master)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pty
-import select
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import pytest
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tools", "cri"))
 import cri  # noqa: E402
+from containerd_env import run_in_pty  # noqa: E402
 
 PYRUN = os.path.join(os.path.dirname(sys.executable), "pyrun")
 RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
@@ -97,30 +96,8 @@ def status(env, cid: str) -> dict:
 
 def exec_tty(env, cid: str, *command: str, timeout: float = 30) -> tuple[int, str]:
     """crictl exec -it with a terminal as its stdio."""
-    master, slave = pty.openpty()
-    argv = [*env.enter(), env.crictl_bin, "--runtime-endpoint", f"unix://{env.containerd.sock}",
-            "exec", "-it", cid, *command]
-    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.2)[0]:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: every slave is closed
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        else:
-            p.kill()
-        return p.wait(timeout=10), out.decode(errors="replace")
-    finally:
-        os.close(master)
+    return run_in_pty([*env.enter(), env.crictl_bin, "--runtime-endpoint", f"unix://{env.containerd.sock}",
+                       "exec", "-it", cid, *command], timeout)
 
 
 def lifecycle(env, handler: str) -> list:

@@ -21,16 +21,9 @@ import time
 
 import pytest
 from conftest import _state_letter
-from test_runc_semantics import RUNC, Bundles
+from test_runc_semantics import RUNC, rb  # noqa: F401 (rb: the fixture)
 
 pytestmark = pytest.mark.skipif(RUNC is None, reason="runc is not installed (apt-get install runc)")
-
-
-@pytest.fixture
-def rb(rt):
-    b = Bundles(rt)
-    yield b
-    b.cleanup()
 
 
 def _start_both(rt, rb, args=("sleep", "300"), edit=None):

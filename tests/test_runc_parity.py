@@ -8,16 +8,9 @@ import json
 import os
 
 import pytest
-from test_runc_semantics import RUNC, Bundles, _with_ranges
+from test_runc_semantics import RUNC, _with_ranges, rb  # noqa: F401 (rb: the fixture)
 
 pytestmark = pytest.mark.skipif(RUNC is None, reason="runc is not installed (apt-get install runc)")
-
-
-@pytest.fixture
-def rb(rt):
-    b = Bundles(rt)
-    yield b
-    b.cleanup()
 
 
 # ------------------------------------- item 1: system calls after the seccomp filter

@@ -29,7 +29,7 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(TOP, "tests"))
-from containerd_env import CONTAINERD, CTR, Containerd  # noqa: E402
+from containerd_env import CONTAINERD, CTR, Containerd, config_head  # noqa: E402
 
 CACHE = os.environ.get("CRI_TOOLS_CACHE", os.path.join(TOP, ".cache", "cri-tools"))
 TARBALL = os.environ.get("CRI_TOOLS_TARBALL",
@@ -41,23 +41,7 @@ STAGING = "gcr.io/k8s-staging-cri-tools/"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.6"
 BUSYBOX_IMAGE = E2E + "busybox:1.29-2"
 
-CONFIG = """\
-version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
+CONFIG = config_head(cri=True) + """\
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "%(pause)s"
   restrict_oom_score_adj = true
