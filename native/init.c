@@ -24,7 +24,7 @@
  * /proc/self/fd/N (and, without a /proc, exec.fifo in the state directory).
  *
  * Usage: pyrun-init [-i] [-c E:P:I:A] [-f FD | -d FD] [-s FD:FLAGS] [-k FD]
- *                   [-e FD] -- PATH ARGV0 [ARGS...]
+ *                   [-e FD] [-l NAME:TEXT] -- PATH ARGV0 [ARGS...]
  *   -i           stay PID 1: run PATH as our only child (the init)
  *   -c E:P:I:A   the capability sets (hex masks: effective, permitted,
  *                inheritable, ambient) pyrun carried across its execveat
@@ -35,6 +35,11 @@
  *                seccomp(2) flags to load it with
  *   -k FD        the startContainer hooks and their state (read_hooks)
  *   -e FD        pyrun's channel, where a failed execve(2) is reported
+ *   -l NAME:TEXT the label for our next execve(2): TEXT (AppArmor: "exec
+ *                PROFILE"; SELinux: the context) written to /proc/self/attr/
+ *                NAME before the wait on exec.fifo, so that what we execute
+ *                (hooks, program) runs confined, and we never are; see
+ *                write_label()
  * PATH has been resolved by pyrun; ARGV0 is what the program sees as
  * argv[0].  The descriptors are pyrun's: each is closed on execve(2).
  */
@@ -51,6 +56,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -69,6 +75,7 @@ struct opts {
 	unsigned int bpf_flags;
 	int hooks;
 	int chan;
+	const char *label;	/* NAME:TEXT (-l) */
 };
 
 /*
@@ -122,7 +129,7 @@ static const struct {
 	{ ENOENT, "ENOENT" }, { EACCES, "EACCES" }, { EPERM, "EPERM" },
 	{ ENOEXEC, "ENOEXEC" }, { ENOTDIR, "ENOTDIR" }, { ELOOP, "ELOOP" },
 	{ E2BIG, "E2BIG" }, { ENOMEM, "ENOMEM" }, { EINVAL, "EINVAL" },
-	{ ENOSYS, "ENOSYS" }, { ETXTBSY, "ETXTBSY" }, { EISDIR, "EISDIR" },
+	{ ENOSYS, "ENOSYS" }, { ETXTBSY, "ETXTBSY" }, { EISDIR, "EISDIR" }, { EXDEV, "EXDEV" },
 };
 
 static const char *errname(int err)
@@ -278,6 +285,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			rc = number(v, &o->hooks);
 		} else if (!strcmp(argv[i - 1], "-e")) {
 			rc = number(v, &o->chan);
+		} else if (!strcmp(argv[i - 1], "-l")) {
+			if (!strchr(v, ':'))
+				return -1;
+			o->label = v;
 		} else if (!strcmp(argv[i - 1], "-s")) {
 			if (number(v, &o->bpf) != 1 || number(strchr(v, ':') + 1, &flags) != 0)
 				return -1;
@@ -739,6 +750,92 @@ static int set_caps(const char *spec)
 	return 0;
 }
 
+/* struct open_how and openat2(2)'s flags (linux/openat2.h, which musl lacks) */
+struct open_how {
+	uint64_t flags;
+	uint64_t mode;
+	uint64_t resolve;
+};
+
+#define RESOLVE_NO_XDEV 0x01
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_NO_SYMLINKS 0x04
+#define RESOLVE_BENEATH 0x08
+#define PROC_SUPER_MAGIC 0x9fa0
+
+static int openat2_(int dir, const char *path, uint64_t flags, uint64_t resolve)
+{
+	struct open_how how = { flags | O_CLOEXEC, 0, resolve };
+
+	return (int)syscall(SYS_openat2, dir, path, &how, sizeof(how));
+}
+
+/*
+ * The kernel takes a label from a write to /proc/self/attr only from the
+ * process that opened the file, before any execve(2) of its (the file
+ * remembers its opener's mm): so we open it, in the container's /proc, as
+ * its mounts could never redirect it (CVE-2025-52881): /proc must be a
+ * procfs (fstatfs(2)), and self/attr/NAME is resolved beneath it with no
+ * mount crossed and no symlink but "self" (a plain one, within procfs).
+ * AppArmor's own directory, attr/apparmor, is new in 5.8: attr/exec else.
+ * 0, or -1 with why in msg.
+ */
+static int write_label(const char *spec, char *msg, size_t len)
+{
+	const uint64_t strict = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV;
+	const char *text = strchr(spec, ':') + 1;
+	char name[64] = "attr/";
+	const char *what = "open(/proc)";
+	int proc, self = -1, fd = -1, err;
+	struct statfs sfs;
+
+	if ((size_t)(text - spec) > sizeof(name) - 6)
+		goto bad;
+	memcpy(name + 5, spec, (size_t)(text - spec - 1));
+	name[5 + (text - spec - 1)] = '\0';
+	proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (proc >= 0 && (fstatfs(proc, &sfs) < 0 || sfs.f_type != PROC_SUPER_MAGIC)) {
+		close(proc);
+		msg[0] = '\0';
+		cat(msg, len, "/proc is not a procfs: cannot write /proc/self/", name, NULL);
+		return -1;
+	}
+	if (proc >= 0) {
+		what = "openat2(/proc/self)";
+		self = openat2_(proc, "self", O_PATH | O_DIRECTORY, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+		close(proc);
+	}
+	if (self >= 0) {
+		what = name;
+		fd = openat2_(self, name, O_WRONLY, strict);
+		if (fd < 0 && errno == ENOENT && !strcmp(name, "attr/apparmor/exec"))
+			fd = openat2_(self, "attr/exec", O_WRONLY, strict);
+		close(self);
+	}
+	if (fd < 0)
+		goto fail;
+	what = "write(/proc/self/attr)";
+	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != PROC_SUPER_MAGIC) {
+		errno = EXDEV;
+		goto fail;
+	}
+	if (write(fd, text, strlen(text)) < 0)
+		goto fail;
+	close(fd);
+	return 0;
+fail:
+	err = errno;
+	if (fd >= 0)
+		close(fd);
+	msg[0] = '\0';
+	cat(msg, len, what, " \"", text, "\": ", strerror(err), " (", errname(err), ")", NULL);
+	return -1;
+bad:
+	msg[0] = '\0';
+	cat(msg, len, "-l: bad label name", NULL);
+	return -1;
+}
+
 /*
  * Before start: a failure is for "pyrun start" to report, through the fifo
  * it reads ("!" and why), and the container stops.
@@ -757,7 +854,7 @@ static void fail_start(int fifo, const char *msg)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { 0, NULL, -1, -1, -1, 0, -1, -1 };
+	struct opts o = { 0, NULL, -1, -1, -1, 0, -1, -1, NULL };
 	struct bpf_prog prog = { 0, NULL };
 	int fds[5], fifo = -1, i, err, start;
 	struct cursor hooks = { NULL, NULL };
@@ -768,7 +865,7 @@ int main(int argc, char **argv)
 
 	start = parse(argc, argv, &o);
 	if (start < 0) {
-		say("usage: pyrun-init [-i] [-c E:P:I:A] [-f FD|-d FD] [-s FD:FLAGS] [-k FD] [-e FD]",
+		say("usage: pyrun-init [-i] [-c E:P:I:A] [-f FD|-d FD] [-s FD:FLAGS] [-k FD] [-e FD] [-l NAME:TEXT]",
 		    " -- PATH ARGV0 [ARGS...]\n", NULL);
 		return 2;
 	}
@@ -798,6 +895,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		hooks.end = hooks.at + len;
+	}
+	if (o.label && write_label(o.label, msg, sizeof(msg)) < 0) {
+		report(o.chan, msg);
+		return 1;
 	}
 	if (o.fifo >= 0 || o.state_dir >= 0) {
 		fifo = open_fifo(&o);

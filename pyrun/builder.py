@@ -648,4 +648,4 @@ def exec_last(plan: Plan, path: str, keep: set[int], ch: Channel | None = None) 
     caps = capabilities.hand_over(plan.caps)
     sys.stdout.flush()
     pid1.exec_process(plan.sealed_fd, path, proc.args, proc.env, init=plan.use_init, handover=plan.handover,
-                      caps=caps, bpf=bpf, bpf_flags=flags, filtered=plan.seccomp_loaded)
+                      caps=caps, bpf=bpf, bpf_flags=flags, filtered=plan.seccomp_loaded, label=plan.lsm_label)

@@ -227,14 +227,14 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
     spec = saved_spec(sd, rec)
     if proc.terminal and opts.detach and not opts.console_socket:
         raise PyrunError("--tty with --detach needs --console-socket to hand the pty to")
-    check_lsm(proc)
+    lsm_label = check_lsm(proc)
     cgroup = rec.cgroup
     if opts.cgroup:
         from pyrun.exec_cgroup import sub_cgroup
 
         cgroup = sub_cgroup(rec.cgroup, opts.cgroup)
     plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
-                preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring)
+                preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring, lsm_label=lsm_label)
     if spec.linux.seccomp is not None:
         plan.seccomp = compile_seccomp(spec.linux.seccomp)
     if opts.pidfd_socket:

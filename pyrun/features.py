@@ -32,7 +32,9 @@ def features() -> dict:
             # has. rdma: rdma.max, v1 and v2.
             "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": True},
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": False},
+            # process.apparmorProfile is applied (pyrun.lsm); SELinux's
+            # linux.mountLabel is not yet: not claimed
+            "apparmor": {"enabled": True},
             "selinux": {"enabled": False},
             # refused with its path (pyrun.intelrdt): resctrl is not programmed
             "intelRdt": {"enabled": False},

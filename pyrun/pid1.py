@@ -90,14 +90,15 @@ def hooks_blob(hooks: list, state: bytes, default_env: list[str]) -> bytes:
 
 def exec_process(sealed_fd: int, path: str, args: list[str], env: list[str], *, init: bool = False,
                  handover: Handover | None = None, caps: str = "", bpf: int = -1, bpf_flags: int = 0,
-                 filtered: bool = False) -> None:
+                 filtered: bool = False, label: tuple[str, str] | None = None) -> None:
     """execveat(2) the sealed binary, which executes ``path`` (``init``:
     runs it as its child). ``caps``: the sets it restores, "E:P:I:A"
     (capabilities.hand_over). ``bpf``: a seccomp filter it loads last.
     ``filtered``: a filter is in force already; should it refuse
     execveat(2) (profiles that know only execve), the memfd is executed by
     its /proc/self/fd name: the filter is loaded, so whatever that name
-    resolves to runs under it, as the program would."""
+    resolves to runs under it, as the program would. ``label``: the
+    /proc/self/attr file and what it writes there (pyrun.lsm)."""
     h = handover or Handover()
     argv = ["pyrun-init"] + (["-i"] if init else []) + (["-c", caps] if caps else [])
     for flag, fd in (("-f", h.fifo), ("-d", h.state_dir), ("-k", h.hooks), ("-e", h.chan)):
@@ -106,6 +107,8 @@ def exec_process(sealed_fd: int, path: str, args: list[str], env: list[str], *, 
     if bpf >= 0:
         os.set_inheritable(bpf, True)
         argv += ["-s", f"{bpf}:{bpf_flags}"]
+    if label is not None:
+        argv += ["-l", f"{label[0]}:{label[1]}"]
     argv += ["--", path] + args
     try:
         sc.execveat(sealed_fd, argv, env, shown="pyrun-init memfd")

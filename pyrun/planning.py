@@ -108,6 +108,8 @@ class Plan:
     sealed_fd: int = -1
     handover: object = None
     caps: object = None               # pyrun.capabilities.CapSets, for the hand-over
+    # AppArmor/SELinux (pyrun.lsm): (attr file, text) pyrun-init writes
+    lsm_label: tuple | None = None
 
     @property
     def chroot_only(self) -> bool:
@@ -142,7 +144,7 @@ def make_plan(spec, state_path: str, opts: Options):
     use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, False)
     root_real, root_ident = rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)
-    check_lsm(spec.process)
+    lsm_label = check_lsm(spec.process)
     _check_host_fields(spec, privileged)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
@@ -151,6 +153,7 @@ def make_plan(spec, state_path: str, opts: Options):
         new_ns=[n.type for n in spec.linux.namespaces if n.path is None and n.type != "user"],
         join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
         root_real=root_real, root_ident=root_ident,
+        lsm_label=lsm_label,
     )
     if spec.linux.seccomp is not None:
         plan.seccomp = compile_seccomp(spec.linux.seccomp)
@@ -215,20 +218,13 @@ def mounts_idmapped(spec):
             yield i
 
 
-def check_lsm(process) -> None:
-    """AppArmor and SELinux labels: pyrun cannot apply them. Where the host has
-    neither enabled they mean nothing and are ignored, as runc does; where it
-    has one, refusing is honest: silently skipping would claim a confinement
-    that is not there."""
-    for path, value, enabled in (
-        ("process.apparmorProfile", process.apparmor_profile, "/sys/kernel/security/apparmor"),
-        ("process.selinuxLabel", process.selinux_label, "/sys/fs/selinux/enforce"),
-    ):
-        if not value:
-            continue
-        if os.path.exists(enabled):
-            raise ConfigError(path, f"{value!r}: this host enforces it, and pyrun cannot apply it yet")
-        log.debug_msg(f"{path} {value!r} ignored: not enabled on this host")
+def check_lsm(process):
+    """AppArmor and SELinux (pyrun.lsm): a profile that is not loaded fails
+    here; where the host has neither LSM on, the fields are ignored, as
+    runc does. Returns what pyrun-init writes before execve(2), or None."""
+    from pyrun import lsm
+
+    return lsm.check(process)
 
 
 def compile_seccomp(profile: dict):
