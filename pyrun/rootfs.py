@@ -209,9 +209,15 @@ def move_root(new_root: str) -> None:
     escapes the chroot); only for filesystems where pivot_root is refused,
     such as an initramfs. The old root's mounts stay in the namespace, so
     its procfs and sysfs go first (:func:`hide_full_proc_and_sys`)."""
-    hide_full_proc_and_sys(new_root)
-    os.chdir(new_root)
-    sc.mount(new_root, "/", None, sc.MS_MOVE, None)
+    # new_root may be a /proc/self/fd path: opened before procfs goes, then
+    # used only through the descriptor (fchdir) and as "."
+    fd = os.open(new_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        hide_full_proc_and_sys(new_root)
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
+    sc.mount(".", "/", None, sc.MS_MOVE, None)
     os.chroot(".")
     os.chdir("/")
 
