@@ -297,7 +297,8 @@ def _create_hooks(plan: Plan, ch: Channel, root: str) -> None:
     channel), then createContainer here, in the container's namespaces,
     with the host's filesystem still visible: all before pivot_root.
     createContainer's working directory is the container's ``root``, as
-    runc's (its init has chdir'ed there to pivot)."""
+    runc's (its init has chdir'ed there to pivot). Their state's status is
+    "created" (runtime-spec's lifecycle, steps 3 to 5; as crun)."""
     h = plan.spec.hooks
     if not (h.prestart or h.create_runtime or h.create_container):
         return
@@ -308,7 +309,7 @@ def _create_hooks(plan: Plan, ch: Channel, root: str) -> None:
     if h.create_container:
         os.chdir(root)
     with log.step("hooks.createContainer"):
-        hooks.run_all(h.create_container, hook_state(plan, "creating"), "createContainer",
+        hooks.run_all(h.create_container, hook_state(plan, "created"), "createContainer",
                       plan.spec.process.env)  # runc runs it in its init, whose env is the process's
 
 

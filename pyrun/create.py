@@ -66,7 +66,7 @@ from pyrun.errors import ConfigError, ContainerExists, ContainerNotFound, PyrunE
 from pyrun.log import log
 from pyrun.planning import (ANNOTATION_CGROUPS, ANNOTATION_LAYERS, Options, layer_dir, layers_root, make_plan,
                             mounts_idmapped, pass_listen_fds)
-from pyrun.state import STATUS_CREATING, STATUS_STOPPED, Record, StateDir, now_rfc3339, proc_start_time
+from pyrun.state import STATUS_CREATED, STATUS_CREATING, STATUS_STOPPED, Record, StateDir, now_rfc3339, proc_start_time
 
 
 def create(root: str, container_id: str, bundle: str, opts: Options | None = None,
@@ -608,11 +608,14 @@ def _attach_net_devices(sd: StateDir, spec, pid: int, undo: list) -> None:
 
 
 def _create_runtime_hooks(spec, rec: Record) -> None:
-    """prestart (deprecated) then createRuntime, in pyrun's namespaces."""
+    """prestart (deprecated) then createRuntime, in pyrun's namespaces.
+    Their state reads "created": runtime-spec 1.1's lifecycle runs them
+    (steps 3 and 4) after the environment is made (step 2, "creating"),
+    as crun does; runc 1.1 still sends "creating"."""
     from pyrun import hooks
 
     with log.step("hooks.prestart+createRuntime"):
-        state = hook_state(rec, STATUS_CREATING, spec.annotations)
+        state = hook_state(rec, STATUS_CREATED, spec.annotations)
         hooks.run_all(spec.hooks.prestart, state, "prestart")
         hooks.run_all(spec.hooks.create_runtime, state, "createRuntime")
 

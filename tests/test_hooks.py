@@ -44,7 +44,7 @@ def test_all_six_hooks_run_where_and_when_the_spec_says(rt):
         assert states[kind]["id"] == "c1" and states[kind]["bundle"].startswith(rt.dir)
         assert read(f"{out}/{kind}.env") == "bar:", kind  # exactly the hook's env
     for kind in ("prestart", "createRuntime", "createContainer"):
-        assert states[kind]["status"] == "creating" and states[kind]["pid"] > 0
+        assert states[kind]["status"] == "created" and states[kind]["pid"] > 0
     assert states["poststart"]["status"] == "running"
     assert states["poststop"]["status"] == "stopped" and "pid" not in states["poststop"]
     # runtime namespace vs container namespace

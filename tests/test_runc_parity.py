@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 from test_runc_semantics import RUNC, _with_ranges, rb  # noqa: F401 (rb: the fixture)
@@ -330,3 +332,49 @@ def test_a_capability_the_runtime_lacks_is_named(rt, rb):
     assert r.returncode != 0
     assert p.returncode == 1 and f"capset: Operation not permitted (EPERM): process.capabilities ({lacking[0]}" \
         in p.stderr, p.stderr
+
+
+# ------------------------------------------------- the create hooks' state
+
+CRUN = shutil.which("crun")
+
+
+def crun(rb, *args, timeout: float = 60) -> subprocess.CompletedProcess:
+    """crun as root, as the OCI suite's reference runs are made: it refuses
+    a hybrid host's cgroup2 at /sys/fs/cgroup/unified, so it runs in a
+    private mount namespace with an empty tmpfs there."""
+    hide = "mount -t tmpfs none /sys/fs/cgroup/unified && " if os.path.isdir("/sys/fs/cgroup/unified") else ""
+    root = os.path.join(rb.rt.dir, "crun-state")
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           hide + 'exec "$0" "$@"', CRUN, "--root", root, *map(str, args)],
+                          capture_output=True, text=True, cwd=rb.rt.dir, stdin=subprocess.DEVNULL,
+                          timeout=timeout)
+
+
+def test_create_hooks_read_status_created(rt, rb):
+    """runtime-spec 1.1+ lifecycle: the create operation's environment is
+    step 2 ("creating"); prestart, createRuntime and createContainer hooks
+    are steps 3 to 5, after it, and "created" is the status from then until
+    the user's program runs. crun sends "created" to all three (the OCI
+    suite's hooks_stdin checks prestart's); runc 1.1 sends "creating"."""
+    runtimes = ["pyrun"] + (["crun"] if CRUN and not rt.rootless else [])
+    kinds = ("prestart", "createRuntime", "createContainer")
+    seen = {}
+    for runtime in runtimes:
+        out = os.path.join(rt.dir, f"hook-state-{runtime}")
+        os.mkdir(out)
+        rt._chown(out)
+
+        def edit(config, out=out):
+            config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{kind}"]}]
+                               for kind in kinds}
+        cid = rb.cid(runtime if runtime == "pyrun" else "crun")
+        b = rb.make(["true"], edit)
+        r = rt("run", "-b", b, cid) if runtime == "pyrun" else crun(rb, "run", "-b", b, cid)
+        assert r.returncode == 0, (runtime, r.stderr)
+        for kind in kinds:
+            with open(os.path.join(out, kind)) as f:
+                state = json.load(f)
+            assert state["id"] == cid, (runtime, kind, state)
+            seen[runtime, kind] = state["status"]
+    assert set(seen.values()) == {"created"}, seen
