@@ -435,21 +435,36 @@ def test_cgroup_mount_shows_only_the_containers_own_cgroups(rootful, rb):
 
 def test_cgroup_mount_rootless_never_shows_the_hosts_root(rt):
     """Rootless (no cgroup of its own on a v1 host): no hierarchy's root,
-    whose directories are other users' and containers' cgroups."""
+    whose directories are other users' and containers' cgroups. A decoy
+    directory of a random name at each hierarchy's root (made as root, as
+    another user's cgroup would be) must not be seen inside."""
     if not rt.rootless:
         pytest.skip("rootful: the test above")
-    probe = "for d in /sys/fs/cgroup/*/; do for e in $(ls -1 $d); do [ -d $d$e ] && echo $d$e; done; done; echo end"
-    config = rt.config(["sh", "-c", probe])
-    config["mounts"] = [m for m in config["mounts"] if not m["destination"].startswith("/sys/fs/cgroup")]
-    config["mounts"].append(dict(CGROUP_MOUNT))
-    p = rt("run", "-b", rt.bundle(config=config), _cid())
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.endswith("end\n")
-    for line in p.stdout.splitlines()[:-1]:
-        inside = line.removeprefix("/sys/fs/cgroup/")
-        host = os.path.join("/sys/fs/cgroup", inside)
-        hierarchy_root_child = inside.count("/") == 1
-        assert not (hierarchy_root_child and os.path.isdir(host)), f"the host's {host} is visible"
+    if os.geteuid() != 0:
+        pytest.skip("the decoys at the hierarchies' roots need root")
+    decoy = f"{PREFIX}decoy-{uuid.uuid4().hex[:8]}"
+    roots = [os.path.join("/sys/fs/cgroup", h) for h in os.listdir("/sys/fs/cgroup")
+             if os.path.ismount(os.path.join("/sys/fs/cgroup", h))]
+    made = []
+    try:
+        for r in roots:
+            try:
+                os.mkdir(os.path.join(r, decoy))
+                made.append(os.path.join(r, decoy))
+            except OSError:  # read-only or not a cgroup hierarchy
+                pass
+        assert made, "no cgroup hierarchy to put a decoy in"
+        probe = "for d in /sys/fs/cgroup/*/; do ls -1a $d; done; echo end"
+        config = rt.config(["sh", "-c", probe])
+        config["mounts"] = [m for m in config["mounts"] if not m["destination"].startswith("/sys/fs/cgroup")]
+        config["mounts"].append(dict(CGROUP_MOUNT))
+        p = rt("run", "-b", rt.bundle(config=config), _cid())
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.endswith("end\n")
+        assert decoy not in p.stdout, f"a hierarchy's root is visible inside:\n{p.stdout}"
+    finally:
+        for d in made:
+            os.rmdir(d)
 
 
 def test_podman_default_cgroup_mount(rootful, rb):
