@@ -74,6 +74,15 @@ def shut_down(c: Containerd, d: str) -> None:
     c.stop()
     subprocess.run(["umount", "-R", "-l", d], capture_output=True)
     shutil.rmtree(d, ignore_errors=True)
+    # ctr's tasks live in /NAMESPACE/ID cgroups: the runtime removes its
+    # own, the namespace's parent stays (as runc leaves parents)
+    # (cgroup v2: /sys/fs/cgroup/NS; v1 and hybrid: /sys/fs/cgroup/*/NS)
+    hierarchies = os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else []
+    for path in [f"/sys/fs/cgroup/{c.ns}"] + [f"/sys/fs/cgroup/{h}/{c.ns}" for h in hierarchies]:
+        try:
+            os.rmdir(path)
+        except OSError:  # not there, not empty, or not a cgroup
+            pass
 
 
 class Runtime:
