@@ -72,14 +72,15 @@ def write(env, name: str, obj: dict) -> str:
     return path
 
 
-def pod(env, handler: str, name: str) -> tuple[str, str]:
-    """runp --runtime HANDLER: (pod id, pod config path)."""
+def pod(env, handler: str, name: str, linux: dict | None = None) -> tuple[str, str]:
+    """runp --runtime HANDLER: (pod id, pod config path); ``linux`` is the
+    sandbox's LinuxPodSandboxConfig (the kubelet's cgroup_parent)."""
     logs = os.path.join(env.work, f"logs-{name}-{handler}")
     os.makedirs(logs, exist_ok=True)
     config = write(env, f"pod-{name}-{handler}.json", {
         "metadata": {"name": f"{name}-{handler}", "namespace": "pyrun-test", "uid": f"{name}-{handler}-{os.getpid()}",
                      "attempt": 1},
-        "log_directory": logs, "linux": {}})
+        "log_directory": logs, "linux": linux or {}})
     return ok(env, "runp", "--runtime", handler, config).strip(), config
 
 
@@ -100,13 +101,17 @@ def exec_tty(env, cid: str, *command: str, timeout: float = 30) -> tuple[int, st
                        "exec", "-it", cid, *command], timeout)
 
 
-def lifecycle(env, handler: str) -> list:
-    """Every step of the kubelet's lifecycle; what each answered."""
+def lifecycle(env, handler: str, linux: dict | None = None, probe=None) -> list:
+    """Every step of the kubelet's lifecycle; what each answered. ``probe``
+    (container id -> what to compare) looks at the container from outside
+    once it runs and again once its pod is removed."""
     seen = []
-    pod_id, pod_config = pod(env, handler, "life")
+    pod_id, pod_config = pod(env, handler, "life", linux)
     cid = container(env, pod_id, pod_config, "main", ["sh", "-c", "trap '' TERM; echo out; echo err >&2; while :; do sleep 1; done"])
     ok(env, "start", cid)
     seen.append(("start", status(env, cid)["state"]))
+    if probe:
+        seen.append(("probe", probe(cid)))
     p = crictl(env, "exec", "-s", cid, "sh", "-c", "echo o; echo e >&2; exit 3")
     seen.append(("exec -s", p.returncode, p.stdout, p.stderr.split(" level=", 1)[-1]))  # no time=
     p = crictl(env, "exec", cid, "sh", "-c", "echo o; echo e >&2; exit 5")
@@ -131,13 +136,19 @@ def lifecycle(env, handler: str) -> list:
     seen.append(("stopp", crictl(env, "stopp", pod_id).returncode, time.monotonic() - start < 10))
     seen.append(("rmp", crictl(env, "rmp", pod_id).returncode))
     seen.append(("gone", crictl(env, "inspectp", pod_id).returncode != 0))
+    if probe:
+        seen.append(("probe after rmp", probe(cid)))
     return seen
 
 
 def test_crictl_lifecycle_as_with_runc(env):
     got = {h: lifecycle(env, h) for h in HANDLERS}
     assert got["pyrun"] == got["runc"]
-    steps = dict((s[0], s[1:]) for s in got["runc"])  # runc's answers, spelled out
+    assert_answers_as_runc_gives(got["runc"])
+
+
+def assert_answers_as_runc_gives(seen: list) -> None:
+    steps = dict((s[0], s[1:]) for s in seen)  # runc's answers, spelled out
     assert "exited with 3: e" in steps["exec -s"][2]  # crictl 1.26: exit 1, stdout lost
     assert steps["exec"][:2] == (1, "o\n")  # crictl 1.26 exits 1 for any failed command
     assert steps["exec -it"] == (1, ["/dev/pts/0", "42"])
@@ -160,3 +171,52 @@ def test_a_container_exiting_by_itself_is_seen_exited_within_a_second(env):
         ok(env, "stopp", pod_id)
         ok(env, "rmp", pod_id)
     assert got["pyrun"] == got["runc"] == ("CONTAINER_EXITED", 7, True)
+
+
+# ------------------------------------------------- the systemd driver (VM)
+
+@pytest.fixture(scope="module")
+def sd_env(tmp_path_factory):
+    """The private containerd with ``SystemdCgroup = true``, the driver a
+    stock Kubernetes node uses; needs systemd as PID 1 (the VM)."""
+    if not os.path.isdir("/run/systemd/system"):
+        pytest.skip("needs systemd as PID 1 (make vm-test-systemd)")
+    d = tmp_path_factory.mktemp("cri-systemd")
+    images = str(d / "images.tar")
+    cri.build_images(images)
+    e = cri.CriEnv({"pyrun": PYRUN, "runc": RUNC}, os.path.join(cri.CACHE, "crictl"), images, systemd_cgroup=True)
+    e.work = str(d)
+    yield e
+    e.close()
+
+
+@pytest.mark.systemd
+def test_crictl_lifecycle_with_the_systemd_driver_as_with_runc(sd_env):
+    """The kubelet sends a systemd slice as the pod's cgroup parent
+    (critest sends none, so containerd passes "/k8s.io/ID", which both
+    runtimes refuse under systemd); containerd makes each container's
+    cgroupsPath "SLICE:cri-containerd:ID": the scope cri-containerd-ID.scope
+    in that slice, there while the container runs, gone once its pod is."""
+    from pyrun.cgroups.systemd import expand_slice
+
+    def scope(parent: str):
+        def probe(cid: str) -> tuple:
+            path = f"/sys/fs/cgroup{expand_slice(parent)}/cri-containerd-{cid}.scope"
+            p = crictl(sd_env, "inspect", "-o", "json", cid)
+            pid = json.loads(p.stdout)["info"]["pid"] if p.returncode == 0 else 0
+            cgroup = None
+            if pid:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    cgroup = f"/sys/fs/cgroup{f.read().strip().split(':', 2)[2]}" == path
+            return os.path.isdir(path), cgroup
+        return probe
+
+    got = {}
+    for h in HANDLERS:
+        parent = f"kubepods-besteffort-pod{h}{os.getpid()}.slice"  # the kubelet's form
+        got[h] = lifecycle(sd_env, h, {"cgroup_parent": parent}, scope(parent))
+    assert got["pyrun"] == got["runc"]
+    assert_answers_as_runc_gives(got["runc"])
+    steps = dict((s[0], s[1:]) for s in got["runc"])
+    assert steps["probe"] == ((True, True),)  # the container's init is in that scope
+    assert steps["probe after rmp"] == ((False, None),)

@@ -60,7 +60,7 @@ RUNTIME = """\
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%(name)s.options]
         BinaryName = "%(binary)s"
-        SystemdCgroup = false
+        SystemdCgroup = %(systemd)s
 """
 
 CNI = {
@@ -76,6 +76,16 @@ CNI = {
 # makes its segment there); /run a tmpfs there
 NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--propagation", "private", "sh", "-c",
               'ip link set lo up && mount -t tmpfs -o mode=755 cri-run /run && exec "$@"', "sh")
+
+# With SystemdCgroup = true the runtime asks systemd for each container's
+# scope over D-Bus: the host's /run/systemd and /run/dbus (the system bus,
+# systemd's private socket) stay reachable through the tmpfs over /run,
+# bound in from a view of /run taken before it is covered ({d}/host-run)
+NAMESPACES_SYSTEMD = ("unshare", "--mount", "--net", "--ipc", "--propagation", "private", "sh", "-c",
+                      'ip link set lo up && mkdir "$0/host-run" && mount --bind /run "$0/host-run" && '
+                      'mount -t tmpfs -o mode=755 cri-run /run && mkdir /run/systemd /run/dbus && '
+                      'mount --rbind "$0/host-run/systemd" /run/systemd && '
+                      'mount --bind "$0/host-run/dbus" /run/dbus && umount -l "$0/host-run" && exec "$@"')
 
 PAUSE_C = r"""
 #include <signal.h>
@@ -331,9 +341,11 @@ def build_images(out: str) -> list[str]:
 
 class CriEnv:
     """A private containerd with the CRI plugin; ``runtimes`` maps each
-    handler's name to its BinaryName, the first is the default."""
+    handler's name to its BinaryName, the first is the default;
+    ``systemd_cgroup``: the shim runs them with ``--systemd-cgroup``
+    (``SystemdCgroup = true``, as on a stock Kubernetes node)."""
 
-    def __init__(self, runtimes: dict[str, str], crictl: str, images: str):
+    def __init__(self, runtimes: dict[str, str], crictl: str, images: str, systemd_cgroup: bool = False):
         self.crictl_bin = crictl
         self.dir = tempfile.mkdtemp(prefix="pyrun-cri-", dir="/tmp")
         self.containerd: Containerd | None = None
@@ -342,10 +354,12 @@ class CriEnv:
             os.mkdir(os.path.join(self.dir, "cni"))
             with open(os.path.join(self.dir, "cni", "10-pyrun-cri.conflist"), "w") as f:
                 json.dump(cni, f)
-            handlers = "".join(RUNTIME % {"name": name, "binary": binary} for name, binary in runtimes.items())
+            handlers = "".join(RUNTIME % {"name": name, "binary": binary, "systemd": str(systemd_cgroup).lower()}
+                               for name, binary in runtimes.items())
             config = CONFIG % {"pause": PAUSE_IMAGE, "default": next(iter(runtimes)), "runtimes": handlers,
                                "cni_bin": CNI_BIN}
-            self.containerd = Containerd(self.dir, config, NAMESPACES, ns="k8s.io")
+            prefix = (*NAMESPACES_SYSTEMD, self.dir) if systemd_cgroup else NAMESPACES
+            self.containerd = Containerd(self.dir, config, prefix, ns="k8s.io")
             self.pid = self.containerd.proc.pid
             self.containerd.ok("images", "import", images, timeout=300)
         except BaseException:
