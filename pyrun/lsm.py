@@ -27,6 +27,7 @@ as runc does.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrun.log import log
@@ -76,8 +77,6 @@ def check(process) -> tuple[str, str] | None:
     if label is not None:
         err = _try_write(*label)
         if err:
-            import errno
-
             path = "process.apparmorProfile" if label[1].startswith("exec ") else "process.selinuxLabel"
             value = process.apparmor_profile if label[1].startswith("exec ") else process.selinux_label
             why = "no such profile is loaded" if err == errno.ENOENT else f"refused: {errno_text(err)}"
@@ -100,9 +99,9 @@ def _try_write(name: str, text: str) -> int:
         except SyscallError as e:
             code = e.errno
         except OSError as e:
-            code = e.errno or 1
+            code = e.errno or errno.EPERM
         except BaseException:  # noqa: BLE001
-            code = 1
+            code = errno.EPERM
         os.write(w, code.to_bytes(4, "little"))
         os._exit(0)
     os.close(w)
@@ -137,7 +136,7 @@ def open_exec_attr(proc_fd: int, names: tuple[str, ...]) -> int:
                 fd = sc.openat2(self_fd, "attr/" + name, os.O_WRONLY | os.O_CLOEXEC, _RESOLVE,
                                 shown="/proc/self/attr/" + name)
             except SyscallError as e:
-                if i + 1 < len(names) and e.errno == 2:  # ENOENT: a kernel without the per-LSM directory
+                if i + 1 < len(names) and e.errno == errno.ENOENT:  # a kernel without the per-LSM directory
                     continue
                 raise
             if sc.fs_type(fd) != sc.PROC_SUPER_MAGIC:
