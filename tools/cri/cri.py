@@ -172,6 +172,7 @@ def _busybox() -> str:
     out = os.path.join(CACHE, "busybox")
     if os.path.exists(out):
         return out
+    os.makedirs(CACHE, exist_ok=True)  # tests/test_cri.py makes images before it builds crictl
     d = tempfile.mkdtemp(dir=CACHE)
     try:
         subprocess.run(["apt-get", "download", "busybox"], cwd=d, check=True, capture_output=True)
@@ -189,6 +190,7 @@ def _busybox() -> str:
 def _static(name: str, source: str) -> str:
     out = os.path.join(CACHE, name)
     if not os.path.exists(out):
+        os.makedirs(CACHE, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", suffix=".c", dir=CACHE) as c:
             c.write(source)
             c.flush()
