@@ -347,8 +347,8 @@ def crun(rb, *args, timeout: float = 60) -> subprocess.CompletedProcess:
     root = os.path.join(rb.rt.dir, "crun-state")
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                            hide + 'exec "$0" "$@"', CRUN, "--root", root, *map(str, args)],
-                          capture_output=True, text=True, cwd=rb.rt.dir, stdin=subprocess.DEVNULL,
-                          timeout=timeout)
+                          capture_output=True, text=True, cwd=rb.rt.dir, input="",
+                          timeout=timeout)  # stdin a pipe: crun chowns its stdio, /dev/null too
 
 
 def test_create_hooks_read_status_created(rt, rb):
