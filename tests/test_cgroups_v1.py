@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import pytest
+from conftest import _state_letter
 
 from pyrun import cgroups
 
@@ -1186,11 +1187,3 @@ def test_two_containers_in_one_cgroup_delete_kills_only_its_own_as_runc(v1, runc
             for left in [os.path.join(CG, h) + path for h in os.listdir(CG)]:
                 if os.path.isdir(left):
                     os.rmdir(left)
-
-
-def _state_letter(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
