@@ -29,23 +29,42 @@ PKGS="$PKGS jq"
 PKGS="$PKGS strace"
 # make conformance: Go 1.19 builds the OCI's runtime-tools suite (vendored, offline)
 PKGS="$PKGS golang-go"
-[ $# -gt 0 ] && PKGS="$*"
+# tests/test_docker.py: Debian's docker.io (dockerd 20.10, its client, and
+# tini, which the test's private dockerd has as its namespaces' PID 1); the
+# test uses the containerd and runc above. Installed without its Recommends
+# (needrestart would restart the host's services after every apt run;
+# cgroupfs-mount and apparmor are not the test's). What installing it does:
+# a `docker` group, and docker.service and docker.socket enabled for systemd;
+# where systemd is not PID 1 (CI, this project's machines) nothing starts and
+# no network, bridge or iptables rule changes (invoke-rc.d finds no runlevel).
+# On a host booted with systemd, apt starts dockerd, which makes docker0 and
+# its iptables rules: `systemctl disable --now docker.socket docker.service`
+# undoes that; the test never uses that daemon.
+NORECOMMENDS="docker.io"
+[ $# -gt 0 ] && PKGS="$*" && NORECOMMENDS=""
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-echo "installing Debian packages:$missing"
+missing_norec=""
+for p in $NORECOMMENDS; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing_norec="$missing_norec $p"
+done
+[ -z "$missing$missing_norec" ] && exit 0
+echo "installing Debian packages:$missing$missing_norec"
 if [ "$(id -u)" = 0 ]; then
     SUDO=""
 elif command -v sudo >/dev/null 2>&1; then
     SUDO="sudo"
 else
-    echo "pyrun: missing Debian packages:$missing" >&2
-    echo "pyrun: as root, run: apt-get install -y$missing" >&2
+    echo "pyrun: missing Debian packages:$missing$missing_norec" >&2
+    [ -z "$missing" ] || echo "pyrun: as root, run: apt-get install -y$missing" >&2
+    [ -z "$missing_norec" ] || echo "pyrun: as root, run: apt-get install -y --no-install-recommends$missing_norec" >&2
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq $missing
+[ -z "$missing" ] || $SUDO apt-get install -y -qq $missing
+# shellcheck disable=SC2086
+[ -z "$missing_norec" ] || $SUDO apt-get install -y -qq --no-install-recommends $missing_norec
