@@ -20,7 +20,11 @@ Everything the daemon makes is its own or dies with it:
   default bridge ``docker0`` is made there), and ``--iptables=false
   --ip-masq=false --ip6tables=false --userland-proxy=false`` besides;
 * the containers' cgroups are under ``/pyrun-docker-PID`` in each
-  hierarchy (``--cgroup-parent``), removed at the end.
+  hierarchy (``--cgroup-parent``), removed at the end;
+* where AppArmor is on, dockerd loads its ``docker-default`` profile (with
+  apparmor_parser, Debian's package ``apparmor``) and gives it to every
+  container; a profile it loaded that was not there before is unloaded at
+  the end.
 
 Runtimes: ``--add-runtime NAME=PATH`` for each one the caller names
 (dockerd passes the path to the shim as its ``BinaryName``), and the
@@ -52,6 +56,7 @@ DOCKER = next((p for p in ("/usr/bin/docker",) if os.access(p, os.X_OK)), None) 
 TINI = shutil.which("tini", path=PATH)
 UNSHARE = shutil.which("unshare", path=PATH)
 PR_SET_PDEATHSIG = 1
+APPARMOR = "/sys/kernel/security/apparmor"
 
 
 def _die_with_parent() -> None:
@@ -79,6 +84,7 @@ class Dockerd:
         self.dir = d
         self.sock = os.path.join(d, "docker.sock")
         self.cgroup_parent = f"/pyrun-docker-{os.getpid()}"
+        self.profiles_before = apparmor_profiles()
         os.mkdir(os.path.join(d, "cli"), 0o700)
         with open(os.path.join(d, "daemon.json"), "w") as f:
             json.dump({"runtimes": {name: {"path": path} for name, path in (json_runtimes or {}).items()}}, f)
@@ -171,12 +177,53 @@ class Dockerd:
                 self.proc.wait()
         self.log.close()
         problems += remove_cgroup_tree(self.cgroup_parent)
+        for profile in apparmor_profiles() - self.profiles_before:
+            if profile.startswith("docker-"):
+                try:  # the kernel's interface (what apparmor_parser -R writes to)
+                    with open(os.path.join(APPARMOR, ".remove"), "w") as f:
+                        f.write(profile)
+                except OSError as e:
+                    problems.append(f"AppArmor profile {profile}: not unloaded: {e.strerror}")
         return problems
 
     def remove(self) -> None:
         # no mount of the daemon's is visible here (its mount namespace is
         # gone), and --one-file-system keeps rm on this one regardless
         subprocess.run(["rm", "-rf", "--one-file-system", self.dir])
+
+
+def workdir() -> str:
+    """A new directory for one daemon, named after this process: a run
+    killed before its cleanup leaves it (and its cgroups) for the next
+    run's :func:`remove_stale`."""
+    remove_stale()
+    return tempfile.mkdtemp(prefix=f"pydocker-{os.getpid()}-", dir="/tmp")
+
+
+def remove_stale() -> None:
+    """The directories and cgroups of daemons whose test process is gone
+    (SIGKILLed: its daemon died with it, through PR_SET_PDEATHSIG)."""
+    def dead(pid: str) -> bool:
+        return pid.isdigit() and not os.path.exists(f"/proc/{pid}")
+
+    for name in os.listdir("/tmp"):
+        if name.startswith("pydocker-") and dead(name.split("-")[1]) and os.path.isdir(f"/tmp/{name}"):
+            subprocess.run(["rm", "-rf", "--one-file-system", f"/tmp/{name}"])
+    base = "/sys/fs/cgroup"
+    roots = [base] + [os.path.join(base, h) for h in os.listdir(base)] if os.path.isdir(base) else []
+    parents = {name for root in roots if os.path.isdir(root) for name in os.listdir(root)
+               if name.startswith("pyrun-docker-") and dead(name[len("pyrun-docker-"):])}
+    for name in parents:
+        remove_cgroup_tree("/" + name)
+
+
+def apparmor_profiles() -> set[str]:
+    """The names of the loaded AppArmor profiles (none where it is off)."""
+    try:
+        with open(os.path.join(APPARMOR, "profiles")) as f:
+            return {line.rsplit(" (", 1)[0] for line in f.read().splitlines()}
+    except OSError:
+        return set()
 
 
 def remove_cgroup_tree(parent: str) -> list[str]:
