@@ -43,7 +43,7 @@ test-unit: build
 vm-test: bundles      ## the tests marked vm, in a qemu VM with cgroup v2 (tools/vm/vm-test)
 	tools/vm/vm-test
 
-vm-test-systemd: bundles  ## the tests marked systemd, in the VM booting systemd as PID 1 (tools/vm/vm-test --systemd)
+vm-test-systemd: bundles cri-tools  ## the tests marked systemd, in the VM booting systemd as PID 1 (tools/vm/vm-test --systemd)
 	tools/vm/vm-test --systemd
 
 vm-test-systemd-v1: bundles  ## the tests marked systemd_v1, in the VM booting systemd with cgroup v1 (hybrid)
@@ -62,10 +62,17 @@ bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json
 
-.PHONY: test-cri
+.PHONY: test-cri cri-tools vm-test-cri-systemd
 test-cri: bundles     ## critest through containerd's CRI plugin, pyrun beside runc (as root; tools/cri/test-cri)
 	@sh tools/deps.sh
 	flock /tmp/pyrun-heavy.lock $(PY) tools/cri/test-cri
+
+cri-tools: build      ## crictl and critest built once into .cache/cri-tools (Go, on the host: the VM targets use them)
+	@sh tools/deps.sh
+	$(PY) tools/cri/test-cri --build  # takes /tmp/pyrun-heavy.lock when it builds
+
+vm-test-cri-systemd: bundles cri-tools  ## the whole of critest with SystemdCgroup = true in the systemd VM, pyrun beside runc
+	VM_TIMEOUT=$${VM_TIMEOUT:-3600} tools/vm/vm-test --systemd --shell '.venv/bin/python tools/cri/test-cri --systemd'
 
 .PHONY: test-podman
 test-podman: bundles  ## podman with pyrun (and runc, the reference) as its runtime, rootful and rootless (as root)

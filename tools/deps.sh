@@ -19,8 +19,9 @@ PKGS="$PKGS podman runc slirp4netns catatonit"
 # tests/test_containerd.py: a private containerd, its shim and ctr
 PKGS="$PKGS containerd"
 # make test-cri (tools/cri): Go builds crictl and critest; CNI's bridge,
-# host-local, portmap and loopback give the pods a private network
-PKGS="$PKGS golang-go containernetworking-plugins iproute2"
+# host-local, portmap and loopback give the pods a private network; patch
+# applies tools/cri/critest-pod-slice.patch to the cri-tools source
+PKGS="$PKGS golang-go containernetworking-plugins iproute2 patch"
 # networking: nftables for the bridge's NAT, passt for the pasta mode
 PKGS="$PKGS nftables passt"
 # docs/TOUR.md (and tests/test_tour.py, which runs it): jq edits the configs

@@ -146,22 +146,54 @@ def run(*argv: str, **kw) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------------------ tools
 
+# critest driven as a kubelet with the systemd driver can be (the patch says why)
+PATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "critest-pod-slice.patch")
+
+
+def _patch_key() -> str:
+    with open(PATCH, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def build(tool: str) -> str:
     """crictl or critest (a ginkgo test binary), built once into CACHE from
-    the vendored tarball; the caller holds /tmp/pyrun-heavy.lock."""
+    the vendored tarball with PATCH applied (critest is rebuilt when PATCH
+    changes); the caller holds /tmp/pyrun-heavy.lock."""
     out = os.path.join(CACHE, tool)
-    if os.path.exists(out):
+    key = _patch_key()
+    if os.path.exists(out) and (tool == "crictl" or _read(out + ".patch") == key):
         return out
     os.makedirs(CACHE, exist_ok=True)
     src = os.path.join(CACHE, "cri-tools")
-    if not os.path.isdir(src):
+    if _read(os.path.join(src, ".pyrun-patch")) != key:
+        shutil.rmtree(src, ignore_errors=True)
         run("tar", "xzf", TARBALL, "-C", CACHE)
+        with open(PATCH) as f:
+            run("patch", "-p1", "--quiet", cwd=src, stdin=f)
+        with open(os.path.join(src, ".pyrun-patch"), "w") as f:
+            f.write(key)
     env = dict(os.environ, GOFLAGS="-mod=vendor", GOPROXY="off", CGO_ENABLED="0",
                GOCACHE=os.path.join(CACHE, "gocache"))
     verb = ["build"] if tool == "crictl" else ["test", "-c"]
     run("go", *verb, "-o", out + ".new", f"./cmd/{tool}", cwd=src, env=env)
     os.rename(out + ".new", out)
+    with open(out + ".patch", "w") as f:
+        f.write(key)
     return out
+
+
+def built() -> bool:
+    """crictl and critest (with PATCH as it is now) are in CACHE."""
+    return (os.path.exists(os.path.join(CACHE, "crictl"))
+            and _read(os.path.join(CACHE, "critest.patch")) == _patch_key())
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 # ----------------------------------------------------------------- images
@@ -349,6 +381,8 @@ class CriEnv:
 
     def __init__(self, runtimes: dict[str, str], crictl: str, images: str, systemd_cgroup: bool = False):
         self.crictl_bin = crictl
+        self.systemd_cgroup = False
+        self.slices: set[str] = set()
         self.dir = tempfile.mkdtemp(prefix="pyrun-cri-", dir="/tmp")
         self.containerd: Containerd | None = None
         try:
@@ -360,6 +394,8 @@ class CriEnv:
                                for name, binary in runtimes.items())
             config = CONFIG % {"pause": PAUSE_IMAGE, "default": next(iter(runtimes)), "runtimes": handlers,
                                "cni_bin": CNI_BIN}
+            self.systemd_cgroup = systemd_cgroup
+            self.slices = _kubepods_slices() if systemd_cgroup else set()
             prefix = (*NAMESPACES_SYSTEMD, self.dir) if systemd_cgroup else NAMESPACES
             self.containerd = Containerd(self.dir, config, prefix, ns="k8s.io")
             self.pid = self.containerd.proc.pid
@@ -446,15 +482,68 @@ class CriEnv:
                     pass
         elif c is not None:
             c.stop()
+        if self.systemd_cgroup:
+            # The pods' slices, which a kubelet stops when it removes a pod
+            # (its parents with them); the containers' scopes went with
+            # their processes
+            made = sorted(_kubepods_slices() - self.slices)
+            if made:
+                subprocess.run(["systemctl", "stop", *made], capture_output=True, timeout=120)
         subprocess.run(["umount", "-R", "-l", self.dir], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _kubepods_slices() -> set[str]:
+    """The slice units named kubepods* that systemd has loaded."""
+    p = subprocess.run(["systemctl", "list-units", "--type=slice", "--all", "--plain", "--no-legend",
+                        "kubepods*"], capture_output=True, text=True, timeout=60)
+    return {line.split()[0] for line in p.stdout.splitlines() if line.strip()}
+
+
+# The pods' slices, as a kubelet with the systemd driver names them
+# (critest --pod-slice-prefix, tools/cri/critest-pod-slice.patch)
+POD_SLICE_PREFIX = "kubepods-besteffort"
+# Specs that pull from a registry on purpose (no network here)
+SKIP = "Image Manager"
+
+
+def critest(env: CriEnv, critest_bin: str, report: str, focus: str = "", skip: str = SKIP,
+            failures: dict[str, str] | None = None, handler: str = "") -> dict[str, str]:
+    """Run critest against ``env`` (with the systemd driver, each pod in a
+    slice of its own as a kubelet sends it), its pods on ``handler`` (else
+    the default): spec text -> passed, failed or skipped, from ginkgo's JSON
+    report; its output in ``report``.log; each failed spec's message into
+    ``failures``."""
+    sock = f"unix://{env.containerd.sock}"
+    argv = [*env.enter(), critest_bin, "--runtime-endpoint", sock, "--image-endpoint", sock,
+            "--runtime-service-timeout", "30s", "--ginkgo.skip", skip, "--ginkgo.json-report", report,
+            "--ginkgo.no-color"]
+    if env.systemd_cgroup:
+        argv += ["--pod-slice-prefix", POD_SLICE_PREFIX]
+    if focus:
+        argv += ["--ginkgo.focus", focus]
+    if handler:
+        argv += ["--runtime-handler", handler]
+    with open(report + ".log", "w") as log:
+        subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=env.dir)
+    results = {}
+    with open(report) as f:
+        for suite in json.load(f):
+            for spec in suite.get("SpecReports") or []:
+                if spec.get("LeafNodeType") != "It":
+                    continue
+                name = " ".join(spec.get("ContainerHierarchyTexts") or []) + " " + spec.get("LeafNodeText", "")
+                results[name.strip()] = spec["State"]
+                if failures is not None and spec.get("Failure"):
+                    failures[name.strip()] = spec["Failure"].get("Message", "")
+    return results
 
 
 def missing() -> str | None:
     """Why the CRI run cannot happen here, or None."""
     if not os.path.exists(TARBALL) and not os.path.exists(os.path.join(CACHE, "critest")):
         return f"no cri-tools tarball (set CRI_TOOLS_TARBALL; looked at {os.path.normpath(TARBALL)})"
-    for tool in ("go", "gcc", "nsenter", "unshare", "ip"):
+    for tool in ("go", "gcc", "patch", "nsenter", "unshare", "ip"):
         if not shutil.which(tool):
             return f"{tool} is not installed (tools/deps.sh)"
     if not (CONTAINERD and CTR):
