@@ -248,3 +248,30 @@ def test_a_container_exiting_by_itself_with_the_systemd_driver_is_seen_exited(sd
     with the container in a systemd scope."""
     got = exits_by_itself(sd_env, lambda h: {"cgroup_parent": kubelet_slice(h, "exits")})
     assert got == {h: ("CONTAINER_EXITED", 7, True) for h in HANDLERS}
+
+
+# critest's specs that take pods and containers through their whole life
+# (run, create, start, exec, stop, remove) and read their cgroups (stats):
+# with the systemd driver every one of them goes through the scope pyrun
+# asks systemd for and the slice it is in. The whole suite with this driver
+# is make vm-test-cri-systemd (too slow under emulation for every CI run).
+CRITEST_SYSTEMD_FOCUS = (r"basic operations on PodSandbox|basic operations on container"
+                         r"|exec with tty=false and stdin=false")
+
+
+@pytest.mark.systemd
+def test_critest_lifecycle_specs_with_the_systemd_driver_pass_as_with_runc(sd_env):
+    """critest driven as a kubelet with the systemd driver drives the
+    runtime (each pod in kubepods-besteffort-pod<UID>.slice, through
+    tools/cri/critest-pod-slice.patch), once on each handler."""
+    critest_bin = os.path.join(cri.CACHE, "critest")
+    if not os.path.exists(critest_bin):
+        pytest.skip("no critest: make cri-tools builds it on the host")
+    got, failures = {}, {}
+    for h in HANDLERS:
+        failures[h] = {}
+        got[h] = cri.critest(sd_env, critest_bin, os.path.join(sd_env.work, f"critest-{h}.json"),
+                             CRITEST_SYSTEMD_FOCUS, failures=failures[h], handler=h)
+    ran = {spec: state for spec, state in got["runc"].items() if state != "skipped"}
+    assert len(ran) >= 15 and set(ran.values()) == {"passed"}, failures["runc"]
+    assert got["pyrun"] == got["runc"], failures["pyrun"]
