@@ -273,5 +273,5 @@ def test_critest_lifecycle_specs_with_the_systemd_driver_pass_as_with_runc(sd_en
         got[h] = cri.critest(sd_env, critest_bin, os.path.join(sd_env.work, f"critest-{h}.json"),
                              CRITEST_SYSTEMD_FOCUS, failures=failures[h], handler=h)
     ran = {spec: state for spec, state in got["runc"].items() if state != "skipped"}
-    assert len(ran) >= 15 and set(ran.values()) == {"passed"}, failures["runc"]
+    assert len(ran) == 16 and set(ran.values()) == {"passed"}, failures["runc"]  # 3 pod, 12 container, 1 exec
     assert got["pyrun"] == got["runc"], failures["pyrun"]
