@@ -28,6 +28,12 @@ PKGS="$PKGS nftables passt"
 PKGS="$PKGS jq"
 # tests/test_terminal.py: strace's syscall delay injection makes a race happen
 PKGS="$PKGS strace"
+# AppArmor's userspace, as on any stock Debian or Ubuntu host (docker.io
+# recommends it): the VM's Debian kernel has AppArmor on, so with it podman
+# sends its default profile (process.apparmorProfile) in make
+# vm-test-systemd, and tests/test_lsm_vm.py loads its own profile with
+# apparmor_parser. On a host kernel without AppArmor it does nothing.
+PKGS="$PKGS apparmor"
 # make conformance: Go 1.19 builds the OCI's runtime-tools suite (vendored, offline)
 PKGS="$PKGS golang-go"
 # tests/test_docker.py: Debian's docker.io (dockerd 20.10, its client, and
