@@ -177,7 +177,8 @@ def stage2(plan: Plan, ch: Channel) -> None:
         plan.last_cap = capabilities.last_cap()
         state_fd = plan.state_fd  # stage 1 opened it (the state root is 0700)
         if plan.new_keyring:
-            _join_session_keyring(os.path.basename(plan.state_path))
+            # (the host's /proc still: none of the container's mounts exists yet)
+            _join_session_keyring(os.path.basename(plan.state_path), plan.key_label)
         # The host made exec.fifo and the overlay's dirs (their inodes come
         # with the message), and the sealed memfd we will execveat(2)
         # (pid1.sealed_init_memfd).
@@ -241,13 +242,28 @@ def _check_fifo(h) -> None:
         raise PyrunError("exec.fifo: the container's /proc/self/fd does not reach it (is /proc a procfs?)")
 
 
-def _join_session_keyring(container_id: str) -> None:
+def _join_session_keyring(container_id: str, label: str | None = None, proc_fd: int = -1) -> None:
     """A new session keyring, so the container cannot read the caller's keys.
-    Kernels or seccomp policies that refuse keyctl are tolerated, as in runc."""
+    Kernels or seccomp policies that refuse keyctl are tolerated, as in runc.
+    ``label``: SELinux's, for the keyring (pyrun.lsm.set_keycreate), written
+    through ``proc_fd`` (a procfs of the host's; -1: /proc, checked, when
+    none of the container's mounts exists yet)."""
     import errno
 
     from pyrun.errors import SyscallError
 
+    if label:
+        from pyrun import lsm
+
+        with log.step("write(/proc/self/attr/keycreate)"):
+            own = proc_fd < 0
+            if own:
+                proc_fd = lsm.open_proc()
+            try:
+                lsm.set_keycreate(proc_fd, label)
+            finally:
+                if own:
+                    os.close(proc_fd)
     with log.step("keyctl(JOIN_SESSION_KEYRING)"):
         try:
             sc.join_session_keyring(f"_ses.{container_id}")
@@ -279,6 +295,8 @@ def _import_before_pivot_root(plan: Plan) -> None:
         from pyrun import tmpcopyup  # noqa: F401
     if "network" in plan.new_ns:
         from pyrun import network  # noqa: F401
+    if plan.mount_label or plan.key_label:
+        from pyrun import lsm  # noqa: F401
     if (spec.process.scheduler or spec.process.io_priority or spec.process.exec_cpu_affinity
             or spec.linux.personality or spec.linux.memory_policy):
         from pyrun import procattrs  # noqa: F401
@@ -377,7 +395,8 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
         for i, m in enumerate(spec.mounts):
             with log.step(f"mount({m.destination})"):
                 host_dirs.add(mounts.mount_one(rootfd, i, m, spec.bundle, plan.cgroup_view,
-                                               plan.mount_trees.pop(i, None), "cgroup" in plan.new_ns))
+                                               plan.mount_trees.pop(i, None), "cgroup" in plan.new_ns,
+                                               plan.mount_label))
         host_dirs.discard(-1)
         if spec.process and spec.process.cwd not in ("", "/"):
             # runc creates a missing cwd, inside the root (a dangling symlink
@@ -424,7 +443,7 @@ def _build_rootfs(plan: Plan, ch: Channel) -> None:
             masking.readonly_paths(linux.readonly_paths)
     if linux.masked_paths:
         with log.step("maskedPaths"):
-            masking.mask_paths(linux.masked_paths)
+            masking.mask_paths(linux.masked_paths, plan.mount_label)
     if spec.root.readonly:
         with log.step("remount(/, ro)"):
             rootfs.make_root_readonly()

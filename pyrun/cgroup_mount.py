@@ -96,14 +96,25 @@ def _own_v2() -> str:
     return ""
 
 
-def mount(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str) -> None:
+def mount(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str,
+          label: str | None = None) -> None:
     """PID 1: the cgroup mount at ``target_fd`` (O_PATH of its destination);
     ``reopen()`` gives an O_PATH of whatever is mounted there now.
-    ``flags``: the config's (ro, nosuid, ...)."""
+    ``flags``: the config's (ro, nosuid, ...). ``label``: SELinux's
+    linux.mountLabel, for the tmpfs pyrun mounts (as runc's: the cgroup
+    hierarchies themselves take none)."""
     if v.v1:
-        _mount_v1(target_fd, reopen, flags, cgroupns, v, shown)
+        _mount_v1(target_fd, reopen, flags, cgroupns, v, shown, label)
     else:
-        _mount_v2(target_fd, reopen, flags, cgroupns, v, shown)
+        _mount_v2(target_fd, reopen, flags, cgroupns, v, shown, label)
+
+
+def _tmpfs_data(data: str, label: str | None) -> str:
+    if not label:
+        return data
+    from pyrun import lsm
+
+    return lsm.mount_data(data, "tmpfs", label)
 
 
 def _fresh(source: str, target: str, fstype: str, flags: int, data: str | None, shown: str) -> bool:
@@ -140,7 +151,8 @@ def _bind_cgroup(source: str, target_fd: int, reopen, flags: int, magic: int, sh
         os.close(fd)
 
 
-def _mount_v2(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str) -> None:
+def _mount_v2(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str,
+              label: str | None = None) -> None:
     from pyrun.mounts import fd_path
 
     target = fd_path(target_fd)
@@ -149,13 +161,15 @@ def _mount_v2(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown
     if v.v2_dir:
         _bind_cgroup(v.v2_dir, target_fd, reopen, flags, CGROUP2_SUPER_MAGIC, shown)
     else:  # the caller's cgroup is the root: an empty directory, nothing of the host
-        sc.mount("tmpfs", target, "tmpfs", _TMPFS_FLAGS | sc.MS_RDONLY, "mode=555", shown=shown)
+        sc.mount("tmpfs", target, "tmpfs", _TMPFS_FLAGS | sc.MS_RDONLY, _tmpfs_data("mode=555", label),
+                 shown=shown)
 
 
-def _mount_v1(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str) -> None:
+def _mount_v1(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str,
+              label: str | None = None) -> None:
     from pyrun.mounts import fd_path
 
-    sc.mount("tmpfs", fd_path(target_fd), "tmpfs", _TMPFS_FLAGS, "mode=755", shown=shown)
+    sc.mount("tmpfs", fd_path(target_fd), "tmpfs", _TMPFS_FLAGS, _tmpfs_data("mode=755", label), shown=shown)
     top = reopen()  # the new tmpfs: ours, empty, so nothing in it can be a link of the image's
     try:
         for h in v.hierarchies:

@@ -235,6 +235,10 @@ def exec_process(root: str, container_id: str, proc, opts: ExecOptions | None = 
         cgroup = sub_cgroup(rec.cgroup, opts.cgroup)
     plan = Plan(spec=replace(spec, process=proc), state_path=sd.path, rootfs_mode="", use_init=False,
                 preserve_fds=opts.preserve_fds, new_keyring=rec.new_keyring, lsm_label=lsm_label)
+    if rec.new_keyring:
+        from pyrun import lsm
+
+        plan.key_label = lsm.keyring_label(proc)
     if spec.linux.seccomp is not None:
         plan.seccomp = compile_seccomp(spec.linux.seccomp)
     if opts.pidfd_socket:
@@ -428,6 +432,11 @@ def _helper(plan, ch, pidfd: int, flags: int, rootfd: int, joined: bool, tasks: 
         _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
         sc.set_cmdline("pyrun")  # seen by the container's processes: no host path (--root, bundle)
         builder._import_before_pivot_root(plan)  # the host's files are gone after setns
+        if plan.key_label:
+            from pyrun import lsm
+
+            # our procfs, checked: the container's /proc is the container's to mount over
+            plan.lsm_proc_fd = lsm.open_proc()
         with log.step("setns(pidfd)"):
             sc.setns(pidfd, flags, shown="the container's namespaces")
         os.close(pidfd)
@@ -486,7 +495,10 @@ def _child(plan, ch, rootfd: int) -> None:
             # otherwise run, and read a 0x0 size, before).
             ch.expect(Msg.CONSOLE_DONE)
         if plan.new_keyring:
-            builder._join_session_keyring(os.path.basename(plan.state_path))
+            builder._join_session_keyring(os.path.basename(plan.state_path), plan.key_label, plan.lsm_proc_fd)
+        if plan.lsm_proc_fd >= 0:
+            os.close(plan.lsm_proc_fd)
+            plan.lsm_proc_fd = -1
         # The channel stays open until the process's execve(2) closes it:
         # that is the signal; the sealed pyrun-init reports a failed one there.
         plan.handover = Handover(chan=ch.fileno())

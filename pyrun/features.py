@@ -32,10 +32,11 @@ def features() -> dict:
             # has. rdma: rdma.max, v1 and v2.
             "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": True},
             "seccomp": _seccomp(),
-            # process.apparmorProfile is applied (pyrun.lsm); SELinux's
-            # linux.mountLabel is not yet: not claimed
+            # pyrun.lsm applies process.apparmorProfile, process.selinuxLabel
+            # and linux.mountLabel ("irrelevant to the availability of
+            # AppArmor/SELinux on the host", features-linux.md)
             "apparmor": {"enabled": True},
-            "selinux": {"enabled": False},
+            "selinux": {"enabled": True},
             # refused with its path (pyrun.intelrdt): resctrl is not programmed
             "intelRdt": {"enabled": False},
             "memoryPolicy": {"modes": sorted(MPOL_MODES), "flags": sorted(MPOL_FLAGS)},

@@ -21,8 +21,26 @@ beneath it, no mount crossed, no symlink but ``self``.
 opens its own attr file through the host's procfs and writes the label:
 a profile that is not loaded fails ``create`` in one line.
 
-Where the host has neither LSM on, the fields mean nothing and are ignored,
-as runc does.
+SELinux has no directory of its own under ``attr/`` (the kernel has one for
+AppArmor and Smack only): its files are the shared ``attr/exec`` and
+``attr/keycreate``, which no other major LSM can hold beside it (SELinux
+and AppArmor exclude each other). Besides the program's label, as runc:
+
+- ``keycreate``: the label of the session keyring pyrun joins for the
+  container (keyctl(2) KEYCTL_JOIN_SESSION_KEYRING), written by the process
+  that joins it, just before, through a procfs descriptor taken before the
+  container's mounts exist (create) or before setns(2) (exec). execve(2)
+  clears it (selinux_bprm_creds_for_exec), so nothing else is labelled so.
+- ``linux.mountLabel``: the ``context="LABEL"`` option of the filesystems
+  pyrun mounts (:func:`mount_data`: tmpfs, devpts and the other mounts
+  runc labels; proc, sysfs, cgroup and binds take none), and the
+  ``security.selinux`` attribute of an mqueue's root (runc: "older kernels
+  do not support labeling of /dev/mqueue").
+
+Where the host has neither LSM on, the fields mean nothing and are ignored
+(a line in ``--debug``). runc 1.1 refuses ``selinuxLabel`` there ("selinux
+label is specified in config, but selinux is disabled or not supported")
+and fails the mounts a ``mountLabel`` labels (EINVAL).
 """
 
 from __future__ import annotations
@@ -37,6 +55,11 @@ from pyrun.errors import ConfigError, PyrunError, SyscallError, errno_text
 APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled"
 APPARMOR_PROFILES = "/sys/kernel/security/apparmor/profiles"
 SELINUX_ENFORCE = "/sys/fs/selinux/enforce"  # selinuxfs is mounted where SELinux is on
+SELINUX_XATTR = "security.selinux"
+# Filesystems runc mounts without a context= option (rootfs_linux.go
+# mountToRootfs): "Selinux kernels do not support labeling of /proc or
+# /sys"; an mqueue gets the attribute instead; cgroup hierarchies none.
+_UNLABELLED = frozenset({"proc", "sysfs", "mqueue", "cgroup", "cgroup2", "bind"})
 
 _RESOLVE = sc.RESOLVE_BENEATH | sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_XDEV
 
@@ -63,6 +86,55 @@ def exec_label(process) -> tuple[str, str] | None:
     return None
 
 
+def mount_label(linux) -> str | None:
+    """``linux.mountLabel`` where SELinux is on, else None (ignored)."""
+    if not linux.mount_label:
+        return None
+    if not selinux_enabled():
+        log.debug_msg(f"linux.mountLabel {linux.mount_label!r} ignored: SELinux is not enabled on this host")
+        return None
+    return linux.mount_label
+
+
+def mount_data(data: str, fstype: str | None, label: str | None) -> str:
+    """mount(2)'s data with the ``context=`` option SELinux labels every
+    file of the new mount with (mount(8) "context="; the quotes keep the
+    commas of an MCS range such as ``s0:c1,c2`` in one option, and the
+    kernel strips them). Unchanged for the types runc leaves unlabelled."""
+    if not label or (fstype or "") in _UNLABELLED:
+        return data
+    option = f'context="{label}"'
+    return f"{data},{option}" if data else option
+
+
+def label_root(path: str, label: str) -> None:
+    """The ``security.selinux`` attribute of a mount's root (setxattr(2)),
+    for an mqueue, mounted without ``context=`` as runc does."""
+    try:
+        os.setxattr(path, SELINUX_XATTR, label.encode())
+    except OSError as e:
+        raise SyscallError(f"setxattr({SELINUX_XATTR})", e.errno or errno.EIO) from None
+
+
+def keyring_label(process) -> str | None:
+    """The label of the container's session keyring: process.selinuxLabel
+    where SELinux is on (as runc), else None."""
+    return process.selinux_label if process.selinux_label and selinux_enabled() else None
+
+
+def set_keycreate(proc_fd: int, label: str) -> None:
+    """The label of the keys this process creates next (the session
+    keyring), written to our own ``attr/keycreate`` beneath ``proc_fd``
+    (a procfs checked by :func:`open_proc`)."""
+    fd = open_exec_attr(proc_fd, ("keycreate",))
+    try:
+        os.write(fd, label.encode())
+    except OSError as e:
+        raise ConfigError("process.selinuxLabel", f"{label!r}: keycreate: {errno_text(e)}") from None
+    finally:
+        os.close(fd)
+
+
 def check(process) -> tuple[str, str] | None:
     """Before anything runs: a profile that is not loaded fails here, in
     one line naming it, rather than in pyrun-init once ``create`` has
@@ -79,7 +151,12 @@ def check(process) -> tuple[str, str] | None:
         if err:
             path = "process.apparmorProfile" if label[1].startswith("exec ") else "process.selinuxLabel"
             value = process.apparmor_profile if label[1].startswith("exec ") else process.selinux_label
-            why = "no such profile is loaded" if err == errno.ENOENT else f"refused: {errno_text(err)}"
+            if err == errno.ENOENT:
+                why = "no such profile is loaded"
+            elif err == errno.EINVAL and path == "process.selinuxLabel":
+                why = "not a valid context of the loaded policy (EINVAL)"
+            else:
+                why = f"refused: {errno_text(err)}"
             raise ConfigError(path, f"{value!r}: {why}")
     return label
 

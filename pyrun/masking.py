@@ -53,7 +53,9 @@ def null_device() -> int:
     return fd
 
 
-def mask_paths(paths: list[str]) -> None:
+def mask_paths(paths: list[str], label: str | None = None) -> None:
+    """A masked directory gets an empty read-only tmpfs (with SELinux's
+    ``label``, linux.mountLabel, as runc's maskPath), a file /dev/null."""
     null = -1
     try:
         for path in paths:
@@ -64,7 +66,12 @@ def mask_paths(paths: list[str]) -> None:
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     # the path checked above has no magic link: mount(2) by
                     # it resolves the same (nothing of the container runs yet)
-                    sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None, shown=path)
+                    data = None
+                    if label:
+                        from pyrun import lsm
+
+                        data = lsm.mount_data("", "tmpfs", label)
+                    sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, data, shown=path)
                 else:
                     if null < 0:
                         null = null_device()

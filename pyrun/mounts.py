@@ -226,7 +226,7 @@ def open_source(source: str, where: str) -> int:
 
 
 def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_view=None, tree: int | None = None,
-              cgroupns: bool = False) -> int:
+              cgroupns: bool = False, label: str | None = None) -> int:
     """Mount ``mounts[index]`` at its destination inside the rootfs.
 
     A bind's source is opened first (:func:`open_source`) and the mount made
@@ -235,10 +235,15 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_view=None, tree: i
     container's root may not be able to reach the source), attached with
     move_mount(2). ``cgroup_view``: what a ``cgroup`` mount shows
     (pyrun.cgroup_mount; ``cgroupns``: the container has its own cgroup
-    namespace). Returns the new mount's id for a bind, else -1."""
+    namespace). ``label``: SELinux's linux.mountLabel (pyrun.lsm.mount_data).
+    Returns the new mount's id for a bind, else -1."""
     where = f"mounts[{index}]"
     flags, propagation, data = parse_options(m.options)
     bind = is_bind(m)
+    if label and not bind:
+        from pyrun import lsm
+
+        data = lsm.mount_data(data, m.type, label)
     src_fd = -1
     if bind:
         if not m.source:
@@ -285,9 +290,11 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_view=None, tree: i
             from pyrun import cgroup_mount
 
             cgroup_mount.mount(dest_fd, lambda: open_in_root(rootfd, m.destination, shown=shown), flags,
-                               cgroupns, cgroup_view or cgroup_mount.View(), shown)
+                               cgroupns, cgroup_view or cgroup_mount.View(), shown, label)
         else:
             _mount_fs(m.source or fstype or "none", target, fstype, flags, data, shown, rootfd)
+            if label and fstype == "mqueue":
+                _label_mount_root(rootfd, m.destination, label)
         if propagation:
             fd2 = open_in_root(rootfd, m.destination, shown=shown)
             try:
@@ -300,6 +307,19 @@ def mount_one(rootfd: int, index: int, m, bundle: str, cgroup_view=None, tree: i
         if src_fd >= 0 and tree is None:
             os.close(src_fd)
     return new_id
+
+
+def _label_mount_root(rootfd: int, destination: str, label: str) -> None:
+    """An mqueue is mounted without ``context=`` and labelled after (runc:
+    "older kernels do not support labeling of /dev/mqueue"): the root of
+    the mount now at ``destination``, through its descriptor."""
+    from pyrun import lsm
+
+    fd = open_in_root(rootfd, destination, shown=destination)
+    try:
+        lsm.label_root(fd_path(fd), label)
+    finally:
+        os.close(fd)
 
 
 def _check_ordinary_dir(rootfd: int, destination: str, fstype: str, where: str) -> None:

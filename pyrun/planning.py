@@ -110,6 +110,11 @@ class Plan:
     caps: object = None               # pyrun.capabilities.CapSets, for the hand-over
     # AppArmor/SELinux (pyrun.lsm): (attr file, text) pyrun-init writes
     lsm_label: tuple | None = None
+    # SELinux, where it is on: linux.mountLabel (pyrun.lsm.mount_label), and
+    # process.selinuxLabel for the session keyring (pyrun.lsm.keyring_label)
+    mount_label: str | None = None
+    key_label: str | None = None
+    lsm_proc_fd: int = -1              # exec: the host's procfs, for key_label
 
     @property
     def chroot_only(self) -> bool:
@@ -145,6 +150,8 @@ def make_plan(spec, state_path: str, opts: Options):
     root_real, root_ident = rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)
     lsm_label = check_lsm(spec.process)
+    from pyrun import lsm  # (imported by check_lsm)
+
     _check_host_fields(spec, privileged)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
@@ -153,7 +160,7 @@ def make_plan(spec, state_path: str, opts: Options):
         new_ns=[n.type for n in spec.linux.namespaces if n.path is None and n.type != "user"],
         join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
         root_real=root_real, root_ident=root_ident,
-        lsm_label=lsm_label,
+        lsm_label=lsm_label, mount_label=lsm.mount_label(spec.linux), key_label=lsm.keyring_label(spec.process),
     )
     if spec.linux.seccomp is not None:
         plan.seccomp = compile_seccomp(spec.linux.seccomp)
@@ -199,10 +206,6 @@ def _check_host_fields(spec, privileged: bool) -> None:
         from pyrun import netdevices
 
         netdevices.check(spec, privileged)
-    if spec.linux.mount_label and os.path.exists("/sys/fs/selinux/enforce"):
-        # as check_lsm: meaningless where SELinux is off (runc ignores it), a lie where it is on
-        raise ConfigError("linux.mountLabel", f"{spec.linux.mount_label!r}: this host enforces SELinux, "
-                          "and pyrun cannot label mounts yet")
     if not privileged:
         for i in mounts_idmapped(spec):
             raise ConfigError(f"mounts[{i}]", "an idmapped bind mount needs root: the kernel idmaps a "
@@ -219,9 +222,10 @@ def mounts_idmapped(spec):
 
 
 def check_lsm(process):
-    """AppArmor and SELinux (pyrun.lsm): a profile that is not loaded fails
-    here; where the host has neither LSM on, the fields are ignored, as
-    runc does. Returns what pyrun-init writes before execve(2), or None."""
+    """AppArmor and SELinux (pyrun.lsm): a profile that is not loaded, or a
+    context the policy does not know, fails here; where the host has
+    neither LSM on, the fields are ignored. Returns what pyrun-init writes
+    before execve(2), or None."""
     from pyrun import lsm
 
     return lsm.check(process)
