@@ -501,6 +501,35 @@ static int cmd_personality(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * The session keyring: its description ("type;uid;gid;perm;name") and its
+ * security label (keyctl(2) KEYCTL_DESCRIBE, KEYCTL_GET_SECURITY), as
+ * runc's key_label test prints them: "NAME LABEL".
+ */
+static int cmd_keylabel(int argc, char **argv)
+{
+	char desc[512], label[512];
+	const char *name;
+	long id, n;
+
+	(void)argc; (void)argv;
+	/* KEYCTL_GET_KEYRING_ID 0, KEY_SPEC_SESSION_KEYRING -3 */
+	id = syscall(SYS_keyctl, 0, -3L, 0L);
+	if (id < 0)
+		return fail("keyctl", "GET_KEYRING_ID");
+	n = syscall(SYS_keyctl, 6L, id, desc, (long)sizeof(desc) - 1);	/* KEYCTL_DESCRIBE */
+	if (n < 0)
+		return fail("keyctl", "DESCRIBE");
+	desc[n < (long)sizeof(desc) ? n : (long)sizeof(desc) - 1] = '\0';
+	name = strrchr(desc, ';') ? strrchr(desc, ';') + 1 : desc;
+	n = syscall(SYS_keyctl, 17L, id, label, (long)sizeof(label) - 1);	/* KEYCTL_GET_SECURITY */
+	if (n < 0)
+		return fail("keyctl", "GET_SECURITY");
+	label[n < (long)sizeof(label) ? n : (long)sizeof(label) - 1] = '\0';
+	printf("%s %s\n", name, label);
+	return 0;
+}
+
 struct command {
 	const char *name;
 	int min_args;		/* arguments needed after the command name */
@@ -537,6 +566,7 @@ static const struct command commands[] = {
 	{ "sched",      0, "",             cmd_sched },
 	{ "ioprio",     0, "",             cmd_ioprio },
 	{ "personality", 0, "",            cmd_personality },
+	{ "keylabel",   0, "",             cmd_keylabel },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -47,7 +47,11 @@ PKGS="$PKGS golang-go"
 # On a host booted with systemd, apt starts dockerd, which makes docker0 and
 # its iptables rules: `systemctl disable --now docker.socket docker.service`
 # undoes that; the test never uses that daemon.
-NORECOMMENDS="docker.io"
+# make vm-test-selinux: Debian's SELinux policy (and load_policy), which the
+# guest booted with SELinux on loads; on a host kernel without SELinux it is
+# files under /etc/selinux that nothing loads. Without its Recommends:
+# setools would pull in graphviz, matplotlib, gdal...
+NORECOMMENDS="docker.io selinux-policy-default"
 [ $# -gt 0 ] && PKGS="$*" && NORECOMMENDS=""
 missing=""
 for p in $PKGS; do

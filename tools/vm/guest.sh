@@ -73,5 +73,14 @@ for b in /usr/bin/newuidmap /usr/bin/newgidmap; do
         || fail "$b is not setuid root in the guest: $(ls -l "$b" 2>&1)"
 done
 
+if [ "${VM_MARK:-vm}" = selinux ]; then
+    # tools/vm/vm-test --selinux: the kernel runs SELinux (security=selinux)
+    # with no policy yet; load the host's (selinux-policy-default), in the
+    # mode /etc/selinux/config names (permissive, as the package writes it)
+    step "SELinux: load_policy -i"
+    load_policy -i || fail "load_policy -i"
+    [ "$(cat /sys/fs/selinux/enforce)" = 0 ] || fail "SELinux is enforcing: the guest wants it permissive"
+    step "SELinux: $(cat /proc/self/attr/current | tr -d '\0'), permissive"
+fi
 export PYRUN_TEST_DELEGATED="$DELEGATED"
-run_tests vm
+run_tests "${VM_MARK:-vm}"
