@@ -35,7 +35,7 @@ run-hello: bundles
 	$(PYRUN) run -b bundles/hello hello-$$$$
 
 test: bundles         ## every test, rootful and rootless (as root: creates a test user)
-	$(PY) -P -m pytest -v -p no:cacheprovider -m "not vm and not systemd and not systemd_v1" $(PYTEST_ARGS) tests
+	$(PY) -P -m pytest -v -p no:cacheprovider -m "not vm and not systemd and not systemd_v1 and not selinux" $(PYTEST_ARGS) tests
 
 test-unit: build
 	$(PY) -P -m pytest -q -p no:cacheprovider tests/test_spec.py

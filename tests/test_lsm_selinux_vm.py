@@ -161,3 +161,13 @@ def test_a_context_the_policy_does_not_know_fails_create_in_one_line(rt, labels)
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "process.selinuxLabel: 'system_u:system_r:pyrun_no_such_t:s0': not a valid context" in p.stderr
     assert sorted(os.listdir(rt.root)) == before
+
+
+def test_a_mount_label_the_policy_does_not_know_fails_create_in_one_line(rt, labels):
+    cid = f"se-{uuid.uuid4().hex[:8]}"
+    config = rt.config(["true"])
+    config["linux"]["mountLabel"] = "system_u:object_r:pyrun_no_such_t:s0"
+    p = rt("create", "-b", rt.bundle(config=config), cid)
+    assert p.returncode != 0
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "linux.mountLabel: 'system_u:object_r:pyrun_no_such_t:s0': not a valid context" in p.stderr
