@@ -65,8 +65,14 @@ def _pyrun_init() -> str:
 
 # What the private mount namespace (unshare -m) puts over the attr file of
 # the shell that then becomes pyrun-init (exec keeps its pid: $$ is its
-# /proc/self), and the error pyrun-init must stop with.
+# /proc/self), and the error pyrun-init must stop with. The first is
+# CVE-2025-52881's shape: another procfs file (here kernel.domainname, of a
+# UTS namespace of the test's own) passes an fstatfs(2) check, and a write
+# by name lands in it (seen with pyrun-init's open changed to open(2) of
+# /proc/self/attr/exec: domainname "pwned").
 COVERS = {
+    "a bind of a sysctl over attr/exec": ("mount --bind /proc/sys/kernel/domainname /proc/$$/attr/exec",
+                                          "Cross-device link (EXDEV)"),
     "a bind over attr/exec": ('mount --bind "$DECOY" /proc/$$/attr/exec', "Cross-device link (EXDEV)"),
     "a tmpfs over attr": ('mount -t tmpfs none /proc/$$/attr && cp "$DECOY" /proc/$$/attr/exec '
                           '&& mkdir /proc/$$/attr/apparmor && cp "$DECOY" /proc/$$/attr/apparmor/exec',
@@ -89,12 +95,14 @@ def test_a_mount_over_proc_self_attr_cannot_redirect_the_label(tmp_path, lsm_nam
     decoy = tmp_path / "decoy"
     decoy.write_text("decoy\n")
     setup, error = COVERS[cover]
-    script = f'{setup} && exec "$INIT" -l "$LABEL" -- /bin/true true'
+    inner = f'{setup} && exec "$INIT" -l "$LABEL" -- /bin/true true'
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DECOY": str(decoy), "TMP": str(tmp_path),
-           "INIT": _pyrun_init(), "LABEL": LABELS[lsm_name]}
-    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env,
+           "INIT": _pyrun_init(), "LABEL": LABELS[lsm_name], "INNER": inner}
+    # (domainname through a descriptor opened first: /proc may be covered after)
+    outer = 'exec 3</proc/sys/kernel/domainname; sh -c "$INNER" 3<&-; echo "status $?"; echo "domainname $(cat <&3)"'
+    p = subprocess.run(["unshare", "-m", "-u", "--propagation", "private", "sh", "-c", outer], env=env,
                        capture_output=True, text=True, timeout=30)
-    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert p.stdout.splitlines() == ["status 1", "domainname (none)"], (p.stdout, p.stderr)
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("pyrun: ") and error in p.stderr, p.stderr
     for f in [decoy] + sorted(tmp_path.glob("fake/**/exec")):
         assert f.read_text() == "decoy\n", f
