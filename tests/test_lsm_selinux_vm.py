@@ -51,11 +51,12 @@ def _pick(*candidates: str) -> str:
 def labels():
     if not lsm.selinux_enabled():
         pytest.skip("SELinux is off (make vm-test-selinux boots the VM with it on)")
-    # Debian's refpolicy has no container module: its virt module's sandbox
-    # types, as the OCI conformance suite uses (svirt_sandbox_file_t)
-    process = _pick("system_u:system_r:container_t:s0:c1,c2", "system_u:system_r:svirt_lxc_net_t:s0:c1,c2")
+    # container-selinux's types (Fedora, RHEL); Debian's refpolicy has no
+    # container module: its virt module's (contexts/virtual_domain_context
+    # and virtual_image_context), with MCS categories as podman gives them
+    process = _pick("system_u:system_r:container_t:s0:c1,c2", "system_u:system_r:svirt_t:s0:c1,c2")
     other = process.replace("c1,c2", "c3,c4")
-    mount = _pick("system_u:object_r:container_file_t:s0:c1,c2", "system_u:object_r:svirt_sandbox_file_t:s0:c1,c2")
+    mount = _pick("system_u:object_r:container_file_t:s0:c1,c2", "system_u:object_r:svirt_image_t:s0:c1,c2")
     return process, other, mount
 
 
