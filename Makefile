@@ -15,7 +15,7 @@ all: build
 deps:                 ## Debian packages (apt-get as root, else sudo)
 	@sh tools/deps.sh
 
-$(VENV)/.built: pyproject.toml setup.py tools/entry-script.py $(wildcard native/*.c native/*.h pyrun/*.py pyrun/cgroups/*.py)
+$(VENV)/.built: pyproject.toml setup.py tools/entry-script.py $(wildcard native/*.c native/*.h pyrun/*.py pyrun/*/*.py)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	rm -rf build/lib.*  # setuptools' copy of pyrun/: a module removed there must not stay installed

@@ -54,7 +54,7 @@ def stale(out: str) -> bool:
 
 
 def write_config(bundle: str, args: list[str], hostname: str) -> None:
-    from pyrun.spec import default_spec
+    from pyrun.config.spec import default_spec
 
     config = default_spec(rootless=True)
     config["process"]["args"] = args

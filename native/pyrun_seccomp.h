@@ -1,6 +1,6 @@
 /* pyrun's seccomp layer: a thin wrapper over libseccomp (seccomp_init(3),
  * seccomp_rule_add(3), seccomp_attr_set(3), seccomp_load(3)...).
- * One function per operation and no policy: pyrun/seccomp.py decides what
+ * One function per operation and no policy: pyrun/security/seccomp.py decides what
  * goes into a filter. Functions returning int give 0 (or a number, or an fd)
  * on success and -errno on failure. A filter context is an opaque pointer. */
 #ifndef PYRUN_SECCOMP_H

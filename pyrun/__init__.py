@@ -1,7 +1,7 @@
 """pyrun: a rootless, runc-compatible OCI container runtime in Python.
 
-The package is a library first (``pyrun.create`` and ``pyrun.lifecycle``
-are the API); ``pyrun.cli`` is a thin command line over it.  Imports here stay minimal: every pyrun
+The package is a library first (``pyrun.container.create`` and ``pyrun.container.lifecycle``
+are the API); ``pyrun.commands.cli`` is a thin command line over it.  Imports here stay minimal: every pyrun
 command pays for them before doing anything.
 """
 

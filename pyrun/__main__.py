@@ -1,7 +1,7 @@
 """Entry point: ``python -m pyrun`` and the ``pyrun`` console script.
 
 The commands engines call for every container take the fast path
-(:mod:`pyrun.fastpath`, no click); everything else goes to :mod:`pyrun.cli`.
+(:mod:`pyrun.commands.fastpath`, no click); everything else goes to :mod:`pyrun.commands.cli`.
 """
 
 
@@ -9,11 +9,11 @@ def main() -> None:
     import os
     import sys
 
-    from pyrun.fastpath import main as fast
+    from pyrun.commands.fastpath import main as fast
 
     code = fast(sys.argv[1:])
     if code is None:
-        from pyrun.cli import main as cli_main
+        from pyrun.commands.cli import main as cli_main
 
         cli_main()
         return

@@ -2,10 +2,10 @@
 
 Declared here: the system calls Python 3.11's ``os`` module lacks
 (``native/shim.c``), a thin layer over libseccomp (``native/seccomp.c``,
-used by ``pyrun.seccomp``) and a fork into a cgroup (``native/clone3.c``,
+used by ``pyrun.security.seccomp``) and a fork into a cgroup (``native/clone3.c``,
 clone3(2) CLONE_INTO_CGROUP, used by ``pyrun.cgroups.v2``). Each C function
 returns 0 (or an fd) on success and ``-errno`` on failure;
-``pyrun.syscalls`` and ``pyrun.seccomp`` turn that into a
+``pyrun.kernel.syscalls`` and ``pyrun.security.seccomp`` turn that into a
 :class:`~pyrun.errors.SyscallError`.
 """
 

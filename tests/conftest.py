@@ -81,7 +81,7 @@ class Runtime:
         self.root = os.path.join(self.dir, "state")
         os.mkdir(self.root, 0o700)
         self._chown(self.root)
-        # Where overlay upper layers go by default (pyrun.state.default_layers_root):
+        # Where overlay upper layers go by default (pyrun.container.state.default_layers_root):
         # /var/lib/pyrun as root; rootless, $XDG_DATA_HOME/pyrun, per test here.
         if self.rootless:
             self.env["XDG_DATA_HOME"] = os.path.join(self.dir, "data")
@@ -133,7 +133,7 @@ class Runtime:
         return p.stdout
 
     def config(self, args: list[str], rootfs: str = "busybox") -> dict:
-        from pyrun.spec import default_spec
+        from pyrun.config.spec import default_spec
 
         c = default_spec(rootless=True, uid=self.uid, gid=self.gid) if self.rootless else default_spec()
         c["root"] = {"path": self.rootfs[rootfs], "readonly": False}

@@ -525,8 +525,8 @@ def test_created_container_holds_no_host_socket(rt, ptmx):
 
 V2_PROBE = r"""
 import os, sys
-from pyrun import cgroup_mount
-from pyrun import syscalls as sc
+from pyrun.filesystem import cgroup_mount
+from pyrun.kernel import syscalls as sc
 target = sys.argv[1]
 fd = os.open(target, sc.O_PATH | os.O_DIRECTORY)
 reopen = lambda: os.open(target, sc.O_PATH | os.O_DIRECTORY)

@@ -154,7 +154,7 @@ def test_layers_root_through_a_symlink_is_resolved_once(rt, residue):
     # realpath(2) of a caller's --layers-root is the caller's choice; a
     # symlink swapped in as the last component after that is refused.
     from pyrun.errors import PyrunError
-    from pyrun.hostpath import own_dir
+    from pyrun.filesystem.hostpath import own_dir
 
     with pytest.raises(PyrunError, match="is a symlink"):
         own_dir(link, 0o711, "layers root")

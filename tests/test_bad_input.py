@@ -58,7 +58,7 @@ RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/b
 @pytest.mark.parametrize("path", ["process.user.uid", "linux.seccomp.defaultErrnoRet",
                                   "linux.resources.pids.limit"])
 def test_a_bool_for_an_integer_reads_the_same_in_spec_seccomp_and_resources(rt, residue, path):
-    """One wording from pyrun.jsontypes wherever the field is; runc (Go's
+    """One wording from pyrun.config.jsontypes wherever the field is; runc (Go's
     encoding/json) also names the field and "bool" for each of the three."""
     config = rt.config(["true"])
     config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
@@ -206,8 +206,8 @@ def test_a_child_that_failed_first_is_the_error_reported():
     child it forked was already gone, the child's own message wins; a child
     that said nothing is killed and the host's error stands. Real processes,
     the real channel."""
-    from pyrun.channel import Channel
-    from pyrun.create import child_error_first
+    from pyrun.stages.channel import Channel
+    from pyrun.container.create import child_error_first
     from pyrun.errors import ContainerFailed, PyrunError
 
     for says in ("error", None):
@@ -268,7 +268,7 @@ def test_too_long_ids_are_one_message_for_every_command(rt, length):
 
 
 def test_the_longest_id_works(rt):
-    from pyrun.state import MAX_ID_LEN
+    from pyrun.container.state import MAX_ID_LEN
 
     cid = "b" * (MAX_ID_LEN - 8) + os.urandom(4).hex()  # the rootful v1 cgroup is named after it: host-unique
     rt.ok("run", "-d", "-b", rt.bundle(["sleep", "100"]), cid)

@@ -85,7 +85,7 @@ def test_parse_bytes_like_runc():
 
 
 def test_device_rules_keep_order_then_runcs_defaults():
-    from pyrun.spec import Device
+    from pyrun.config.spec import Device
 
     rules = convert.device_rules({"devices": [{"allow": False, "access": "rwm"},
                                              {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}]},
@@ -97,7 +97,7 @@ def test_device_rules_keep_order_then_runcs_defaults():
 
 
 def test_a_linux_devices_node_replaces_the_default_and_its_rule():
-    from pyrun.spec import Device
+    from pyrun.config.spec import Device
 
     rules = convert.device_rules(None, [Device(type="c", path="/dev/null", major=1, minor=11)])
     assert (2, 1, 3, 7, 1) not in rules and (2, 1, 11, 7, 1) not in rules
@@ -200,7 +200,7 @@ def _v1_devices(rules, devices=()):
 
 
 def test_v1_devices_deny_all_then_the_allow_list_as_runc():
-    from pyrun.spec import Device
+    from pyrun.config.spec import Device
 
     writes, allowlist, expect = _v1_devices([{"allow": False, "access": "rwm"},
                                              {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}],

@@ -538,7 +538,7 @@ def test_events_of_a_container_that_ends_without_oom_says_no_oom(v1):
 def test_planned_path_is_what_setup_records(v1):
     """cgroups.planned_path: what a record can name before create makes the
     cgroup, so that a create killed in the middle leaves nothing unnamed."""
-    from pyrun.spec import load
+    from pyrun.config.spec import load
 
     cid = uid("plan")
     bundle = v1.bundle(["sleep", "30"])

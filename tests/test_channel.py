@@ -8,7 +8,7 @@ import os
 import pathlib
 import warnings
 
-from pyrun.channel import Channel
+from pyrun.stages.channel import Channel
 
 
 def test_a_peer_that_died_with_our_message_unread_is_still_heard():
@@ -57,7 +57,7 @@ def _kinds_named(tree: ast.AST):
 
 def _message_kind_problems(root: str) -> tuple[list[str], set[str]]:
     """(bare strings and unknown names, the table's names used) in root's .py files."""
-    from pyrun.channel import Msg
+    from pyrun.stages.channel import Msg
 
     table = {name for name in vars(Msg) if name.isupper()}
     problems, used = [], set()
@@ -84,8 +84,8 @@ def test_every_message_kind_is_a_name_from_the_table():
     names (not a bare string that could drift from the other side's), and
     every name of the table is used, each with its one-line comment."""
     import pyrun
-    from pyrun import channel
-    from pyrun.channel import Msg
+    from pyrun.stages import channel
+    from pyrun.stages.channel import Msg
 
     problems, used = _message_kind_problems(os.path.dirname(pyrun.__file__))
     assert problems == []

@@ -25,7 +25,7 @@ MOVE = "step write cgroup.procs"
 NO_CLONE3 = """
 import os, sys
 import _prctl
-from pyrun import seccomp
+from pyrun.security import seccomp
 if os.geteuid() != 0:
     _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
 seccomp.build({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pyrun import fastpath
+from pyrun.commands import fastpath
 
 
 @pytest.mark.parametrize("argv, ours", [
@@ -90,9 +90,9 @@ def test_state_and_version_do_not_import_click(tmp_path):
                            capture_output=True, text=True, cwd=tmp_path)
         assert " click" not in p.stderr, argv
         if spec is False:
-            assert "pyrun.spec" not in p.stderr, argv
-            for module in ("pyrun.planning", "pyrun.create", "pyrun.lifecycle"):
-                assert module not in p.stderr, argv  # state reads through pyrun.state alone
+            assert "pyrun.config.spec" not in p.stderr, argv
+            for module in ("pyrun.container.planning", "pyrun.container.create", "pyrun.container.lifecycle"):
+                assert module not in p.stderr, argv  # state reads through pyrun.container.state alone
 
 
 # ------------------------------------ the commands of every task: fast = click
@@ -102,7 +102,7 @@ def test_state_and_version_do_not_import_click(tmp_path):
 # and exit exactly as its click command does, for every flag and for bad
 # input. Each case runs both ways against the same containers.
 
-CLICK = "import sys; sys.argv[0] = 'pyrun'; from pyrun.cli import main; main()"
+CLICK = "import sys; sys.argv[0] = 'pyrun'; from pyrun.commands.cli import main; main()"
 
 TASK_CASES = [
     ["ps", "{c}"], ["ps", "-f", "json", "{c}"], ["ps", "--format=json", "{c}"], ["ps", "{c}", "--format", "table"],
@@ -195,7 +195,7 @@ def test_pause_and_resume_as_click_does(rt):
 
 
 def test_duration_is_cli_duration():
-    from pyrun import cli
+    from pyrun.commands import cli
     from pyrun.errors import PyrunError
 
     for text in ["5s", "500ms", "1m", "2", " 3s ", "1.5s", "1.s", ".5s", "s", "", "5 s", "5sm", "\u0661\u0662ms",

@@ -1,16 +1,16 @@
 """One wording for a JSON type error, wherever config.json is read: the
-parsers of :mod:`pyrun.spec`, of ``linux.seccomp`` (:mod:`pyrun.seccomp`) and
+parsers of :mod:`pyrun.config.spec`, of ``linux.seccomp`` (:mod:`pyrun.security.seccomp`) and
 of ``linux.resources`` (:mod:`pyrun.cgroups.convert`, v2 and v1) all check
-through :mod:`pyrun.jsontypes`. Pure logic: nothing is applied."""
+through :mod:`pyrun.config.jsontypes`. Pure logic: nothing is applied."""
 
 from __future__ import annotations
 
 import pytest
 
-from pyrun import seccomp
+from pyrun.security import seccomp
 from pyrun.cgroups import convert
 from pyrun.errors import ConfigError
-from pyrun.spec import parse
+from pyrun.config.spec import parse
 
 
 def _error(call) -> ConfigError:

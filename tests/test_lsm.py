@@ -1,4 +1,4 @@
-"""AppArmor and SELinux (pyrun.lsm) on the host, whose kernel has neither:
+"""AppArmor and SELinux (pyrun.security.lsm) on the host, whose kernel has neither:
 what can be checked without them. The labels themselves are checked where
 the kernel has the LSM on: tests/test_lsm_vm.py (AppArmor, make vm-test).
 
@@ -12,7 +12,7 @@ the kernel has the LSM on: tests/test_lsm_vm.py (AppArmor, make vm-test).
   a mount made after the open cannot move it, one made before is crossed
   and refused, so a race has no third outcome to test;
 - where SELinux and AppArmor are off the fields are ignored (runc 1.1
-  refuses them instead: see pyrun.lsm).
+  refuses them instead: see pyrun.security.lsm).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import uuid
 
 import pytest
 
-from pyrun import lsm
+from pyrun.security import lsm
 
 LABEL = "system_u:object_r:container_file_t:s0:c1,c2"
 PROCESS_LABEL = "system_u:system_r:container_t:s0:c1,c2"
@@ -58,7 +58,7 @@ def test_no_mount_label_leaves_the_options_as_they_are():
 # ------------------------------------------------ the write of the exec label
 
 def _pyrun_init() -> str:
-    from pyrun.pid1 import INIT_PATH
+    from pyrun.stages.pid1 import INIT_PATH
 
     return INIT_PATH
 

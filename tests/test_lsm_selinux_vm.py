@@ -1,4 +1,4 @@
-"""SELinux (pyrun.lsm), in the VM booted with ``security=selinux`` and
+"""SELinux (pyrun.security.lsm), in the VM booted with ``security=selinux`` and
 Debian's policy (selinux-policy-default) loaded permissive: ``make
 vm-test-selinux``. Permissive: nothing is denied, but every label is
 applied as under enforcing, which is what is checked here, beside runc:
@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from pyrun import lsm
+from pyrun.security import lsm
 
 pytestmark = pytest.mark.selinux
 

@@ -1,4 +1,4 @@
-"""AppArmor (pyrun.lsm): ``process.apparmorProfile`` is applied by the
+"""AppArmor (pyrun.security.lsm): ``process.apparmorProfile`` is applied by the
 sealed pyrun-init through an attr file pyrun opened in the host's procfs,
 so the program (not pyrun-init) runs confined; ``exec`` applies the
 process's profile (the config's, or ``--apparmor``). Debian's kernel has
@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from pyrun import lsm
+from pyrun.security import lsm
 
 pytestmark = pytest.mark.vm
 

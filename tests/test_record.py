@@ -86,10 +86,10 @@ def test_the_create_path_does_not_import_what_it_avoids():
     avoided = ("dataclasses", "inspect", "ast", "json", "re", "enum", "socket", "signal", "contextlib",
                "shutil", "collections", "subprocess", "threading", "typing", "prctl", "traceback")
     code = ("import sys\n"
-            "import pyrun.fastpath, pyrun.planning, pyrun.create, pyrun.lifecycle, pyrun.spec, pyrun.builder\n"
-            "import pyrun.network, pyrun.state\n"
-            "import pyrun.cgroups, pyrun.channel, pyrun.capabilities, pyrun.mounts, pyrun.devices\n"
-            "import pyrun.pid1, pyrun.process, pyrun.masking, pyrun.idmap, pyrun.rootfs, pyrun.enter\n"
+            "import pyrun.commands.fastpath, pyrun.container.planning, pyrun.container.create, pyrun.container.lifecycle, pyrun.config.spec, pyrun.stages.builder\n"
+            "import pyrun.net.network, pyrun.container.state\n"
+            "import pyrun.cgroups, pyrun.stages.channel, pyrun.security.capabilities, pyrun.filesystem.mounts, pyrun.filesystem.devices\n"
+            "import pyrun.stages.pid1, pyrun.security.process, pyrun.filesystem.masking, pyrun.kernel.idmap, pyrun.filesystem.rootfs, pyrun.container.enter\n"
             f"print(sorted(m for m in {avoided!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"

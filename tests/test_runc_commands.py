@@ -326,7 +326,7 @@ def test_list_table_is_laid_out_as_runcs_and_created_is_rfc3339nano(rt, rb):
         assert table == _tabwriter(rows), (table, rows)
         for s in states:  # Go's time.RFC3339Nano: no trailing zeros in the fraction
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z", s["created"]), s["created"]
-    from pyrun.state import now_rfc3339
+    from pyrun.container.state import now_rfc3339
 
     stamps = {now_rfc3339() for _ in range(2000)}
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z", s) for s in stamps)

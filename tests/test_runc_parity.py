@@ -59,7 +59,7 @@ def test_pyrun_s_list_is_runc_s():
     """Everything pyrun calls after the filter, runc calls there too, but
     what the sealed pyrun-init takes (execveat(2) of it, its libc's start,
     the signal dispositions Python changed) and the interpreter's brk."""
-    from pyrun.builder import SYSCALLS_AFTER_FILTER
+    from pyrun.stages.builder import SYSCALLS_AFTER_FILTER
 
     sealed_init = {"execveat", "arch_prctl", "set_tid_address", "rt_sigaction"}
     assert set(SYSCALLS_AFTER_FILTER) - sealed_init - {"brk"} <= set(RUNC_AFTER_FILTER)
@@ -72,7 +72,7 @@ def test_a_profile_of_exactly_the_listed_syscalls_runs_and_execs(rt, rb, nnp):
     exec work, with the filter loaded early (noNewPrivileges false, as
     runc) or last. The suite's own profile, an old Docker list without
     openat2(2), failed every create."""
-    from pyrun.builder import SYSCALLS_AFTER_FILTER
+    from pyrun.stages.builder import SYSCALLS_AFTER_FILTER
 
     results = {}
     for runtime, allowed in (("pyrun", SYSCALLS_AFTER_FILTER), ("runc", RUNC_AFTER_FILTER)):
@@ -320,7 +320,7 @@ def test_a_capability_the_runtime_lacks_is_named(rt, rb):
     fails, for runc too: the error names the syscall and the capability."""
     import _prctl
 
-    from pyrun.spec_names import CAPABILITIES
+    from pyrun.config.spec_names import CAPABILITIES
 
     last = int(open("/proc/sys/kernel/cap_last_cap").read())
     lacking = [name for name, n in CAPABILITIES.items() if n <= last and not _prctl.prctl(_prctl.PR_CAPBSET_READ, n)]

@@ -1,4 +1,4 @@
-"""pyrun.seccomp: checking linux.seccomp, and filters loaded in the real kernel.
+"""pyrun.security.seccomp: checking linux.seccomp, and filters loaded in the real kernel.
 
 Kernel tests fork a child that loads the filter (after no_new_privs) and
 makes system calls with ctypes' syscall(2) — raw numbers, no libc caching —
@@ -18,9 +18,9 @@ import struct
 
 import pytest
 
-from pyrun import seccomp
+from pyrun.security import seccomp
 from pyrun.errors import ConfigError
-from pyrun.seccomp_profile import DENIED, default_profile
+from pyrun.config.seccomp_profile import DENIED, default_profile
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long

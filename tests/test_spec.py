@@ -1,4 +1,4 @@
-"""Unit tests for pyrun.spec and pyrun.defaults: pure logic, no syscalls."""
+"""Unit tests for pyrun.config.spec and pyrun.config.defaults: pure logic, no syscalls."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pyrun.errors import ConfigError, UsageError
-from pyrun.spec import (
+from pyrun.config.spec import (
     CAPABILITIES,
     Namespace,
     default_spec,

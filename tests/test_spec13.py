@@ -548,7 +548,7 @@ def test_recursive_read_only_bind(rt, opt, sub):
 
 
 def test_recursive_options_parse():
-    from pyrun import mount_attrs as ma
+    from pyrun.filesystem import mount_attrs as ma
 
     assert ma.recursive_attrs(["rro", "rnosuid"]) == (ma.MOUNT_ATTR_RDONLY | ma.MOUNT_ATTR_NOSUID, 0)
     assert ma.recursive_attrs(["rro", "rrw"]) == (0, ma.MOUNT_ATTR_RDONLY)
@@ -561,9 +561,11 @@ def test_recursive_options_parse():
 def test_features_claim_only_what_the_code_accepts(rt):
     """runtime-spec 1.3's features, each entry checked against the table or
     parser that implements it."""
-    from pyrun import mounts, seccomp, spec13
-    from pyrun.namespaces import FLAGS
-    from pyrun.spec import CAPABILITIES, NAMESPACE_TYPES
+    from pyrun.filesystem import mounts
+    from pyrun.security import seccomp
+    from pyrun.config import spec13
+    from pyrun.kernel.namespaces import FLAGS
+    from pyrun.config.spec import CAPABILITIES, NAMESPACE_TYPES
 
     f = json.loads(rt.ok("features"))
     assert f["ociVersionMax"] == "1.3.0"
@@ -677,7 +679,7 @@ def test_exec_cgroup_path_rules(tmp_path):
     container's own cgroup code): inside the container's cgroup ("/" is
     it), existing, no v1 prefix; runc's words for the rest."""
     from pyrun.errors import UsageError
-    from pyrun.exec_cgroup import sub_cgroup
+    from pyrun.cgroups.exec_cgroup import sub_cgroup
 
     cg = tmp_path / "ctr"
     (cg / "sub" / "deeper").mkdir(parents=True)
@@ -705,7 +707,7 @@ def test_exec_cgroup_path_rules(tmp_path):
     ["exec", "--cgroup", "sub", "--pidfd-socket", "/s", "c1", "true"],
 ])
 def test_fast_path_takes_the_new_flags(argv, monkeypatch):
-    from pyrun import fastpath
+    from pyrun.commands import fastpath
 
     seen = []
     monkeypatch.setattr(fastpath, "_dispatch", lambda *a: seen.append(a) or 0)

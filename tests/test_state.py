@@ -93,7 +93,7 @@ def _network_of(rt, cid: str) -> list[str]:
     """veth, nftables rules and lease of a bridge container (keyed by its state dir)."""
     if rt.rootless:
         return []
-    from pyrun import bridge
+    from pyrun.net import bridge
 
     key = os.path.join(rt.root, cid)
     left = []
@@ -174,7 +174,7 @@ def test_kill_at_every_step_then_delete_force_leaves_nothing(rt, network):
     for step in steps:
         cid = _cid()
         if " pyrv" in step:  # the veth's name is made from the state dir's path
-            from pyrun import bridge
+            from pyrun.net import bridge
 
             step = step.split(" pyrv")[0] + " " + bridge.veth_name(os.path.join(rt.root, cid))
         p = _kill_at(rt, step, "create", *extra, "-b", bundle, cid)

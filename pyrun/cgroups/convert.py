@@ -7,7 +7,7 @@ limits the same way here (runc's libcontainer/cgroups/fs and fs2)."""
 from __future__ import annotations
 
 from pyrun.errors import ConfigError, PyrunError
-from pyrun.jsontypes import check, get, int_value, objects
+from pyrun.config.jsontypes import check, get, int_value, objects
 
 RES = "linux.resources"
 
@@ -34,7 +34,7 @@ class Write(tuple):
 
 
 def _num(obj: dict, key: str, base: str, lo: int | None = None) -> int | None:
-    """An optional integer, >= lo when lo is given (pyrun.jsontypes' wording)."""
+    """An optional integer, >= lo when lo is given (pyrun.config.jsontypes' wording)."""
     value = obj.get(key)
     if value is None:
         return None

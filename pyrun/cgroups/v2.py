@@ -35,7 +35,7 @@ import os
 from pyrun.cgroups import _flat, _mkdirs, _read, _rmdir, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError, errno_text
-from pyrun.jsontypes import get
+from pyrun.config.jsontypes import get
 
 MOUNT = "/sys/fs/cgroup"
 

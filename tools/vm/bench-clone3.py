@@ -62,7 +62,7 @@ class Side:
             # the sample's process, in a rootless config (the user's uid mapped)
             import json
 
-            from pyrun.spec import default_spec
+            from pyrun.config.spec import default_spec
 
             path = os.path.join(self.bundle, "config.json")
             with open(path) as f:
