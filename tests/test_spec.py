@@ -14,8 +14,8 @@ from pyrun.config.spec import (
     load,
     parse,
     require_process,
-    validate_id,
 )
+from pyrun.container.state import validate_id  # where ids live (pyrun.config.spec re-exported it)
 
 BUNDLE = "/bundles/b"
 

@@ -57,7 +57,6 @@ __all__ = [
     "parse",
     "require_process",
     "default_spec",
-    "validate_id",
 ]
 
 # --------------------------------------------------------------------------
@@ -730,10 +729,3 @@ def _decode(blob: bytes) -> dict:
     if not isinstance(data, dict):
         raise ConfigError("", f"expected a JSON object at the top level, got {type_name(data)}")
     return data
-
-
-# --------------------------------------------------------------------------
-# Container ids
-# --------------------------------------------------------------------------
-
-from pyrun.container.state import validate_id  # noqa: E402,F401 - where ids live; re-exported

@@ -66,7 +66,8 @@ from pyrun.errors import ConfigError, ContainerExists, ContainerNotFound, PyrunE
 from pyrun.log import log
 from pyrun.container.planning import (ANNOTATION_CGROUPS, ANNOTATION_LAYERS, Options, layer_dir, layers_root, make_plan,
                             mounts_idmapped, pass_listen_fds)
-from pyrun.container.state import STATUS_CREATED, STATUS_CREATING, STATUS_STOPPED, Record, StateDir, now_rfc3339, proc_start_time
+from pyrun.container.state import (STATUS_CREATED, STATUS_CREATING, STATUS_STOPPED, Record, StateDir, hook_state,
+                                   now_rfc3339, proc_start_time, validate_id)
 
 
 def create(root: str, container_id: str, bundle: str, opts: Options | None = None,
@@ -80,7 +81,7 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
     from pyrun.config import spec as specmod
 
     opts = opts or Options()
-    specmod.validate_id(container_id)
+    validate_id(container_id)
     spec = specmod.load(bundle)
     specmod.require_process(spec)
     if spec.process.terminal and not opts.console_socket and not foreground:
@@ -107,7 +108,7 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
     except ContainerExists:
         _reclaim_stale(sd)
         sd.claim(rec, spec.annotations)
-    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in _INTERRUPTING}
     pids: list[int] = []
     undo: list = []  # what to undo once the processes are gone, in reverse
     try:
@@ -118,9 +119,7 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
             signal.signal(s, signal.SIG_IGN)  # a second SIGTERM must not stop the cleanup
         _undo_create(sd, rec, pids, undo)
         if isinstance(e, _Interrupted):
-            from pyrun.container.lifecycle import signal_name
-
-            raise PyrunError(f"create interrupted by {signal_name(e.args[0])}; cleaned up") from None
+            raise PyrunError(f"create interrupted by {_INTERRUPTING[e.args[0]]}; cleaned up") from None
         if isinstance(e, OSError):  # a full disk, say: one line naming the file
             from pyrun.container.state import os_error
 
@@ -129,6 +128,10 @@ def create(root: str, container_id: str, bundle: str, opts: Options | None = Non
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
+
+
+# The signals that stop a create half way, and their names for the error.
+_INTERRUPTING = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
 
 class _Interrupted(BaseException):
@@ -172,7 +175,7 @@ def _owner() -> str:
 def _pending_cgroup(spec, container_id: str) -> str:
     """Where cgroups.setup will make the container's cgroup (every v1
     hierarchy's, or the v2 path), so a create killed inside it leaves
-    nothing unrecorded. Only ever removed if empty (lifecycle.remove_cgroup)."""
+    nothing unrecorded. Only ever removed if empty (teardown.remove_cgroup)."""
     from pyrun import cgroups
     from pyrun.container import state
 
@@ -195,7 +198,7 @@ def _reclaim_stale(sd: StateDir) -> None:
                 sd.remove_orphan()
                 return
             if rec.pid == 0 and sd.status(rec) == STATUS_STOPPED:
-                from pyrun.container.lifecycle import remove_everything
+                from pyrun.container.teardown import remove_everything
 
                 log.debug_msg(f"removing stale half-created container {sd.id}")
                 remove_everything(sd, rec)
@@ -623,14 +626,6 @@ def _create_runtime_hooks(spec, rec: Record) -> None:
         hooks.run_all(spec.hooks.create_runtime, state, "createRuntime")
 
 
-def hook_state(rec: Record, status: str, annotations: dict) -> bytes:
-    """The state a hook reads on stdin; ``annotations``: the config's."""
-    from pyrun.stages.hooks import state_json
-
-    return state_json(OCI_VERSION, rec.id, status, rec.pid if status != STATUS_STOPPED else 0,
-                      rec.bundle, annotations)
-
-
 def close_sockets(opts) -> None:
     """In a forked child: the host's --console-socket and --pidfd-socket
     connections are the host side's to use; the container's processes
@@ -731,7 +726,7 @@ def _undo_create(sd: StateDir, rec: Record, pids: list[int], undo: list) -> None
             step()
         except PyrunError as e:
             log.warning(f"cleanup: {e}")
-    from pyrun.container.lifecycle import remove_cgroup, remove_state
+    from pyrun.container.teardown import remove_cgroup, remove_state
 
     if rec.cgroup_pending:  # cgroups.setup failed half way: what it made, if empty
         remove_cgroup(rec)

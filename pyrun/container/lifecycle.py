@@ -6,7 +6,7 @@ Each command takes the state root and the container's id, reads the record
 needs (runc's rules and messages), and acts on PID 1 through a pidfd
 (pidfd_open(2): a recycled pid is never signalled) or on the container's
 cgroup. ``delete`` removes, in reverse, everything ``create`` made; so
-does ``create`` itself when it fails (:func:`remove_everything`).
+does ``create`` itself when it fails (:mod:`pyrun.container.teardown`).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _poststart(sd: StateDir, rec: Record) -> None:
     """poststart hooks, once the user process runs: :func:`_await_fifo`
     returned when PID 1's execve(2) closed exec.fifo."""
     from pyrun.stages import hooks
-    from pyrun.container.create import hook_state
+    from pyrun.container.state import hook_state
 
     spec = saved_spec(sd, rec)
     if not spec.hooks.poststart:
@@ -370,10 +370,12 @@ def _delete(sd: StateDir, force: bool) -> None:
                 poststop, annotations = saved.hooks.poststop, saved.annotations
             except PyrunError as e:
                 log.warning(f"poststop hooks not run: {e}")
+        from pyrun.container.teardown import remove_everything
+
         remove_everything(sd, rec)
     if poststop:
         from pyrun.stages import hooks
-        from pyrun.container.create import hook_state
+        from pyrun.container.state import hook_state
 
         hooks.run_all_warn(poststop, hook_state(rec, STATUS_STOPPED, annotations), "poststop")
 
@@ -391,148 +393,6 @@ def _thaw(rec: Record) -> None:
 def _wait_exit(fd: int, timeout: float) -> bool:
     """A pidfd polls readable once the process has exited."""
     return bool(select.select([fd], [], [], timeout)[0])
-
-
-def remove_everything(sd: StateDir, rec: Record) -> None:
-    """What a dead creator or a stopped container left: network, cgroup(s),
-    layer dir, state dir (in that order: the record goes last). Each step
-    is tried even when one before it failed, as runc's destroy does: a
-    cgroup that cannot be removed must not leave the container's writable
-    layer behind. The record stays then, so that a later delete finishes
-    the job; the first error is raised."""
-    from pyrun.container.state import lexists
-
-    errors: list[PyrunError] = []
-    if lexists(sd.file("netns")):  # linux.netDevices: back to the host
-        from pyrun.net import netdevices
-
-        _attempt(errors, netdevices.detach, sd.path)
-    _attempt(errors, _remove_network, sd, rec)
-    _attempt(errors, remove_cgroup, rec)
-    if errors:
-        _attempt(errors, remove_state, sd, rec, False)
-        raise errors[0]
-    remove_state(sd, rec)
-
-
-def _attempt(errors: list, step, *args) -> None:
-    try:
-        step(*args)
-    except PyrunError as e:
-        errors.append(e)
-
-
-def _remove_network(sd: StateDir, rec: Record) -> None:
-    """Undo what create's _prepare_network and _attach_network did; idempotent, so a
-    delete after a killed pyrun finishes the job."""
-    if not rec.net:
-        return
-    if rec.net.get("helper_pid") and is_alive(rec.net["helper_pid"], rec.net.get("helper_start", 0)):
-        from pyrun.net.slirp import stop
-
-        stop(rec.net["helper_pid"])
-    elif rec.net.get("mode") in ("slirp4netns", "pasta"):
-        # create was killed between starting the helper and recording it:
-        # find it by the state dir its command line names (its API socket,
-        # its pid file). It outlives the namespace: nothing else stops it.
-        from pyrun.net.slirp import stop
-
-        for pid in _helpers_of(sd.path):
-            stop(pid)
-    if rec.net.get("mode") == "bridge":
-        from pyrun.net import bridge
-
-        bridge.detach(sd.path)
-
-
-def _helpers_of(state_path: str) -> list[int]:
-    """Our processes whose command line names a file of ``state_path``."""
-    needle = (state_path + "/").encode()
-    me = os.geteuid()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{name}").st_uid != me:
-                continue
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if needle in f.read():
-                    found.append(int(name))
-        except OSError:
-            continue
-    return [pid for pid in found if pid != os.getpid()]
-
-
-def remove_cgroup(rec: Record) -> None:
-    """What is left in the container's cgroup (exec'd processes of a
-    container without a pid namespace) is killed; then rmdir(2). A cgroup
-    only pending (create died before it said it had made it) is removed if
-    it exists and is empty: it may be someone else's."""
-    from pyrun.cgroups import open_cgroup
-
-    if rec.cgroup_pending:
-        pending = open_cgroup(rec.cgroup_pending)
-        if pending.exists() and not pending.pids():
-            pending.remove()
-    if not rec.cgroup:
-        return
-
-    cg = open_cgroup(rec.cgroup)
-    if (rec.cgroup_shared or rec.own_pid_ns) and _others_left(cg):
-        # what was there before the container, or joined its cgroup since
-        # (another container with the same cgroupsPath, runc warns and runs
-        # it), is not ours to kill: the cgroup stays while it is (runc 1.1
-        # leaves it too). With its own pid namespace, the container's
-        # processes all died with PID 1.
-        log.warning(f"cgroup {rec.cgroup.split(chr(10))[0]} still has processes the container did not start: "
-                    "left in place")
-        return
-    if cg.pids():
-        if not cg.kill():
-            for pid in cg.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-    cg.remove()
-
-
-def _others_left(cg, wait: float = 1.0) -> bool:
-    """Processes still in the cgroup after ``wait`` s: the container's own
-    last ones may still be leaving cgroup.procs when PID 1 is reaped."""
-    import time
-
-    deadline = time.monotonic() + wait
-    while cg.pids():
-        if time.monotonic() > deadline:
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def remove_state(sd: StateDir, rec: Record, record_too: bool = True) -> None:
-    """Remove the layer dir, then the state dir (``record_too``). Rootless with id ranges,
-    the container may have made files owned by subordinate ids, which we
-    cannot remove as ourselves: then remove them as root of a user
-    namespace with the same maps."""
-    from pyrun.container.state import remove_tree
-
-    layers = [rec.layers] if rec.layers else []
-    if rec.layers and not os.path.basename(rec.layers).startswith(sd.id + "."):
-        # planning.layer_dir's name, always: a record that says otherwise was not
-        # written by create, and what it names is not removed.
-        log.warning(f"layer dir {rec.layers} in the record of {sd.id!r} is not one pyrun made: left alone")
-        layers = []
-    for path in layers + ([sd.path] if record_too else []):
-        try:
-            remove_tree(path)
-        except PyrunError:
-            if os.geteuid() == 0 or len(rec.uid_mappings) + len(rec.gid_mappings) <= 2:
-                raise
-            from pyrun.kernel.idmap import run_as_mapped_root
-
-            run_as_mapped_root(rec.uid_mappings, rec.gid_mappings, remove_tree, path)
 
 
 # ----------------------------------------------------------------- run

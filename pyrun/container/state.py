@@ -578,6 +578,15 @@ def oci_state(sd: StateDir, rec: Record, annotations: bool = True) -> dict:
     return out
 
 
+def hook_state(rec: Record, status: str, annotations: dict) -> bytes:
+    """The state a hook reads on stdin; ``annotations``: the config's."""
+    from pyrun import OCI_VERSION
+    from pyrun.stages.hooks import state_json
+
+    return state_json(OCI_VERSION, rec.id, status, rec.pid if status != STATUS_STOPPED else 0,
+                      rec.bundle, annotations)
+
+
 def read_state(root: str, container_id: str, annotations: bool = True, owner: bool = True) -> dict:
     """The OCI state of one container, as a dict (``owner``: as ``list``
     shows it; runc's ``state`` leaves it empty)."""

@@ -42,7 +42,10 @@ from pyrun.kernel import namespaces, syscalls as sc
 from pyrun.stages.channel import Channel, Msg
 from pyrun.errors import PyrunError, errno_text
 from pyrun.log import log
-from pyrun.container.planning import Plan
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from pyrun.container.planning import Plan  # made by the host (the container layer), read here
 
 
 def _report(ch: Channel, exc: BaseException) -> None:
