@@ -246,7 +246,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
             plan.mount_trees = clone_sources(spec.mounts, spec.bundle)
     idmapped = list(mounts_idmapped(spec))
     if idmapped:
-        from pyrun.filesystem.mount_attrs import idmap_sources
+        from pyrun.filesystem.mounts import idmap_sources
 
         with log.step("open_tree+mount_setattr(MOUNT_ATTR_IDMAP)"):
             idmap_sources(spec, idmapped, plan.mount_trees)

@@ -132,7 +132,7 @@ def _fresh(source: str, target: str, fstype: str, flags: int, data: str | None, 
 def _bind_cgroup(source: str, target_fd: int, reopen, flags: int, magic: int, shown: str) -> None:
     """Bind the host's cgroup directory ``source``, checked by descriptor to
     be on a cgroup filesystem, then apply the config's flags to the bind."""
-    from pyrun.filesystem.mounts import fd_path, remount
+    from pyrun.kernel.syscalls import fd_path, remount
 
     try:
         src = os.open(source, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -153,7 +153,7 @@ def _bind_cgroup(source: str, target_fd: int, reopen, flags: int, magic: int, sh
 
 def _mount_v2(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str,
               label: str | None = None) -> None:
-    from pyrun.filesystem.mounts import fd_path
+    from pyrun.kernel.syscalls import fd_path
 
     target = fd_path(target_fd)
     if cgroupns and _fresh("cgroup2", target, "cgroup2", flags, None, shown):
@@ -167,7 +167,7 @@ def _mount_v2(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown
 
 def _mount_v1(target_fd: int, reopen, flags: int, cgroupns: bool, v: View, shown: str,
               label: str | None = None) -> None:
-    from pyrun.filesystem.mounts import fd_path
+    from pyrun.kernel.syscalls import fd_path
 
     sc.mount("tmpfs", fd_path(target_fd), "tmpfs", _TMPFS_FLAGS, _tmpfs_data("mode=755", label), shown=shown)
     top = reopen()  # the new tmpfs: ours, empty, so nothing in it can be a link of the image's

@@ -25,7 +25,7 @@ import stat
 
 from pyrun.kernel import syscalls as sc
 from pyrun.errors import PyrunError, SyscallError
-from pyrun.filesystem.mounts import remount
+from pyrun.kernel.syscalls import remount
 
 
 def _open(path: str) -> int | None:

@@ -93,41 +93,6 @@ def wants_idmap(m) -> bool:
     return bool(m.uid_mappings or m.gid_mappings) or any(o in IDMAP_OPTIONS for o in m.options)
 
 
-def idmap_sources(spec, indexes: list[int], trees: dict[int, int]) -> None:
-    """Host side, as root, before fork(2): the detached tree of each
-    idmapped bind (``trees[i]``: made by mounts.clone_sources for a
-    container with a user namespace, else here with open_tree(2)
-    OPEN_TREE_CLONE) gets MOUNT_ATTR_IDMAP with a user namespace holding
-    the mount's mappings (the container's own for idmap/ridmap). Here, as
-    runc's parent does: the kernel idmaps the host's filesystems only for
-    CAP_SYS_ADMIN in the initial user namespace, which PID 1 never has.
-    PID 1 attaches each tree as it does any (mounts.mount_one)."""
-    from pyrun.filesystem import mounts
-
-    try:
-        for i in indexes:
-            m, where = spec.mounts[i], f"mounts[{i}]"
-            if i not in trees:
-                fd = mounts.open_source(mounts.source_path(m, spec.bundle), where)
-                try:
-                    recursive = bool(mounts.parse_options(m.options)[0] & sc.MS_REC)
-                    trees[i] = sc.clone_mount(fd, recursive, m.destination)
-                finally:
-                    os.close(fd)
-            maps = [m.uid_mappings or spec.linux.uid_mappings, m.gid_mappings or spec.linux.gid_mappings]
-            uid, gid = ([[x.container_id, x.host_id, x.size] for x in ms] for ms in maps)
-            userns = userns_with_maps(uid, gid)
-            try:
-                _idmap_tree(trees[i], userns, "ridmap" in m.options, m.destination, where)
-            finally:
-                os.close(userns)
-    except BaseException:
-        for fd in trees.values():
-            os.close(fd)
-        trees.clear()
-        raise
-
-
 def idmap_in_place(mount_fd: int, dest_fd: int, m, *, shown: str, where: str) -> None:
     """A tmpfs just mounted by PID 1 (``mount_fd``: its root): a mount that
     is attached cannot be idmapped, so clone it detached (the clone shares
@@ -140,7 +105,7 @@ def idmap_in_place(mount_fd: int, dest_fd: int, m, *, shown: str, where: str) ->
         tree = sc.clone_mount(mount_fd, False, shown)
         try:
             sc.umount2(f"/proc/self/fd/{mount_fd}", sc.MNT_DETACH)
-            _idmap_tree(tree, userns, False, shown, where)
+            idmap_tree(tree, userns, False, shown, where)
             sc.attach_mount(tree, dest_fd, shown)
         finally:
             os.close(tree)
@@ -221,7 +186,7 @@ def nested_userns(m, where: str) -> int:
         os.waitpid(pid, 0)
 
 
-def _idmap_tree(tree: int, userns_fd: int, recursive: bool, shown: str, where: str) -> None:
+def idmap_tree(tree: int, userns_fd: int, recursive: bool, shown: str, where: str) -> None:
     flags = sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if recursive else 0)
     try:
         sc.mount_setattr(tree, "", flags, MOUNT_ATTR_IDMAP, 0, 0, userns_fd, shown=shown)

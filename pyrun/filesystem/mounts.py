@@ -15,6 +15,7 @@ import stat
 
 from pyrun.filesystem import mount_attrs
 from pyrun.kernel import syscalls as sc
+from pyrun.kernel.syscalls import fd_path, remount
 from pyrun.errors import ConfigError, SyscallError, errno_text
 from pyrun.log import log
 
@@ -43,12 +44,6 @@ PROPAGATION = {
 # Options that runc understands itself and never passes to the kernel
 # (tmpcopyup: pyrun.filesystem.tmpcopyup, after the mount).
 _IGNORED = {"tmpcopyup"}
-# Mount flags that, once set on a mount, the kernel locks in a user namespace:
-# a remount must repeat them or fail with EPERM.
-_ST_LOCKED = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID),
-              (os.ST_NODEV, sc.MS_NODEV), (os.ST_NOEXEC, sc.MS_NOEXEC),
-              (os.ST_NOATIME, sc.MS_NOATIME), (os.ST_NODIRATIME, sc.MS_NODIRATIME),
-              (os.ST_RELATIME, sc.MS_RELATIME))
 
 
 def parse_options(options: list[str]) -> tuple[int, int, str]:
@@ -70,10 +65,6 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
         else:
             data.append(opt)
     return flags, propagation, ",".join(data)
-
-
-def fd_path(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
 
 
 def open_in_root(rootfd: int, path: str, *, shown: str) -> int:
@@ -141,27 +132,6 @@ def make_in_root(rootfd: int, path: str, *, is_dir: bool, mode: int = 0o755, _de
         if parent >= 0:
             os.close(parent)
         raise
-
-
-def _locked_flags(target: str) -> int:
-    st = os.statvfs(target)
-    flags = 0
-    for st_flag, ms_flag in _ST_LOCKED:
-        if st.f_flag & st_flag:
-            flags |= ms_flag
-    return flags
-
-
-def remount(target: str, flags: int, *, shown: str, bind: bool = True) -> None:
-    """Apply flags to an existing (bind) mount, keeping the ones the kernel
-    locked when the mount came from a more privileged namespace."""
-    want = sc.MS_REMOUNT | (sc.MS_BIND if bind else 0) | flags
-    try:
-        sc.mount(None, target, None, want, None, shown=shown)
-    except SyscallError as e:
-        if e.errno != errno.EPERM:  # retry with the locked flags kept
-            raise
-        sc.mount(None, target, None, want | _locked_flags(target), None, shown=shown)
 
 
 def is_bind(m) -> bool:
@@ -373,6 +343,39 @@ def clone_sources(mounts_list, bundle: str) -> dict[int, int]:
             os.close(fd)
         raise
     return trees
+
+
+def idmap_sources(spec, indexes: list[int], trees: dict[int, int]) -> None:
+    """Host side, as root, before fork(2): the detached tree of each
+    idmapped bind (``trees[i]``: made by :func:`clone_sources` for a
+    container with a user namespace, else here with open_tree(2)
+    OPEN_TREE_CLONE) gets MOUNT_ATTR_IDMAP with a user namespace holding
+    the mount's mappings (the container's own for idmap/ridmap). Here, as
+    runc's parent does: the kernel idmaps the host's filesystems only for
+    CAP_SYS_ADMIN in the initial user namespace, which PID 1 never has.
+    PID 1 attaches each tree as it does any (:func:`mount_one`)."""
+    try:
+        for i in indexes:
+            m, where = spec.mounts[i], f"mounts[{i}]"
+            if i not in trees:
+                fd = open_source(source_path(m, spec.bundle), where)
+                try:
+                    recursive = bool(parse_options(m.options)[0] & sc.MS_REC)
+                    trees[i] = sc.clone_mount(fd, recursive, m.destination)
+                finally:
+                    os.close(fd)
+            maps = [m.uid_mappings or spec.linux.uid_mappings, m.gid_mappings or spec.linux.gid_mappings]
+            uid, gid = ([[x.container_id, x.host_id, x.size] for x in ms] for ms in maps)
+            userns = mount_attrs.userns_with_maps(uid, gid)
+            try:
+                mount_attrs.idmap_tree(trees[i], userns, "ridmap" in m.options, m.destination, where)
+            finally:
+                os.close(userns)
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        trees.clear()
+        raise
 
 
 def _after_mount(rootfd: int, m, dest_fd: int, bind: bool, where: str) -> None:

@@ -260,6 +260,6 @@ def _unescape(field: str) -> str:
 
 def make_root_readonly() -> None:
     """root.readonly: remount "/" read-only once every mount is in place."""
-    from pyrun.filesystem.mounts import remount
+    from pyrun.kernel.syscalls import remount
 
     remount("/", sc.MS_RDONLY, shown="/")

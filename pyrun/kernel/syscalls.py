@@ -7,6 +7,7 @@ argument, e.g. ``mount("/run/pyrun/c1/merged/proc"): Permission denied
 
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrun._native import ffi, lib
@@ -75,6 +76,41 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
     rather than ``/proc/self/fd/N``)."""
     rc = lib.pyrun_mount(_s(source), target.encode(), _s(fstype), flags, _s(data))
     _check(rc, f"mount({shown or target!r}, type={fstype or 'bind'})")
+
+
+# Mount flags that, once set on a mount, the kernel locks in a user namespace:
+# a remount must repeat them or fail with EPERM.
+_ST_LOCKED = ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
+              (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+              (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+              (os.ST_RELATIME, MS_RELATIME))
+
+
+def _locked_flags(target: str) -> int:
+    st = os.statvfs(target)
+    flags = 0
+    for st_flag, ms_flag in _ST_LOCKED:
+        if st.f_flag & st_flag:
+            flags |= ms_flag
+    return flags
+
+
+def remount(target: str, flags: int, *, shown: str, bind: bool = True) -> None:
+    """Apply flags to an existing (bind) mount, keeping the ones the kernel
+    locked when the mount came from a more privileged namespace."""
+    want = MS_REMOUNT | (MS_BIND if bind else 0) | flags
+    try:
+        mount(None, target, None, want, None, shown=shown)
+    except SyscallError as e:
+        if e.errno != errno.EPERM:  # retry with the locked flags kept
+            raise
+        mount(None, target, None, want | _locked_flags(target), None, shown=shown)
+
+
+def fd_path(fd: int) -> str:
+    """The path that names what a descriptor names: mounts are made on and
+    from descriptors (a path string could be swapped for a symlink)."""
+    return f"/proc/self/fd/{fd}"
 
 
 def umount2(target: str, flags: int = 0) -> None:

@@ -467,7 +467,7 @@ def _remount_dev_readonly(plan: Plan) -> None:
     with log.step("remount(/dev, ro)"):
         fd = sc.open_in_own_root("/dev", sc.O_PATH | os.O_DIRECTORY)
         try:
-            mounts.remount(mounts.fd_path(fd), flags & ~sc.MS_REC, shown="/dev")
+            sc.remount(sc.fd_path(fd), flags & ~sc.MS_REC, shown="/dev")
         finally:
             os.close(fd)
 
