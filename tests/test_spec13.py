@@ -563,7 +563,7 @@ def test_features_claim_only_what_the_code_accepts(rt):
     parser that implements it."""
     from pyrun.filesystem import mounts
     from pyrun.security import seccomp
-    from pyrun.config import spec13
+    from pyrun.config import process_attrs as spec13  # runtime-spec 1.3's memoryPolicy, parsed there
     from pyrun.kernel.namespaces import FLAGS
     from pyrun.config.spec import CAPABILITIES, NAMESPACE_TYPES
 

@@ -14,7 +14,7 @@ def features() -> dict:
     from pyrun.filesystem.mounts import _FLAGS, PROPAGATION
     from pyrun.kernel.namespaces import FLAGS as NAMESPACES
     from pyrun.config.spec_names import CAPABILITIES
-    from pyrun.config.spec13 import MPOL_FLAGS, MPOL_MODES
+    from pyrun.config.process_attrs import MPOL_FLAGS, MPOL_MODES
 
     last = last_cap()
 

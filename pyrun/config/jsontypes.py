@@ -1,6 +1,6 @@
 """Type checks for decoded JSON: one wording for every parser of config.json.
 
-:mod:`pyrun.config.spec`, :mod:`pyrun.config.spec13`, ``linux.seccomp``
+:mod:`pyrun.config.spec`, :mod:`pyrun.config.process_attrs`, ``linux.seccomp``
 (:mod:`pyrun.security.seccomp`) and ``linux.resources`` (:mod:`pyrun.cgroups.convert`)
 check fields through these helpers, so the same mistake reads the same
 wherever it is made. Every error is a :class:`~pyrun.errors.ConfigError`

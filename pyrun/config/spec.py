@@ -29,8 +29,8 @@ import os
 from pyrun.config.defaults import default_spec
 from pyrun.errors import ConfigError, errno_text
 from pyrun.config.jsontypes import (INT64_MAX, INT64_MIN, UINT32_MAX, UINT64_MAX, abs_path, array, boolean, check, get,
-                             int_value, integer, join, no_nul, objects, opt_str, quote, req_integer, str_list,
-                             str_map, type_name)
+                             int_value, integer, join, map_entry, no_nul, objects, opt_str, quote, req_integer,
+                             str_list, str_map, type_name)
 from pyrun.record import field, record
 from pyrun.config.spec_names import (CAPABILITIES, DEVICE_TYPES, HOOK_KINDS, NAMESPACE_TYPES, RLIMITS,
                               ROOTFS_PROPAGATIONS)
@@ -122,7 +122,7 @@ class Process:
     capabilities: Capabilities | None = None
     apparmor_profile: str | None = None
     selinux_label: str | None = None
-    # runtime-spec 1.1-1.3 (pyrun.config.spec13's records)
+    # process attributes (pyrun.config.process_attrs's records)
     scheduler: object = None
     io_priority: object = None
     exec_cpu_affinity: object = None
@@ -212,7 +212,7 @@ class Linux:
     sysctl: dict[str, str] = field(default_factory=dict)
     seccomp: dict | None = None
     mount_label: str | None = None
-    # runtime-spec 1.1-1.3 (pyrun.config.spec13's records)
+    # personality, memory_policy: pyrun.config.process_attrs's records
     time_offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
     personality: object = None
     memory_policy: object = None
@@ -374,11 +374,11 @@ def _parse_process(data: dict) -> Process | None:
         )
 
     extra = {}
-    if _NEW_PROCESS_KEYS.intersection(proc):
-        from pyrun.config import spec13
+    if _PROCESS_ATTRS.intersection(proc):
+        from pyrun.config import process_attrs as pa
 
-        extra = dict(scheduler=spec13.parse_scheduler(proc), io_priority=spec13.parse_io_priority(proc),
-                     exec_cpu_affinity=spec13.parse_exec_cpu_affinity(proc))
+        extra = dict(scheduler=pa.parse_scheduler(proc), io_priority=pa.parse_io_priority(proc),
+                     exec_cpu_affinity=pa.parse_exec_cpu_affinity(proc))
     return Process(
         args=args,
         env=_parse_env(proc, "env", p),
@@ -396,9 +396,9 @@ def _parse_process(data: dict) -> Process | None:
     )
 
 
-# Keys added by runtime-spec 1.1-1.3, parsed by pyrun.config.spec13 (imported only when present).
-_NEW_PROCESS_KEYS = frozenset(("scheduler", "ioPriority", "execCPUAffinity"))
-_NEW_LINUX_KEYS = frozenset(("timeOffsets", "personality", "memoryPolicy", "netDevices", "intelRdt"))
+# The process attributes the kernel keeps, parsed by pyrun.config.process_attrs (imported only when present).
+_PROCESS_ATTRS = frozenset(("scheduler", "ioPriority", "execCPUAffinity"))
+_LINUX_PROCESS_ATTRS = frozenset(("personality", "memoryPolicy"))
 
 
 def _parse_mounts(data: dict) -> list[Mount]:
@@ -423,10 +423,25 @@ def _parse_mounts(data: dict) -> list[Mount]:
             )
         )
         if "uidMappings" in item or "gidMappings" in item:
-            from pyrun.config import spec13
-
-            out[-1].uid_mappings, out[-1].gid_mappings = spec13.parse_mount_mappings(item, p)
+            out[-1].uid_mappings, out[-1].gid_mappings = _parse_mount_mappings(item, p)
     return out
+
+
+def _parse_mount_mappings(item: dict, path: str) -> tuple[list[IDMapping], list[IDMapping]]:
+    """``mounts[i].uidMappings``/``gidMappings`` (config.md "Mounts"): an
+    idmapped mount; both or neither, as runc requires."""
+    out = []
+    for key in ("uidMappings", "gidMappings"):
+        maps = []
+        for m, mp in objects(item, key, path):
+            maps.append(IDMapping(container_id=req_integer(m, "containerID", mp, 0, UINT32_MAX),
+                                  host_id=req_integer(m, "hostID", mp, 0, UINT32_MAX),
+                                  size=req_integer(m, "size", mp, 1, UINT32_MAX)))
+        out.append(maps)
+    if bool(out[0]) != bool(out[1]):
+        missing = "gidMappings" if out[0] else "uidMappings"
+        raise ConfigError(join(path, missing), "an idmapped mount needs both uidMappings and gidMappings")
+    return out[0], out[1]
 
 
 def _parse_hooks(data: dict) -> Hooks:
@@ -523,6 +538,48 @@ def _abs_list(linux: dict, key: str) -> list[str]:
     return items
 
 
+#: time_namespaces(7): the clocks a time namespace can offset.
+TIME_CLOCKS = ("monotonic", "boottime")
+
+
+def _parse_time_offsets(linux: dict) -> dict[str, tuple[int, int]]:
+    obj = get(linux, "timeOffsets", dict, "linux")
+    out: dict[str, tuple[int, int]] = {}
+    for clock, value in (obj or {}).items():
+        p = map_entry("linux.timeOffsets", clock) if clock not in TIME_CLOCKS else f"linux.timeOffsets.{clock}"
+        if clock not in TIME_CLOCKS:
+            raise ConfigError(p, f"unknown clock: expected one of {', '.join(TIME_CLOCKS)}")
+        check(value, dict, p)
+        out[clock] = (integer(value, "secs", p, INT64_MIN, INT64_MAX) or 0,
+                      integer(value, "nanosecs", p, 0, 999_999_999) or 0)
+    return out
+
+
+def _parse_net_devices(linux: dict) -> dict[str, str]:
+    """host interface name -> its name in the container (the key when not given)."""
+    obj = get(linux, "netDevices", dict, "linux")
+    out: dict[str, str] = {}
+    for host_name, value in (obj or {}).items():
+        p = map_entry("linux.netDevices", host_name)
+        _ifname(host_name, p)
+        if value is None:
+            value = {}
+        check(value, dict, p)
+        name = get(value, "name", str, p) or host_name
+        _ifname(name, join(p, "name"))
+        if name in out.values():
+            raise ConfigError(join(p, "name"), f"two devices are renamed to {quote(name)}")
+        out[host_name] = name
+    return out
+
+
+def _ifname(name: str, path: str) -> None:
+    """netdevice(7): at most 15 bytes, no '/', ':' or whitespace, not "." or ".."."""
+    if (not name or len(name.encode()) > 15 or name in (".", "..")
+            or any(c in name for c in "/: \t\n\0")):
+        raise ConfigError(path, f"invalid interface name {quote(name)}")
+
+
 def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
     linux = get(data, "linux", dict, "")
     if linux is None:
@@ -538,14 +595,12 @@ def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
             f"expected one of {', '.join(ROOTFS_PROPAGATIONS)}",
         )
 
-    extra = {}
-    if _NEW_LINUX_KEYS.intersection(linux):
-        from pyrun.config import spec13
+    extra = dict(time_offsets=_parse_time_offsets(linux))
+    if _LINUX_PROCESS_ATTRS.intersection(linux):
+        from pyrun.config import process_attrs as pa
 
-        extra = dict(time_offsets=spec13.parse_time_offsets(linux),
-                     personality=spec13.parse_personality(linux),
-                     memory_policy=spec13.parse_memory_policy(linux),
-                     net_devices=spec13.parse_net_devices(linux), intel_rdt=spec13.parse_intel_rdt(linux))
+        extra.update(personality=pa.parse_personality(linux), memory_policy=pa.parse_memory_policy(linux))
+    extra.update(net_devices=_parse_net_devices(linux), intel_rdt=get(linux, "intelRdt", dict, "linux"))
     return (
         Linux(
             namespaces=namespaces,

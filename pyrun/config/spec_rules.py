@@ -12,9 +12,12 @@ the namespace that owns it. :func:`check` runs them on a parsed
 from __future__ import annotations
 
 from pyrun.errors import ConfigError
-from pyrun.config.jsontypes import map_entry
-from pyrun.config.spec import IDMapping, Linux, Spec
+from pyrun.config.jsontypes import join, map_entry, quote
 from pyrun.config.spec_names import IPC_SYSCTLS
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from pyrun.config.spec import IDMapping, Linux, Spec  # the records these rules read
 
 __all__ = ["check", "check_mounts"]
 
@@ -25,19 +28,14 @@ def check(spec: Spec) -> None:
     _check_uts(spec)
     _check_restricted_paths(spec.linux)
     _check_sysctl(spec.linux)
-    if spec.linux.time_offsets or spec.linux.net_devices:
-        from pyrun.config import spec13
-
-        spec13.check_linux(spec)
+    _check_linux(spec)
 
 
 def check_mounts(spec: Spec) -> None:
     """Idmapped mounts against the spec's user namespace (runtime-spec 1.1)."""
     for i, m in enumerate(spec.mounts):
         if m.uid_mappings or "idmap" in m.options or "ridmap" in m.options:
-            from pyrun.config import spec13
-
-            spec13.check_idmapped_mount(m, f"mounts[{i}]", spec)
+            _check_idmapped_mount(m, f"mounts[{i}]", spec)
 
 
 def _mapped(maps: list[IDMapping], ident: int) -> bool:
@@ -153,3 +151,33 @@ def _check_sysctl(linux: Linux) -> None:
             "kernel.shm*, fs.mqueue.*), net.* and, with a uts namespace, kernel.domainname "
             "can be set",
         )
+
+
+def _check_linux(spec: Spec) -> None:
+    """Time offsets need a time namespace of the container's own, net devices a network namespace."""
+    linux = spec.linux
+    if linux.time_offsets:
+        ns = spec.namespace("time")
+        if ns is None:
+            raise ConfigError("linux.timeOffsets", "time namespace offsets specified, "
+                              "but there is no time namespace in linux.namespaces")
+        if ns.path is not None:
+            raise ConfigError("linux.timeOffsets", "cannot be set when joining an existing time namespace "
+                              "(its offsets are fixed once a process has entered it)")
+    if linux.net_devices:
+        ns = spec.namespace("network")
+        if ns is None:
+            raise ConfigError("linux.netDevices", "needs a network namespace in linux.namespaces")
+
+
+def _check_idmapped_mount(m, path: str, spec: Spec) -> None:
+    """What pyrun can idmap: binds (as runc) and tmpfs (Linux 6.3+)."""
+    bind = m.type == "bind" or "bind" in m.options or "rbind" in m.options
+    if not bind and m.type != "tmpfs":
+        raise ConfigError(path, f"idmapped mounts are supported for bind mounts and tmpfs, not {quote(m.type or '')}")
+    if not m.uid_mappings and spec.namespace("user") is None:
+        raise ConfigError(join(path, "options"), "idmap/ridmap without uidMappings use the container's "
+                          "mappings, and there is no user namespace in linux.namespaces")
+    if not m.uid_mappings and not (spec.linux.uid_mappings and spec.linux.gid_mappings):
+        raise ConfigError(join(path, "options"), "idmap/ridmap without uidMappings need linux.uidMappings "
+                          "and linux.gidMappings")

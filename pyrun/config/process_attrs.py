@@ -1,22 +1,21 @@
-"""The fields runtime-spec 1.1 to 1.3 added, parsed into records.
+"""Process attributes the kernel keeps across fork(2) and execve(2), as
+config.json sets them, parsed into records: ``process.scheduler``
+(sched_setattr(2)), ``process.ioPriority`` (ioprio_set(2)),
+``process.execCPUAffinity`` (sched_setaffinity(2)) in config.md, and
+``linux.personality`` (personality(2)) and ``linux.memoryPolicy``
+(set_mempolicy(2)) in config-linux.md.
 
-``process.scheduler``, ``process.ioPriority``, ``process.execCPUAffinity``
-(config.md) and ``linux.timeOffsets``, ``linux.personality``,
-``linux.memoryPolicy``, ``linux.netDevices``, ``linux.intelRdt``
-(config-linux.md). Pure logic, like :mod:`pyrun.config.spec` (which imports this
-module only when a config carries one of them): names become the kernel's
-numbers here, so what applies them (:mod:`pyrun.security.procattrs`,
-:mod:`pyrun.kernel.timens`, :mod:`pyrun.net.netdevices`) makes system calls and
-nothing else. Every error names the JSON path of the field.
+Pure logic, like :mod:`pyrun.config.spec` (which imports this module only
+when a config carries one of them): names become the kernel's numbers here,
+so what applies them (:mod:`pyrun.security.procattrs`) makes system calls
+and nothing else. Every error names the JSON path of the field.
 """
 
 from __future__ import annotations
 
 from pyrun.errors import ConfigError
 from pyrun.record import field, record
-from pyrun.config.jsontypes import (INT64_MAX, INT64_MIN, UINT32_MAX, UINT64_MAX, check, get, integer, join,
-                             map_entry, objects, quote, req_integer, str_list)
-from pyrun.config.spec import IDMapping
+from pyrun.config.jsontypes import UINT64_MAX, get, integer, join, quote, str_list
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -40,8 +39,6 @@ MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTE
               "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
 MPOL_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14,
               "MPOL_F_STATIC_NODES": 1 << 15}
-#: time_namespaces(7): the clocks a time namespace can offset.
-TIME_CLOCKS = ("monotonic", "boottime")
 
 
 @record
@@ -171,51 +168,7 @@ def parse_exec_cpu_affinity(proc: dict) -> CPUAffinity | None:
     return out
 
 
-# ------------------------------------------------------------- mounts[]
-
-def parse_mount_mappings(item: dict, path: str) -> tuple[list[IDMapping], list[IDMapping]]:
-    """``mounts[i].uidMappings``/``gidMappings`` (config.md "Mounts"): an
-    idmapped mount; both or neither, as runc requires."""
-    out = []
-    for key in ("uidMappings", "gidMappings"):
-        maps = []
-        for m, mp in objects(item, key, path):
-            maps.append(IDMapping(container_id=req_integer(m, "containerID", mp, 0, UINT32_MAX),
-                                  host_id=req_integer(m, "hostID", mp, 0, UINT32_MAX),
-                                  size=req_integer(m, "size", mp, 1, UINT32_MAX)))
-        out.append(maps)
-    if bool(out[0]) != bool(out[1]):
-        missing = "gidMappings" if out[0] else "uidMappings"
-        raise ConfigError(join(path, missing), "an idmapped mount needs both uidMappings and gidMappings")
-    return out[0], out[1]
-
-
-def check_idmapped_mount(m, path: str, spec) -> None:
-    """What pyrun can idmap: binds (as runc) and tmpfs (Linux 6.3+)."""
-    bind = m.type == "bind" or "bind" in m.options or "rbind" in m.options
-    if not bind and m.type != "tmpfs":
-        raise ConfigError(path, f"idmapped mounts are supported for bind mounts and tmpfs, not {quote(m.type or '')}")
-    if not m.uid_mappings and spec.namespace("user") is None:
-        raise ConfigError(join(path, "options"), "idmap/ridmap without uidMappings use the container's "
-                          "mappings, and there is no user namespace in linux.namespaces")
-    if not m.uid_mappings and not (spec.linux.uid_mappings and spec.linux.gid_mappings):
-        raise ConfigError(join(path, "options"), "idmap/ridmap without uidMappings need linux.uidMappings "
-                          "and linux.gidMappings")
-
-
 # --------------------------------------------------------------- linux.*
-
-def parse_time_offsets(linux: dict) -> dict[str, tuple[int, int]]:
-    obj = get(linux, "timeOffsets", dict, "linux")
-    out: dict[str, tuple[int, int]] = {}
-    for clock, value in (obj or {}).items():
-        p = map_entry("linux.timeOffsets", clock) if clock not in TIME_CLOCKS else f"linux.timeOffsets.{clock}"
-        if clock not in TIME_CLOCKS:
-            raise ConfigError(p, f"unknown clock: expected one of {', '.join(TIME_CLOCKS)}")
-        check(value, dict, p)
-        out[clock] = (integer(value, "secs", p, INT64_MIN, INT64_MAX) or 0,
-                      integer(value, "nanosecs", p, 0, 999_999_999) or 0)
-    return out
 
 
 def parse_personality(linux: dict) -> Personality | None:
@@ -243,49 +196,3 @@ def parse_memory_policy(linux: dict) -> MemoryPolicy | None:
     if mode not in (0, 4) and not nodes:
         raise ConfigError(join(p, "nodes"), "is required for this mode")
     return MemoryPolicy(mode=mode, nodes=nodes, flags=_flags(obj, "flags", p, MPOL_FLAGS))
-
-
-def parse_net_devices(linux: dict) -> dict[str, str]:
-    """host interface name -> its name in the container (the key when not given)."""
-    obj = get(linux, "netDevices", dict, "linux")
-    out: dict[str, str] = {}
-    for host_name, value in (obj or {}).items():
-        p = map_entry("linux.netDevices", host_name)
-        _ifname(host_name, p)
-        if value is None:
-            value = {}
-        check(value, dict, p)
-        name = get(value, "name", str, p) or host_name
-        _ifname(name, join(p, "name"))
-        if name in out.values():
-            raise ConfigError(join(p, "name"), f"two devices are renamed to {quote(name)}")
-        out[host_name] = name
-    return out
-
-
-def _ifname(name: str, path: str) -> None:
-    """netdevice(7): at most 15 bytes, no '/', ':' or whitespace, not "." or ".."."""
-    if (not name or len(name.encode()) > 15 or name in (".", "..")
-            or any(c in name for c in "/: \t\n\0")):
-        raise ConfigError(path, f"invalid interface name {quote(name)}")
-
-
-def parse_intel_rdt(linux: dict) -> dict | None:
-    return get(linux, "intelRdt", dict, "linux")
-
-
-def check_linux(spec) -> None:
-    """Cross-field rules for the linux.* fields above."""
-    linux = spec.linux
-    if linux.time_offsets:
-        ns = spec.namespace("time")
-        if ns is None:
-            raise ConfigError("linux.timeOffsets", "time namespace offsets specified, "
-                              "but there is no time namespace in linux.namespaces")
-        if ns.path is not None:
-            raise ConfigError("linux.timeOffsets", "cannot be set when joining an existing time namespace "
-                              "(its offsets are fixed once a process has entered it)")
-    if linux.net_devices:
-        ns = spec.namespace("network")
-        if ns is None:
-            raise ConfigError("linux.netDevices", "needs a network namespace in linux.namespaces")
