@@ -33,98 +33,6 @@ def available() -> bool:
     return os.path.exists(os.path.join(MOUNT, "cgroup.controllers"))
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _write(path: str, value: str) -> None:
-    """One write(2) of the whole value: cgroup files take one value a write."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _flat(text: str) -> dict[str, int]:
-    """A flat-keyed cgroup file ("key value" lines: memory.stat, cpu.stat)."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-def _mkdirs(top: str, target: str, before=None, after=None) -> None:
-    """mkdir(2) each level from ``top`` (an existing hierarchy root) down to
-    ``target``; a level that exists already is fine. ``before(parent)`` runs
-    ahead of each mkdir (v2 enables controllers there), ``after(parent,
-    level)`` behind it (v1 copies cpuset's cpus and mems)."""
-    from pyrun.errors import PyrunError, errno_text
-
-    level = top
-    for part in os.path.relpath(target, top).split("/"):
-        parent, level = level, os.path.join(level, part)
-        if before is not None:
-            before(parent)
-        try:
-            os.mkdir(level, 0o755)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise PyrunError(f"cgroup: mkdir {level}: {errno_text(e)}") from None
-        if after is not None:
-            after(parent, level)
-
-
-def _rmdir(path: str, deadline: float) -> None:
-    """rmdir(2) of a cgroup, its sub-cgroups first (``exec --cgroup``'s, or
-    the container's own: runc removes them too): EBUSY until the kernel has
-    let go of the last (dying) process, so it is retried until ``deadline``
-    (time.monotonic)."""
-    import errno
-    import time
-
-    from pyrun.errors import PyrunError, errno_text
-
-    try:
-        subs = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise PyrunError(f"cgroup: read {path}: {errno_text(e)}") from None
-    for sub in subs:
-        _rmdir(sub, deadline)
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise PyrunError(f"cgroup: rmdir {path}: {errno_text(e)}") from None
-            time.sleep(0.01)
-
-
-def without_limits(items, reason: str, ignore_limits: bool) -> None:
-    """No cgroup for this container: fine without limits; with limits, the
-    first one's field and ``reason``, unless the caller said to ignore them."""
-    from pyrun.errors import ConfigError
-    from pyrun.log import log
-
-    if items and not ignore_limits:
-        raise ConfigError(items[0].path, f"cannot apply cgroup limits: {reason}; or run without "
-                          "them: pyrun --ignore-cgroup-limits, or annotation org.pyrun.cgroups=ignore-limits")
-    if items:
-        # asked for: a debug note, not a warning on the container's
-        # stderr (create's stderr is the container's, as in runc)
-        log.debug_msg(f"cgroup limits ignored: {reason}")
-    return None
-
-
 def setup(spec, container_id: str, rootless: bool, ignore_limits: bool, systemd: bool = False):
     """Decide and build the container's cgroup, limits and device rules
     written, no process in it yet. None: the container runs in the caller's
@@ -142,6 +50,8 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool, systemd:
 
     if rootless and not spec.linux.cgroups_path:
         items = convert.writes_v1(spec.linux.resources)
+        from pyrun.cgroups.files import without_limits
+
         return without_limits(items, "this host's cgroups are v1 (or hybrid), where an unprivileged user "
                               "gets no cgroup of its own (as with runc); boot with "
                               "systemd.unified_cgroup_hierarchy=1, run as root, or name a cgroup delegated "
@@ -207,7 +117,8 @@ def frozen(record: str) -> bool:
     names = ("cgroup.freeze", "1") if available() else ("freezer.state", "FROZEN")
     for d in dirs:
         try:
-            return _read(os.path.join(d, names[0])).strip() == names[1]
+            with open(os.path.join(d, names[0])) as f:  # not files._read: `pyrun state` imports no more
+                return f.read().strip() == names[1]
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as e:

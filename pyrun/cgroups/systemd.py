@@ -44,7 +44,8 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _write, v1, v2
+from pyrun.cgroups import v1, v2
+from pyrun.cgroups.files import _write
 from pyrun.cgroups.convert import Write, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError, errno_text
 

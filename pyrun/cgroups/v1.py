@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _flat, _mkdirs, _read, _rmdir, _write
+from pyrun.cgroups.files import _flat, _mkdirs, _read, _rmdir, _write
 from pyrun.errors import ConfigError, PyrunError, errno_text
 
 # The conversions (pyrun.cgroups.convert) and the v2 module are imported
@@ -590,7 +590,7 @@ def setup(spec, container_id: str, ignore_limits: bool, rootless: bool = False) 
     CAP_SYS_ADMIN (devices.deny): without any in the config they are left
     to the user namespace, which opens no host device node anyway; with
     some, their write fails, naming them."""
-    from pyrun.cgroups import without_limits
+    from pyrun.cgroups.files import without_limits
     from pyrun.cgroups.convert import device_writes_v1, writes_v1
 
     resources = spec.linux.resources

@@ -32,7 +32,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyrun.cgroups import _flat, _mkdirs, _read, _rmdir, _write
+from pyrun.cgroups.files import _flat, _mkdirs, _read, _rmdir, _write
 from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
 from pyrun.errors import ConfigError, PyrunError, errno_text
 from pyrun.config.jsontypes import get
@@ -296,7 +296,7 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool) -> Cgrou
     items = writes(spec.linux.resources)
     path = path_for(spec.linux.cgroups_path, container_id, rootless)
     if path is None:
-        from pyrun.cgroups import without_limits
+        from pyrun.cgroups.files import without_limits
 
         return without_limits(items, "no cgroup is delegated to this user (systemd does it for user@UID.service; "
                               "or chown a cgroup and its cgroup.procs and cgroup.subtree_control)", ignore_limits)
