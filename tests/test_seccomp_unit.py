@@ -18,6 +18,7 @@ import struct
 
 import pytest
 
+from pyrun.config import syscall_filter
 from pyrun.security import seccomp
 from pyrun.errors import ConfigError
 from pyrun.config.seccomp_profile import DENIED, default_profile
@@ -109,7 +110,7 @@ def test_valid_profile_builds():
     f = seccomp.build(_valid())
     assert f.default_action == seccomp.act_errno(errno.EPERM)
     assert [r.names for r in f.rules] == [["read", "write"], ["fcntl"]]
-    assert f.rules[1].args == [seccomp.Arg(1, seccomp.OPERATORS["SCMP_CMP_EQ"], 1, 0)]
+    assert f.rules[1].args == [syscall_filter.Arg(1, "SCMP_CMP_EQ", 1, 0)]  # the config model's record
     assert not f.notify
 
 

@@ -196,8 +196,9 @@ class Hooks:
 class Linux:
     """The ``linux`` object (config-linux.md).
 
-    ``resources`` and ``seccomp`` are kept as the raw JSON objects: the
-    cgroup and seccomp code interpret them.
+    ``seccomp`` is a :class:`pyrun.config.syscall_filter.Seccomp`, checked
+    here; ``resources`` is kept as the raw JSON object, which the cgroup code
+    interprets.
     """
 
     namespaces: list[Namespace] = field(default_factory=list)
@@ -210,7 +211,7 @@ class Linux:
     masked_paths: list[str] = field(default_factory=list)
     readonly_paths: list[str] = field(default_factory=list)
     sysctl: dict[str, str] = field(default_factory=dict)
-    seccomp: dict | None = None
+    seccomp: object = None  # pyrun.config.syscall_filter.Seccomp
     mount_label: str | None = None
     # personality, memory_policy: pyrun.config.process_attrs's records
     time_offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -580,6 +581,16 @@ def _ifname(name: str, path: str) -> None:
         raise ConfigError(path, f"invalid interface name {quote(name)}")
 
 
+def _parse_seccomp(linux: dict):
+    """``linux.seccomp`` checked into records (imported only when there is one)."""
+    obj = get(linux, "seccomp", dict, "linux")
+    if obj is None:
+        return None
+    from pyrun.config import syscall_filter
+
+    return syscall_filter.parse(obj)
+
+
 def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
     linux = get(data, "linux", dict, "")
     if linux is None:
@@ -613,7 +624,7 @@ def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
             masked_paths=_abs_list(linux, "maskedPaths"),
             readonly_paths=_abs_list(linux, "readonlyPaths"),
             sysctl=str_map(linux, "sysctl", p),
-            seccomp=get(linux, "seccomp", dict, p),
+            seccomp=_parse_seccomp(linux),
             mount_label=opt_str(linux, "mountLabel", p),
             **extra,
         ),

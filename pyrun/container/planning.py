@@ -232,9 +232,10 @@ def check_lsm(process):
     return lsm.check(process)
 
 
-def compile_seccomp(profile: dict):
-    """Compile ``linux.seccomp`` before anything runs, so a bad profile fails
-    ``create`` with its JSON path; the compiled filter survives fork(2)."""
+def compile_seccomp(profile):
+    """Compile ``linux.seccomp``'s records before anything runs, so what this
+    host cannot do fails ``create`` with its JSON path; the compiled filter
+    survives fork(2)."""
     from pyrun.security import seccomp
 
     return seccomp.build(profile)

@@ -1,9 +1,11 @@
 """``linux.seccomp`` → a libseccomp filter, loaded last before exec.
 
-:func:`build` checks the whole object (every error is a
+The config model parsed ``linux.seccomp`` into records when config.json
+was loaded (:mod:`pyrun.config.syscall_filter`: every error of the JSON a
 :class:`~pyrun.errors.ConfigError` naming the field, e.g.
-``linux.seccomp.syscalls[3].action``) and compiles it into a libseccomp
-filter context; :meth:`Filter.load` installs it in the calling process
+``linux.seccomp.syscalls[3].action``). :func:`build` compiles those records
+into a libseccomp filter context, refusing, with the field's path, what
+this host's libseccomp or kernel cannot do; :meth:`Filter.load` installs it in the calling process
 (seccomp(2) ``SECCOMP_SET_MODE_FILTER`` through seccomp_load(3)).
 :func:`supported` is what ``pyrun features`` reports.
 
@@ -44,10 +46,11 @@ import struct
 
 from pyrun._native import ffi, lib
 from pyrun.errors import ConfigError, SyscallError, errno_text
-from pyrun.config.jsontypes import UINT16_MAX, UINT64_MAX, check, get, integer
+from pyrun.config import syscall_filter as sf
+from pyrun.config.syscall_filter import Rule, Seccomp
 from pyrun.record import field, record
 
-BASE = "linux.seccomp"
+BASE = sf.BASE
 
 # seccomp(2) return actions, as libseccomp encodes them (seccomp.h).
 ACT_KILL_PROCESS = lib.SCMP_ACT_KILL_PROCESS
@@ -79,38 +82,21 @@ _FIXED = {
     "SCMP_ACT_NOTIFY": ACT_NOTIFY,
 }
 _WITH_VALUE = {"SCMP_ACT_ERRNO": act_errno, "SCMP_ACT_TRACE": act_trace}
-ACTIONS = sorted([*_FIXED, *_WITH_VALUE])
+ACTIONS = sf.ACTIONS
+assert set(_FIXED) == set(sf.FIXED_ACTIONS) and set(_WITH_VALUE) == set(sf.VALUE_ACTIONS)
 
-OPERATORS = {
-    "SCMP_CMP_NE": lib.SCMP_CMP_NE,
-    "SCMP_CMP_LT": lib.SCMP_CMP_LT,
-    "SCMP_CMP_LE": lib.SCMP_CMP_LE,
-    "SCMP_CMP_EQ": lib.SCMP_CMP_EQ,
-    "SCMP_CMP_GE": lib.SCMP_CMP_GE,
-    "SCMP_CMP_GT": lib.SCMP_CMP_GT,
-    "SCMP_CMP_MASKED_EQ": lib.SCMP_CMP_MASKED_EQ,
-}
+# The comparisons, by the names the config model checked.
+OPERATORS = {name: getattr(lib, name) for name in sf.OPERATORS}
 
-# The runtime-spec's architectures; libseccomp's name is the lowercased
-# suffix (seccomp_arch_resolve_name(3)). Those this libseccomp lacks are
-# refused when used and left out of supported().
-ARCHS = [
-    "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
-    "SCMP_ARCH_AARCH64", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32",
-    "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",
-    "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X",
-    "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64",
-]
+ARCHS = sf.ARCHS
 
 # seccomp(2) filter flags → the libseccomp attribute that sets each.
-# SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs libseccomp >= 2.6: unknown here.
 FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": lib.SCMP_FLTATR_CTL_TSYNC,
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": lib.SCMP_FLTATR_CTL_SSB,
     "SECCOMP_FILTER_FLAG_LOG": lib.SCMP_FLTATR_CTL_LOG,
 }
-
-_MAX_ARGS = 6  # system calls have at most six arguments
+assert set(FLAGS) == set(sf.FLAGS)
 
 # System calls newer than the table of libseccomp 2.5.4 (which ends at
 # futex_requeue, 456), with their numbers in the kernel's table. Since
@@ -140,68 +126,12 @@ _LD_ABS, _JA, _JEQ, _JGT, _JSET, _RET = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
 _NATIVE = {"x86_64": (0xC000003E, "SCMP_ARCH_X86_64"), "aarch64": (0xC00000B7, "SCMP_ARCH_AARCH64")}
 
 
-# --- checking the JSON --------------------------------------------------------
-# (the type checks and their wording: pyrun.config.jsontypes, shared with pyrun.config.spec)
-
-
-def _action(obj: dict, key: str, errno_key: str, path: str) -> tuple[str, int]:
-    """(name, libseccomp action) of obj[key], with obj[errno_key] applied."""
-    name = get(obj, key, str, path, required=True)
-    ret = integer(obj, errno_key, path, 0, UINT16_MAX)
+def action_number(name: str, errno_ret: int | None) -> int:
+    """libseccomp's action for a checked action name (and its errnoRet:
+    EPERM when unset, as runc)."""
     if name in _WITH_VALUE:
-        return name, _WITH_VALUE[name](errno.EPERM if ret is None else ret)
-    if name not in _FIXED:
-        raise ConfigError(f"{path}.{key}", f"unknown action {name!r} (expected one of {', '.join(ACTIONS)})")
-    if ret is not None:
-        raise ConfigError(f"{path}.{errno_key}",
-                          f"is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {name}")
-    return name, _FIXED[name]
-
-
-@record(frozen=True)
-class Arg:
-    """One comparison of seccomp_rule_add(3): argument ``index`` ``op``
-    ``value`` (for SCMP_CMP_MASKED_EQ: ``(arg & value) == value_two``)."""
-
-    index: int
-    op: int
-    value: int
-    value_two: int
-
-
-@record
-class Rule:
-    names: list[str]
-    action: int
-    action_name: str
-    args: list[Arg]
-    path: str  # linux.seccomp.syscalls[i]
-
-
-def _arg(obj: dict, path: str) -> Arg:
-    index = integer(obj, "index", path, 0, _MAX_ARGS - 1, required=True)
-    value = integer(obj, "value", path, 0, UINT64_MAX, required=True)
-    value_two = integer(obj, "valueTwo", path, 0, UINT64_MAX) or 0
-    op = get(obj, "op", str, path, required=True)
-    if op not in OPERATORS:
-        raise ConfigError(f"{path}.op", f"unknown operator {op!r} (expected one of {', '.join(OPERATORS)})")
-    return Arg(index, OPERATORS[op], value, value_two)  # type: ignore[arg-type]
-
-
-def _rule(obj: dict, path: str) -> Rule:
-    names = get(obj, "names", list, path, required=True)
-    if not names:
-        raise ConfigError(f"{path}.names", "must contain at least one name")
-    for j, name in enumerate(names):
-        check(name, str, f"{path}.names[{j}]")
-        if not name or "\0" in name:
-            raise ConfigError(f"{path}.names[{j}]", f"invalid system call name {name!r}")
-    action_name, action = _action(obj, "action", "errnoRet", path)
-    args = []
-    for k, item in enumerate(get(obj, "args", list, path) or []):
-        arg_path = f"{path}.args[{k}]"
-        args.append(_arg(check(item, dict, arg_path), arg_path))
-    return Rule(list(names), action, action_name, args, path)
+        return _WITH_VALUE[name](errno.EPERM if errno_ret is None else errno_ret)
+    return _FIXED[name]
 
 
 # --- the filter --------------------------------------------------------------
@@ -245,10 +175,10 @@ class _Context:
     def attr(self, attr: int, value: int) -> int:
         return lib.pyrun_seccomp_attr_set(self.ptr, attr, value)
 
-    def rule(self, action: int, nr: int, args: list[Arg]) -> int:
+    def rule(self, action: int, nr: int, args: list[sf.Arg]) -> int:
         cmps = ffi.new("struct pyrun_arg_cmp[]", max(len(args), 1))
         for i, a in enumerate(args):
-            cmps[i].arg, cmps[i].op, cmps[i].datum_a, cmps[i].datum_b = a.index, a.op, a.value, a.value_two
+            cmps[i].arg, cmps[i].op, cmps[i].datum_a, cmps[i].datum_b = a.index, OPERATORS[a.op], a.value, a.value_two
         return lib.pyrun_seccomp_rule_add(self.ptr, action, nr, len(args), cmps)
 
     def __del__(self) -> None:
@@ -274,7 +204,7 @@ class Filter:
     @property
     def notify(self) -> bool:
         """True when some rule is SCMP_ACT_NOTIFY: load() returns a listener fd."""
-        return any(r.action == ACT_NOTIFY for r in self.rules)
+        return any(r.action == "SCMP_ACT_NOTIFY" for r in self.rules)
 
     def _compile(self) -> None:
         from pyrun.log import log
@@ -297,7 +227,8 @@ class Filter:
                                   f"{flag} is not supported by this kernel or libseccomp: {errno_text(-rc)}")
         count = 0
         for rule in self.rules:
-            if rule.action == self.default_action:
+            action = action_number(rule.action, rule.errno_ret)
+            if action == self.default_action:
                 continue  # no effect, and libseccomp refuses it (EACCES)
             indexes = [a.index for a in rule.args]
             if len(set(indexes)) == len(indexes):
@@ -307,7 +238,7 @@ class Filter:
             for j, name in enumerate(rule.names):
                 nr = resolve(name)
                 by_number = False
-                if nr is None and rule.action == ACT_ALLOW:
+                if nr is None and action == ACT_ALLOW:
                     log.debug_msg(f"seccomp: unknown system call {name!r} ignored ({rule.path})")
                     self.skipped.append(name)
                     continue
@@ -316,9 +247,9 @@ class Filter:
                     if nr is None:
                         raise ConfigError(f"{rule.path}.names[{j}]",
                                           f"unknown system call {name!r} (libseccomp {version()}): "
-                                          f"a {rule.action_name} rule for it cannot be enforced")
+                                          f"a {rule.action} rule for it cannot be enforced")
                 for args in arg_sets:
-                    rc = ctx.rule(rule.action, nr, args)
+                    rc = ctx.rule(action, nr, args)
                     if rc < 0 and by_number:
                         raise ConfigError(f"{rule.path}.names[{j}]",
                                           f"libseccomp {version()} does not know {name}: its number {nr} "
@@ -420,50 +351,14 @@ class Filter:
         return fd if self.notify else None
 
 
-def _names(seccomp: dict, key: str, known, base: str, unknown) -> list[str]:
-    """A list of strings at ``key``, each one of ``known``; ``unknown(name)``
-    words the error for one that is not."""
-    out = []
-    for i, name in enumerate(get(seccomp, key, list, base) or []):
-        path = f"{base}.{key}[{i}]"
-        check(name, str, path)
-        if name not in known:
-            raise ConfigError(path, unknown(name))
-        out.append(name)
-    return out
-
-
-def build(seccomp: dict) -> Filter:
-    """Check ``linux.seccomp`` and compile it (libseccomp context ready for
-    :meth:`Filter.load`). Raises :class:`ConfigError`."""
-    base = BASE
-    check(seccomp, dict, base)
-    if seccomp.get("defaultAction") == "SCMP_ACT_NOTIFY":
-        raise ConfigError(f"{base}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
-    _, default = _action(seccomp, "defaultAction", "defaultErrnoRet", base)
-
-    archs = _names(seccomp, "architectures", ARCHS, base, lambda a: f"unknown architecture {a!r}")
-    flags = _names(seccomp, "flags", FLAGS, base,
-                   lambda f: f"unknown or unsupported flag {f!r} (known: {', '.join(FLAGS)})")
-
-    listener_path = get(seccomp, "listenerPath", str, base) or None
-    if listener_path is not None and "\0" in listener_path:
-        raise ConfigError(f"{base}.listenerPath", "must not contain a nul byte")
-    metadata = get(seccomp, "listenerMetadata", str, base) or ""
-
-    rules = []
-    for i, item in enumerate(get(seccomp, "syscalls", list, base) or []):
-        path = f"{base}.syscalls[{i}]"
-        rule = _rule(check(item, dict, path), path)
-        if rule.action == ACT_NOTIFY:
-            if listener_path is None:
-                raise ConfigError(f"{base}.listenerPath", f"is required by SCMP_ACT_NOTIFY in {path}")
-            if "write" in rule.names:
-                j = rule.names.index("write")
-                raise ConfigError(f"{path}.names[{j}]", "SCMP_ACT_NOTIFY cannot be used for write")
-        rules.append(rule)
-
-    f = Filter(default, archs, flags, rules, listener_path, metadata)
+def build(seccomp: Seccomp | dict) -> Filter:
+    """Compile a checked ``linux.seccomp`` (libseccomp context ready for
+    :meth:`Filter.load`); a dict is checked first (:func:`pyrun.config.syscall_filter.parse`).
+    Raises :class:`ConfigError` for what this host's libseccomp or kernel cannot do."""
+    if not isinstance(seccomp, Seccomp):
+        seccomp = sf.parse(seccomp)
+    f = Filter(action_number(seccomp.default_action, seccomp.default_errno_ret), seccomp.architectures,
+               seccomp.flags, seccomp.syscalls, seccomp.listener_path, seccomp.listener_metadata)
     f._compile()
     return f
 
