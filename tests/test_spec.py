@@ -15,6 +15,7 @@ from pyrun.config.spec import (
     parse,
     require_process,
 )
+from pyrun.config.resources import parse as parse_resources
 from pyrun.container.state import validate_id  # where ids live (pyrun.config.spec re-exported it)
 
 BUNDLE = "/bundles/b"
@@ -188,7 +189,7 @@ def test_default_spec_parses_back():
         "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup",
     ]
     assert [n.type for n in spec.linux.namespaces] == ["pid", "network", "ipc", "uts", "mount"]
-    assert spec.linux.resources == {"devices": [{"allow": False, "access": "rwm"}]}
+    assert spec.linux.resources == parse_resources({"devices": [{"allow": False, "access": "rwm"}]})  # records now
     assert "/proc/kcore" in spec.linux.masked_paths
     assert "gid=5" in spec.mounts[2].options
     assert default_spec(cgroupns=True)["linux"]["namespaces"][-1] == {"type": "cgroup"}

@@ -1,15 +1,33 @@
 """linux.resources -> the files of a cgroup, as runc converts them: pure
-functions that check and convert, touching nothing. cgroup v2 (:func:`writes`,
+functions that convert, touching nothing. cgroup v2 (:func:`writes`,
 :func:`device_rules` for the BPF device program) and cgroup v1
 (:func:`writes_v1`, :func:`device_writes_v1`), so a config written for runc
-limits the same way here (runc's libcontainer/cgroups/fs and fs2)."""
+limits the same way here (runc's libcontainer/cgroups/fs and fs2).
+
+They read :class:`pyrun.config.resources.Resources`, the records the config
+model checked at load; a dict is parsed first (a test's, or ``pyrun
+update``'s). What is refused here depends on the cgroup version: a field v2
+or v1 has no file for, swap without a memory limit on v2, a device rule v1
+cannot express.
+"""
 
 from __future__ import annotations
 
 from pyrun.errors import ConfigError, PyrunError
-from pyrun.config.jsontypes import check, get, int_value, objects
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from pyrun.config.resources import Resources
 
 RES = "linux.resources"
+
+
+def of(resources) -> Resources:
+    """The records (a dict parsed first), imported when there are limits to
+    convert: ``delete`` and ``kill`` import this module and parse nothing."""
+    from pyrun.config.resources import of as records
+
+    return records(resources)
 
 # --------------------------------------------------------------- conversions
 
@@ -31,27 +49,6 @@ class Write(tuple):
 
     def __repr__(self) -> str:
         return f"Write(file={self[0]!r}, value={self[1]!r}, path={self[2]!r})"
-
-
-def _num(obj: dict, key: str, base: str, lo: int | None = None) -> int | None:
-    """An optional integer, >= lo when lo is given (pyrun.config.jsontypes' wording)."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    return int_value(value, f"{base}.{key}", lo)
-
-
-def _ranged(obj: dict, key: str, base: str, lo: int, hi: int) -> int:
-    """An optional integer where 0 (or absent) means unset and anything else
-    must be within [lo, hi]."""
-    value = _num(obj, key, base, 0) or 0
-    if value:
-        int_value(value, f"{base}.{key}", lo, hi)
-    return value
-
-
-def _obj(obj: dict, key: str, base: str) -> dict:
-    return get(obj, key, dict, base) or {}
 
 
 def _max(value: int) -> str:
@@ -90,17 +87,17 @@ def swap_max(swap: int, memory: int) -> int | None:
     return swap - memory
 
 
-def _memory(res: dict) -> list[Write]:
+def _memory(res: Resources) -> list[Write]:
     base = f"{RES}.memory"
-    mem = _obj(res, "memory", RES)
+    mem = res.memory
     out = []
-    limit = _num(mem, "limit", base)
+    limit = mem.limit
     if limit is not None and limit != 0:
         out.append(Write("memory.max", _max(limit), f"{base}.limit"))
-    low = _num(mem, "reservation", base)
+    low = mem.reservation
     if low is not None and low != 0:
         out.append(Write("memory.low", _max(low), f"{base}.reservation"))
-    swap = _num(mem, "swap", base)
+    swap = mem.swap
     if swap is not None:
         value = swap_max(swap, limit or 0)
         if value is not None:
@@ -110,99 +107,87 @@ def _memory(res: dict) -> list[Write]:
     return out
 
 
-def _cpu(res: dict) -> list[Write]:
+def _cpu(res: Resources) -> list[Write]:
     base = f"{RES}.cpu"
-    cpu = _obj(res, "cpu", RES)
+    cpu = res.cpu
     out = []
-    shares = _ranged(cpu, "shares", base, 2, 262144)
+    shares = cpu.shares
     if shares:
         out.append(Write("cpu.weight", str(shares_to_weight(shares)), f"{base}.shares"))
-    quota, period = _num(cpu, "quota", base), _num(cpu, "period", base, 0)
+    quota, period = cpu.quota, cpu.period
     if quota or period:
         # "$MAX $PERIOD": no quota (or a negative one) is "max"
         text = "max" if not quota or quota < 0 else str(quota)
         out.append(Write("cpu.max", f"{text} {period or 100000}", f"{base}.quota"))
-    burst = _num(cpu, "burst", base, 0)
-    if burst is not None:
-        out.append(Write("cpu.max.burst", str(burst), f"{base}.burst"))
-    idle = _num(cpu, "idle", base, 0)
-    if idle is not None:
-        out.append(Write("cpu.idle", str(idle), f"{base}.idle"))
-    for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
-        value = cpu.get(key)
+    if cpu.burst is not None:
+        out.append(Write("cpu.max.burst", str(cpu.burst), f"{base}.burst"))
+    out += _idle_and_cpuset(cpu, base)
+    for key, value in (("realtimeRuntime", cpu.realtime_runtime), ("realtimePeriod", cpu.realtime_period)):
         if value:
-            check(value, str, f"{base}.{key}")
-            out.append(Write(file, value, f"{base}.{key}"))
-    for key in ("realtimeRuntime", "realtimePeriod"):
-        if cpu.get(key):
             raise ConfigError(f"{base}.{key}", "is not supported with cgroup v2")
     return out
 
 
-def _pids(res: dict) -> list[Write]:
-    pids = _obj(res, "pids", RES)
-    limit = _num(pids, "limit", f"{RES}.pids")
+def _idle_and_cpuset(cpu, base: str) -> list[Write]:
+    """cpu.idle and the cpuset files: the same in v1 and v2."""
+    out = []
+    if cpu.idle is not None:
+        out.append(Write("cpu.idle", str(cpu.idle), f"{base}.idle"))
+    for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
+        value = getattr(cpu, key)
+        if value:
+            out.append(Write(file, value, f"{base}.{key}"))
+    return out
+
+
+def _pids(res: Resources) -> list[Write]:
+    limit = res.pids_limit
     if limit is None or limit == 0:
         return []
     return [Write("pids.max", _max(limit), f"{RES}.pids.limit")]
 
 
-def _devno(item: dict, path: str) -> str:
-    major, minor = _num(item, "major", path, 0), _num(item, "minor", path, 0)
-    if major is None or minor is None:
-        raise ConfigError(path, "needs major and minor")
-    return f"{major}:{minor}"
+def _devno(dev) -> str:
+    if dev.major is None or dev.minor is None:
+        raise ConfigError(dev.path, "needs major and minor")
+    return f"{dev.major}:{dev.minor}"
 
 
-def _io(res: dict) -> list[Write]:
+# blockIO's throttle arrays (config.resources.THROTTLES) -> their word in io.max, and their v1 file.
+_IO_MAX = {"throttleReadBpsDevice": "rbps", "throttleWriteBpsDevice": "wbps", "throttleReadIOPSDevice": "riops",
+           "throttleWriteIOPSDevice": "wiops"}
+
+
+def _io(res: Resources) -> list[Write]:
     base = f"{RES}.blockIO"
-    bio = _obj(res, "blockIO", RES)
+    bio = res.block_io
     out = []
-    weight = _ranged(bio, "weight", base, 10, 1000)
-    if weight:
-        out.append(Write("io.weight", f"default {blkio_to_io_weight(weight)}", f"{base}.weight"))
-    for item, path in objects(bio, "weightDevice", base):
-        w = _num(item, "weight", path, 0)
-        if w:
-            out.append(Write("io.weight", f"{_devno(item, path)} {blkio_to_io_weight(w)}", path))
-    for key, word in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
-                      ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
-        for item, path in objects(bio, key, base):
-            rate = _num(item, "rate", path, 0)
-            out.append(Write("io.max", f"{_devno(item, path)} {word}={rate or 'max'}", path))
+    if bio.weight:
+        out.append(Write("io.weight", f"default {blkio_to_io_weight(bio.weight)}", f"{base}.weight"))
+    for dev in bio.weight_devices:
+        if dev.weight:
+            out.append(Write("io.weight", f"{_devno(dev)} {blkio_to_io_weight(dev.weight)}", dev.path))
+    for key in _IO_MAX:
+        for dev in bio.throttles.get(key, []):
+            out.append(Write("io.max", f"{_devno(dev)} {_IO_MAX[key]}={dev.rate or 'max'}", dev.path))
     return out
 
 
-def _hugetlb(res: dict) -> list[Write]:
-    out = []
-    for item, path in objects(res, "hugepageLimits", RES):
-        size, limit = item.get("pageSize"), _num(item, "limit", path, 0)
-        if not isinstance(size, str) or not size or "/" in size:
-            raise ConfigError(f"{path}.pageSize", "expected a size such as \"2MB\"")
-        out.append(Write(f"hugetlb.{size}.max", str(limit or 0), path))
-    return out
+def _hugetlb(res: Resources) -> list[Write]:
+    return [Write(f"hugetlb.{h.page_size}.max", str(h.limit or 0), h.path) for h in res.hugepage_limits]
 
 
-def _unified(res: dict) -> list[Write]:
-    out = []
-    for key, value in _obj(res, "unified", RES).items():
-        path = f"{RES}.unified[{key!r}]"
-        if "/" in key or key.startswith(".") or "." not in key:
-            raise ConfigError(path, "expected a cgroup file name such as \"memory.high\"")
-        check(value, str, path)
-        out.append(Write(key, value, path))
-    return out
+def _unified(res: Resources) -> list[Write]:
+    return [Write(key, value, f"{RES}.unified[{key!r}]") for key, value in res.unified.items()]
 
 
-def writes(resources: dict | None) -> list[Write]:
-    """``linux.resources`` → the files to write, in order. Pure: checks and
-    converts, touches nothing. Device rules are not here (see devices)."""
-    if not resources:
-        return []
-    check(resources, dict, RES)
-    out = _memory(resources) + _cpu(resources) + _pids(resources) + _io(resources)
-    out += _hugetlb(resources) + _rdma(resources) + _unified(resources)
-    if resources.get("network"):
+def writes(resources: Resources | dict | None) -> list[Write]:
+    """``linux.resources`` → the files to write, in order. Pure: converts,
+    touches nothing. Device rules are not here (see devices)."""
+    res = of(resources)
+    out = _memory(res) + _cpu(res) + _pids(res) + _io(res)
+    out += _hugetlb(res) + _rdma(res) + _unified(res)
+    if res.network is not None:
         raise ConfigError(f"{RES}.network", "has no cgroup v2 equivalent")
     return out
 
@@ -237,7 +222,7 @@ DEFAULT_ALLOWED = [("c", -1, -1, "m"), ("b", -1, -1, "m"),
                    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
                    ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"), ("c", 136, -1, "rwm"),
                    ("c", 10, 200, "rwm")]
-_TYPES = {"a": 0, "b": 1, "c": 2, "u": 2}
+_TYPES = {"a": 0, "b": 1, "c": 2}
 _ACCESS = {"m": 1, "r": 2, "w": 4}
 
 
@@ -248,31 +233,12 @@ _DEFAULT_PATHS = {("c", 1, 3): "/dev/null", ("c", 1, 5): "/dev/zero", ("c", 1, 7
                   ("c", 1, 8): "/dev/random", ("c", 1, 9): "/dev/urandom", ("c", 5, 0): "/dev/tty"}
 
 
-def _access_bits(access, path: str) -> int:
-    """runc's reading of an access string: its r, w and m; other letters
-    ("a" in "rwa") are ignored. None of the three is refused (runc fails
-    later: "resulting devices cgroup doesn't precisely match target")."""
-    if not isinstance(access, str) or not set(access) & set(_ACCESS):
-        raise ConfigError(f"{path}.access", f"expected letters of \"rwm\", got {access!r}")
-    return sum(_ACCESS[c] for c in set(access) & set(_ACCESS))
-
-
-def device_rules(resources: dict | None, devices) -> list[tuple[int, int, int, int, int]]:
+def device_rules(resources: Resources | dict | None, devices) -> list[tuple[int, int, int, int, int]]:
     """``linux.resources.devices`` (in order; the last match wins), then
     runc's defaults, as (type, major, minor, access bits, allow) for the
     BPF program. A node of ``linux.devices`` is made, not allowed: as under
     runc, only resources.devices (or a default) lets the container open it."""
-    out = []
-    for rule, path in objects(resources or {}, "devices", RES):
-        if not isinstance(rule.get("allow"), bool):
-            raise ConfigError(f"{path}.allow", "is required: true or false")
-        kind = rule.get("type") or "a"
-        if not isinstance(kind, str) or kind not in _TYPES:
-            raise ConfigError(f"{path}.type", f"expected a, b or c, got {kind!r}")
-        access = _access_bits(rule.get("access") or "rwm", path)
-        major, minor = _num(rule, "major", path), _num(rule, "minor", path)
-        out.append((_TYPES[kind], -1 if major is None else major, -1 if minor is None else minor,
-                    access, int(rule["allow"])))
+    out = [(_TYPES[r.type], r.major, r.minor, r.access, int(r.allow)) for r in of(resources).devices]
     replaced = {d.path for d in devices}
     for kind, major, minor, access in DEFAULT_ALLOWED:
         if _DEFAULT_PATHS.get((kind, major, minor)) in replaced:
@@ -291,7 +257,7 @@ def _rule_text(kind: int, major: int, minor: int, access: int) -> str:
     return f"{_TYPE_LETTER[kind]} {num(major)}:{num(minor)} {''.join(sorted(perms, key='rwm'.index))}"
 
 
-def device_writes_v1(resources: dict | None, devices) -> tuple[list[Write], bool, set[str]]:
+def device_writes_v1(resources: Resources | dict | None, devices) -> tuple[list[Write], bool, set[str]]:
     """The same rules as :func:`device_rules`, for the v1 devices controller,
     as runc's devices emulator folds them (libcontainer/cgroups/devices):
     a rule of type "a" resets to deny-all (allow false) or allow-all; in
@@ -304,8 +270,9 @@ def device_writes_v1(resources: dict | None, devices) -> tuple[list[Write], bool
     default_allow = False
     rules: dict[tuple[int, int, int], int] = {}
     paths: dict[tuple[int, int, int], str] = {}
-    folded = device_rules(resources, devices)
-    n_config = len((resources or {}).get("devices") or [])
+    res = of(resources)
+    folded = device_rules(res, devices)
+    n_config = len(res.devices)
     for i, (kind, major, minor, access, allow) in enumerate(folded):
         path = f"{RES}.devices[{i}]" if i < n_config else f"{RES}.devices (runc's default devices)"
         if kind == 0:
@@ -346,12 +313,12 @@ def _v1_value(value: int) -> str:
     return str(value)  # -1 is "unlimited" in v1's *_in_bytes and cfs files
 
 
-def _memory_v1(res: dict) -> list[Write]:
+def _memory_v1(res: Resources) -> list[Write]:
     base = f"{RES}.memory"
-    mem = _obj(res, "memory", RES)
+    mem = res.memory
     out = []
-    limit = _num(mem, "limit", base) or 0
-    swap = _num(mem, "swap", base) or 0
+    limit = mem.limit or 0
+    swap = mem.swap or 0
     if limit == -1 and swap == 0:
         swap = -1  # runc: unlimited memory means unlimited memory+swap (where the kernel has memsw)
     if limit:
@@ -362,111 +329,91 @@ def _memory_v1(res: dict) -> list[Write]:
         out.append(Write("memory.memsw.limit_in_bytes", _v1_value(swap), f"{base}.swap"))
     # memory.kernel: runc 1.1 ignores it (kernel memory accounting cannot be
     # limited apart since Linux 5.16; the file takes a value and ignores it)
-    if _num(mem, "kernel", base):
+    if mem.kernel:
         from pyrun.log import log
 
         log.debug_msg(f"{base}.kernel ignored: deprecated, not enforced by Linux >= 5.16 (as runc)")
-    for key, file in (("reservation", "memory.soft_limit_in_bytes"),
-                      ("kernelTCP", "memory.kmem.tcp.limit_in_bytes")):
-        value = _num(mem, key, base)
+    for key, file, value in (("reservation", "memory.soft_limit_in_bytes", mem.reservation),
+                             ("kernelTCP", "memory.kmem.tcp.limit_in_bytes", mem.kernel_tcp)):
         if value:
             out.append(Write(file, _v1_value(value), f"{base}.{key}"))
-    swappiness = mem.get("swappiness")
-    if swappiness is not None:
-        int_value(swappiness, f"{base}.swappiness", 0, 100)
-        out.append(Write("memory.swappiness", str(swappiness), f"{base}.swappiness"))
-    if mem.get("disableOOMKiller"):
+    if mem.swappiness is not None:
+        out.append(Write("memory.swappiness", str(mem.swappiness), f"{base}.swappiness"))
+    if mem.disable_oom_killer:
         out.append(Write("memory.oom_control", "1", f"{base}.disableOOMKiller"))
     return out
 
 
-def _cpu_v1(res: dict) -> list[Write]:
+def _cpu_v1(res: Resources) -> list[Write]:
     base = f"{RES}.cpu"
-    cpu = _obj(res, "cpu", RES)
+    cpu = res.cpu
     out = []
-    shares = _ranged(cpu, "shares", base, 2, 262144)
-    if shares:
-        out.append(Write("cpu.shares", str(shares), f"{base}.shares"))
+    if cpu.shares:
+        out.append(Write("cpu.shares", str(cpu.shares), f"{base}.shares"))
     # the period first: the kernel checks quota against the period in force
-    for key, file in (("period", "cpu.cfs_period_us"), ("quota", "cpu.cfs_quota_us"),
-                      ("burst", "cpu.cfs_burst_us"), ("realtimePeriod", "cpu.rt_period_us"),
-                      ("realtimeRuntime", "cpu.rt_runtime_us")):
-        value = _num(cpu, key, base, None if key in ("quota", "realtimeRuntime") else 0)
+    for key, file, value in (("period", "cpu.cfs_period_us", cpu.period), ("quota", "cpu.cfs_quota_us", cpu.quota),
+                             ("burst", "cpu.cfs_burst_us", cpu.burst),
+                             ("realtimePeriod", "cpu.rt_period_us", cpu.realtime_period),
+                             ("realtimeRuntime", "cpu.rt_runtime_us", cpu.realtime_runtime)):
         if value:
             out.append(Write(file, str(value), f"{base}.{key}"))
-    idle = _num(cpu, "idle", base, 0)
-    if idle is not None:
-        out.append(Write("cpu.idle", str(idle), f"{base}.idle"))
-    for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
-        value = cpu.get(key)
-        if value:
-            check(value, str, f"{base}.{key}")
-            out.append(Write(file, value, f"{base}.{key}"))
-    return out
+    return out + _idle_and_cpuset(cpu, base)
 
 
-def _blkio_v1(res: dict) -> list[Write]:
+_BLKIO_THROTTLE_FILES = {"throttleReadBpsDevice": "blkio.throttle.read_bps_device",
+                         "throttleWriteBpsDevice": "blkio.throttle.write_bps_device",
+                         "throttleReadIOPSDevice": "blkio.throttle.read_iops_device",
+                         "throttleWriteIOPSDevice": "blkio.throttle.write_iops_device"}
+
+
+def _blkio_v1(res: Resources) -> list[Write]:
     base = f"{RES}.blockIO"
-    bio = _obj(res, "blockIO", RES)
+    bio = res.block_io
     out = []
-    for key, file in (("weight", "blkio.weight"), ("leafWeight", "blkio.leaf_weight")):
-        value = _ranged(bio, key, base, 10, 1000)
+    for key, file, value in (("weight", "blkio.weight", bio.weight), ("leafWeight", "blkio.leaf_weight", bio.leaf_weight)):
         if value:
             out.append(Write(file, str(value), f"{base}.{key}"))
-    for item, path in objects(bio, "weightDevice", base):
-        for key, file in (("weight", "blkio.weight_device"), ("leafWeight", "blkio.leaf_weight_device")):
-            value = _num(item, key, path, 0)
+    for dev in bio.weight_devices:
+        for file, value in (("blkio.weight_device", dev.weight), ("blkio.leaf_weight_device", dev.leaf_weight)):
             if value:
-                out.append(Write(file, f"{_devno(item, path)} {value}", path))
-    for key, file in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
-                      ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
-                      ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
-                      ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
-        for item, path in objects(bio, key, base):
-            out.append(Write(file, f"{_devno(item, path)} {_num(item, 'rate', path, 0) or 0}", path))
+                out.append(Write(file, f"{_devno(dev)} {value}", dev.path))
+    for key in _BLKIO_THROTTLE_FILES:
+        for dev in bio.throttles.get(key, []):
+            out.append(Write(_BLKIO_THROTTLE_FILES[key], f"{_devno(dev)} {dev.rate or 0}", dev.path))
     return out
 
 
-def _hugetlb_v1(res: dict) -> list[Write]:
+def _hugetlb_v1(res: Resources) -> list[Write]:
     return [Write(w.file[:-len(".max")] + ".limit_in_bytes", w.value, w.path) for w in _hugetlb(res)]
 
 
-def _network_v1(res: dict) -> list[Write]:
-    base = f"{RES}.network"
-    net = _obj(res, "network", RES)
+def _network_v1(res: Resources) -> list[Write]:
+    net = res.network
+    if net is None:
+        return []
     out = []
-    class_id = _num(net, "classID", base, 0)
-    if class_id:
-        out.append(Write("net_cls.classid", str(class_id), f"{base}.classID"))
-    for item, path in objects(net, "priorities", base):
-        name, prio = item.get("name"), _num(item, "priority", path, 0)
-        if not isinstance(name, str) or not name or prio is None:
-            raise ConfigError(path, "needs name and priority")
-        out.append(Write("net_prio.ifpriomap", f"{name} {prio}", path))
+    if net.class_id:
+        out.append(Write("net_cls.classid", str(net.class_id), f"{RES}.network.classID"))
+    out += [Write("net_prio.ifpriomap", f"{name} {prio}", path) for name, prio, path in net.priorities]
     return out
 
 
-def _rdma(res: dict) -> list[Write]:
+def _rdma(res: Resources) -> list[Write]:
     """rdma.max, the same line in v1 and v2: "mlx4_0 hca_handle=2 hca_object=2000"."""
     out = []
-    for dev, limit in _obj(res, "rdma", RES).items():
-        path = f"{RES}.rdma[{dev!r}]"
-        if not isinstance(limit, dict) or not dev or set(dev) & set(" \n/"):
-            raise ConfigError(path, "expected a device name with {\"hcaHandles\": N, \"hcaObjects\": N}")
-        parts = [f"{key}={_num(limit, field, path, 0)}" for key, field in
-                 (("hca_handle", "hcaHandles"), ("hca_object", "hcaObjects")) if limit.get(field) is not None]
+    for dev, limit in res.rdma.items():
+        parts = [f"{key}={value}" for key, value in (("hca_handle", limit.hca_handles),
+                                                      ("hca_object", limit.hca_objects)) if value is not None]
         if parts:
-            out.append(Write("rdma.max", f"{dev} {' '.join(parts)}", path))
+            out.append(Write("rdma.max", f"{dev} {' '.join(parts)}", limit.path))
     return out
 
 
-def writes_v1(resources: dict | None) -> list[Write]:
+def writes_v1(resources: Resources | dict | None) -> list[Write]:
     """``linux.resources`` → the cgroup v1 files to write, in runc's order
     (libcontainer/cgroups/fs/*.go Set). Device rules: device_writes_v1."""
-    if not resources:
-        return []
-    check(resources, dict, RES)
-    if resources.get("unified"):
+    res = of(resources)
+    if res.unified:
         raise ConfigError(f"{RES}.unified", "cannot be used on cgroup v1 (this host's cgroups are v1 or hybrid)")
-    return (_cpu_v1(resources) + _memory_v1(resources) + _pids(resources) + _blkio_v1(resources)
-            + _hugetlb_v1(resources) + _network_v1(resources) + _rdma(resources))
+    return (_cpu_v1(res) + _memory_v1(res) + _pids(res) + _blkio_v1(res)
+            + _hugetlb_v1(res) + _network_v1(res) + _rdma(res))

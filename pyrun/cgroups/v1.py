@@ -225,19 +225,20 @@ class Cgroup:
                     why = f"write {w.value!r} to {path}: {errno_text(e)}"
                 raise ConfigError(w.path, why) from None
 
-    def apply_devices(self, resources: dict | None, devices, ignore_missing: bool = False) -> None:
+    def apply_devices(self, resources, devices, ignore_missing: bool = False) -> None:
         """devices.deny "a", then each exception to devices.allow (runc's
         devices emulator's transition from the parent's list), then check
         devices.list: the rules are a security boundary, so what the
         kernel did not take is an error, not a warning."""
         from pyrun.cgroups.convert import device_writes_v1
+        from pyrun.config.resources import of
         from pyrun.log import log
 
         items, allowlist, expect = device_writes_v1(resources, devices)
         d = self.by_ctrl.get("devices")
         if d is None or d == self.unified:
             why = f"no devices controller is mounted on this host ({MOUNT}/devices): the rules cannot be enforced"
-            if (resources or {}).get("devices") and not ignore_missing:
+            if of(resources).devices and not ignore_missing:
                 raise ConfigError(f"{RES}.devices", why)
             log.debug_msg(f"cgroup: {why}")
             return
@@ -385,16 +386,18 @@ class Cgroup:
         for d in self.dirs.values():
             _rmdir(d, deadline)
 
-    def update(self, resources: dict) -> None:
+    def update(self, resources) -> None:
         """``pyrun update``: the same conversion, written to the live cgroup."""
         from pyrun.cgroups.convert import writes_v1
+        from pyrun.config.resources import of
 
-        items = writes_v1(resources)  # every field checked before the cgroup is read
-        mem = resources.get("memory") or {}
-        if mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
+        resources = of(resources)  # every field checked before the cgroup is read
+        items = writes_v1(resources)
+        mem = resources.memory
+        if mem.check_before_update and (mem.limit or 0) > 0:
             usage = _int(self._read("memory", "memory.usage_in_bytes", "0"))
-            if mem["limit"] < usage:
-                raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
+            if mem.limit < usage:
+                raise ConfigError(f"{RES}.memory.limit", f"{mem.limit} is below the current usage ({usage})")
         self.apply(items)
 
     def _read(self, ctrl: str, name: str, default: str = "") -> str:
@@ -592,13 +595,14 @@ def setup(spec, container_id: str, ignore_limits: bool, rootless: bool = False) 
     some, their write fails, naming them."""
     from pyrun.cgroups.files import without_limits
     from pyrun.cgroups.convert import device_writes_v1, writes_v1
+    from pyrun.config.resources import of
 
-    resources = spec.linux.resources
+    resources = of(spec.linux.resources)
     items = writes_v1(resources)
     device_writes_v1(resources, spec.linux.devices)  # a bad rule is refused before anything is made
     mounts = hierarchies()
     if not mounts:
-        if (resources or {}).get("devices") and not ignore_limits:
+        if resources.devices and not ignore_limits:
             raise ConfigError(f"{RES}.devices", "no cgroup hierarchy is mounted on this host: "
                               "the device rules cannot be enforced")
         return without_limits(items, "no cgroup hierarchy is mounted on this host", ignore_limits)
@@ -627,7 +631,7 @@ def setup(spec, container_id: str, ignore_limits: bool, rootless: bool = False) 
         log.debug_msg(f"cgroup limits and device rules ignored: {e}")
         return None
     try:
-        if not rootless or (resources or {}).get("devices"):
+        if not rootless or resources.devices:
             cg.apply_devices(resources, spec.linux.devices, ignore_limits)
         cg.apply(items, ignore_limits)
     except BaseException:

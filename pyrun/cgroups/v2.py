@@ -33,9 +33,8 @@ import errno
 import os
 
 from pyrun.cgroups.files import _flat, _mkdirs, _read, _rmdir, _write
-from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, writes
+from pyrun.cgroups.convert import RES, Write, controller_of, device_rules, of, writes
 from pyrun.errors import ConfigError, PyrunError, errno_text
-from pyrun.config.jsontypes import get
 
 MOUNT = "/sys/fs/cgroup"
 
@@ -388,19 +387,22 @@ def oom_kills(cg: Cgroup) -> int:
     return cg.events("memory.events").get("oom_kill", 0)
 
 
-def update(cg: Cgroup, resources: dict) -> None:
+def update(cg: Cgroup, resources) -> None:
     """Change a live container's limits (``pyrun update``)."""
-    mem = get(resources, "memory", dict, RES) or {}
-    if "swap" in mem and "limit" not in mem:
+    resources = of(resources)  # every field checked before the cgroup is read
+    mem = resources.memory
+    if mem.swap is not None and mem.limit is None:
         # memory+swap is relative to the memory limit in force
+        from pyrun.record import replace
+
         current = _read_or(cg, "memory.max", "max").strip()
-        mem = dict(mem, limit=-1 if current == "max" else int(current))
-        resources = dict(resources, memory=mem)
+        mem = replace(mem, limit=-1 if current == "max" else int(current))
+        resources = replace(resources, memory=mem)
     items = writes(resources)
-    if mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
+    if mem.check_before_update and (mem.limit or 0) > 0:
         usage = _value(_read_or(cg, "memory.current", "0"))
-        if mem["limit"] < usage:
-            raise ConfigError(f"{RES}.memory.limit", f"{mem['limit']} is below the current usage ({usage})")
+        if mem.limit < usage:
+            raise ConfigError(f"{RES}.memory.limit", f"{mem.limit} is below the current usage ({usage})")
     cg.apply(items)
 
 

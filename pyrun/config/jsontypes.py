@@ -1,7 +1,7 @@
 """Type checks for decoded JSON: one wording for every parser of config.json.
 
 :mod:`pyrun.config.spec`, :mod:`pyrun.config.process_attrs`, ``linux.seccomp``
-(:mod:`pyrun.security.seccomp`) and ``linux.resources`` (:mod:`pyrun.cgroups.convert`)
+(:mod:`pyrun.config.syscall_filter`) and ``linux.resources`` (:mod:`pyrun.config.resources`)
 check fields through these helpers, so the same mistake reads the same
 wherever it is made. Every error is a :class:`~pyrun.errors.ConfigError`
 naming the JSON path of the field::

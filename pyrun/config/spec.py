@@ -196,9 +196,10 @@ class Hooks:
 class Linux:
     """The ``linux`` object (config-linux.md).
 
-    ``seccomp`` is a :class:`pyrun.config.syscall_filter.Seccomp`, checked
-    here; ``resources`` is kept as the raw JSON object, which the cgroup code
-    interprets.
+    ``seccomp`` and ``resources`` are records checked here
+    (:mod:`pyrun.config.syscall_filter`, :mod:`pyrun.config.resources`);
+    what they mean for this host's libseccomp and cgroups is decided by the
+    code that applies them.
     """
 
     namespaces: list[Namespace] = field(default_factory=list)
@@ -206,7 +207,7 @@ class Linux:
     gid_mappings: list[IDMapping] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     cgroups_path: str | None = None
-    resources: dict | None = None
+    resources: object = None  # pyrun.config.resources.Resources
     rootfs_propagation: str | None = None
     masked_paths: list[str] = field(default_factory=list)
     readonly_paths: list[str] = field(default_factory=list)
@@ -581,6 +582,16 @@ def _ifname(name: str, path: str) -> None:
         raise ConfigError(path, f"invalid interface name {quote(name)}")
 
 
+def _parse_resources(linux: dict):
+    """``linux.resources`` checked into records (imported only when there is one)."""
+    obj = get(linux, "resources", dict, "linux")
+    if obj is None:
+        return None
+    from pyrun.config import resources
+
+    return resources.parse(obj)
+
+
 def _parse_seccomp(linux: dict):
     """``linux.seccomp`` checked into records (imported only when there is one)."""
     obj = get(linux, "seccomp", dict, "linux")
@@ -619,7 +630,7 @@ def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
             gid_mappings=_parse_mappings(linux, "gidMappings"),
             devices=_parse_devices(linux),
             cgroups_path=opt_str(linux, "cgroupsPath", p),
-            resources=get(linux, "resources", dict, p),
+            resources=_parse_resources(linux),
             rootfs_propagation=propagation,
             masked_paths=_abs_list(linux, "maskedPaths"),
             readonly_paths=_abs_list(linux, "readonlyPaths"),

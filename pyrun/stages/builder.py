@@ -107,8 +107,8 @@ def _fork_pid1(plan: Plan) -> int:
     try:
         return os.fork()
     except BlockingIOError as e:
-        pids = (plan.spec.linux.resources or {}).get("pids")
-        limit = pids.get("limit") if isinstance(pids, dict) else None
+        resources = plan.spec.linux.resources
+        limit = resources.pids_limit if resources is not None else None
         hint = f" (linux.resources.pids.limit is {limit}: create needs 2)" if limit is not None else ""
         raise PyrunError(f"fork(PID 1): {errno_text(e)}{hint}") from None
 
