@@ -44,7 +44,7 @@ class Msg:
     ACK = "ack"                  # host -> PID 1: recorded (with its host pid, for hooks): drop PR_SET_PDEATHSIG
     DETACHED = "detached"        # PID 1 -> host: pdeathsig dropped: the container now outlives pyrun
     EXIT = "exit"                # host -> stage 1: all recorded; exit (PID 1 needs it no more)
-    DONE = "done"                # idmap.run_as_mapped_root's child -> its parent: the function ran
+    DONE = "done"                # teardown.run_as_mapped_root's child -> its parent: the function ran
     ERROR = "error"              # any child -> its parent, at any step: what stopped it ("message"); it exits
 
 
