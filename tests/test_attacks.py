@@ -279,17 +279,31 @@ def test_bind_source_the_containers_root_cannot_reach(rootful):
 
 # --------------------------------------------------------- 6. planted /dev/null
 
+def _passwd_linked_at(rt, name: str) -> tuple[str, str]:
+    """A rootfs of the test's own whose /dev/NAME is a symlink to
+    /etc/passwd, and that file's text (to check it is still itself)."""
+    rootfs = own_rootfs(rt)
+    with open(os.path.join(rootfs, "etc", "passwd")) as f:
+        passwd = f.read()
+    node = os.path.join(rootfs, "dev", name)
+    if os.path.lexists(node):
+        os.unlink(node)
+    os.symlink("/etc/passwd", node)
+    return rootfs, passwd
+
+
+def _assert_still_the_images(rootfs: str, name: str, passwd: str) -> None:
+    """/dev/NAME is still the image's symlink, and /etc/passwd what it was."""
+    assert os.path.islink(os.path.join(rootfs, "dev", name))
+    with open(os.path.join(rootfs, "etc", "passwd")) as f:
+        assert f.read() == passwd
+
+
 @pytest.mark.parametrize("mode", ["overlay", "direct"])
 def test_planted_dev_null_symlink_is_never_followed(rt, residue, mode):
     """An image whose /dev/null is a symlink (and no /dev tmpfs in the config):
     pyrun must not bind or mknod through it, nor unlink the image's file."""
-    rootfs = own_rootfs(rt)
-    with open(os.path.join(rootfs, "etc", "passwd")) as f:
-        passwd = f.read()
-    null = os.path.join(rootfs, "dev", "null")
-    if os.path.lexists(null):
-        os.unlink(null)
-    os.symlink("/etc/passwd", null)
+    rootfs, passwd = _passwd_linked_at(rt, "null")
     config = rt.config(["sh", "-c", "cat /etc/passwd; stat -c %t:%T /proc/kcore"])
     config["root"]["path"] = rootfs
     config["annotations"] = {"org.pyrun.rootfs": mode}
@@ -300,9 +314,7 @@ def test_planted_dev_null_symlink_is_never_followed(rt, residue, mode):
         assert p.stdout.split()[-1] == "1:3"      # and the mask is the null device
     else:
         assert "/dev/null" in one_line(p.stderr)
-    assert os.path.islink(null)  # the image's file is the image's
-    with open(os.path.join(rootfs, "etc", "passwd")) as f:
-        assert f.read() == passwd
+    _assert_still_the_images(rootfs, "null", passwd)
     residue.check()
 
 
@@ -363,13 +375,7 @@ def test_dev_console_is_the_containers_pty(rt):
 
 
 def test_dev_console_symlink_is_not_followed(rt, residue):
-    rootfs = own_rootfs(rt)
-    with open(os.path.join(rootfs, "etc", "passwd")) as f:
-        passwd = f.read()
-    console = os.path.join(rootfs, "dev", "console")
-    if os.path.lexists(console):
-        os.unlink(console)
-    os.symlink("/etc/passwd", console)
+    rootfs, passwd = _passwd_linked_at(rt, "console")
     config = rt.config(["sh", "-c", "head -1 /etc/passwd; echo END"])
     config["root"]["path"] = rootfs
     config["annotations"] = {"org.pyrun.rootfs": "direct"}
@@ -380,9 +386,7 @@ def test_dev_console_symlink_is_not_followed(rt, residue):
         assert passwd.split("\n")[0].encode() in out
     else:
         assert "/dev/console" in one_line(p.stderr)
-    assert os.path.islink(console)
-    with open(os.path.join(rootfs, "etc", "passwd")) as f:
-        assert f.read() == passwd
+    _assert_still_the_images(rootfs, "console", passwd)
 
 
 # --------------------------------------------------------- descriptors

@@ -219,29 +219,43 @@ def test_slirp_published_port_is_reached_on_127_0_0_1(slirp, residue):
     residue.check()
 
 
-def test_slirp_outbound_tcp_reaches_a_host_server(slirp):
-    """The host's loopback through the helper's gateway (slirp4netns's
-    10.0.2.2; for pasta the default route's gateway, which pasta maps to the
-    host), allowed by org.pyrun.network.allow-host-loopback."""
+def _pong_server(count: int, timeout: float):
+    """A server on the host's loopback, in a thread, that answers "pong" to
+    each of ``count`` connections: (its socket, what it received, the thread)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
-    server.listen()
-    port = server.getsockname()[1]
-    got = []
+    server.listen(32)
+    server.settimeout(timeout)
+    got: list[bytes] = []
 
     def serve():
-        server.settimeout(20)
         try:
-            conn, _ = server.accept()
-            with conn:
-                got.append(conn.recv(100))
-                conn.sendall(b"pong\n")
+            for _ in range(count):
+                conn, _ = server.accept()
+                with conn:
+                    got.append(conn.recv(100))
+                    conn.sendall(b"pong\n")
         except OSError:
             pass
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    gateway = "10.0.2.2" if slirp.helper == "slirp4netns" else "$(ip route | awk '/^default/ {print $3}')"
+    return server, got, t
+
+
+def _host_gateway(slirp) -> str:
+    """The address that reaches the host's loopback from inside: slirp4netns's
+    10.0.2.2; for pasta the default route's gateway (a shell expression)."""
+    return "10.0.2.2" if slirp.helper == "slirp4netns" else "$(ip route | awk '/^default/ {print $3}')"
+
+
+def test_slirp_outbound_tcp_reaches_a_host_server(slirp):
+    """The host's loopback through the helper's gateway (slirp4netns's
+    10.0.2.2; for pasta the default route's gateway, which pasta maps to the
+    host), allowed by org.pyrun.network.allow-host-loopback."""
+    server, got, t = _pong_server(1, 20)
+    port = server.getsockname()[1]
+    gateway = _host_gateway(slirp)
     # timeout: through pasta, busybox nc does not see the server's close
     config = slirp.config(["sh", "-c", f"echo ping | timeout 5 nc {gateway} {port}"])
     config["annotations"].update({"org.pyrun.network": slirp.helper, "org.pyrun.network.allow-host-loopback": "true"})
@@ -346,26 +360,9 @@ def test_twenty_quick_connections_to_the_hosts_loopback(slirp, request):
     waits in FIN-WAIT-2 for nc's timeout."""
     if slirp.helper == "pasta":
         request.applymarker(pytest.mark.xfail(reason=PASTA_HALF_CLOSE, strict=False))
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(32)
-    server.settimeout(60)
+    server, served, t = _pong_server(20, 60)
     port = server.getsockname()[1]
-    served = []
-
-    def serve():
-        try:
-            for _ in range(20):
-                conn, _ = server.accept()
-                with conn:
-                    served.append(conn.recv(100))
-                    conn.sendall(b"pong\n")
-        except OSError:
-            pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    gateway = "10.0.2.2" if slirp.helper == "slirp4netns" else "$(ip route | awk '/^default/ {print $3}')"
+    gateway = _host_gateway(slirp)
     # a hang is nc killed by timeout (124); after three, the rest would hang too
     script = (f"gw={gateway}; i=0; hung=0; while [ $i -lt 20 ] && [ $hung -lt 3 ]; do i=$((i+1)); "
               f"r=$(echo ping | timeout 3 nc $gw {port}); rc=$?; [ $rc = 124 ] && hung=$((hung+1)); "

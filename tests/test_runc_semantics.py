@@ -390,6 +390,17 @@ def _wait_stopped(state, cid: str) -> None:
         time.sleep(0.05)
 
 
+def _exited(rt, rb, runtime: str):
+    """(the runtime's command, the id of a container of it whose process
+    has exited: created, started, stopped)."""
+    call = rt if runtime == "pyrun" else rb.runc
+    cid = rb.cid(runtime)
+    assert call("create", "-b", rb.make(["true"]), cid).returncode == 0
+    assert call("start", cid).returncode == 0
+    _wait_stopped(call, cid)
+    return call, cid
+
+
 @pytest.mark.parametrize("path", ["fast", "click"])
 def test_kill_of_an_exited_container_answers_as_runc(rt, rb, path):
     """containerd's shim takes only "container not running" (and a few others)
@@ -399,11 +410,7 @@ def test_kill_of_an_exited_container_answers_as_runc(rt, rb, path):
     sep = ["--"] if path == "click" else []
     got = {}
     for runtime in ("pyrun", "runc"):
-        call = rt if runtime == "pyrun" else rb.runc
-        cid = rb.cid(runtime)
-        assert call("create", "-b", rb.make(["true"]), cid).returncode == 0
-        assert call("start", cid).returncode == 0
-        _wait_stopped(call, cid)
+        call, cid = _exited(rt, rb, runtime)
         answers = []
         for flags, sig in KILL_CASES:
             r = call("kill", *flags, *sep, cid, sig)
@@ -480,11 +487,7 @@ def test_kill_all_of_an_exited_container_whose_cgroup_is_gone_succeeds_as_with_r
     if rt.rootless:
         pytest.skip("rootless on this host has no cgroup to remove")
     for runtime in ("pyrun", "runc"):
-        call = rt if runtime == "pyrun" else rb.runc
-        cid = rb.cid(runtime)
-        assert call("create", "-b", rb.make(["true"]), cid).returncode == 0
-        assert call("start", cid).returncode == 0
-        _wait_stopped(call, cid)
+        call, cid = _exited(rt, rb, runtime)
         removed = 0
         for top in os.listdir("/sys/fs/cgroup"):
             for d, subdirs, _ in sorted(os.walk(os.path.join("/sys/fs/cgroup", top)), reverse=True):

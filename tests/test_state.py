@@ -150,6 +150,13 @@ def _kill_config(rt, marker: str, network: str | None = None) -> tuple[dict, lis
         extra = ["--network", network]
     return config, extra
 
+def _a_marked_bundle(rt) -> tuple[str, str, set[str], str]:
+    """A marker its processes carry, a bundle of _kill_config's, the layer
+    dirs there were before, and a fresh id."""
+    marker = f"m{uuid.uuid4().hex[:8]}"
+    return marker, rt.bundle(config=_kill_config(rt, marker)[0]), _layers(rt), _cid()
+
+
 
 @pytest.mark.parametrize("network", ["default", "bridge", "slirp4netns", "pasta"])
 def test_kill_at_every_step_then_delete_force_leaves_nothing(rt, network):
@@ -194,10 +201,7 @@ def test_kill_at_every_step_then_delete_force_leaves_nothing(rt, network):
 def test_create_killed_right_after_mkdir_leaves_a_usable_id(rt):
     """Item 1: SIGKILL between mkdir(state dir) and the first record: the
     id is not lost, ``create`` reclaims it, ``delete --force`` removes it."""
-    marker = f"m{uuid.uuid4().hex[:8]}"
-    bundle = rt.bundle(config=_kill_config(rt, marker)[0])
-    layers_before = _layers(rt)
-    cid = _cid()
+    marker, bundle, layers_before, cid = _a_marked_bundle(rt)
     p = _kill_at(rt, "write(state.json)", "create", "-b", bundle, cid)
     assert p.returncode == KILLED, p.stderr
     assert os.listdir(rt.root) == [cid]  # the directory, without a record
@@ -220,10 +224,7 @@ def test_create_killed_after_the_cgroup_was_made_leaves_no_cgroup(rt):
 
     if rt.rootless and not cgroups.available():
         pytest.skip("no cgroup for a rootless container on a cgroup v1 host")
-    marker = f"m{uuid.uuid4().hex[:8]}"
-    bundle = rt.bundle(config=_kill_config(rt, marker)[0])
-    layers_before = _layers(rt)
-    cid = _cid()
+    marker, bundle, layers_before, cid = _a_marked_bundle(rt)
     p = _kill_at(rt, "write(state.json, cgroup, network)", "create", "-b", bundle, cid)
     assert p.returncode == KILLED, p.stderr
     if not rt.rootless:
@@ -356,10 +357,7 @@ def test_state_record_is_complete_json_after_every_write(rt):
 def test_a_torn_record_is_reported_and_delete_force_removes_the_container(rt):
     """Item 9: a torn state.json names its path; delete --force still
     removes the container: process, layer dir, state dir."""
-    marker = f"m{uuid.uuid4().hex[:8]}"
-    bundle = rt.bundle(config=_kill_config(rt, marker)[0])
-    layers_before = _layers(rt)
-    cid = _cid()
+    marker, bundle, layers_before, cid = _a_marked_bundle(rt)
     rt.ok("run", "-d", "-b", bundle, cid)
     path = os.path.join(rt.root, cid, "state.json")
     with open(path, "rb") as f:

@@ -64,6 +64,24 @@ def join(base: str, key: str) -> str:
     return f"{base}.{key}" if base else key
 
 
+def optional_object(parent: str, key: str):
+    """Turn ``parse(obj, path)``, a parser of the object at ``parent.key``,
+    into ``parse(parent_object)``: None where the key is absent or null,
+    and "expected an object" (naming ``parent.key``) before ``parse`` runs
+    where it is something else."""
+    path = join(parent, key)
+
+    def wrap(parse):
+        def run(container: dict):
+            obj = get(container, key, dict, parent)
+            return None if obj is None else parse(obj, path)
+
+        run.__name__, run.__qualname__, run.__doc__ = parse.__name__, parse.__qualname__, parse.__doc__
+        return run
+
+    return wrap
+
+
 def map_entry(base: str, key: str) -> str:
     """Path of a map entry: ``annotations["a.b"]``."""
     return f"{base}[{quote(key)}]"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pyrun.errors import ConfigError
 from pyrun.record import field, record
-from pyrun.config.jsontypes import UINT64_MAX, get, integer, join, quote, str_list
+from pyrun.config.jsontypes import UINT64_MAX, get, integer, join, optional_object, quote, str_list
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -120,11 +120,8 @@ def parse_list(text: str, path: str, what: str = "CPU") -> list[int]:
 
 # ------------------------------------------------------------- process.*
 
-def parse_scheduler(proc: dict) -> Scheduler | None:
-    obj = get(proc, "scheduler", dict, "process")
-    if obj is None:
-        return None
-    p = "process.scheduler"
+@optional_object("process", "scheduler")
+def parse_scheduler(obj: dict, p: str) -> Scheduler:
     if obj.get("policy") == "SCHED_ISO":
         raise ConfigError(join(p, "policy"), "SCHED_ISO is not implemented by Linux")
     policy = _choice(obj, "policy", p, SCHED_POLICIES, required=True)
@@ -146,20 +143,14 @@ def parse_scheduler(proc: dict) -> Scheduler | None:
     return s
 
 
-def parse_io_priority(proc: dict) -> IOPriority | None:
-    obj = get(proc, "ioPriority", dict, "process")
-    if obj is None:
-        return None
-    p = "process.ioPriority"
+@optional_object("process", "ioPriority")
+def parse_io_priority(obj: dict, p: str) -> IOPriority:
     return IOPriority(klass=_choice(obj, "class", p, IOPRIO_CLASSES, required=True),
                       priority=integer(obj, "priority", p, 0, 7) or 0)
 
 
-def parse_exec_cpu_affinity(proc: dict) -> CPUAffinity | None:
-    obj = get(proc, "execCPUAffinity", dict, "process")
-    if obj is None:
-        return None
-    p = "process.execCPUAffinity"
+@optional_object("process", "execCPUAffinity")
+def parse_exec_cpu_affinity(obj: dict, p: str) -> CPUAffinity:
     out = CPUAffinity()
     for key in ("initial", "final"):
         text = get(obj, key, str, p)
@@ -171,22 +162,16 @@ def parse_exec_cpu_affinity(proc: dict) -> CPUAffinity | None:
 # --------------------------------------------------------------- linux.*
 
 
-def parse_personality(linux: dict) -> Personality | None:
-    obj = get(linux, "personality", dict, "linux")
-    if obj is None:
-        return None
-    p = "linux.personality"
+@optional_object("linux", "personality")
+def parse_personality(obj: dict, p: str) -> Personality:
     flags = str_list(obj, "flags", p)
     if flags:
         raise ConfigError(f"{p}.flags[0]", f"{quote(flags[0])}: runtime-spec 1.3 defines no personality flags")
     return Personality(domain=_choice(obj, "domain", p, PERSONALITY_DOMAINS, required=True))
 
 
-def parse_memory_policy(linux: dict) -> MemoryPolicy | None:
-    obj = get(linux, "memoryPolicy", dict, "linux")
-    if obj is None:
-        return None
-    p = "linux.memoryPolicy"
+@optional_object("linux", "memoryPolicy")
+def parse_memory_policy(obj: dict, p: str) -> MemoryPolicy:
     mode = _choice(obj, "mode", p, MPOL_MODES, required=True)
     text = get(obj, "nodes", str, p)
     nodes = parse_list(text, join(p, "nodes"), "node") if text else []

@@ -29,8 +29,8 @@ import os
 from pyrun.config.defaults import default_spec
 from pyrun.errors import ConfigError, errno_text
 from pyrun.config.jsontypes import (INT64_MAX, INT64_MIN, UINT32_MAX, UINT64_MAX, abs_path, array, boolean, check, get,
-                             int_value, integer, join, map_entry, no_nul, objects, opt_str, quote, req_integer,
-                             str_list, str_map, type_name)
+                             int_value, integer, join, map_entry, no_nul, objects, opt_str, optional_object, quote,
+                             req_integer, str_list, str_map, type_name)
 from pyrun.record import field, record
 from pyrun.config.spec_names import (CAPABILITIES, DEVICE_TYPES, HOOK_KINDS, NAMESPACE_TYPES, RLIMITS,
                               ROOTFS_PROPAGATIONS)
@@ -326,11 +326,8 @@ def _parse_rlimits(proc: dict) -> list[Rlimit]:
     return out
 
 
-def _parse_capabilities(proc: dict) -> Capabilities | None:
-    caps = get(proc, "capabilities", dict, "process")
-    if caps is None:
-        return None
-    p = "process.capabilities"
+@optional_object("process", "capabilities")
+def _parse_capabilities(caps: dict, p: str) -> Capabilities:
     sets = {}
     for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
         names = str_list(caps, name, p)
@@ -582,24 +579,20 @@ def _ifname(name: str, path: str) -> None:
         raise ConfigError(path, f"invalid interface name {quote(name)}")
 
 
-def _parse_resources(linux: dict):
+@optional_object("linux", "resources")
+def _parse_resources(obj: dict, p: str):
     """``linux.resources`` checked into records (imported only when there is one)."""
-    obj = get(linux, "resources", dict, "linux")
-    if obj is None:
-        return None
     from pyrun.config import resources
 
     return resources.parse(obj)
 
 
-def _parse_seccomp(linux: dict):
+@optional_object("linux", "seccomp")
+def _parse_seccomp(obj: dict, p: str):
     """``linux.seccomp`` checked into records (imported only when there is one)."""
-    obj = get(linux, "seccomp", dict, "linux")
-    if obj is None:
-        return None
     from pyrun.config import syscall_filter
 
-    return syscall_filter.parse(obj)
+    return syscall_filter.parse(obj, p)
 
 
 def _parse_linux(data: dict) -> tuple[Linux, dict[str, str]]:
