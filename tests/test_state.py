@@ -372,6 +372,29 @@ def test_a_torn_record_is_reported_and_delete_force_removes_the_container(rt):
     _assert_nothing_left(rt, cid, marker, layers_before)
 
 
+def test_another_runtimes_record_in_a_shared_root_is_named_as_such(rt):
+    """dockerd 20.10 gives runc and pyrun the same --root: runc's state.json
+    (well-formed JSON of another shape) is skipped by ``list`` and named in
+    one line by ``state``, not as a Python constructor's complaint."""
+    cid = "runc-" + uuid.uuid4().hex[:8]
+    d = os.path.join(rt.root, cid)
+    os.mkdir(d, 0o700)
+    rt._chown(d)
+    path = os.path.join(d, "state.json")
+    with open(path, "w") as f:
+        json.dump({"id": cid, "init_process_pid": 1, "created": "2026-12-06T00:00:00Z"}, f)
+    rt._chown(path)
+    try:
+        p = rt("list")
+        assert p.returncode == 0 and cid not in p.stdout, p
+        p = rt("state", cid)
+        line = _one_line(p)
+        assert p.returncode == 1 and path in line and "not a pyrun state record" in line, line
+        assert "Record()" not in p.stderr
+    finally:
+        shutil.rmtree(d)
+
+
 def test_thirty_concurrent_creates(rt):
     bundle = rt.bundle(["sleep", "1000"])
     ids = [_cid() for _ in range(30)]

@@ -368,10 +368,15 @@ class StateDir:
             raise CorruptState(f"corrupt state file {path}: {e}") from None
         try:
             data = jsonio.loads(text)
+        except (ValueError, SystemError) as e:  # SystemError: _json's scanner, torn input
+            raise CorruptState(f"corrupt state file {path}: {e}") from None
+        try:
             data.pop("annotations", None)  # a record of a pyrun before annotations.json
             return Record(**data)
-        except (ValueError, TypeError, AttributeError, SystemError) as e:  # SystemError: _json's scanner, torn input
-            raise CorruptState(f"corrupt state file {path}: {e}") from None
+        except (TypeError, AttributeError):
+            # Well-formed JSON of another shape: dockerd 20.10 gives every
+            # runtime the same --root, so runc's state.json can sit beside ours.
+            raise CorruptState(f"{path} is not a pyrun state record (another runtime's?)") from None
 
     def salvage(self) -> Record:
         """What can be read of a corrupt record: the fields that come before
