@@ -34,6 +34,9 @@ PKGS="$PKGS strace"
 # vm-test-systemd, and tests/test_lsm_vm.py loads its own profile with
 # apparmor_parser. On a host kernel without AppArmor it does nothing.
 PKGS="$PKGS apparmor"
+# pyrun checkpoint/restore (tests/test_checkpoint_vm.py, in make vm-test): CRIU,
+# its Python RPC client pycriu (in the criu package) and the protobuf it needs
+PKGS="$PKGS criu python3-protobuf"
 # make conformance: Go 1.19 builds the OCI's runtime-tools suite (vendored, offline)
 PKGS="$PKGS golang-go"
 # tests/test_docker.py: Debian's docker.io (dockerd 20.10, its client, and

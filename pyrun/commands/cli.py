@@ -365,6 +365,68 @@ def list_cmd(obj, fmt, quiet):
             click.echo(line)
 
 
+def _criu_options(f):
+    """The flags checkpoint and restore share (runc's), for pyrun.checkpoint."""
+    f = click.option("--image-path", default=None, type=click.Path(),
+                     help="where the images are (default: ./checkpoint)")(f)
+    f = click.option("--work-path", default=None, type=click.Path(),
+                     help="where CRIU's log goes (default: --image-path)")(f)
+    f = click.option("--tcp-established", is_flag=True, help="established TCP connections too")(f)
+    f = click.option("--ext-unix-sk", is_flag=True, help="external unix sockets")(f)
+    f = click.option("--shell-job", is_flag=True, help="a shell job (its terminal is the caller's)")(f)
+    f = click.option("--file-locks", is_flag=True, help="file locks too")(f)
+    f = click.option("--manage-cgroups-mode", default=None, type=click.Choice(["soft", "full", "strict", "ignore"]),
+                     help="how CRIU treats cgroups (default soft)")(f)
+    f = click.option("--empty-ns", multiple=True, type=click.Choice(["network"]),
+                     help="a namespace to restore empty (repeatable)")(f)
+    f = click.option("--auto-dedup", is_flag=True, help="free what a later dump makes redundant")(f)
+    f = click.option("--lazy-pages", is_flag=True, help="(refused: not supported by pyrun)")(f)
+    return f
+
+
+def _refuse_lazy(lazy_pages, page_server=None, status_fd=None) -> None:
+    for flag, value in (("--lazy-pages", lazy_pages), ("--page-server", page_server), ("--status-fd", status_fd)):
+        if value:
+            raise PyrunError(f"{flag}: not supported by pyrun (it needs CRIU's page server or lazy-pages "
+                             "daemon beside the dump, which pyrun does not run)")
+
+
+@cli.command()
+@click.argument("container_id")
+@_criu_options
+@click.option("--parent-path", default=None, help="a pre-dump's images, relative to --image-path")
+@click.option("--leave-running", is_flag=True, help="the container runs on after the checkpoint")
+@click.option("--pre-dump", is_flag=True, help="dump memory only, for a later dump with --parent-path")
+@click.option("--page-server", default=None, help="(refused: not supported by pyrun)")
+@click.option("--status-fd", default=None, help="(refused: not supported by pyrun)")
+@click.pass_obj
+def checkpoint(obj, container_id, image_path, lazy_pages, page_server, status_fd, **kw):
+    """Checkpoint a running container with CRIU (root only)."""
+    from pyrun import checkpoint as criu
+
+    _refuse_lazy(lazy_pages, page_server, status_fd)
+    criu.checkpoint(obj.root, container_id, image_path or "checkpoint", **kw)
+
+
+@cli.command()
+@click.argument("container_id")
+@_criu_options
+@click.option("--bundle", "-b", default=".", type=click.Path(), help="path to the bundle")
+@click.option("--detach", "-d", is_flag=True, help="do not wait for the container")
+@click.option("--pid-file", type=click.Path(), default=None)
+@click.option("--console-socket", type=click.Path(), default=None)
+@click.option("--no-subreaper", is_flag=True, help="accepted for runc compatibility")
+@click.option("--no-pivot", is_flag=True, help="accepted for runc compatibility")
+@click.pass_obj
+def restore(obj, container_id, image_path, bundle, lazy_pages, **kw):
+    """Restore a container from a checkpoint with CRIU (root only)."""
+    from pyrun import checkpoint as criu
+
+    _refuse_lazy(lazy_pages)
+    sys.exit(criu.restore(obj.root, container_id, bundle, image_path or "checkpoint",
+                          ignore_cgroup_limits=obj.ignore_cgroup_limits, systemd_cgroup=obj.systemd_cgroup, **kw))
+
+
 @cli.command()
 @click.option("--rootless", is_flag=True, help="a config for an unprivileged user")
 @click.option("--bundle", "-b", default=".", type=click.Path(), help="where to write config.json")

@@ -54,6 +54,7 @@ def features() -> dict:
                                  "(default from the namespaces)",
             "org.pyrun.ports": "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp],...: published ports",
             "org.pyrun.network.allow-host-loopback": "true: slirp4netns's 10.0.2.2 reaches the host's 127.0.0.1",
+            "org.pyrun.checkpoint": "pyrun checkpoint / pyrun restore through CRIU (root; not with --init)",
         },
     }
 

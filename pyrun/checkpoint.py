@@ -1,0 +1,547 @@
+"""``pyrun checkpoint`` and ``pyrun restore``: a running container frozen to
+disk and brought back, by CRIU (criu.org), as runc 1.1 does it.
+
+CRIU does the work: it freezes the container's process tree, reads every
+process's memory, descriptors, namespaces and mounts through ptrace(2) and
+/proc, and writes them as image files (``criu dump``); ``criu restore``
+makes the same tree again from them. pyrun talks to it over CRIU's RPC
+protocol (``criu swrk FD``: protobuf messages on a SOCK_SEQPACKET socket;
+the messages are Debian's ``pycriu.rpc_pb2``, imported only here and only
+for these two commands). pycriu's own ``criu`` class cannot answer CRIU's
+*notifications* (the messages CRIU sends mid-restore, "setup-namespaces"
+when the restored tree's namespaces exist, "orphan-pts-master" with a
+terminal's master), so the few lines of the exchange are :class:`Swrk`.
+
+What CRIU must be told, because it cannot know it (each is a field of
+``criu_opts``; runc's ``criu_opts`` and crun's ``criu.c`` tell it the same):
+
+* **the process and where to write**: ``pid`` (the container's PID 1,
+  whose tree is dumped), ``images_dir_fd`` (``--image-path``),
+  ``work_dir_fd`` with ``log_file`` (``--work-path``; the logs ``dump.log``
+  and ``restore.log`` are there, and every error names them), ``root``
+  (the container's root: CRIU resolves the paths it saved inside it).
+* **namespaces it must not dump**: a namespace the container *joined*
+  (``linux.namespaces[].path``) is someone else's; CRIU records it as
+  ``external: net[INODE]:extRootNetNS`` and at restore gets a descriptor
+  of the namespace to put the restored tree into (``inherit_fd`` with that
+  key). pyrun does this for the network namespace, as runc does. Its own
+  namespaces (mount, pid, uts, ipc, cgroup, a network of its own) CRIU
+  dumps and makes again; ``--empty-ns network`` makes it restore an empty
+  network namespace (for an engine that configures it again).
+* **external mounts**: a bind mount's source is a host path, outside what
+  CRIU dumps; ``ext_mnt`` tells it "the mount at DEST is external" at dump
+  (key DEST, value DEST) and where its source is at restore (key DEST,
+  value SOURCE). A masked file (``linux.maskedPaths``) is a bind of a null
+  device: external, and at restore the host's /dev/null, checked to be the
+  null device first (a masked directory is an empty tmpfs CRIU dumps).
+* **terminals**: the container's pty master is held by the engine, not by
+  the container; ``orphan_pts_master`` makes CRIU restore the slave with a
+  new master, which it sends us in an "orphan-pts-master" notification;
+  that goes to ``--console-socket`` as at create.
+* **the cgroup root**: CRIU dumps the cgroup the tree is in relative to the
+  root of each hierarchy; at restore pyrun makes the container's cgroup
+  from the config first (its limits written, as at create), puts CRIU
+  itself in it, and gives it as ``cg_root``: the restored tree lands there
+  and, ``--manage-cgroups-mode soft`` (the default), CRIU leaves the limits
+  pyrun wrote alone.
+* **inherited descriptors**: the container's stdio were the caller's at
+  create (a pipe of the engine, say). CRIU dumps the pipes as pipes; at
+  restore the *new* caller's stdio stand in for them (``inherit_fd`` with
+  the pipe's name, ``pipe:[INODE]``, recorded in ``descriptors.json`` at
+  checkpoint, runc's file).
+
+Not dumped by pyrun: a container whose PID 1 is pyrun's own init
+(``--init``): its executable is a sealed memfd (pyrun.pid1), and CRIU
+3.17 dumps such a process but cannot restore it ("No entry for reg-file-ID"
+for the exe link), so it is refused before CRIU freezes anything. A
+container with a bridge or slirp network, or netDevices, is refused too:
+its veth end or helper process is outside the namespaces CRIU dumps.
+
+Rootless is refused, as by runc: CRIU needs CAP_SYS_ADMIN (or
+CAP_CHECKPOINT_RESTORE with more) in the initial user namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import stat
+import sys
+
+from pyrun.errors import ContainerExists, InvalidState, PyrunError, UsageError, errno_text
+from pyrun.log import log
+
+CRIU = "/usr/sbin/criu"
+# Where Debian's criu package puts pycriu (and python3-protobuf, protobuf):
+# outside the venv, added to sys.path only when these commands run.
+DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+# criu_cg_mode, by runc's flag values
+CGROUP_MODES = {"soft": "SOFT", "full": "FULL", "strict": "STRICT", "ignore": "IGNORE"}
+# --empty-ns: the namespaces CRIU may restore empty (runc accepts network)
+EMPTY_NS = {"network": 0x40000000}  # CLONE_NEWNET
+DESCRIPTORS = "descriptors.json"  # runc's name: the paths of PID 1's fds 0-2 at dump
+
+
+class CheckpointError(PyrunError):
+    pass
+
+
+def _rpc():
+    """pycriu's protobuf messages, or one line saying what to install."""
+    try:
+        from pycriu import rpc_pb2
+    except ImportError:
+        if DIST_PACKAGES not in sys.path:
+            sys.path.append(DIST_PACKAGES)  # after the venv's: its packages win
+        try:
+            from pycriu import rpc_pb2
+        except ImportError as e:
+            raise CheckpointError(f"CRIU's Python client is missing ({e}): install the criu and "
+                                  "python3-protobuf packages (apt-get install criu python3-protobuf)") from None
+    if not os.access(CRIU, os.X_OK):
+        raise CheckpointError(f"{CRIU} not found: install the criu package (apt-get install criu)")
+    return rpc_pb2
+
+
+def _refuse_rootless(command: str) -> None:
+    from pyrun.state import in_initial_userns
+
+    if os.geteuid() != 0 or not in_initial_userns():
+        raise CheckpointError(f"{command} needs root: CRIU needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE) "
+                              "in the initial user namespace; a rootless container cannot be "
+                              f"{'checkpointed' if command == 'checkpoint' else 'restored'} (as with runc)")
+
+
+class Swrk:
+    """One ``criu swrk`` and its socket: send a request, answer the
+    notifications CRIU sends before its final response (``on_notify``:
+    script name, pid, descriptors; raise to make CRIU fail the step)."""
+
+    def __init__(self, rpc, pass_fds=(), preexec_fn=None):
+        import subprocess
+
+        self.rpc = rpc
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        try:
+            # stdio: ours (runc's too), which stand in for the container's pipes at restore
+            self.proc = subprocess.Popen([CRIU, "swrk", str(theirs.fileno())], close_fds=True,
+                                         pass_fds=[theirs.fileno(), *pass_fds], preexec_fn=preexec_fn)
+        except (OSError, subprocess.SubprocessError) as e:
+            ours.close()
+            raise CheckpointError(f"start {CRIU} swrk: {e}") from None
+        finally:
+            theirs.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def call(self, req, on_notify=None):
+        self.sock.send(req.SerializeToString())
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, 1 << 20, 8)
+            except OSError as e:
+                raise CheckpointError(f"criu swrk: {errno_text(e)}") from None
+            if not data:
+                raise CheckpointError("criu swrk exited before it answered (killed?)")
+            resp = self.rpc.criu_resp()
+            resp.ParseFromString(data)
+            if resp.type != self.rpc.NOTIFY:
+                for fd in fds:
+                    os.close(fd)
+                return resp
+            ok = True
+            try:
+                if on_notify is not None:
+                    on_notify(resp.notify.script, resp.notify.pid, fds)
+            except PyrunError as e:
+                log.error(str(e))
+                ok = False
+            finally:
+                for fd in fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            answer = self.rpc.criu_req(type=self.rpc.NOTIFY, notify_success=ok)
+            self.sock.send(answer.SerializeToString())
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a stuck criu: never left behind
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _open_dir(path: str, flag: str, create: bool) -> int:
+    try:
+        if create:
+            os.makedirs(path, 0o700, exist_ok=True)
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: {errno_text(e)}") from None
+
+
+def _failed(step: str, resp, work: str, logname: str) -> CheckpointError:
+    """One line: the CRIU step, its last error from the log, where the log is."""
+    why = resp.cr_errmsg or ""
+    try:
+        with open(os.path.join(work, logname), errors="replace") as f:
+            errors = [line.strip() for line in f if "Error (" in line]
+        if errors:
+            why = errors[-1].split("): ", 1)[-1]
+    except OSError:
+        pass
+    code = f" ({errno.errorcode.get(resp.cr_errno, resp.cr_errno)})" if resp.cr_errno else ""
+    return CheckpointError(f"criu {step} failed{code}: {why or 'no reason given'} "
+                           f"(see {os.path.join(work, logname)})")
+
+
+def _mount_points(pid: int) -> dict[str, str]:
+    """The container's mount points and their filesystem types (proc(5) mountinfo)."""
+    out = {}
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            out[fields[4].encode().decode("unicode_escape")] = fstype
+    return out
+
+
+def _bind_mounts(spec) -> list:
+    return [m for m in spec.mounts if m.type == "bind" or "bind" in (m.options or []) or "rbind" in (m.options or [])]
+
+
+def _bind_source(spec, m) -> str:
+    return m.source if os.path.isabs(m.source) else os.path.join(spec.bundle, m.source)
+
+
+# ----------------------------------------------------------------- checkpoint
+
+def checkpoint(root: str, container_id: str, image_path: str, work_path: str | None = None,
+               parent_path: str | None = None, leave_running: bool = False, pre_dump: bool = False,
+               tcp_established: bool = False, ext_unix_sk: bool = False, shell_job: bool = False,
+               file_locks: bool = False, manage_cgroups_mode: str | None = None,
+               empty_ns: tuple = (), auto_dedup: bool = False) -> None:
+    """Dump the container to ``image_path``; then it is destroyed, as by
+    runc, unless ``leave_running`` or ``pre_dump``. A failure leaves it as
+    it was: CRIU thaws what it froze."""
+    from pyrun import lifecycle
+    from pyrun.state import STATUS_RUNNING, state_dir
+
+    _refuse_rootless("checkpoint")
+    rpc = _rpc()
+    sd = state_dir(root, container_id)
+    with sd.lock():
+        rec = sd.read()
+        status = sd.status(rec)
+        if status != STATUS_RUNNING:
+            raise InvalidState(f"container {container_id!r} is {status}, not running: cannot checkpoint it")
+        spec = lifecycle.saved_spec(sd, rec)
+        _refuse_unsupported(rec, spec)
+        image_path = os.path.abspath(image_path)
+        work = os.path.abspath(work_path) if work_path else image_path
+        opts = rpc.criu_opts(pid=rec.pid, log_level=4, log_file="dump.log" if not pre_dump else "pre-dump.log",
+                             root=f"/proc/{rec.pid}/root", manage_cgroups=True, notify_scripts=True,
+                             leave_running=leave_running or pre_dump, shell_job=shell_job,
+                             tcp_established=tcp_established, ext_unix_sk=ext_unix_sk, file_locks=file_locks,
+                             auto_dedup=auto_dedup, orphan_pts_master=bool(spec.process.terminal))
+        if manage_cgroups_mode:
+            opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[manage_cgroups_mode])
+        for ns in empty_ns:
+            opts.empty_ns |= EMPTY_NS[ns]
+        if parent_path:
+            opts.parent_img = _parent(image_path, parent_path)
+            opts.track_mem = True
+        if pre_dump:
+            opts.track_mem = True
+        _external_namespaces(rec, spec, opts)
+        _external_mounts_at_dump(rec.pid, spec, opts)
+        images = _open_dir(image_path, "--image-path", True)
+        workfd = _open_dir(work, "--work-path", True) if work != image_path else images
+        try:
+            opts.images_dir_fd, opts.work_dir_fd = images, workfd
+            _write_descriptors(images, rec.pid)
+            swrk = Swrk(rpc, pass_fds=sorted({images, workfd}))
+            try:
+                req = rpc.criu_req(type=rpc.PRE_DUMP if pre_dump else rpc.DUMP, opts=opts)
+                with log.step("criu dump"):
+                    resp = swrk.call(req)
+            finally:
+                swrk.close()
+        finally:
+            os.close(images)
+            if workfd != images:
+                os.close(workfd)
+        if not resp.success:
+            raise _failed("pre-dump" if pre_dump else "dump", resp, work, opts.log_file)
+        if leave_running or pre_dump:
+            return
+        lifecycle.remove_everything(sd, rec)  # CRIU killed the processes; runc destroys the container
+
+
+def _refuse_unsupported(rec, spec) -> None:
+    pid = rec.pid
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        exe = ""
+    if exe.startswith("/memfd:"):
+        raise CheckpointError("the container's PID 1 is pyrun's init (--init, annotation org.pyrun.init): its "
+                              "executable is a sealed memfd, which CRIU 3.17 cannot restore; create the "
+                              "container with --no-init to checkpoint it")
+    if rec.net.get("mode") not in (None, "none", "host") and rec.net:
+        raise CheckpointError(f"a container with network mode {rec.net.get('mode')} cannot be checkpointed: "
+                              "its veth or helper process is outside the namespaces CRIU dumps")
+    if spec.linux.net_devices:
+        raise CheckpointError("a container with linux.netDevices cannot be checkpointed: "
+                              "the devices are the host's")
+
+
+def _parent(image_path: str, parent_path: str) -> str:
+    """--parent-path: a pre-dump's images, as a path CRIU takes relative to
+    the image dir (runc's)."""
+    full = parent_path if os.path.isabs(parent_path) else os.path.join(image_path, parent_path)
+    if not os.path.isfile(os.path.join(full, "inventory.img")):
+        raise UsageError(f"--parent-path {parent_path}: no pre-dump images at {full} "
+                         "(it is relative to --image-path, as with runc)")
+    return os.path.relpath(full, image_path)
+
+
+def _external_namespaces(rec, spec, opts) -> None:
+    """A network namespace the container joined is not its to dump."""
+    ns = spec.namespace("network")
+    if ns is not None and ns.path:
+        ino = os.stat(f"/proc/{rec.pid}/ns/net").st_ino
+        opts.external.append(f"net[{ino}]:extRootNetNS")
+
+
+def _external_mounts_at_dump(pid: int, spec, opts) -> None:
+    mounted = _mount_points(pid)
+    root = None
+    for path in mounted:  # the container's root is the mount point its root is
+        if root is None or len(path) < len(root):
+            root = path
+    inside = {p[len(root):] if root != "/" else p: t for p, t in mounted.items()} if root else {}
+    for m in _bind_mounts(spec):
+        opts.ext_mnt.add(key=m.destination, val=m.destination)
+    for path in spec.linux.masked_paths:
+        if path in inside and inside[path] != "tmpfs":  # a file masked with a null device
+            opts.ext_mnt.add(key=path, val="/dev/null")
+
+
+def _write_descriptors(images: int, pid: int) -> None:
+    """descriptors.json: what PID 1's fds 0-2 were (runc's file); restore
+    hands its own stdio in for the pipes among them."""
+    names = []
+    for fd in range(3):
+        try:
+            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            names.append("/dev/null")
+    fd = os.open(DESCRIPTORS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=images)
+    with os.fdopen(fd, "w") as f:
+        json.dump(names, f)
+
+
+# ----------------------------------------------------------------- restore
+
+def restore(root: str, container_id: str, bundle: str, image_path: str, work_path: str | None = None,
+            detach: bool = False, pid_file: str | None = None, console_socket: str | None = None,
+            no_subreaper: bool = False, no_pivot: bool = False, tcp_established: bool = False,
+            ext_unix_sk: bool = False, shell_job: bool = False, file_locks: bool = False,
+            manage_cgroups_mode: str | None = None, empty_ns: tuple = (), auto_dedup: bool = False,
+            ignore_cgroup_limits: bool = False, systemd_cgroup: bool = False) -> int:
+    """Make the container ``container_id`` from ``bundle``'s config and the
+    images: its state record and cgroup as ``create`` makes them, its
+    processes by CRIU. Detached, return 0 once it runs; else wait for it
+    and return its exit code (then delete it, as ``run``)."""
+    from pyrun import spec as specmod
+    from pyrun.create import _first_record, _Interrupted, _undo_create, write_pid_file
+    from pyrun.planning import Options, make_plan
+    from pyrun.state import StateDir, proc_start_time
+
+    _refuse_rootless("restore")
+    rpc = _rpc()
+    image_path = os.path.abspath(image_path)
+    work = os.path.abspath(work_path) if work_path else image_path
+    if not os.path.isfile(os.path.join(image_path, "inventory.img")):
+        raise UsageError(f"--image-path {image_path}: no checkpoint images there (no inventory.img)")
+    specmod.validate_id(container_id)
+    spec = specmod.load(bundle)
+    specmod.require_process(spec)
+    if spec.process.terminal and not console_socket and not shell_job:
+        raise UsageError("process.terminal: restoring a container with a terminal needs --console-socket "
+                         "to hand the new pty master to")
+    sd = StateDir(root, container_id)
+    plan = make_plan(spec, sd.path, Options(no_pivot=no_pivot))
+    if plan.net is not None and plan.net.mode not in ("none", "host"):
+        raise CheckpointError(f"network mode {plan.net.mode} cannot be restored (see pyrun checkpoint)")
+    conn = None
+    if console_socket:
+        from pyrun.terminal import connect_socket
+
+        conn = connect_socket(os.path.abspath(console_socket))
+    rec = _first_record(sd, spec, plan)
+    rec.use_init, rec.hooks = False, bool(spec.hooks.poststop)
+    sd.claim(rec, spec.annotations)
+    pids: list[int] = []
+    undo: list = []
+    try:
+        with sd.lock():
+            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, console_socket, locals())
+    except BaseException as e:
+        _undo_create(sd, rec, pids, undo)
+        if conn is not None:
+            conn.close()
+        if isinstance(e, _Interrupted):
+            raise PyrunError("restore interrupted; cleaned up") from None
+        raise
+    if conn is not None:
+        conn.close()
+    started = proc_start_time(rec.pid)
+    rec.pid_start = started[0] if started else 0
+    sd.write(rec)
+    if pid_file:
+        write_pid_file(pid_file, rec.pid)
+    if detach:
+        return 0
+    from pyrun import lifecycle
+
+    try:
+        return lifecycle.wait_forwarding(rec.pid)
+    finally:
+        try:
+            lifecycle.delete(root, container_id, force=True)
+        except PyrunError as e:
+            log.warning(f"delete after restore: {e}")
+
+
+def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, console_socket, flags) -> None:
+    from pyrun import cgroups
+    from pyrun.create import _create_runtime_hooks
+
+    cg = cgroups.setup(spec, sd.id, False, flags["ignore_cgroup_limits"], flags["systemd_cgroup"])
+    if cg is not None:
+        undo.append(lambda: (cg.kill(), cg.remove()))
+        rec.cgroup, rec.cgroup_pending = cgroups.record_of(cg), ""
+        sd.write(rec)
+    images = _open_dir(image_path, "--image-path", False)
+    workfd = _open_dir(work, "--work-path", True) if work != image_path else images
+    passed = sorted({images, workfd})
+    opts = rpc.criu_opts(images_dir_fd=images, work_dir_fd=workfd, log_level=4, log_file="restore.log",
+                         root=os.path.join(sd.path, "criu-root"), manage_cgroups=True, notify_scripts=True,
+                         rst_sibling=True, shell_job=flags["shell_job"], tcp_established=flags["tcp_established"],
+                         ext_unix_sk=flags["ext_unix_sk"], file_locks=flags["file_locks"],
+                         auto_dedup=flags["auto_dedup"], orphan_pts_master=bool(spec.process.terminal))
+    if flags["manage_cgroups_mode"]:
+        opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[flags["manage_cgroups_mode"]])
+    for ns in flags["empty_ns"]:
+        opts.empty_ns |= EMPTY_NS[ns]
+    netns = -1
+    ns = spec.namespace("network")
+    try:
+        if ns is not None and ns.path:
+            try:
+                netns = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise PyrunError(f"linux.namespaces network {ns.path}: {errno_text(e)}") from None
+            opts.inherit_fd.add(key="extRootNetNS", fd=netns)
+            passed.append(netns)
+        _external_mounts_at_restore(spec, opts)
+        _inherit_stdio(images, opts)
+        os.mkdir(opts.root, 0o700)
+        undo.append(lambda: os.rmdir(opts.root))
+        rootfs = spec.root.path
+
+        def prepare():  # in criu's child, before exec: its own mount namespace
+            from pyrun import syscalls as sc
+
+            sc.unshare(sc.CLONE_NEWNS)
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            sc.mount(rootfs, opts.root, None, sc.MS_BIND | sc.MS_REC)
+
+        swrk = Swrk(rpc, pass_fds=passed, preexec_fn=prepare)
+        pids.append(swrk.pid)
+        try:
+            if cg is not None:
+                cg.add(swrk.pid)  # what CRIU forks starts in the container's cgroup
+                opts.cg_root.extend(_cgroup_roots(rpc, swrk.pid))
+
+            def on_notify(script: str, pid: int, fds: list[int]) -> None:
+                if script == "setup-namespaces":
+                    rec.pid = pid
+                    pids.insert(0, pid)
+                    _create_runtime_hooks(spec, rec)
+                elif script == "orphan-pts-master" and fds and conn is not None:
+                    from pyrun.terminal import send_to_socket
+
+                    send_to_socket(conn, console_socket, fds[0])
+                elif script == "post-restore":
+                    rec.pid = pid
+
+            with log.step("criu restore"):
+                resp = swrk.call(rpc.criu_req(type=rpc.RESTORE, opts=opts), on_notify)
+        finally:
+            swrk.close()
+            pids.remove(swrk.pid)
+        if not resp.success:
+            raise _failed("restore", resp, work, "restore.log")
+        rec.pid = resp.restore.pid or rec.pid
+        os.rmdir(opts.root)
+        undo.pop()
+    finally:
+        os.close(images)
+        if workfd != images:
+            os.close(workfd)
+        if netns >= 0:
+            os.close(netns)
+
+
+def _cgroup_roots(rpc, pid: int) -> list:
+    """Each hierarchy's cgroup of ``pid`` (criu, moved into the container's):
+    where CRIU puts the restored tree (proc(7) /proc/PID/cgroup)."""
+    roots = []
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controllers.startswith("name="):
+                continue
+            root = rpc.cgroup_root(path=path)
+            if controllers:
+                root.ctrl = controllers
+            roots.append(root)
+    return roots
+
+
+def _external_mounts_at_restore(spec, opts) -> None:
+    for m in _bind_mounts(spec):
+        opts.ext_mnt.add(key=m.destination, val=_bind_source(spec, m))
+    null = os.stat("/dev/null")
+    if not stat.S_ISCHR(null.st_mode) or (os.major(null.st_rdev), os.minor(null.st_rdev)) != (1, 3):
+        raise CheckpointError("/dev/null is not the null device (character 1:3): refusing to mask with it")
+    for path in spec.linux.masked_paths:
+        opts.ext_mnt.add(key=path, val="/dev/null")
+
+
+def _inherit_stdio(images: int, opts) -> None:
+    """The pipes PID 1 had as fds 0-2 at dump: criu's own fd 0-2 (ours) stand in."""
+    try:
+        fd = os.open(DESCRIPTORS, os.O_RDONLY | os.O_CLOEXEC, dir_fd=images)
+        with os.fdopen(fd) as f:
+            names = json.load(f)
+    except (OSError, ValueError):
+        return
+    for i, name in enumerate(names[:3]):
+        if isinstance(name, str) and name.startswith("pipe:"):
+            opts.inherit_fd.add(key=name, fd=i)
+
+
+__all__ = ["checkpoint", "restore", "CheckpointError", "ContainerExists"]

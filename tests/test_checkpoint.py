@@ -1,0 +1,50 @@
+"""``pyrun checkpoint`` / ``restore`` on the host: what is refused before
+CRIU runs (bad flags, rootless, a container that is not there), each in one
+line. The dumps themselves are tested in the VM (test_checkpoint_vm.py):
+this host's kernel is newer than Debian's CRIU 3.17 knows."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _one_line(p, *words):
+    assert p.returncode != 0, p.stdout
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+def test_rootless_is_refused_with_the_reason(rt):
+    if not rt.rootless:
+        pytest.skip("rootless only")
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
+    _one_line(rt("checkpoint", "--image-path", f"{rt.dir}/img", "c1"), "needs root", "CRIU")
+    assert rt.state("c1")["status"] == "running"
+    _one_line(rt("restore", "--image-path", f"{rt.dir}/img", "-b", rt.bundle(["true"]), "c2"), "needs root")
+    rt.ok("delete", "-f", "c1")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["checkpoint", "--manage-cgroups-mode", "bogus", "c1"], ["--manage-cgroups-mode"]),
+    (["checkpoint", "--lazy-pages", "c1"], ["--lazy-pages", "not supported"]),
+    (["checkpoint", "--page-server", "1.2.3.4:5", "c1"], ["--page-server", "not supported"]),
+    (["checkpoint", "--empty-ns", "pid", "c1"], ["--empty-ns"]),
+    (["checkpoint", "nosuch"], ["nosuch"]),
+    (["restore", "--lazy-pages", "c1"], ["--lazy-pages"]),
+    (["restore", "--image-path", "/nonexistent/img", "c1"], ["--image-path", "/nonexistent/img"]),
+])
+def test_bad_arguments_are_one_line(rootful, args, words):
+    _one_line(rootful(*args), *words)
+
+
+def test_a_missing_id_is_a_usage_error(rootful):
+    p = rootful("checkpoint")
+    assert p.returncode == 2 and "CONTAINER_ID" in p.stderr, p.stderr
+
+
+def test_help_and_features_name_the_commands(rootful):
+    out = rootful.ok("--help")
+    assert "checkpoint" in out and "restore" in out
+    assert "org.pyrun.checkpoint" in rootful.ok("features")
