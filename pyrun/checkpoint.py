@@ -249,7 +249,7 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
         image_path = os.path.abspath(image_path)
         work = os.path.abspath(work_path) if work_path else image_path
         opts = rpc.criu_opts(pid=rec.pid, log_level=4, log_file="dump.log" if not pre_dump else "pre-dump.log",
-                             root=f"/proc/{rec.pid}/root", manage_cgroups=True, notify_scripts=True,
+                             root=spec.root.path, manage_cgroups=True, notify_scripts=True,
                              leave_running=leave_running or pre_dump, shell_job=shell_job,
                              tcp_established=tcp_established, ext_unix_sk=ext_unix_sk, file_locks=file_locks,
                              auto_dedup=auto_dedup, orphan_pts_master=bool(spec.process.terminal))
@@ -262,6 +262,10 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
             opts.track_mem = True
         if pre_dump:
             opts.track_mem = True
+        if rec.cgroup:
+            # the cgroup freezer stops the whole tree at once (CRIU's own
+            # way, ptrace-seizing task by task, races a forking container)
+            opts.freeze_cgroup = _freezer(rec.cgroup)
         _external_namespaces(rec, spec, opts)
         _external_mounts_at_dump(rec.pid, spec, opts)
         images = _open_dir(image_path, "--image-path", True)
@@ -300,19 +304,34 @@ def _refuse_unsupported(rec, spec) -> None:
     if rec.net.get("mode") not in (None, "none", "host") and rec.net:
         raise CheckpointError(f"a container with network mode {rec.net.get('mode')} cannot be checkpointed: "
                               "its veth or helper process is outside the namespaces CRIU dumps")
+    if rec.layers:
+        raise CheckpointError("a container with an overlay root (--rootfs-mode overlay, annotation "
+                              "org.pyrun.rootfs) cannot be checkpointed: its writable layer is removed with "
+                              "it, and CRIU saves no file of the root")
     if spec.linux.net_devices:
         raise CheckpointError("a container with linux.netDevices cannot be checkpointed: "
                               "the devices are the host's")
 
 
+def _freezer(record: str) -> str:
+    """The container's cgroup with a freezer: on v2 its own directory
+    (cgroup.freeze), on v1 the one in the freezer hierarchy."""
+    from pyrun.cgroups import directory_of
+
+    paths = directory_of(record).split("\n")
+    return next((p for p in paths if "/freezer/" in p), paths[0])
+
+
 def _parent(image_path: str, parent_path: str) -> str:
-    """--parent-path: a pre-dump's images, as a path CRIU takes relative to
-    the image dir (runc's)."""
-    full = parent_path if os.path.isabs(parent_path) else os.path.join(image_path, parent_path)
+    """--parent-path: a pre-dump's images, relative to --image-path (CRIU
+    opens it from the image dir, and fails with an unclear message if it
+    is not there: checked here, as runc and crun do)."""
+    if os.path.isabs(parent_path):
+        raise UsageError(f"--parent-path {parent_path}: must be relative (to --image-path), as with runc")
+    full = os.path.join(image_path, parent_path)
     if not os.path.isfile(os.path.join(full, "inventory.img")):
-        raise UsageError(f"--parent-path {parent_path}: no pre-dump images at {full} "
-                         "(it is relative to --image-path, as with runc)")
-    return os.path.relpath(full, image_path)
+        raise UsageError(f"invalid --parent-path {parent_path}: no pre-dump images at {os.path.normpath(full)}")
+    return parent_path
 
 
 def _external_namespaces(rec, spec, opts) -> None:
@@ -382,6 +401,9 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
                          "to hand the new pty master to")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, Options(no_pivot=no_pivot))
+    if plan.rootfs_mode == "overlay":
+        raise CheckpointError("an overlay root (--rootfs-mode overlay, annotation org.pyrun.rootfs) cannot be "
+                              "restored: pyrun checkpoints only containers on their bundle's root")
     if plan.net is not None and plan.net.mode not in ("none", "host"):
         raise CheckpointError(f"network mode {plan.net.mode} cannot be restored (see pyrun checkpoint)")
     conn = None
@@ -396,7 +418,11 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     undo: list = []
     try:
         with sd.lock():
-            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, console_socket, locals())
+            flags = {"shell_job": shell_job, "tcp_established": tcp_established, "ext_unix_sk": ext_unix_sk,
+                     "file_locks": file_locks, "auto_dedup": auto_dedup, "empty_ns": empty_ns,
+                     "manage_cgroups_mode": manage_cgroups_mode, "ignore_cgroup_limits": ignore_cgroup_limits,
+                     "systemd_cgroup": systemd_cgroup}
+            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, console_socket, flags)
     except BaseException as e:
         _undo_create(sd, rec, pids, undo)
         if conn is not None:
