@@ -48,6 +48,9 @@ class Runc:
 
 def _bundle(rt, data: str, args=None, **edit) -> str:
     config = rt.config(["sh", "-c", COUNTER] if args is None else args)
+    # runc's defaults, which pyrun's own spec changes: no init in front
+    # (a memfd PID 1 CRIU 3.17 cannot restore), the bundle's root itself
+    config["annotations"] = {}
     config["mounts"].append({"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]})
     config.update(edit)
     return rt.bundle(config=config)
