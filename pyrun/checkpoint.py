@@ -205,7 +205,8 @@ def _failed(step: str, resp, work: str, logname: str) -> CheckpointError:
 
 
 def _mount_points(pid: int) -> dict[str, str]:
-    """The container's mount points and their filesystem types (proc(5) mountinfo)."""
+    """The mount points of ``pid``'s mount namespace, relative to its root,
+    and their filesystem types (proc(5) mountinfo)."""
     out = {}
     with open(f"/proc/{pid}/mountinfo") as f:
         for line in f:
@@ -343,16 +344,19 @@ def _external_namespaces(rec, spec, opts) -> None:
 
 
 def _external_mounts_at_dump(pid: int, spec, opts) -> None:
-    mounted = _mount_points(pid)
-    root = None
-    for path in mounted:  # the container's root is the mount point its root is
-        if root is None or len(path) < len(root):
-            root = path
-    inside = {p[len(root):] if root != "/" else p: t for p, t in mounted.items()} if root else {}
+    """Bind mounts, and masked files: external (runc's rule: a masked path
+    that is not a directory is a bind of a null device)."""
     for m in _bind_mounts(spec):
         opts.ext_mnt.add(key=m.destination, val=m.destination)
+    mounted = _mount_points(pid)  # as the container sees them (proc(5): relative to its root)
     for path in spec.linux.masked_paths:
-        if path in inside and inside[path] != "tmpfs":  # a file masked with a null device
+        if path not in mounted:
+            continue  # not there, so not masked
+        try:
+            st = os.lstat(f"/proc/{pid}/root{path}")
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
             opts.ext_mnt.add(key=path, val="/dev/null")
 
 
