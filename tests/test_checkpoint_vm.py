@@ -56,6 +56,17 @@ def _bundle(rt, data: str, args=None, **edit) -> str:
     return rt.bundle(config=config)
 
 
+def _why(p, images) -> str:
+    """A failed command's stderr and the errors of CRIU's logs under
+    ``images`` (the guest's /tmp dies with it)."""
+    out = [p.stderr]
+    for log in sorted(__import__("glob").glob(f"{images}/**/*.log", recursive=True)):
+        with open(log, errors="replace") as f:
+            lines = [line.rstrip() for line in f if "Error" in line or "Warn" in line]
+        out.append(f"--- {log}:\n" + "\n".join(lines[-15:]))
+    return "\n".join(out)
+
+
 def _count(data: str) -> int:
     try:
         with open(os.path.join(data, "n")) as f:
@@ -97,12 +108,12 @@ def test_checkpoint_and_restore_keep_counting(criu, tmp_path):
                                                   "resources": {"pids": {"limit": 20}}})
         images = tmp_path / f"img-{name}"
         p = run("run", "-d", "-b", bundle, "c1", **_quiet())
-        assert p.returncode == 0, (name, p.stderr)
+        assert p.returncode == 0, name
         _wait_count(str(data), 3)
         started = time.monotonic()
         p = run("checkpoint", "--image-path", images, "c1")
         took = time.monotonic() - started
-        assert p.returncode == 0, (name, p.stderr)
+        assert p.returncode == 0, (name, _why(p, images))
         at = _count(str(data))
         time.sleep(0.5)
         assert _count(str(data)) == at, f"{name}: the container still counts after checkpoint"
@@ -110,7 +121,7 @@ def test_checkpoint_and_restore_keep_counting(criu, tmp_path):
         size = sum(f.stat().st_size for f in images.iterdir())
         print(f"{name}: checkpoint {took:.2f}s, {size // 1024} KiB in {len(list(images.iterdir()))} files")
         p = run("restore", "-d", "--image-path", images, "-b", bundle, "c1")
-        assert p.returncode == 0, (name, p.stderr)
+        assert p.returncode == 0, (name, _why(p, images))
         first = _count(str(data))
         assert first >= at, f"{name}: restarted from scratch ({first} < {at})"
         _wait_count(str(data), at + 2)
@@ -148,16 +159,16 @@ def test_pre_dump_then_dump_with_parent_leave_running(criu, tmp_path):
         assert run("run", "-d", "-b", bundle, "c1", **_quiet()).returncode == 0
         _wait_count(str(data), 2)
         p = run("checkpoint", "--pre-dump", "--image-path", img / "pre", "c1")
-        assert p.returncode == 0, (name, p.stderr)
+        assert p.returncode == 0, (name, _why(p, img))
         p = run("checkpoint", "--parent-path", "../nothing", "--image-path", img / "dump", "c1")
         assert p.returncode != 0 and "parent" in p.stderr.lower(), (name, p.stderr)
         p = run("checkpoint", "--parent-path", "../pre", "--leave-running", "--image-path", img / "dump", "c1")
-        assert p.returncode == 0, (name, p.stderr)
+        assert p.returncode == 0, (name, _why(p, img))
         assert json.loads(run("state", "c1").stdout)["status"] == "running", name
         at = _wait_count(str(data), _count(str(data)))  # still counting
         assert run("delete", "-f", "c1").returncode == 0
         p = run("restore", "-d", "--image-path", img / "dump", "-b", bundle, "c1")
-        assert p.returncode == 0, (name, p.stderr)
+        assert p.returncode == 0, (name, _why(p, img))
         _wait_count(str(data), at)
         assert run("delete", "-f", "c1").returncode == 0
 
@@ -189,9 +200,9 @@ def test_failed_checkpoint_leaves_the_container_running(criu, tmp_path):
     assert criu.state("c2")["status"] == "running"
     at = _wait_count(str(data), _count(str(data)))
     p = criu("checkpoint", "--tcp-established", "--image-path", tmp_path / "img2", "c2")
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, _why(p, tmp_path)
     p = criu("restore", "-d", "--tcp-established", "--image-path", tmp_path / "img2", "-b", bundle, "c2")
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, _why(p, tmp_path)
     _wait_count(str(data), at + 2)  # the writer into the connection goes on: the connection was restored
     got = (data / "got").read_text().split()
     assert got and int(got[-1]) > at, got[-3:]
