@@ -35,9 +35,11 @@ What CRIU must be told, because it cannot know it (each is a field of
   device: external, and at restore the host's /dev/null, checked to be the
   null device first (a masked directory is an empty tmpfs CRIU dumps).
 * **terminals**: the container's pty master is held by the engine, not by
-  the container; ``orphan_pts_master`` makes CRIU restore the slave with a
-  new master, which it sends us in an "orphan-pts-master" notification;
-  that goes to ``--console-socket`` as at create.
+  the container: CRIU must be told the pty is external at dump, and
+  ``orphan_pts_master`` at restore makes it restore the slave with a new
+  master, sent in an "orphan-pts-master" notification, for
+  ``--console-socket``. pyrun does not do this yet: a container with a
+  terminal is refused, with the reason.
 * **the cgroup root**: CRIU dumps the cgroup the tree is in relative to the
   root of each hierarchy; at restore pyrun makes the container's cgroup
   from the config first (its limits written, as at create), puts CRIU
@@ -55,7 +57,9 @@ Not dumped by pyrun: a container whose PID 1 is pyrun's own init
 3.17 dumps such a process but cannot restore it ("No entry for reg-file-ID"
 for the exe link), so it is refused before CRIU freezes anything. A
 container with a bridge or slirp network, or netDevices, is refused too:
-its veth end or helper process is outside the namespaces CRIU dumps.
+its veth end or helper process is outside the namespaces CRIU dumps; and
+one with an overlay root (``--rootfs-mode overlay``): CRIU saves no file of
+the root, and the writable layer goes with the container.
 
 Rootless is refused, as by runc: CRIU needs CAP_SYS_ADMIN (or
 CAP_CHECKPOINT_RESTORE with more) in the initial user namespace.
@@ -70,7 +74,7 @@ import socket
 import stat
 import sys
 
-from pyrun.errors import ContainerExists, InvalidState, PyrunError, UsageError, errno_text
+from pyrun.errors import InvalidState, PyrunError, UsageError, errno_text
 from pyrun.log import log
 
 CRIU = "/usr/sbin/criu"
@@ -253,7 +257,7 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
                              root=spec.root.path, manage_cgroups=True, notify_scripts=True,
                              leave_running=leave_running or pre_dump, shell_job=shell_job,
                              tcp_established=tcp_established, ext_unix_sk=ext_unix_sk, file_locks=file_locks,
-                             auto_dedup=auto_dedup, orphan_pts_master=bool(spec.process.terminal))
+                             auto_dedup=auto_dedup)
         if manage_cgroups_mode:
             opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[manage_cgroups_mode])
         for ns in empty_ns:
@@ -305,6 +309,10 @@ def _refuse_unsupported(rec, spec) -> None:
     if rec.net.get("mode") not in (None, "none", "host") and rec.net:
         raise CheckpointError(f"a container with network mode {rec.net.get('mode')} cannot be checkpointed: "
                               "its veth or helper process is outside the namespaces CRIU dumps")
+    if spec.process.terminal:
+        raise CheckpointError("a container with a terminal (process.terminal) cannot be checkpointed by pyrun "
+                              "yet: its pty master is outside the tree CRIU dumps, and pyrun does not tell "
+                              "CRIU so")
     if rec.layers:
         raise CheckpointError("a container with an overlay root (--rootfs-mode overlay, annotation "
                               "org.pyrun.rootfs) cannot be checkpointed: its writable layer is removed with "
@@ -387,7 +395,7 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     processes by CRIU. Detached, return 0 once it runs; else wait for it
     and return its exit code (then delete it, as ``run``)."""
     from pyrun import spec as specmod
-    from pyrun.create import _first_record, _Interrupted, _undo_create, write_pid_file
+    from pyrun.create import _first_record, _undo_create, write_pid_file
     from pyrun.planning import Options, make_plan
     from pyrun.state import StateDir, proc_start_time
 
@@ -400,9 +408,9 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     specmod.validate_id(container_id)
     spec = specmod.load(bundle)
     specmod.require_process(spec)
-    if spec.process.terminal and not console_socket and not shell_job:
-        raise UsageError("process.terminal: restoring a container with a terminal needs --console-socket "
-                         "to hand the new pty master to")
+    if spec.process.terminal:
+        raise CheckpointError("process.terminal: a container with a terminal cannot be restored by pyrun yet "
+                              "(see pyrun checkpoint)")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, Options(no_pivot=no_pivot))
     if plan.rootfs_mode == "overlay":
@@ -410,11 +418,8 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
                               "restored: pyrun checkpoints only containers on their bundle's root")
     if plan.net is not None and plan.net.mode not in ("none", "host"):
         raise CheckpointError(f"network mode {plan.net.mode} cannot be restored (see pyrun checkpoint)")
-    conn = None
-    if console_socket:
-        from pyrun.terminal import connect_socket
-
-        conn = connect_socket(os.path.abspath(console_socket))
+    if console_socket:  # runc's rule at create too
+        raise UsageError("--console-socket: the container has no terminal (process.terminal is false)")
     rec = _first_record(sd, spec, plan)
     rec.use_init, rec.hooks = False, bool(spec.hooks.poststop)
     sd.claim(rec, spec.annotations)
@@ -426,16 +431,10 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
                      "file_locks": file_locks, "auto_dedup": auto_dedup, "empty_ns": empty_ns,
                      "manage_cgroups_mode": manage_cgroups_mode, "ignore_cgroup_limits": ignore_cgroup_limits,
                      "systemd_cgroup": systemd_cgroup}
-            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, console_socket, flags)
-    except BaseException as e:
-        _undo_create(sd, rec, pids, undo)
-        if conn is not None:
-            conn.close()
-        if isinstance(e, _Interrupted):
-            raise PyrunError("restore interrupted; cleaned up") from None
+            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags)
+    except BaseException:
+        _undo_create(sd, rec, pids, undo)  # what was made, in reverse: processes, cgroup, state dir
         raise
-    if conn is not None:
-        conn.close()
     started = proc_start_time(rec.pid)
     rec.pid_start = started[0] if started else 0
     sd.write(rec)
@@ -454,7 +453,8 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
             log.warning(f"delete after restore: {e}")
 
 
-def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, console_socket, flags) -> None:
+def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> None:
+    """The cgroup, then ``criu restore`` into it (the module docstring's list)."""
     from pyrun import cgroups
     from pyrun.create import _create_runtime_hooks
 
@@ -470,7 +470,7 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, cons
                          root=os.path.join(sd.path, "criu-root"), manage_cgroups=True, notify_scripts=True,
                          rst_sibling=True, shell_job=flags["shell_job"], tcp_established=flags["tcp_established"],
                          ext_unix_sk=flags["ext_unix_sk"], file_locks=flags["file_locks"],
-                         auto_dedup=flags["auto_dedup"], orphan_pts_master=bool(spec.process.terminal))
+                         auto_dedup=flags["auto_dedup"])
     if flags["manage_cgroups_mode"]:
         opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[flags["manage_cgroups_mode"]])
     for ns in flags["empty_ns"]:
@@ -510,10 +510,6 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, conn, cons
                     rec.pid = pid
                     pids.insert(0, pid)
                     _create_runtime_hooks(spec, rec)
-                elif script == "orphan-pts-master" and fds and conn is not None:
-                    from pyrun.terminal import send_to_socket
-
-                    send_to_socket(conn, console_socket, fds[0])
                 elif script == "post-restore":
                     rec.pid = pid
 
@@ -574,4 +570,3 @@ def _inherit_stdio(images: int, opts) -> None:
             opts.inherit_fd.add(key=name, fd=i)
 
 
-__all__ = ["checkpoint", "restore", "CheckpointError", "ContainerExists"]

@@ -12,6 +12,7 @@ config: CRIU must be told they are external mounts, as the bind is.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -60,7 +61,7 @@ def _why(p, images) -> str:
     """A failed command's stderr and the errors of CRIU's logs under
     ``images`` (the guest's /tmp dies with it)."""
     out = [p.stderr]
-    for log in sorted(__import__("glob").glob(f"{images}/**/*.log", recursive=True)):
+    for log in sorted(glob.glob(f"{images}/**/*.log", recursive=True)):
         with open(log, errors="replace") as f:
             lines = [line.rstrip() for line in f if "Error" in line or "Warn" in line]
         out.append(f"--- {log}:\n" + "\n".join(lines[-15:]))
