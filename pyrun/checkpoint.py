@@ -277,7 +277,7 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
         workfd = _open_dir(work, "--work-path", True) if work != image_path else images
         try:
             opts.images_dir_fd, opts.work_dir_fd = images, workfd
-            _write_descriptors(images, rec.pid)
+            _write_descriptors(images, rec.pid, opts)
             swrk = Swrk(rpc, pass_fds=sorted({images, workfd}))
             try:
                 req = rpc.criu_req(type=rpc.PRE_DUMP if pre_dump else rpc.DUMP, opts=opts)
@@ -338,7 +338,7 @@ def _parent(image_path: str, parent_path: str) -> str:
     if os.path.isabs(parent_path):
         raise UsageError(f"--parent-path {parent_path}: must be relative (to --image-path), as with runc")
     full = os.path.join(image_path, parent_path)
-    if not os.path.isfile(os.path.join(full, "inventory.img")):
+    if not os.path.isdir(full):
         raise UsageError(f"invalid --parent-path {parent_path}: no pre-dump images at {os.path.normpath(full)}")
     return parent_path
 
@@ -368,18 +368,37 @@ def _external_mounts_at_dump(pid: int, spec, opts) -> None:
             opts.ext_mnt.add(key=path, val="/dev/null")
 
 
-def _write_descriptors(images: int, pid: int) -> None:
-    """descriptors.json: what PID 1's fds 0-2 were (runc's file); restore
-    hands its own stdio in for the pipes among them."""
+def _write_descriptors(images: int, pid: int, opts) -> None:
+    """descriptors.json: what PID 1's fds 0-2 were (runc's file), so that
+    restore hands its own stdio in for them. A pipe CRIU dumps as a pipe,
+    whose name (``pipe:[INODE]``) is the key; a file on a mount the
+    container does not have (the caller's /dev/null, a log file) CRIU
+    cannot look up: it is external, ``file[MNT_ID:INODE]`` (hex, CRIU's
+    key), and that is what the file records for it."""
+    mounts = _mount_ids(pid)
     names = []
     for fd in range(3):
         try:
-            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
+            name = os.readlink(f"/proc/{pid}/fd/{fd}")
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                mnt_id = next(int(line.split()[1]) for line in f if line.startswith("mnt_id:"))
+        except (OSError, StopIteration, ValueError):
             names.append("/dev/null")
+            continue
+        if (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode)) and mnt_id not in mounts:
+            name = f"file[{mnt_id:x}:{st.st_ino:x}]"
+            if name not in opts.external:
+                opts.external.append(name)
+        names.append(name)
     fd = os.open(DESCRIPTORS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=images)
     with os.fdopen(fd, "w") as f:
         json.dump(names, f)
+
+
+def _mount_ids(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return {int(line.split()[0]) for line in f}
 
 
 # ----------------------------------------------------------------- restore
@@ -558,15 +577,18 @@ def _external_mounts_at_restore(spec, opts) -> None:
 
 
 def _inherit_stdio(images: int, opts) -> None:
-    """The pipes PID 1 had as fds 0-2 at dump: criu's own fd 0-2 (ours) stand in."""
+    """The pipes and external files PID 1 had as fds 0-2 at dump
+    (:func:`_write_descriptors`): criu's own fds 0-2 (ours) stand in."""
     try:
         fd = os.open(DESCRIPTORS, os.O_RDONLY | os.O_CLOEXEC, dir_fd=images)
         with os.fdopen(fd) as f:
             names = json.load(f)
     except (OSError, ValueError):
         return
+    seen = set()
     for i, name in enumerate(names[:3]):
-        if isinstance(name, str) and name.startswith("pipe:"):
+        if isinstance(name, str) and name.startswith(("pipe:", "file[")) and name not in seen:
+            seen.add(name)  # one descriptor per key: CRIU gives it to every file of that key
             opts.inherit_fd.add(key=name, fd=i)
 
 
