@@ -162,7 +162,8 @@ def test_pre_dump_then_dump_with_parent_leave_running(criu, tmp_path):
         p = run("checkpoint", "--pre-dump", "--image-path", img / "pre", "c1")
         assert p.returncode == 0, (name, _why(p, img))
         p = run("checkpoint", "--parent-path", "../nothing", "--image-path", img / "dump", "c1")
-        assert p.returncode != 0 and "parent" in p.stderr.lower(), (name, p.stderr)
+        assert p.returncode != 0, (name, p.stderr)
+        assert name != "pyrun" or "invalid --parent-path ../nothing" in p.stderr, p.stderr
         p = run("checkpoint", "--parent-path", "../pre", "--leave-running", "--image-path", img / "dump", "c1")
         assert p.returncode == 0, (name, _why(p, img))
         assert json.loads(run("state", "c1").stdout)["status"] == "running", name
