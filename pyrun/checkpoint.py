@@ -47,10 +47,12 @@ What CRIU must be told, because it cannot know it (each is a field of
   and, ``--manage-cgroups-mode soft`` (the default), CRIU leaves the limits
   pyrun wrote alone.
 * **inherited descriptors**: the container's stdio were the caller's at
-  create (a pipe of the engine, say). CRIU dumps the pipes as pipes; at
-  restore the *new* caller's stdio stand in for them (``inherit_fd`` with
-  the pipe's name, ``pipe:[INODE]``, recorded in ``descriptors.json`` at
-  checkpoint, runc's file).
+  create (a pipe of the engine, the caller's /dev/null or log file). CRIU
+  dumps a pipe as a pipe; a file on a mount the container does not have it
+  cannot even look up ("Can't lookup mount"), so it is declared external,
+  ``external: file[MNT_ID:INODE]``. At restore the *new* caller's stdio
+  stand in for both (``inherit_fd`` with the pipe's name ``pipe:[INODE]``
+  or that key, recorded in ``descriptors.json`` at checkpoint, runc's file).
 
 Not dumped by pyrun: a container whose PID 1 is pyrun's own init
 (``--init``): its executable is a sealed memfd (pyrun.pid1), and CRIU
