@@ -339,9 +339,9 @@ def _parent(image_path: str, parent_path: str) -> str:
     is not there: checked here, as runc and crun do)."""
     if os.path.isabs(parent_path):
         raise UsageError(f"--parent-path {parent_path}: must be relative (to --image-path), as with runc")
-    full = os.path.join(image_path, parent_path)
+    full = os.path.normpath(os.path.join(image_path, parent_path))  # the image dir may not exist yet
     if not os.path.isdir(full):
-        raise UsageError(f"invalid --parent-path {parent_path}: no pre-dump images at {os.path.normpath(full)}")
+        raise UsageError(f"invalid --parent-path {parent_path}: no pre-dump images at {full}")
     return parent_path
 
 
@@ -508,18 +508,17 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> 
             passed.append(netns)
         _external_mounts_at_restore(spec, opts)
         _inherit_stdio(images, opts)
+        # CRIU restores the root from a mount point: the bundle's root bound
+        # at criu-root in the state dir (ours), for the restore only (runc's
+        # and crun's way; in a mount namespace of criu's own, CRIU 3.17
+        # failed to mount its cgroup yard: EINVAL)
+        from pyrun import syscalls as sc
+
         os.mkdir(opts.root, 0o700)
         undo.append(lambda: os.rmdir(opts.root))
-        rootfs = spec.root.path
-
-        def prepare():  # in criu's child, before exec: its own mount namespace
-            from pyrun import syscalls as sc
-
-            sc.unshare(sc.CLONE_NEWNS)
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            sc.mount(rootfs, opts.root, None, sc.MS_BIND | sc.MS_REC)
-
-        swrk = Swrk(rpc, pass_fds=passed, preexec_fn=prepare)
+        sc.mount(spec.root.path, opts.root, None, sc.MS_BIND | sc.MS_REC)
+        undo.append(lambda: sc.umount2(opts.root, sc.MNT_DETACH))
+        swrk = Swrk(rpc, pass_fds=passed)
         pids.append(swrk.pid)
         try:
             if cg is not None:
@@ -542,8 +541,8 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> 
         if not resp.success:
             raise _failed("restore", resp, work, "restore.log")
         rec.pid = resp.restore.pid or rec.pid
-        os.rmdir(opts.root)
-        undo.pop()
+        undo.pop()()  # umount2(criu-root, MNT_DETACH)
+        undo.pop()()  # rmdir(criu-root)
     finally:
         os.close(images)
         if workfd != images:

@@ -190,7 +190,8 @@ def test_failed_checkpoint_leaves_the_container_running(criu, tmp_path):
     assert criu.state("c1")["status"] == "running"
     criu("delete", "-f", "c1")
 
-    tcp = ("nc -l -p 5000 >/data/got & sleep 3; "  # the guest is slow to start the server
+    # (busybox nc ends at its stdin's end: the server's never ends)
+    tcp = ("sleep 1000 | nc -l -p 5000 >/data/got & sleep 3; "  # the guest is slow to start the server
            "(i=0; while :; do i=$((i+1)); echo $i; echo $i >/data/n; sleep 0.1; done) | nc 127.0.0.1 5000")
     bundle = _bundle(criu, str(data), args=["sh", "-c", tcp])
     (data / "n").write_text("0")
