@@ -573,8 +573,11 @@ def _external_mounts_at_restore(spec, opts) -> None:
     null = os.stat("/dev/null")
     if not stat.S_ISCHR(null.st_mode) or (os.major(null.st_rdev), os.minor(null.st_rdev)) != (1, 3):
         raise CheckpointError("/dev/null is not the null device (character 1:3): refusing to mask with it")
-    for path in spec.linux.masked_paths:
-        opts.ext_mnt.add(key=path, val="/dev/null")
+    # At dump the masked files were saved as the external mount named
+    # "/dev/null" (ext_mnt's value names it in the images; at restore the
+    # key is that name, and the value the host path to bind)
+    if spec.linux.masked_paths:
+        opts.ext_mnt.add(key="/dev/null", val="/dev/null")
 
 
 def _inherit_stdio(images: int, opts) -> None:
