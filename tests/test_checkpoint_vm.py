@@ -43,7 +43,8 @@ class Runc:
 
     def __call__(self, *args, timeout: float = 120, **kw):
         kw.setdefault("stdin", subprocess.DEVNULL)
-        kw.setdefault("capture_output", True)
+        if "stdout" not in kw:
+            kw["capture_output"] = True
         return subprocess.run([RUNC, "--root", self.root, *map(str, args)], text=True, timeout=timeout, **kw)
 
 
