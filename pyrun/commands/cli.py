@@ -366,7 +366,7 @@ def list_cmd(obj, fmt, quiet):
 
 
 def _criu_options(f):
-    """The flags checkpoint and restore share (runc's), for pyrun.checkpoint."""
+    """The flags checkpoint and restore share (runc's), for pyrun.container.checkpoint."""
     f = click.option("--image-path", default=None, type=click.Path(),
                      help="where the images are (default: ./checkpoint)")(f)
     f = click.option("--work-path", default=None, type=click.Path(),
@@ -402,7 +402,7 @@ def _refuse_lazy(lazy_pages, page_server=None, status_fd=None) -> None:
 @click.pass_obj
 def checkpoint(obj, container_id, image_path, lazy_pages, page_server, status_fd, **kw):
     """Checkpoint a running container with CRIU (root only)."""
-    from pyrun import checkpoint as criu
+    from pyrun.container import checkpoint as criu
 
     _refuse_lazy(lazy_pages, page_server, status_fd)
     criu.checkpoint(obj.root, container_id, image_path or "checkpoint", **kw)
@@ -420,7 +420,7 @@ def checkpoint(obj, container_id, image_path, lazy_pages, page_server, status_fd
 @click.pass_obj
 def restore(obj, container_id, image_path, bundle, lazy_pages, **kw):
     """Restore a container from a checkpoint with CRIU (root only)."""
-    from pyrun import checkpoint as criu
+    from pyrun.container import checkpoint as criu
 
     _refuse_lazy(lazy_pages)
     sys.exit(criu.restore(obj.root, container_id, bundle, image_path or "checkpoint",

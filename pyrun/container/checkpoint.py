@@ -55,7 +55,7 @@ What CRIU must be told, because it cannot know it (each is a field of
   or that key, recorded in ``descriptors.json`` at checkpoint, runc's file).
 
 Not dumped by pyrun: a container whose PID 1 is pyrun's own init
-(``--init``): its executable is a sealed memfd (pyrun.pid1), and CRIU
+(``--init``): its executable is a sealed memfd (pyrun.stages.pid1), and CRIU
 3.17 dumps such a process but cannot restore it ("No entry for reg-file-ID"
 for the exe link), so it is refused before CRIU freezes anything. A
 container with a bridge or slirp network, or netDevices, is refused too:
@@ -113,7 +113,7 @@ def _rpc():
 
 
 def _refuse_rootless(command: str) -> None:
-    from pyrun.state import in_initial_userns
+    from pyrun.container.state import in_initial_userns
 
     if os.geteuid() != 0 or not in_initial_userns():
         raise CheckpointError(f"{command} needs root: CRIU needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE) "
@@ -240,8 +240,8 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
     """Dump the container to ``image_path``; then it is destroyed, as by
     runc, unless ``leave_running`` or ``pre_dump``. A failure leaves it as
     it was: CRIU thaws what it froze."""
-    from pyrun import lifecycle
-    from pyrun.state import STATUS_RUNNING, state_dir
+    from pyrun.container import lifecycle
+    from pyrun.container.state import STATUS_RUNNING, state_dir
 
     _refuse_rootless("checkpoint")
     rpc = _rpc()
@@ -415,10 +415,10 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     images: its state record and cgroup as ``create`` makes them, its
     processes by CRIU. Detached, return 0 once it runs; else wait for it
     and return its exit code (then delete it, as ``run``)."""
-    from pyrun import spec as specmod
-    from pyrun.create import _first_record, _undo_create, write_pid_file
-    from pyrun.planning import Options, make_plan
-    from pyrun.state import StateDir, proc_start_time
+    from pyrun.config import spec as specmod
+    from pyrun.container.create import _first_record, _undo_create, write_pid_file
+    from pyrun.container.planning import Options, make_plan
+    from pyrun.container.state import StateDir, proc_start_time
 
     _refuse_rootless("restore")
     rpc = _rpc()
@@ -463,7 +463,7 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
         write_pid_file(pid_file, rec.pid)
     if detach:
         return 0
-    from pyrun import lifecycle
+    from pyrun.container import lifecycle
 
     try:
         return lifecycle.wait_forwarding(rec.pid)
@@ -477,7 +477,7 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
 def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> None:
     """The cgroup, then ``criu restore`` into it (the module docstring's list)."""
     from pyrun import cgroups
-    from pyrun.create import _create_runtime_hooks
+    from pyrun.container.create import _create_runtime_hooks
 
     cg = cgroups.setup(spec, sd.id, False, flags["ignore_cgroup_limits"], flags["systemd_cgroup"])
     if cg is not None:
@@ -512,7 +512,7 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> 
         # at criu-root in the state dir (ours), for the restore only (runc's
         # and crun's way; in a mount namespace of criu's own, CRIU 3.17
         # failed to mount its cgroup yard: EINVAL)
-        from pyrun import syscalls as sc
+        from pyrun.kernel import syscalls as sc
 
         os.mkdir(opts.root, 0o700)
         undo.append(lambda: os.rmdir(opts.root))
