@@ -295,7 +295,9 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
             raise _failed("pre-dump" if pre_dump else "dump", resp, work, opts.log_file)
         if leave_running or pre_dump:
             return
-        lifecycle.remove_everything(sd, rec)  # CRIU killed the processes; runc destroys the container
+        from pyrun.container.teardown import remove_everything
+
+        remove_everything(sd, rec)  # CRIU killed the processes; runc destroys the container
 
 
 def _refuse_unsupported(rec, spec) -> None:
@@ -418,7 +420,7 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     from pyrun.config import spec as specmod
     from pyrun.container.create import _first_record, _undo_create, write_pid_file
     from pyrun.container.planning import Options, make_plan
-    from pyrun.container.state import StateDir, proc_start_time
+    from pyrun.container.state import StateDir, proc_start_time, validate_id
 
     _refuse_rootless("restore")
     rpc = _rpc()
@@ -426,7 +428,7 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     work = os.path.abspath(work_path) if work_path else image_path
     if not os.path.isfile(os.path.join(image_path, "inventory.img")):
         raise UsageError(f"--image-path {image_path}: no checkpoint images there (no inventory.img)")
-    specmod.validate_id(container_id)
+    validate_id(container_id)
     spec = specmod.load(bundle)
     specmod.require_process(spec)
     if spec.process.terminal:
