@@ -302,6 +302,19 @@ def start_user_manager(uid: int) -> None:
 PODMAN_RUNTIMES = ["pyrun", "runc"]
 
 
+def _apparmor_on() -> bool:
+    """The kernel has AppArmor on and its userspace is installed (podman
+    sends a profile only then)."""
+    import shutil
+
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            on = f.read().strip() == "Y"
+    except OSError:
+        return False
+    return on and shutil.which("apparmor_parser", path="/usr/sbin:/sbin:/usr/bin:/bin") is not None
+
+
 @pytest.mark.systemd
 @pytest.mark.parametrize("mode", ["rootful", "rootless"])
 @pytest.mark.parametrize("runtime", PODMAN_RUNTIMES)
@@ -340,6 +353,14 @@ def test_podman_with_the_systemd_cgroup_manager(runtime, mode):
                timeout=180)
         assert p.returncode == 0, p.stdout + p.stderr
         assert p.stdout.split() == [str(64 << 20), "50", "0::/"], p.stdout + p.stderr
+        if mode == "rootful" and _apparmor_on():
+            # issue 29: podman sends its containers-default profile where the
+            # kernel has AppArmor on; the container runs confined by it, as
+            # under runc (rootless podman sends none)
+            p = pm("run", "--rm", "--network", "none", IMAGE, "cat", "/proc/self/attr/current", timeout=180)
+            assert p.returncode == 0, p.stdout + p.stderr
+            label = p.stdout.strip()
+            assert label.startswith("containers-default") and label.endswith("(enforce)"), label
         cid = pm.ok("run", "-d", "--network", "none", "--memory", "64m", "--pids-limit", "50", IMAGE,
                     "sleep", "600", timeout=180).strip()
         cg = systemctl(pm, "show", "-P", "ControlGroup", f"libpod-{cid}.scope").stdout.strip()
