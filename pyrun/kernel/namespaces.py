@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 from pyrun.kernel import syscalls as sc
+from pyrun.kernel.forked import run_forked
 from pyrun.errors import PyrunError, errno_text
 
 FLAGS = {
@@ -72,26 +73,18 @@ def run_in_netns(netns: int, what: str, func, *args):
 
     from pyrun import jsonio
 
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+    def body() -> bytes:
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_DFL)
         try:
-            os.close(r)
-            for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                signal.signal(s, signal.SIG_DFL)
             sc.setns(netns, sc.CLONE_NEWNET, shown="the container's network namespace")
-            os.write(w, b"ok" + jsonio.dumps(func(*args)).encode())
+            return b"ok" + jsonio.dumps(func(*args)).encode()
         except BaseException as e:  # noqa: BLE001 - reported to the parent
             import traceback
 
-            os.write(w, b"no" + (str(e) or traceback.format_exc()).encode()[:4000])
-            code = 1
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read()
-    _, status = os.waitpid(pid, 0)
+            return b"no" + (str(e) or traceback.format_exc()).encode()[:4000]
+
+    status, out = run_forked(body)
     if status != 0 or out[:2] != b"ok":
         why = out[2:].decode(errors="replace") or f"the helper died (wait status {status})"
         raise PyrunError(f"{what}: {why}")

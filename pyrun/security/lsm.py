@@ -50,6 +50,7 @@ import os
 
 from pyrun.log import log
 from pyrun.kernel import syscalls as sc
+from pyrun.kernel.forked import run_forked
 from pyrun.errors import ConfigError, PyrunError, SyscallError, errno_text
 
 APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled"
@@ -177,12 +178,9 @@ def check(process) -> tuple[str, str] | None:
 def _try_write(name: str, text: str) -> int:
     """The errno of writing ``text`` to our attr file, in a child that then
     exits (0: it would work). The child's label is all it changes."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    def body() -> bytes:
         code = 0
         try:
-            os.close(r)
             proc = open_proc()
             fd = open_exec_attr(proc, (name, "exec") if name == "apparmor/exec" else (name,))
             os.write(fd, text.encode())
@@ -192,14 +190,9 @@ def _try_write(name: str, text: str) -> int:
             code = e.errno or errno.EPERM
         except BaseException:  # noqa: BLE001
             code = errno.EPERM
-        os.write(w, code.to_bytes(4, "little"))
-        os._exit(0)
-    os.close(w)
-    try:
-        got = os.read(r, 4)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
+        return code.to_bytes(4, "little")
+
+    _, got = run_forked(body)
     return int.from_bytes(got, "little") if len(got) == 4 else 1
 
 
