@@ -24,6 +24,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import uuid
 
 import pytest
 
@@ -131,6 +132,17 @@ class Runtime:
         p = self(*args, **kw)
         assert p.returncode == 0, f"pyrun {' '.join(map(str, args))} -> {p.returncode}\n{p.stderr}"
         return p.stdout
+
+    def create_fails_in_one_line(self, config: dict) -> str:
+        """``pyrun create`` a container of ``config``, expecting a failure
+        told in one line that leaves the state root as it was; return that
+        stderr."""
+        before = sorted(os.listdir(self.root))
+        p = self("create", "-b", self.bundle(config=config), f"fail-{uuid.uuid4().hex[:8]}")
+        assert p.returncode != 0
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert sorted(os.listdir(self.root)) == before
+        return p.stderr
 
     def config(self, args: list[str], rootfs: str = "busybox") -> dict:
         from pyrun.config.spec import default_spec

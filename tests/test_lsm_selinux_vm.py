@@ -161,15 +161,10 @@ def test_the_mount_label_is_on_the_mounts_runc_labels(rt, labels):
 
 
 def test_a_context_the_policy_does_not_know_fails_create_in_one_line(rt, labels):
-    cid = f"se-{uuid.uuid4().hex[:8]}"
     config = rt.config(["true"])
     config["process"]["selinuxLabel"] = "system_u:system_r:pyrun_no_such_t:s0"
-    before = sorted(os.listdir(rt.root))
-    p = rt("create", "-b", rt.bundle(config=config), cid)
-    assert p.returncode != 0
-    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert "process.selinuxLabel: 'system_u:system_r:pyrun_no_such_t:s0': not a valid context" in p.stderr
-    assert sorted(os.listdir(rt.root)) == before
+    err = rt.create_fails_in_one_line(config)
+    assert "process.selinuxLabel: 'system_u:system_r:pyrun_no_such_t:s0': not a valid context" in err
 
 
 def test_a_mount_label_the_policy_does_not_know_fails_create_in_one_line(rt, labels):

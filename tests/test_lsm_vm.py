@@ -104,15 +104,10 @@ def test_exec_is_confined_by_the_configs_profile_and_by_apparmor_flag(rt, profil
 
 
 def test_a_profile_that_is_not_loaded_fails_create_in_one_line(rt, profile):
-    cid = f"lsm-{uuid.uuid4().hex[:8]}"
     config = rt.config(["true"])
     config["process"]["apparmorProfile"] = "pyrun-test-not-loaded"
-    before = sorted(os.listdir(rt.root))
-    p = rt("create", "-b", rt.bundle(config=config), cid)
-    assert p.returncode != 0
-    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert "process.apparmorProfile: 'pyrun-test-not-loaded': no such profile is loaded" in p.stderr
-    assert sorted(os.listdir(rt.root)) == before
+    err = rt.create_fails_in_one_line(config)
+    assert "process.apparmorProfile: 'pyrun-test-not-loaded': no such profile is loaded" in err
 
 
 @pytest.mark.parametrize("init", ["--init", "--no-init"])
