@@ -61,6 +61,9 @@ HELLO_ROOTFS = os.path.join(TOP, "bundles", "hello", "rootfs")
 sys.path.insert(0, os.path.join(TOP, "bundles"))
 from prepare import is_static  # noqa: E402  (the bundles' own ELF check)
 
+sys.path.insert(0, os.path.join(TOP, "tests"))
+from proctree import children  # noqa: E402
+
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N = int(os.environ.get("BENCH_N") or (3 if QUICK else 20))
 MEM_N = 1 if QUICK else max(3, N // 4)
@@ -645,7 +648,7 @@ class Bench:
                                      stderr=err, cwd=mode.dir, env=mode.env, start_new_session=True,
                                      **mode.user_kw())
                 time.sleep(0.6)
-                runtime = _children(p.pid)   # GNU time's one child: the runtime
+                runtime = children(p.pid)   # GNU time's one child: the runtime
                 mem = smaps_rollup(runtime[0]) if runtime else None
                 p.wait(timeout=TIMEOUT)
                 err.seek(0)
@@ -940,21 +943,13 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
 def wait_entrypoint(pid: int | None, timeout: float = 5.0) -> bool:
     """Until /hello runs as PID 1 or as PID 1's child (an init in front)."""
     if pid is None:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _comm(pid) == "hello" or any(_comm(c) == "hello" for c in _children(pid)):
+        if _comm(pid) == "hello" or any(_comm(c) == "hello" for c in children(pid)):
             return True
         if _proc_state(pid) in (None, "Z"):
             return False

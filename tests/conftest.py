@@ -27,6 +27,7 @@ import time
 import uuid
 
 import pytest
+from proctree import children  # noqa: F401  (also for the tests: from conftest import children)
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLES = os.path.join(TOP, "bundles")
@@ -212,15 +213,6 @@ class Runtime:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no process of {cid} caught signal {signum} within {timeout}s")
             time.sleep(0.02)
-
-
-def children(pid: int) -> list[int]:
-    """/proc/PID/task/PID/children: the pids the process forked (proc(5))."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
 
 
 def wait_children(pid: int, timeout: float = 10) -> list[int]:

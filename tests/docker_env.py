@@ -48,6 +48,8 @@ import tempfile
 import termios
 import time
 
+from proctree import children
+
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKERD = shutil.which("dockerd", path=PATH)
 # the client from the same package as the daemon (docker.io puts it in
@@ -63,14 +65,6 @@ def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the test process dies
     (prctl(2) PR_SET_PDEATHSIG)."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
 
 
 class DockerError(AssertionError):
@@ -167,7 +161,7 @@ class Dockerd:
         the cgroups and the directory go. Returns what had to be forced."""
         problems = []
         if self.proc.poll() is None:
-            for pid in _children(self.proc.pid):
+            for pid in children(self.proc.pid):
                 os.kill(pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
