@@ -215,6 +215,35 @@ class Runtime:
             time.sleep(0.02)
 
 
+RECORDING_WRAPPER = """\
+#!/bin/sh
+{command} "$@"
+rc=$?
+printf '%s\\t%s\\n' "$rc" "$*" >> {log}
+exit $rc
+"""
+
+
+def recording_wrapper(path: str, command: str, log: str) -> str:
+    """Write at ``path`` an executable sh script that runs ``command "$@"``
+    and appends its exit status and its arguments to ``log``, for a test
+    to see how a daemon (containerd's shim, dockerd's) called the runtime:
+    :func:`recorded_calls`. Returns ``path``."""
+    with open(path, "w") as f:
+        f.write(RECORDING_WRAPPER.format(command=command, log=log))
+    os.chmod(path, 0o755)
+    return path
+
+
+def recorded_calls(log: str) -> list[tuple[int, str]]:
+    """What a :func:`recording_wrapper` wrote to ``log``: (exit status,
+    arguments) a call, oldest first."""
+    if not os.path.exists(log):
+        return []
+    with open(log) as f:
+        return [(int(rc), argv) for rc, argv in (line.rstrip("\n").split("\t", 1) for line in f)]
+
+
 def wait_children(pid: int, timeout: float = 10) -> list[int]:
     deadline = time.monotonic() + timeout
     while not (found := children(pid)):

@@ -23,6 +23,7 @@ import time
 import uuid
 
 import pytest
+from conftest import recorded_calls, recording_wrapper
 from containerd_env import Containerd
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,16 +38,6 @@ if not (CONTAINERD and CTR and shutil.which("containerd-shim-runc-v2")):
     pytest.skip("containerd is not installed (tools/deps.sh installs it)", allow_module_level=True)
 if os.geteuid() != 0:
     pytest.skip("containerd runs as root here (rootless needs rootlesskit)", allow_module_level=True)
-
-# pyrun serves cgroup v2 only; containerd's spec asks for cpu shares, which a
-# v1/hybrid host cannot give it (as podman's --runtime-flag in test_podman.py)
-WRAPPER = """\
-#!/bin/sh
-{runtime} {flags} "$@"
-rc=$?
-printf '%s\\t%s\\n' "$rc" "$*" >> {log}
-exit $rc
-"""
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +85,9 @@ class Runtime:
         self.dir = tempfile.mkdtemp(prefix=f"{name}-", dir=c.dir)
         self.argv_log = os.path.join(self.dir, "argv.log")
         self.wrapper = os.path.join(self.dir, "runtime")
-        with open(self.wrapper, "w") as f:
-            f.write(WRAPPER.format(runtime=exe, flags=flags, log=self.argv_log))
-        os.chmod(self.wrapper, 0o755)
+        # pyrun serves cgroup v2 only; containerd's spec asks for cpu shares, which a
+        # v1/hybrid host cannot give it (as podman's --runtime-flag in test_podman.py)
+        recording_wrapper(self.wrapper, f"{exe} {flags}", self.argv_log)
         self.runc_root = os.path.join(self.dir, "state")
 
     def rootfs(self) -> str:
@@ -112,10 +103,7 @@ class Runtime:
                           "--rootfs", rootfs or self.rootfs(), cid, *args)
 
     def calls(self) -> list[tuple[int, str]]:
-        if not os.path.exists(self.argv_log):
-            return []
-        with open(self.argv_log) as f:
-            return [(int(rc), argv) for rc, argv in (line.rstrip("\n").split("\t", 1) for line in f)]
+        return recorded_calls(self.argv_log)
 
 
 @pytest.fixture(params=(["runc"] if RUNC else []) + ["pyrun"])

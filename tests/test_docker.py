@@ -23,6 +23,7 @@ import uuid
 
 import docker_env
 import pytest
+from conftest import recorded_calls, recording_wrapper
 from docker_env import DOCKER, DOCKERD, TINI, UNSHARE, Dockerd
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,25 +40,13 @@ if os.geteuid() != 0:
 if not RUNC:
     pytest.skip("runc, Docker's default runtime and the reference here, is not installed", allow_module_level=True)
 
-WRAPPER = """\
-#!/bin/sh
-{runtime} "$@"
-rc=$?
-printf '%s\\t%s\\n' "$rc" "$*" >> {log}
-exit $rc
-"""
-
-
 @pytest.fixture(scope="module")
 def dk():
     if not os.path.isdir(os.path.join(BUSYBOX_ROOTFS, "bin")):
         pytest.exit("bundles/busybox is not prepared: run 'make bundles'", 2)
     d = docker_env.workdir()
     os.chmod(d, 0o711)
-    wrapper = os.path.join(d, "pyrun-json")
-    with open(wrapper, "w") as f:
-        f.write(WRAPPER.format(runtime=PYRUN, log=os.path.join(d, "argv.log")))
-    os.chmod(wrapper, 0o755)
+    wrapper = recording_wrapper(os.path.join(d, "pyrun-json"), PYRUN, os.path.join(d, "argv.log"))
     try:
         dockerd = Dockerd(d, {"pyrun": PYRUN}, {"pyrun-json": wrapper})
     except Exception:
@@ -322,15 +311,13 @@ def test_the_runtime_named_in_daemon_json(dk):
         dk.ok("rm", "-f", n)
     finally:
         dk.docker("rm", "-f", n)
-    with open(os.path.join(dk.dir, "argv.log")) as f:
-        calls = [line.rstrip("\n").split("\t", 1) for line in f]
     commands = set()
-    for rc, argv in calls:
+    for rc, argv in recorded_calls(os.path.join(dk.dir, "argv.log")):
         words = argv.split()
         # the shim's global flags first (--root DIR --log FILE --log-format json)
         i = words.index("json") + 1 if "json" in words else 0
         commands.add(next(w for w in words[i:] if not w.startswith("-")))
-        assert rc != "2", f"pyrun refused the shim's command line: {argv}"
+        assert rc != 2, f"pyrun refused the shim's command line: {argv}"
     assert {"create", "start", "exec", "ps", "pause", "resume", "update", "kill", "delete"} <= commands, commands
 
 
