@@ -166,6 +166,14 @@ class Runtime:
                                         {"containerID": 1, "hostID": SUBID_START, "size": SUBID_COUNT}]
         return config
 
+    def mkdir(self, name: str) -> str:
+        """A new directory ``name`` in the test's directory, owned by the
+        user pyrun runs as: a hook or a runtime may write there."""
+        path = os.path.join(self.dir, name)
+        os.mkdir(path)
+        self._chown(path)
+        return path
+
     def bundle(self, args: list[str] | None = None, rootfs: str = "busybox", config: dict | None = None,
                raw: str | None = None) -> str:
         """A bundle directory whose config.json is ``config`` (or ``raw`` text)."""

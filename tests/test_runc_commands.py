@@ -278,9 +278,7 @@ def test_hooks_read_the_state_bytes_runc_writes(rt, rb):
     json.Marshal of specs.State: compact, pid before bundle."""
     outs = {}
     for who in ("pyrun", "runc"):
-        d = os.path.join(rt.dir, f"hooks-{who}")
-        os.mkdir(d)
-        rt._chown(d)
+        d = rt.mkdir(f"hooks-{who}")
 
         def edit(config, d=d):
             config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {d}/{kind}"]}]

@@ -264,9 +264,7 @@ def test_create_container_hooks_run_in_the_container_s_root(rt, rb):
     directory (not the bundle): a relative path there names the root's files."""
     seen = {}
     for runtime in ("pyrun", "runc"):
-        out = os.path.join(rt.dir, f"cwd-hook-{runtime}")
-        os.mkdir(out)
-        rt._chown(out)
+        out = rt.mkdir(f"cwd-hook-{runtime}")
 
         def edit(config, out=out):
             config["hooks"] = {"createContainer": [
@@ -361,9 +359,7 @@ def test_create_hooks_read_status_created(rt, rb):
     kinds = ("prestart", "createRuntime", "createContainer")
     seen = {}
     for runtime in runtimes:
-        out = os.path.join(rt.dir, f"hook-state-{runtime}")
-        os.mkdir(out)
-        rt._chown(out)
+        out = rt.mkdir(f"hook-state-{runtime}")
 
         def edit(config, out=out):
             config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{kind}"]}]

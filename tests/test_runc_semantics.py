@@ -36,9 +36,7 @@ class Bundles:
         and its own copy of the busybox rootfs (owned as the template is)."""
         rt = self.rt
         self.n += 1
-        d = os.path.join(rt.dir, f"runc-bundle{self.n}")
-        os.mkdir(d)
-        rt._chown(d)
+        d = rt.mkdir(f"runc-bundle{self.n}")
         subprocess.run(["cp", "-a", rt.rootfs["busybox"], os.path.join(d, "rootfs")], check=True)
         subprocess.run([RUNC, "spec", *(["--rootless"] if rt.rootless else [])], cwd=d, env=rt.env,
                        check=True, capture_output=True, **rt._user_kw())
@@ -328,9 +326,7 @@ def test_hooks_without_env_get_what_runc_gives(rt, rb):
     createContainer and startContainer, which run in its init."""
     envs = []
     for runtime in ("pyrun", "runc"):
-        out = os.path.join(rt.dir, f"hooks-{runtime}")
-        os.mkdir(out)
-        rt._chown(out)
+        out = rt.mkdir(f"hooks-{runtime}")
         b = rb.make(["true"], _hooks_without_env(out))
         call = rt if runtime == "pyrun" else rb.runc
         r = call("run", "-b", b, rb.cid(runtime))
