@@ -223,6 +223,15 @@ class Runtime:
             time.sleep(0.02)
 
 
+def compose_edits(*edits):
+    """One config edit (a function that changes a config dict in place)
+    that makes each of ``edits`` in turn."""
+    def edit(config: dict) -> None:
+        for e in edits:
+            e(config)
+    return edit
+
+
 RECORDING_WRAPPER = """\
 #!/bin/sh
 {command} "$@"

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import compose_edits
 from test_runc_semantics import RUNC, _with_ranges, rb  # noqa: F401 (rb: the fixture)
 
 pytestmark = pytest.mark.skipif(RUNC is None, reason="runc is not installed (apt-get install runc)")
@@ -41,13 +42,6 @@ def _only(names: list[str]):
     return edit
 
 
-def _edits(*edits):
-    def edit(config):
-        for e in edits:
-            e(config)
-    return edit
-
-
 def _cwd(path: str, nnp: bool):
     def edit(config):
         config["process"]["cwd"] = path
@@ -76,7 +70,7 @@ def test_a_profile_of_exactly_the_listed_syscalls_runs_and_execs(rt, rb, nnp):
 
     results = {}
     for runtime, allowed in (("pyrun", SYSCALLS_AFTER_FILTER), ("runc", RUNC_AFTER_FILTER)):
-        edit = _edits(_cwd("/tmp", nnp), _only([*allowed, "execve", *HELLO_NEEDS]))
+        edit = compose_edits(_cwd("/tmp", nnp), _only([*allowed, "execve", *HELLO_NEEDS]))
         run = rt if runtime == "pyrun" else rb.runc
         p = run("run", "-b", rb.make(["hello", "cwd"], edit), rb.cid(runtime))
         cid = rb.cid(runtime)
@@ -112,7 +106,7 @@ def test_a_cwd_only_root_may_enter_is_entered_before_the_user_switch(rt, rb, nnp
     (0700), where it could not chdir itself; exec too, as 42 and as 0."""
     results = {}
     for runtime in ("pyrun", "runc"):
-        edit = _with_ranges(rt, _edits(_as(42, 42, "/root"), _cwd("/root", nnp)))
+        edit = _with_ranges(rt, compose_edits(_as(42, 42, "/root"), _cwd("/root", nnp)))
         run = rt if runtime == "pyrun" else rb.runc
         b = rb.make(["sh", "-c", "pwd; id -u"], edit)
         _root_only_dir(b, "/root")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import compose_edits
 
 from pyrun.errors import ConfigError, UsageError
 from pyrun.config.spec import (
@@ -276,14 +277,6 @@ def _linux(**fields):
     return mutate
 
 
-def _both(*mutations):
-    def mutate(d):
-        for m in mutations:
-            m(d)
-
-    return mutate
-
-
 NS_ALL = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
 USERNS = NS_ALL + [{"type": "user"}]
 MAP = [{"containerID": 0, "hostID": 1000, "size": 1}]
@@ -349,7 +342,7 @@ BAD = [
     ("userns-root-unmapped", _linux(namespaces=USERNS, uidMappings=[{"containerID": 1, "hostID": 1000, "size": 5}], gidMappings=MAP), "linux.uidMappings", "container uid 0 is not mapped"),
     ("map-size-zero", _linux(namespaces=USERNS, uidMappings=[{"containerID": 0, "hostID": 1, "size": 0}]), "linux.uidMappings[0].size", "between 1 and"),
     ("map-hostid-missing", _linux(namespaces=USERNS, uidMappings=[{"containerID": 0, "size": 1}]), "linux.uidMappings[0].hostID", "is required"),
-    ("hostname-no-uts", _both(_set(["hostname"], "h"), _linux(namespaces=[{"type": "pid"}])), "hostname", "without a private uts namespace"),
+    ("hostname-no-uts", compose_edits(_set(["hostname"], "h"), _linux(namespaces=[{"type": "pid"}])), "hostname", "without a private uts namespace"),
     ("domainname-no-linux", _set(["domainname"], "d"), "domainname", "without a private uts namespace"),
     ("propagation-bad", _linux(rootfsPropagation="recursive"), "linux.rootfsPropagation", 'unknown propagation "recursive"'),
     ("device-type", _linux(devices=[{"type": "x", "path": "/dev/x", "major": 1, "minor": 1}]), "linux.devices[0].type", 'unknown device type "x"'),
