@@ -76,7 +76,7 @@ import socket
 import stat
 import sys
 
-from pyrun.errors import InvalidState, PyrunError, UsageError, errno_text
+from pyrun.errors import PyrunError, UsageError, errno_text
 from pyrun.log import log
 
 CRIU = "/usr/sbin/criu"
@@ -247,10 +247,8 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
     rpc = _rpc()
     sd = state_dir(root, container_id)
     with sd.lock():
-        rec = sd.read()
-        status = sd.status(rec)
-        if status != STATUS_RUNNING:
-            raise InvalidState(f"container {container_id!r} is {status}, not running: cannot checkpoint it")
+        rec = sd.read_when(STATUS_RUNNING, lambda status: f"container {container_id!r} is {status}, "
+                           "not running: cannot checkpoint it")
         spec = lifecycle.saved_spec(sd, rec)
         _refuse_unsupported(rec, spec)
         image_path = os.path.abspath(image_path)

@@ -85,10 +85,7 @@ def start(root: str, container_id: str) -> None:
     """Release the container's process: read one byte from exec.fifo."""
     sd = state_dir(root, container_id)
     with sd.lock():
-        rec = sd.read()
-        status = sd.status(rec)
-        if status != STATUS_CREATED:
-            raise InvalidState(f"cannot start a container that is {status}")
+        rec = sd.read_when(STATUS_CREATED, lambda status: f"cannot start a container that is {status}")
         fd = os.open(sd.file("exec.fifo"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             _await_fifo(fd, sd, rec)
@@ -262,11 +259,8 @@ def pause(root: str, container_id: str, on: bool = True) -> None:
 
     sd = state_dir(root, container_id)
     with sd.lock():
-        rec = sd.read()
-        status = sd.status(rec)
         want = STATUS_RUNNING if on else STATUS_PAUSED
-        if status != want:
-            raise InvalidState(f"container {container_id!r} is {status}, not {want}")
+        rec = sd.read_when(want, lambda status: f"container {container_id!r} is {status}, not {want}")
         if not rec.cgroup:
             raise InvalidState(f"container {container_id!r} has no cgroup of its own "
                                "(rootless on a cgroup v1 host, or no cgroup v2 delegated): it cannot be "

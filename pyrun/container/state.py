@@ -32,7 +32,7 @@ import stat
 import time
 
 from pyrun import jsonio
-from pyrun.errors import ContainerExists, ContainerNotFound, PyrunError, errno_text
+from pyrun.errors import ContainerExists, ContainerNotFound, InvalidState, PyrunError, errno_text
 from pyrun.record import field, record, to_dict
 
 STATUS_CREATING = "creating"
@@ -443,6 +443,16 @@ class StateDir:
 
     def remove(self) -> None:
         remove_tree(self.path)
+
+    def read_when(self, wanted: str, refusal) -> Record:
+        """The record, if the container's status is ``wanted``; if not,
+        InvalidState(``refusal(status)``). Under :meth:`lock`: the status
+        may change as soon as the lock is released."""
+        rec = self.read()
+        status = self.status(rec)
+        if status != wanted:
+            raise InvalidState(refusal(status))
+        return rec
 
     def status(self, rec: Record) -> str:
         if rec.pid == 0:
