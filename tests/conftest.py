@@ -191,6 +191,30 @@ class Runtime:
     def state(self, cid: str) -> dict:
         return json.loads(self.ok("state", cid))
 
+    def events_until(self, cid: str, want: str, timeout: float = 20, interval: str = "100ms",
+                     go=None) -> list[dict]:
+        """``pyrun events --interval`` of ``cid``, read until an event of
+        type ``want`` (then the last one), the end of the stream or
+        ``timeout`` seconds. ``go()``, if given, runs once the first event
+        is read: what is to cause ``want`` starts once it is watched."""
+        events = self.popen("events", "--interval", interval, cid, stdout=subprocess.PIPE)
+        seen = []
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                line = events.stdout.readline()
+                if not line:
+                    break
+                seen.append(json.loads(line))
+                if len(seen) == 1 and go is not None:
+                    go()
+                if seen[-1]["type"] == want:
+                    break
+        finally:
+            events.kill()
+            events.wait()
+        return seen
+
     def wait_status(self, cid: str, status: str, timeout: float = 10) -> dict:
         deadline = time.monotonic() + timeout
         while True:

@@ -184,26 +184,12 @@ def test_events_reports_the_oom_and_stats_numbers_move(v1):
     before = json.loads(v1.ok("events", "--stats", cid))["data"]
     assert before["memory"]["usage"]["limit"] == 32 << 20
     assert before["pids"]["current"] >= 1 and before["cpu"]["usage"]["total"] > 0
-    events = v1.popen("events", "--interval", "100ms", cid, stdout=subprocess.PIPE)
-    try:
-        _go(fifo)
-        deadline = time.monotonic() + 20
-        seen = []
-        while time.monotonic() < deadline:
-            line = events.stdout.readline()
-            if not line:
-                break
-            seen.append(json.loads(line))
-            if seen[-1]["type"] == "oom":
-                break
-        assert any(e["type"] == "oom" for e in seen), seen[-1:]
-        after = json.loads(v1.ok("events", "--stats", cid))["data"]
-        assert after["memory"]["usage"]["max"] > before["memory"]["usage"]["max"]
-        assert after["memory"]["usage"]["failcnt"] > before["memory"]["usage"]["failcnt"]
-        assert after["cpu"]["usage"]["total"] > before["cpu"]["usage"]["total"]
-    finally:
-        events.kill()
-        events.wait()
+    seen = v1.events_until(cid, "oom", go=lambda: _go(fifo))
+    assert any(e["type"] == "oom" for e in seen), seen[-1:]
+    after = json.loads(v1.ok("events", "--stats", cid))["data"]
+    assert after["memory"]["usage"]["max"] > before["memory"]["usage"]["max"]
+    assert after["memory"]["usage"]["failcnt"] > before["memory"]["usage"]["failcnt"]
+    assert after["cpu"]["usage"]["total"] > before["cpu"]["usage"]["total"]
     v1.ok("delete", "--force", cid)
     assert leftovers(cid) == []
 
@@ -485,24 +471,6 @@ def test_update_flags_and_resources_file_reach_the_v1_files(v1):
     assert leftovers(cid) == []
 
 
-def _events_until(v1, cid: str, want: str, timeout: float = 20) -> list[dict]:
-    events = v1.popen("events", "--interval", "100ms", cid, stdout=subprocess.PIPE)
-    seen = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = events.stdout.readline()
-            if not line:
-                break
-            seen.append(json.loads(line))
-            if seen[-1]["type"] == want:
-                break
-    finally:
-        events.kill()
-        events.wait()
-    return seen
-
-
 def test_events_reports_oom_through_the_eventfd_even_with_the_oom_killer_off(v1):
     """disableOOMKiller: nothing is killed, the oom_kill counter stays 0,
     and the memory.oom_control eventfd (what runc listens on) still says
@@ -511,7 +479,7 @@ def test_events_reports_oom_through_the_eventfd_even_with_the_oom_killer_off(v1)
     config = _limits(v1, ["sh", "-c", "sleep 0.5; " + ALLOC_64M], memory={"limit": 32 << 20, "disableOOMKiller": True})
     v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
     try:
-        seen = _events_until(v1, cid, "oom")
+        seen = v1.events_until(cid, "oom")
         assert seen and seen[-1]["type"] == "oom", seen[-3:]
         assert "oom_kill 0" in _cg(cid, "memory", "memory.oom_control")
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
@@ -71,24 +70,11 @@ def test_events_reports_an_oom(v2):
                               "dd if=/dev/zero of=/dev/null bs=100M count=1; sleep 60"],
              {"memory": {"limit": 32 << 20, "swap": 32 << 20}}, root={"path": v2.rootfs["busybox"],
                                                                      "readonly": False})
-    events = v2.popen("events", "--interval", "200ms", "c1", stdout=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        seen = []
-        while time.monotonic() < deadline:
-            line = events.stdout.readline()
-            if not line:
-                break
-            seen.append(json.loads(line)["type"])
-            if len(seen) == 1:
-                v2.ok("exec", "c1", "touch", "/tmp/go")
-            if seen[-1] == "oom":
-                break
-        assert "oom" in seen, seen
-        assert seen[0] == "stats"
-    finally:
-        events.kill()
-        events.wait()
+    events = v2.events_until("c1", "oom", timeout=60, interval="200ms",
+                             go=lambda: v2.ok("exec", "c1", "touch", "/tmp/go"))
+    seen = [e["type"] for e in events]
+    assert "oom" in seen, seen
+    assert seen[0] == "stats"
 
 
 def test_pids_max_makes_fork_fail_with_eagain(v2):
