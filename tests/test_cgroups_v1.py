@@ -8,6 +8,7 @@ must give the same result. Ids are unique per test run: the default cgroup
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -46,6 +47,30 @@ def uid(name: str) -> str:
 def leftovers(cid: str) -> list[str]:
     return [os.path.join(CG, h, "pyrun", cid) for h in os.listdir(CG)
             if os.path.isdir(os.path.join(CG, h, "pyrun", cid))]
+
+
+@contextlib.contextmanager
+def _running(v1, bundle: str, cid: str):
+    """``run -d`` the container for the block; after it, ``delete --force``
+    it and, if the block passed, check that none of its cgroups is left."""
+    v1.ok("run", "-d", "-b", bundle, cid)
+    try:
+        yield
+    finally:
+        v1.ok("delete", "--force", cid)
+    assert leftovers(cid) == []
+
+
+def _kill_and_delete(v1, p, cid: str, timeout: float) -> list[str]:
+    """SIGKILL the ``create`` ``p``, ``delete --force`` its container and
+    wait up to ``timeout`` seconds for its cgroups to go: those left."""
+    p.kill()
+    p.wait()
+    v1("delete", "--force", cid)
+    deadline = time.monotonic() + timeout
+    while leftovers(cid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return leftovers(cid)
 
 
 @pytest.fixture
@@ -198,8 +223,7 @@ def test_cpu_quota_throttles_and_shares_are_written(v1):
     cid = uid("cpu")
     config = _limits(v1, ["sh", "-c", "while :; do :; done"],
                      cpu={"shares": 512, "quota": 10000, "period": 100000})
-    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
-    try:
+    with _running(v1, v1.bundle(config=config), cid):
         assert _cg(cid, "cpu", "cpu.shares") == "512"
         assert _cg(cid, "cpu", "cpu.cfs_quota_us") == "10000"
         time.sleep(0.5)
@@ -207,9 +231,6 @@ def test_cpu_quota_throttles_and_shares_are_written(v1):
         assert int(stat["nr_throttled"]) > 0, stat
         data = json.loads(v1.ok("events", "--stats", cid))["data"]
         assert data["cpu"]["throttling"]["throttledPeriods"] > 0
-    finally:
-        v1.ok("delete", "--force", cid)
-    assert leftovers(cid) == []
 
 
 def test_cpuset_pins_to_cpu_0(v1, runc):
@@ -317,13 +338,7 @@ def test_sigkill_of_create_then_delete_leaves_no_cgroup(v1):
         time.sleep(0.01)
     time.sleep(0.2)
     assert leftovers(cid)
-    p.kill()
-    p.wait()
-    v1("delete", "--force", cid)
-    deadline = time.monotonic() + 5
-    while leftovers(cid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert leftovers(cid) == []
+    assert _kill_and_delete(v1, p, cid, 5) == []
 
 
 def test_features_reports_v1(rt):
@@ -405,24 +420,19 @@ def test_hugetlb_goes_where_the_host_binds_it(v1):
         pytest.skip("no 2 MB huge pages")
     cid = uid("huge")
     config = _limits(v1, ["sleep", "30"], hugepageLimits=[{"pageSize": "2MB", "limit": 4 << 20}])
-    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
-    try:
+    with _running(v1, v1.bundle(config=config), cid):
         v1_file = os.path.join(CG, "hugetlb", "pyrun", cid, "hugetlb.2MB.limit_in_bytes")
         v2_file = os.path.join(CG, "unified", "pyrun", cid, "hugetlb.2MB.max")
         path = v1_file if os.path.exists(v1_file) else v2_file
         with open(path) as f:
             assert f.read().strip() == str(4 << 20)
-    finally:
-        v1.ok("delete", "--force", cid)
-    assert leftovers(cid) == []
 
 
 def test_exec_joins_the_container_cgroup_in_every_hierarchy(v1):
     """An exec'd process is limited and denied devices like PID 1."""
     cid = uid("exec")
     config = _with_caps(_limits(v1, ["sleep", "30"], pids={"limit": 20}), "CAP_MKNOD")
-    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
-    try:
+    with _running(v1, v1.bundle(config=config), cid):
         out = v1.ok("exec", cid, "sh", "-c", "cat /proc/self/cgroup; " + DEVICE_ATTACK)
         assert "OPENED" not in out and out.count("Operation not permitted") == 2, out
         before = {h: len(_cg(cid, h, "cgroup.procs").split()) for h in HIERARCHIES}
@@ -438,15 +448,11 @@ def test_exec_joins_the_container_cgroup_in_every_hierarchy(v1):
         finally:
             p.kill()
             p.wait()
-    finally:
-        v1.ok("delete", "--force", cid)
-    assert leftovers(cid) == []
 
 
 def test_update_flags_and_resources_file_reach_the_v1_files(v1):
     cid = uid("updf")
-    v1.ok("run", "-d", "-b", v1.bundle(["sleep", "30"]), cid)
-    try:
+    with _running(v1, v1.bundle(["sleep", "30"]), cid):
         v1.ok("update", "--cpu-quota", "20000", "--cpu-period", "100000", "--cpu-share", "256",
               "--cpuset-cpus", "0", "--memory", "64m", "--memory-swap", "128m",
               "--memory-reservation", "32m", "--pids-limit", "42", cid)
@@ -466,9 +472,6 @@ def test_update_flags_and_resources_file_reach_the_v1_files(v1):
         p = v1("update", "--memory", "1g", cid)  # above memory+swap in force: the kernel says no
         assert p.returncode == 1 and "linux.resources.memory.limit" in p.stderr, p.stderr
         assert len(p.stderr.splitlines()) == 1
-    finally:
-        v1.ok("delete", "--force", cid)
-    assert leftovers(cid) == []
 
 
 def test_events_reports_oom_through_the_eventfd_even_with_the_oom_killer_off(v1):
@@ -477,14 +480,10 @@ def test_events_reports_oom_through_the_eventfd_even_with_the_oom_killer_off(v1)
     "oom"."""
     cid = uid("oomfd")
     config = _limits(v1, ["sh", "-c", "sleep 0.5; " + ALLOC_64M], memory={"limit": 32 << 20, "disableOOMKiller": True})
-    v1.ok("run", "-d", "-b", v1.bundle(config=config), cid)
-    try:
+    with _running(v1, v1.bundle(config=config), cid):
         seen = v1.events_until(cid, "oom")
         assert seen and seen[-1]["type"] == "oom", seen[-3:]
         assert "oom_kill 0" in _cg(cid, "memory", "memory.oom_control")
-    finally:
-        v1.ok("delete", "--force", cid)
-    assert leftovers(cid) == []
 
 
 def test_events_of_a_container_that_ends_without_oom_says_no_oom(v1):
@@ -594,15 +593,10 @@ def test_sigkill_of_create_at_any_moment_then_delete_leaves_no_cgroup(v1):
         cid = uid(f"k{i}")
         p = v1.popen("create", "-b", bundle, cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.0005 * i)
-        p.kill()
-        p.wait()
-        v1("delete", "--force", cid)
-        deadline = time.monotonic() + 2
-        while leftovers(cid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if leftovers(cid):
-            left.append((i, leftovers(cid)))
-            for d in leftovers(cid):  # not to leave them on the host
+        here = _kill_and_delete(v1, p, cid, 2)
+        if here:
+            left.append((i, here))
+            for d in here:  # not to leave them on the host
                 try:
                     os.rmdir(d)
                 except OSError:
@@ -690,17 +684,13 @@ def test_exec_helper_moves_itself_into_every_hierarchy(v1):
     """exec's helper, single-threaded after fork, moves itself as stage 1
     does: no cgroup.procs write by the host."""
     cid = uid("xself")
-    v1.ok("run", "-d", "-b", v1.bundle(config=v1.config(["sleep", "30"])), cid)
-    try:
+    with _running(v1, v1.bundle(config=v1.config(["sleep", "30"])), cid):
         p = v1("--debug", "exec", cid, "sh", "-c", "cat /proc/self/cgroup")
         assert p.returncode == 0, p.stderr
         assert len(_steps(p.stderr, SELF_MOVE)) == 1 and _steps(p.stderr, HOST_MOVE) == [], p.stderr
         lines = [line.split(":", 2) for line in p.stdout.splitlines() if not line.startswith("0::")]
         assert all(path == f"/pyrun/{cid}" for _n, ctrls, path in lines if ctrls.split(",")[0] in HIERARCHIES), \
             p.stdout
-    finally:
-        v1.ok("delete", "--force", cid)
-    assert leftovers(cid) == []
 
 
 def _realtime():
