@@ -1,5 +1,5 @@
 """The process tree as /proc shows it, for the tests and the bench
-(tests/conftest.py, tests/docker_env.py, bench/bench.py)."""
+(tests/conftest.py, tests/docker_env.py, bench/bench.py, tools/cri/cri.py)."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(TOP, "tests"))
 from containerd_env import CONTAINERD, CTR, Containerd, config_head  # noqa: E402
+from proctree import children  # noqa: E402
 
 CACHE = os.environ.get("CRI_TOOLS_CACHE", os.path.join(TOP, ".cache", "cri-tools"))
 TARBALL = os.environ.get("CRI_TOOLS_TARBALL",
@@ -432,12 +433,7 @@ class CriEnv:
                     pass
         pids, todo = list(roots), [self.pid, *roots]
         while todo:
-            pid = todo.pop()
-            try:
-                with open(f"/proc/{pid}/task/{pid}/children") as f:
-                    kids = [int(k) for k in f.read().split()]
-            except OSError:
-                continue
+            kids = children(todo.pop())
             pids += [k for k in kids if k not in pids]
             todo += kids
         return pids
