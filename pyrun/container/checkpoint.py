@@ -69,7 +69,6 @@ CAP_CHECKPOINT_RESTORE with more) in the initial user namespace.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -205,8 +204,10 @@ def _failed(step: str, resp, work: str, logname: str) -> CheckpointError:
             why = errors[-1].split("): ", 1)[-1]
     except OSError:
         pass
-    code = f" ({errno.errorcode.get(resp.cr_errno, resp.cr_errno)})" if resp.cr_errno else ""
-    return CheckpointError(f"criu {step} failed{code}: {why or 'no reason given'} "
+    why = why or "no reason given"
+    if resp.cr_errno:
+        why += f"; {errno_text(resp.cr_errno)}"
+    return CheckpointError(f"criu {step} failed: {why} "
                            f"(see {os.path.join(work, logname)})")
 
 

@@ -9,7 +9,10 @@ label. A child does them and dies; what it learnt comes back as bytes.
 from __future__ import annotations
 
 import os
-from typing import Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (create's path avoids it)
+if TYPE_CHECKING:
+    from typing import Callable
 
 
 def run_forked(body: Callable[[], bytes]) -> tuple[int, bytes]:
