@@ -214,12 +214,14 @@ def _failed(step: str, resp, work: str, logname: str) -> CheckpointError:
 def _mount_points(pid: int) -> dict[str, str]:
     """The mount points of ``pid``'s mount namespace, relative to its root,
     and their filesystem types (proc(5) mountinfo)."""
+    from pyrun.filesystem.rootfs import unescape_mountinfo
+
     out = {}
     with open(f"/proc/{pid}/mountinfo") as f:
         for line in f:
             fields = line.split()
             fstype = fields[fields.index("-") + 1]
-            out[fields[4].encode().decode("unicode_escape")] = fstype
+            out[unescape_mountinfo(fields[4])] = fstype
     return out
 
 

@@ -164,9 +164,7 @@ def parent_mount_private(path: str) -> None:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
-            mp = fields[4]
-            if "\\" in mp:  # octal escapes: \040 for a space
-                mp = mp.encode().decode("unicode_escape")
+            mp = unescape_mountinfo(fields[4])
             inside = path == mp or path.startswith(mp.rstrip("/") + "/")
             if inside and len(mp) >= len(point):  # the last of those stacked on one point is on top
                 point = mp
@@ -235,7 +233,7 @@ def hide_full_proc_and_sys(new_root: str) -> None:
     with open("/proc/self/mountinfo") as f:  # proc(5): root is field 4, the mount point 5
         for line in f:
             fields = line.split()
-            root, point, fstype = fields[3], _unescape(fields[4]), fields[fields.index("-") + 1]
+            root, point, fstype = fields[3], unescape_mountinfo(fields[4]), fields[fields.index("-") + 1]
             if root == "/" and fstype in ("proc", "sysfs") and not (point + "/").startswith(inside):
                 points.append(point)
     for point in points:
@@ -253,7 +251,7 @@ def hide_full_proc_and_sys(new_root: str) -> None:
             sc.mount("tmpfs", point, "tmpfs", 0, None)
 
 
-def _unescape(field: str) -> str:
+def unescape_mountinfo(field: str) -> str:
     """mountinfo's octal escapes (\\040 for a space)."""
     return field.encode().decode("unicode_escape") if "\\" in field else field
 
