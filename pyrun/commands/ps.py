@@ -10,6 +10,8 @@ none: Go's encoding of an empty slice).
 
 from __future__ import annotations
 
+import os
+
 from pyrun.errors import PyrunError
 
 
@@ -23,16 +25,9 @@ def table(pids: list[int], args: list[str]) -> list[str]:
     """Run ps(1) with ``args`` (default ``-ef``); its header and the lines
     of ``pids``. Its stderr is part of its output, as runc reads it; a ps
     that fails is ``exit status N: what it printed``."""
-    import subprocess
-
-    try:
-        p = subprocess.run(["ps", *(args or ["-ef"])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise PyrunError('exec: "ps": executable file not found in $PATH') from None
-    output = p.stdout.decode(errors="replace")
-    if p.returncode != 0:
-        how = f"exit status {p.returncode}" if p.returncode > 0 else f"signal: {-p.returncode}"
+    code, output = _run(["ps", *(args or ["-ef"])])
+    if code != 0:
+        how = f"exit status {code}" if code > 0 else f"signal: {-code}"
         raise PyrunError(f"{how}: {output}")
     lines = output.split("\n")
     try:
@@ -52,3 +47,34 @@ def table(pids: list[int], args: list[str]) -> list[str]:
         if pid in wanted:
             out.append(line)
     return out
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    """``argv`` run with stdin /dev/null and stdout and stderr into one pipe
+    (Go's CombinedOutput, as runc runs ps); its exit code (-N: killed by
+    signal N) and its output. posix_spawnp(3) rather than subprocess, whose
+    import (locale, re, enum, threading, selectors) takes longer than runc's
+    whole ``ps``; like subprocess's close_fds, no fd of ours but the pipe
+    reaches ps (every fd above 2 made close-on-exec first)."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2:
+            try:
+                os.set_inheritable(int(name), False)
+            except OSError:  # listdir's own fd, closed by now
+                pass
+    r, w = os.pipe()
+    try:
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
+    except FileNotFoundError:
+        os.close(r)
+        raise PyrunError(f'exec: "{argv[0]}": executable file not found in $PATH') from None
+    finally:
+        os.close(w)
+    chunks = []
+    while data := os.read(r, 65536):
+        chunks.append(data)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
