@@ -236,3 +236,22 @@ def test_exec_tty_does_not_wait_for_a_receiver_that_takes_the_master_after_exec_
         conn.close()
         listener.close()
     assert min(tty) - plain < 0.15, (tty, plain)
+
+
+def test_exec_tells_a_receiver_that_has_not_accepted_from_one_that_has(tmp_path):
+    """exec -t waits for a --console-socket receiver to take the master only
+    if it has accepted the connection (conmon); containerd's shim accepts
+    only once exec has returned, and waiting for it cost 20 ms of every
+    exec -t. sock_diag(7) tells the two apart."""
+    from pyrun.console.terminal import _accepted
+
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(path)
+            assert _accepted(client) is False
+            conn, _ = listener.accept()
+            with conn:
+                assert _accepted(client) is True

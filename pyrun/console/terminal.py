@@ -165,6 +165,46 @@ def _unread(sock) -> int:
     return struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, struct.pack("i", 0)))[0]
 
 
+# sock_diag(7): the netlink family that reports a socket's state, and what
+# it says of a unix socket (linux/unix_diag.h).
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+UDIAG_SHOW_PEER = 0x04
+UNIX_DIAG_PEER = 2
+
+
+def _accepted(sock) -> bool | None:
+    """Has the receiver accept(2)ed our connection yet (None: the kernel
+    did not say)? Until accept(2) the receiver's end of a unix stream
+    connection is a socket in the listener's queue with no file, and
+    sock_diag(7) reports our peer's inode as 0 (net/unix/diag.c:
+    sk_diag_dump_peer, sock_i_ino); once accepted, the inode of the
+    receiver's socket."""
+    import socket
+
+    ino = os.fstat(sock.fileno()).st_ino
+    # struct unix_diag_req: family, protocol, pad, states, ino, show, cookie (none)
+    req = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, ino, UDIAG_SHOW_PEER, 0xFFFFFFFF, 0xFFFFFFFF)
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as nl:
+            nl.send(struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, 1, 1, 0) + req)  # NLM_F_REQUEST
+            reply = nl.recv(8192)
+    except OSError:
+        return None
+    length, kind = struct.unpack_from("=IH", reply)
+    if kind != SOCK_DIAG_BY_FAMILY:  # NLMSG_ERROR: no unix_diag in this kernel
+        return None
+    offset = 16 + 16  # struct nlmsghdr, struct unix_diag_msg; then the attributes
+    while offset + 8 <= min(length, len(reply)):
+        size, attr = struct.unpack_from("=HH", reply, offset)
+        if attr == UNIX_DIAG_PEER:
+            return struct.unpack_from("=I", reply, offset + 4)[0] != 0
+        if size < 4:
+            break
+        offset += (size + 3) & ~3
+    return None
+
+
 def _has_size(fd: int) -> bool:
     rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))[:2]
     return bool(rows and cols)
@@ -177,9 +217,14 @@ def _wait_taken(sock, master: int, limit: float) -> None:
     (or for the size), at most ``limit`` seconds. containerd's shim takes
     the master only after ``exec`` has returned (and resizes then, as with
     runc, which never waits): a receiver that has not read the message
-    within :data:`READ_GRACE` is not waited for."""
+    within :data:`READ_GRACE` is not waited for, nor one that has not
+    accepted the connection yet (:func:`_accepted`): it reads nothing
+    before ``exec`` returns."""
     import select
     import time
+
+    if _accepted(sock) is False:
+        return
 
     p = select.poll()
     p.register(sock, select.POLLIN)  # EOF (or HUP) when the receiver closes
