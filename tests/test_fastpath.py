@@ -249,3 +249,21 @@ def test_the_installed_command_ignores_the_callers_python_environment(tmp_path):
     assert "import time:" not in p.stderr  # -I: no PYTHON* variable is read
     p = subprocess.run([script, "--root", str(tmp_path), "list", "--bogus"], env=env, capture_output=True, text=True)
     assert p.returncode == 2 and "No such option '--bogus'" in p.stderr, p.stderr  # click's path finds click
+
+
+def test_features_reads_no_root_as_click_and_runc(tmp_path):
+    """features reads no container: a --root that is not a directory is no
+    error to it, through click, to runc, and (since it skips --root) on the
+    fast path."""
+    import shutil
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    fast = subprocess.run([sys.executable, "-m", "pyrun", "--root", str(not_a_dir), "features"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    slow = subprocess.run([sys.executable, "-c", CLICK, "--root", str(not_a_dir), "features"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr)
+    assert fast.returncode == 0 and json.loads(fast.stdout)["ociVersionMax"], fast.stderr
+    if shutil.which("runc"):
+        assert subprocess.run(["runc", "--root", str(not_a_dir), "features"], capture_output=True).returncode == 0

@@ -137,16 +137,14 @@ def main(argv: list[str]) -> int | None:
         log.configure(glob.get("--log"), fmt, bool(glob.get("--debug")))
     except OSError:
         return None  # click reports it
-    root = glob.get("--root")
+    root = glob.get("--root") or ""
     try:
-        from pyrun.container.state import check_root
+        if command != "features":  # features reads no container, nor --root (as click's)
+            from pyrun.container.state import check_root, default_root
 
-        if root is None:
-            from pyrun.container.state import default_root
-
-            root = default_root()
-        check_root(os.path.abspath(root))  # "--root X: not a directory", for every command
-        return _dispatch(os.path.abspath(root), command, opts, pos, int(preserve),
+            root = os.path.abspath(root or default_root())
+            check_root(root)  # "--root X: not a directory", for every other command
+        return _dispatch(root, command, opts, pos, int(preserve),
                          bool(glob.get("--ignore-cgroup-limits")), bool(glob.get("--systemd-cgroup")))
     except PyrunError as e:
         log.error(str(e))
