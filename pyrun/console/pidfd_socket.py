@@ -28,7 +28,7 @@ def send_pidfd(conn, pid: int, kind: str) -> None:
     """pidfd_open(2) ``pid`` and send it over ``conn``, then close it. The
     message's data is runc's: the init type, "standard" (create, run) or
     "setns" (exec)."""
-    import socket
+    from pyrun.console.terminal import send_fd
 
     path = conn.getpeername()
     try:
@@ -37,7 +37,7 @@ def send_pidfd(conn, pid: int, kind: str) -> None:
         conn.close()
         raise PyrunError(f"--pidfd-socket {path}: pidfd_open({pid}): {errno_text(e)}") from None
     try:
-        socket.send_fds(conn, [kind.encode()], [fd], socket.MSG_NOSIGNAL)
+        send_fd(conn, kind.encode(), fd)
     except OSError as e:
         raise PyrunError(f"--pidfd-socket {path}: sendmsg: {errno_text(e)}") from None
     finally:

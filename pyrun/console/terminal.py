@@ -16,6 +16,7 @@ pty(7), ioctl_tty(2).
 
 from __future__ import annotations
 
+import _socket  # socket.py's C core: socket.py imports enum and selectors (4 ms, on every exec -t)
 import fcntl
 import os
 import struct
@@ -114,11 +115,9 @@ def connect_socket(path: str, flag: str = "--console-socket"):
     """connect(2) to ``path``, before the container is built (runc dials
     first too): a receiver that is not there, or will not accept, fails the
     command before anything is made. The socket is close-on-exec."""
-    import socket
-
     from pyrun.errors import PyrunError
 
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     s.settimeout(SOCKET_TIMEOUT)
     try:
         s.connect(path)
@@ -145,17 +144,22 @@ def send_to_socket(conn, path: str, master: int, wait_taken: float = 0.0) -> Non
     flag's name, not a SIGPIPE. With ``wait_taken``, then wait (at most that
     many seconds) while the receiver is taking the master: see
     :func:`_wait_taken`."""
-    import socket
-
     from pyrun.errors import PyrunError
 
     try:
-        with conn:
-            socket.send_fds(conn, [b"/dev/ptmx"], [master], socket.MSG_NOSIGNAL)
-            if wait_taken:
-                _wait_taken(conn, master, wait_taken)
+        send_fd(conn, b"/dev/ptmx", master)
+        if wait_taken:
+            _wait_taken(conn, master, wait_taken)
     except OSError as e:
         raise PyrunError(f"--console-socket {path}: sendmsg: {_socket_error(e)}") from None
+    finally:
+        conn.close()
+
+
+def send_fd(conn, data: bytes, fd: int) -> None:
+    """socket.send_fds(conn, [data], [fd], MSG_NOSIGNAL): one sendmsg(2),
+    the fd as SCM_RIGHTS (unix(7))."""
+    conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))], _socket.MSG_NOSIGNAL)
 
 
 def _unread(sock) -> int:
@@ -180,15 +184,16 @@ def _accepted(sock) -> bool | None:
     sock_diag(7) reports our peer's inode as 0 (net/unix/diag.c:
     sk_diag_dump_peer, sock_i_ino); once accepted, the inode of the
     receiver's socket."""
-    import socket
-
     ino = os.fstat(sock.fileno()).st_ino
     # struct unix_diag_req: family, protocol, pad, states, ino, show, cookie (none)
-    req = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, ino, UDIAG_SHOW_PEER, 0xFFFFFFFF, 0xFFFFFFFF)
+    req = struct.pack("=BBHIIIII", _socket.AF_UNIX, 0, 0, 0xFFFFFFFF, ino, UDIAG_SHOW_PEER, 0xFFFFFFFF, 0xFFFFFFFF)
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as nl:
+        nl = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)  # close-on-exec (PEP 446)
+        try:
             nl.send(struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, 1, 1, 0) + req)  # NLM_F_REQUEST
             reply = nl.recv(8192)
+        finally:
+            nl.close()
     except OSError:
         return None
     length, kind = struct.unpack_from("=IH", reply)
