@@ -93,6 +93,35 @@ def test_ps_runs_ps1_with_the_given_arguments_and_keeps_the_containers_lines(rt,
         assert r.returncode == 1 and "couldn't find PID field in ps output" in r.stderr
 
 
+def test_ps_gives_ps1_no_fd_of_its_caller_and_reads_its_stderr_too(rt):
+    """ps(1) runs with stdin /dev/null, stdout and stderr into one pipe, and
+    no other fd (as subprocess's close_fds did, before posix_spawnp): a ps
+    on PATH that shows its fds and fails shows them in pyrun's error."""
+    pid = f"psfd-{os.getpid()}"
+    rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), pid)
+    bindir = os.path.join(rt.dir, "fake-ps")
+    os.makedirs(bindir, exist_ok=True)
+    os.chmod(bindir, 0o755)
+    with open(os.path.join(bindir, "ps"), "w") as f:
+        f.write("#!/bin/sh\necho \"fds $(ls /proc/$$/fd | tr '\\n' ' ')\" >&2\n"
+                "readlink /proc/$$/fd/0\nexit 3\n")
+    os.chmod(os.path.join(bindir, "ps"), 0o755)
+    r, w = os.pipe()
+    leaked = os.dup2(w, 77)  # inheritable: the caller's fd, which pyrun must not hand on
+    os.close(w)
+    w = leaked
+    try:
+        p = subprocess.run(rt.cmd("ps", pid), env=dict(rt.env, PATH=f"{bindir}:{rt.env.get('PATH', '/usr/bin:/bin')}"),
+                           cwd=rt.dir, capture_output=True, text=True, timeout=60, pass_fds=(w,),
+                           stdin=subprocess.DEVNULL, **rt._user_kw())
+    finally:
+        os.close(r)
+        os.close(w)
+    assert p.returncode == 1, p.stderr
+    fds = p.stderr.split("exit status 3: fds ", 1)[1].split("\n", 1)[0].split()
+    assert "0" in fds and "77" not in fds and "/dev/null" in p.stderr, p.stderr
+
+
 # ------------------------------------------------------------------ --version
 
 def test_version_prints_runcs_lines(rt):

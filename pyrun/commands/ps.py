@@ -56,11 +56,15 @@ def _run(argv: list[str]) -> tuple[int, str]:
     import (locale, re, enum, threading, selectors) takes longer than runc's
     whole ``ps``; like subprocess's close_fds, no fd of ours but the pipe
     reaches ps (every fd above 2 made close-on-exec first)."""
-    for name in os.listdir("/proc/self/fd"):
-        if int(name) > 2:
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every fd there can be
+        fds = list(range(os.sysconf("SC_OPEN_MAX")))
+    for fd in fds:
+        if fd > 2:
             try:
-                os.set_inheritable(int(name), False)
-            except OSError:  # listdir's own fd, closed by now
+                os.set_inheritable(fd, False)
+            except OSError:  # not open (listdir's own fd, closed by now)
                 pass
     r, w = os.pipe()
     try:
