@@ -15,6 +15,13 @@ its command line exactly as a user would:
   with a console socket whose receiver accepts only after exec returned (as
   the shim does), against a running container;
 * 50 containers launched at once (``run -d``), waited for and deleted;
+* the kernel's floor: unshare(1) of the config's namespaces and exec of
+  ``true``, interleaved with the ``run`` rows;
+* per-container overhead under engines: ``podman run --rm IMAGE true``
+  (rootful and rootless) and ``ctr run --rm`` with pyrun, then runc, as the
+  runtime (tests/podman_env.py and tests/containerd_env.py's private
+  podman and containerd; the busybox bundle's rootfs is the image); skipped
+  with the reason when podman, containerd or the rootfs is missing;
 * where ``pyrun run`` spends its time: ``--debug`` step timings and
   ``python -X importtime``.
 
@@ -34,7 +41,10 @@ processes are started from inside it.
 Environment: BENCH_N (runs per measurement, default 20), BENCH_QUICK=1 (a
 fast smoke run), BENCH_OUT (JSON path, default bench/results.json),
 BENCH_SCALE (containers in the scale test, default 50), PYRUN (the pyrun
-executable, default .venv/bin/pyrun).
+executable, default .venv/bin/pyrun), BENCH_ENGINES=0 (skip podman and
+containerd), BENCH_ONLY (sections to run, by name: run lifecycle tasks
+engines version memory scale steps importtime; default all; ``make
+vm-bench`` runs only ``run``).
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 HELLO_ROOTFS = os.path.join(TOP, "bundles", "hello", "rootfs")
+BUSYBOX_ROOTFS = os.path.join(TOP, "bundles", "busybox", "rootfs")   # the engines' image
 sys.path.insert(0, os.path.join(TOP, "bundles"))
 from prepare import is_static  # noqa: E402  (the bundles' own ELF check)
 
@@ -71,6 +82,8 @@ SCALE = int(os.environ.get("BENCH_SCALE") or (10 if QUICK else 50))
 SCALE_ROUNDS = 1 if QUICK else 3
 OUT = os.environ.get("BENCH_OUT") or os.path.join(HERE, "results.json")
 PYRUN = os.environ.get("PYRUN") or os.path.join(TOP, ".venv", "bin", "pyrun")
+SECTIONS = ("run", "lifecycle", "tasks", "engines", "version", "memory", "scale", "steps", "importtime")
+ONLY = {w for w in (os.environ.get("BENCH_ONLY") or "").replace(",", " ").split()}
 
 BENCH_USER = "pyrun-bench"
 SUBID_START, SUBID_COUNT = 500000, 65536
@@ -239,30 +252,117 @@ class Bench:
         from here would not do: the kernel counts in it the RSS the child
         had before execve, a copy of this 18 MB Python.)"""
         cmd = [self.exe(mode, rt), *global_flags, *(["--root", self.root(mode, rt)] if root else []), *args]
-        with tempfile.TemporaryFile("w+") as err, tempfile.NamedTemporaryFile("r") as rss:
-            if peak_rss:
-                os.chmod(rss.name, 0o666)
-                cmd = [GNU_TIME, "-f", "%M", "-o", rss.name, "--", *cmd]
-            t0 = time.perf_counter()
+        return self.spawn(mode, cmd, stdout, timeout, peak_rss)
+
+    def spawn(self, mode: Mode, cmd: list[str], stdout=subprocess.DEVNULL, timeout: float = TIMEOUT,
+              peak_rss: bool = False) -> Result:
+        """Run ``cmd`` once as ``mode``'s user: wall time around spawn and wait."""
+        return timed(cmd, mode.env, mode.dir, mode.user_kw(), stdout, timeout, peak_rss)
+
+    # ------------------------------------------------------------ engines
+
+    def bench_engines(self) -> None:
+        """(h) what an engine adds per container: `podman run --rm IMAGE
+        true` (rootful and rootless) and `ctr run --rm ... true` (rootful),
+        each with pyrun and with runc as the OCI runtime, interleaved. The
+        engines are the tests' own hermetic ones (tests/podman_env.py,
+        tests/containerd_env.py): private storage, state and config, the
+        busybox rootfs as the image, nothing from a registry."""
+        if os.environ.get("BENCH_ENGINES") == "0":
+            return self.skip_engines("all", "BENCH_ENGINES=0")
+        if not os.path.isdir(os.path.join(BUSYBOX_ROOTFS, "bin")):
+            return self.skip_engines("all", "no image: bundles/busybox is not prepared (make bundles)")
+        runc = self.runtimes["runc"].exe
+        if not os.access(runc, os.X_OK):
+            return self.skip_engines("all", "runc is not installed: nothing to compare with")
+        for mode in ("rootful",) if QUICK else ("rootful", "rootless"):
+            self.bench_podman(mode, runc)
+        self.bench_ctr(runc)
+
+    def skip_engines(self, what: str, reason: str) -> None:
+        say(f"bench: engines ({what}) skipped: {reason}")
+        self.extra.setdefault("engines_skipped", {})[what] = reason
+
+    def bench_podman(self, mode: str, runc: str) -> None:
+        if shutil.which("podman") is None or shutil.which("conmon") is None \
+                and not os.path.exists("/usr/libexec/podman/conmon"):
+            return self.skip_engines(f"podman {mode}", "podman or conmon is not installed")
+        from podman_env import IMAGE, PodmanEnv, ensure_test_user, runtime_for
+
+        say(f"bench: podman run --rm {IMAGE} true, {mode}, N={N}")
+        # podman refuses a runroot path longer than 50 characters: a short workspace
+        ws = tempfile.mkdtemp(prefix="pybe-", dir="/tmp")
+        envs: dict[str, PodmanEnv] = {}
+        try:
+            os.chmod(ws, 0o755)
+            tar = os.path.join(ws, "busybox.tar")
+            subprocess.run(["tar", "-C", BUSYBOX_ROOTFS, "-cf", tar, "."], check=True)
+            os.chmod(tar, 0o644)
+            uid = gid = 0
+            if mode == "rootless":
+                pw = ensure_test_user()
+                uid, gid = pw.pw_uid, pw.pw_gid
+            # as tests/test_podman.py: rootless on a v1/hybrid host has no
+            # cgroup (runc ignores it too), and pyrun would refuse the limits
+            flags = ["ignore-cgroup-limits"] if mode == "rootless" else []
             try:
-                p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err,
-                                     cwd=mode.dir, env=mode.env, start_new_session=True,
-                                     **mode.user_kw())
-            except OSError as e:
-                return Result(127, 0.0, f"{cmd[0]}: {e.strerror}")
-            WATCHDOG.watch(p.pid, timeout)
+                envs["pyrun"] = PodmanEnv("pyrun", runtime_for(uid, gid, ws), flags, mode, ws, tar)
+                envs["runc"] = PodmanEnv("runc", runc, [], mode, ws, tar)
+            except Exception as e:   # a podman that cannot even import the image
+                return self.skip_engines(f"podman {mode}", f"setup failed: {str(e).splitlines()[0][:100]}")
+            row = self.table.add(f"podman run --rm {IMAGE} true, {mode} (ms)", "ms",
+                                 columns=("pyrun", "runc"))
+            for i in range(N + 1):   # the first round warms up and is not counted
+                for name, env in envs.items():
+                    r = timed(env.cmd("run", "--rm", IMAGE, "true"), env.env, env.dir, env.user_kw())
+                    if i:
+                        row[name].ok(r.ms) if r.ok else row[name].fail(r.reason)
+        finally:
+            for env in envs.values():
+                for problem in env.teardown():
+                    say(f"bench: {problem}")
+            shutil.rmtree(ws, ignore_errors=True)
+
+    def bench_ctr(self, runc: str) -> None:
+        from containerd_env import CONTAINERD, CTR, Containerd
+
+        if not (CONTAINERD and CTR and shutil.which("containerd-shim-runc-v2")):
+            return self.skip_engines("ctr", "containerd, ctr or containerd-shim-runc-v2 is not installed")
+        say(f"bench: ctr run --rm --rootfs ... true, rootful, N={N}")
+        d = tempfile.mkdtemp(prefix="pybc-", dir="/tmp")
+        c = None
+        try:
             try:
-                _, status = os.waitpid(p.pid, 0)
-            finally:
-                WATCHDOG.unwatch(p.pid)
-            t1 = time.perf_counter()
-            p.returncode = os.waitstatus_to_exitcode(status)
-            err.seek(0)
-            text = err.read()
-            maxrss = _last_int(rss.read()) if peak_rss else 0
-        if p.returncode == -signal.SIGKILL and t1 - t0 >= timeout:
-            text += f"\ntimeout after {timeout:.0f} s"
-        return Result(p.returncode, (t1 - t0) * 1000, text, maxrss)
+                c = Containerd(d, ns="pyrun-bench")
+            except RuntimeError as e:
+                return self.skip_engines("ctr", str(e).splitlines()[0][:100])
+            argv = {}
+            # the same sh wrapper for both (containerd takes one binary, pyrun
+            # needs a flag: a v1/hybrid host cannot give the cpu shares
+            # containerd's spec asks for, as in tests/test_containerd.py)
+            for name, cmd in (("pyrun", f"{PYRUN} --ignore-cgroup-limits"), ("runc", runc)):
+                wrapper = os.path.join(d, f"{name}-runtime")
+                with open(wrapper, "w") as f:
+                    f.write(f'#!/bin/sh\nexec {cmd} "$@"\n')
+                os.chmod(wrapper, 0o755)
+                rootfs = os.path.join(d, f"rootfs-{name}")
+                subprocess.run(["cp", "-a", BUSYBOX_ROOTFS, rootfs], check=True)
+                argv[name] = ["--runc-binary", wrapper, "--runc-root", os.path.join(d, f"state-{name}"),
+                              "--env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "--rootfs", rootfs]
+            row = self.table.add("ctr run --rm --rootfs BUSYBOX ID true, rootful (ms)", "ms",
+                                 columns=("pyrun", "runc"))
+            for i in range(N + 1):
+                for name, args in argv.items():
+                    cid = self.new_id("c")
+                    r = timed([CTR, "-a", c.sock, "-n", c.ns, "run", "--rm", *args, cid, "true"],
+                              {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, d, {})
+                    if i:
+                        row[name].ok(r.ms) if r.ok else row[name].fail(r.reason)
+        finally:
+            if c is not None:
+                stop_containerd(c)
+            subprocess.run(["umount", "-R", "-l", d], capture_output=True)
+            shutil.rmtree(d, ignore_errors=True)
 
     def destroy(self, mode: Mode, rt: Runtime, cid: str, deleted: bool = False) -> None:
         """delete --force, unless the measurement deleted it already."""
@@ -405,6 +505,11 @@ class Bench:
         extras = self.table.add(f"  pyrun --rootfs-mode overlay --init, {mode.name} (ms)", "ms",
                                 note="runc/crun columns: the same samples as the row above")
         extras["runc"], extras["crun"] = main["runc"], main["crun"]
+        floor_cmd = unshare_floor(mode.config)
+        floor = self.table.add(f"  kernel floor: {' '.join(floor_cmd)}, {mode.name} (ms)", "ms",
+                               note="pyrun column only: the config's namespaces, made by "
+                               "unshare(1), and exec of the host's true; no rootfs, no cgroup",
+                               columns=("pyrun",))
         series = {"pyrun": main["pyrun"], "pyrun-extras": extras["pyrun"],
                   "runc": main["runc"], "crun": main["crun"]}
         for _ in range(N):
@@ -414,6 +519,8 @@ class Bench:
                 r = self.call(mode, rt, ["run", *rt.create_flags, "-b", self.bundle(mode, rt, args), cid])
                 series[rt.name].ok(r.ms) if r.ok else series[rt.name].fail(r.reason)
                 self.destroy(mode, rt, cid, deleted=r.ok)   # a foreground run deletes at exit
+            r = self.spawn(mode, floor_cmd)   # interleaved with the runtimes: the same drift
+            floor["pyrun"].ok(r.ms) if r.ok else floor["pyrun"].fail(r.reason)
 
     def bench_lifecycle(self, mode: Mode) -> None:
         """(b) create, start, state, exec, delete timed one by one, against
@@ -875,6 +982,53 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
+def timed(cmd: list[str], env: dict, cwd: str, user_kw: dict, stdout=subprocess.DEVNULL,
+          timeout: float = TIMEOUT, peak_rss: bool = False) -> Result:
+    """Run ``cmd`` once: wall time around spawn and wait.
+    stdout/stderr are never pipes: create hands its stdio to the
+    container, so a pipe would not reach EOF while it lives."""
+    with tempfile.TemporaryFile("w+") as err, tempfile.NamedTemporaryFile("r") as rss:
+        if peak_rss:
+            os.chmod(rss.name, 0o666)
+            cmd = [GNU_TIME, "-f", "%M", "-o", rss.name, "--", *cmd]
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err,
+                                 cwd=cwd, env=env, start_new_session=True, **user_kw)
+        except OSError as e:
+            return Result(127, 0.0, f"{cmd[0]}: {e.strerror}")
+        WATCHDOG.watch(p.pid, timeout)
+        try:
+            _, status = os.waitpid(p.pid, 0)
+        finally:
+            WATCHDOG.unwatch(p.pid)
+        t1 = time.perf_counter()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read()
+        maxrss = _last_int(rss.read()) if peak_rss else 0
+    if p.returncode == -signal.SIGKILL and t1 - t0 >= timeout:
+        text += f"\ntimeout after {timeout:.0f} s"
+    return Result(p.returncode, (t1 - t0) * 1000, text, maxrss)
+
+
+def stop_containerd(c) -> None:
+    """Every task killed and deleted, every container deleted, containerd
+    stopped; the runtime removed each task's cgroup, the namespace's parent
+    cgroups it leaves (as runc does) are removed here."""
+    for task in c.ctr("task", "ls", "-q").stdout.split():
+        c.ctr("task", "kill", "-s", "KILL", task)
+        c.ctr("task", "delete", "-f", task)
+    for container in c.ctr("container", "ls", "-q").stdout.split():
+        c.ctr("container", "delete", container)
+    c.stop()
+    for top in ("/sys/fs/cgroup", *(os.path.join("/sys/fs/cgroup", h) for h in _listdir("/sys/fs/cgroup"))):
+        try:
+            os.rmdir(os.path.join(top, c.ns))
+        except OSError:   # not there, not empty, or not a cgroup
+            pass
+
+
 def _last_int(text: str) -> int:
     """GNU time's -o file: maybe a "Command exited with..." line, then %M."""
     for line in reversed(text.splitlines()):
@@ -1013,6 +1167,25 @@ def base_config(mode: Mode) -> dict:
     return config
 
 
+# unshare(1)'s flag for each namespace of an OCI config
+UNSHARE_FLAGS = {"pid": "--pid", "network": "--net", "ipc": "--ipc", "uts": "--uts", "mount": "--mount",
+                 "cgroup": "--cgroup", "user": "--user", "time": "--time"}
+
+
+def unshare_floor(config: dict) -> list[str]:
+    """The kernel's floor for a container of ``config``: unshare(1) of the
+    same namespaces (a new pid namespace needs a fork and its own /proc,
+    a user namespace maps the caller to root as the rootless config does),
+    then execve of true. What every runtime pays at least."""
+    kinds = [ns["type"] for ns in config["linux"].get("namespaces", []) if not ns.get("path")]
+    cmd = ["unshare", *(UNSHARE_FLAGS[k] for k in kinds if k in UNSHARE_FLAGS)]
+    if "user" in kinds:
+        cmd.append("--map-root-user")
+    if "pid" in kinds:
+        cmd += ["--fork", "--mount-proc"]
+    return cmd + ["true"]
+
+
 def loadavg() -> str:
     """The 1-minute load average: other work on the machine makes noise."""
     with open("/proc/loadavg") as f:
@@ -1089,6 +1262,16 @@ def render(table: Table, extra: dict) -> str:
     if notes:
         out += ["", "notes:"] + notes
 
+    runs = {row.name.split(", ")[1].split(" ")[0]: row for row in table.rows
+            if row.name.startswith("run /hello true, ")}
+    for row in table.rows:
+        if row.name.strip().startswith("kernel floor") and row.series["pyrun"].median:
+            mode = row.name.rsplit(", ", 1)[1].split(" ")[0]
+            floor = row.series["pyrun"].median
+            if mode in runs:
+                out.append(f"  {mode} run /hello true over the kernel floor ({floor:.1f} ms): " + ", ".join(
+                    f"{c} {s.median - floor:+.1f} ms ({s.median / floor:.1f}x)"
+                    for c, s in runs[mode].series.items() if s.median))
     for row in table.rows:
         if row.name.startswith(("--version", "state, ")):
             m = row.series["pyrun"].median
@@ -1159,6 +1342,11 @@ def main() -> int:
     if not os.path.exists(os.path.join(HELLO_ROOTFS, "hello")):
         say("bench: bundles/hello is not prepared: run 'make bundles'")
         return 2
+    unknown = ONLY - set(SECTIONS)
+    if unknown:
+        say(f"bench: BENCH_ONLY: unknown section(s) {', '.join(sorted(unknown))} "
+            f"(known: {' '.join(SECTIONS)})")
+        return 2
     enter_private_mount_ns()
     workdir = tempfile.mkdtemp(prefix="pyrun-bench-")
     os.chmod(workdir, 0o755)
@@ -1178,19 +1366,22 @@ def main() -> int:
     try:
         bench.setup()
         steps = [
-            lambda: bench.bench_run(bench.modes["rootful"]),
-            lambda: bench.bench_run(bench.modes["rootless"]),
-            lambda: bench.bench_lifecycle(bench.modes["rootful"]),
-            lambda: bench.bench_lifecycle(bench.modes["rootless"]),
-            lambda: bench.bench_task_commands(bench.modes["rootful"]),
-            lambda: bench.bench_task_commands(bench.modes["rootless"]),
-            bench.bench_version,
-            bench.bench_memory,
-            bench.bench_scale,
-            bench.bench_steps,
-            bench.bench_importtime,
+            ("run", lambda: bench.bench_run(bench.modes["rootful"])),
+            ("run", lambda: bench.bench_run(bench.modes["rootless"])),
+            ("lifecycle", lambda: bench.bench_lifecycle(bench.modes["rootful"])),
+            ("lifecycle", lambda: bench.bench_lifecycle(bench.modes["rootless"])),
+            ("tasks", lambda: bench.bench_task_commands(bench.modes["rootful"])),
+            ("tasks", lambda: bench.bench_task_commands(bench.modes["rootless"])),
+            ("engines", bench.bench_engines),
+            ("version", bench.bench_version),
+            ("memory", bench.bench_memory),
+            ("scale", bench.bench_scale),
+            ("steps", bench.bench_steps),
+            ("importtime", bench.bench_importtime),
         ]
-        for step in steps:
+        for name, step in steps:
+            if ONLY and name not in ONLY:
+                continue
             try:
                 step()
             except KeyboardInterrupt:
