@@ -62,6 +62,10 @@ bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_
 	@sh tools/deps.sh runc crun tini catatonit time util-linux passwd  # what pyrun is compared with
 	$(PY) bench/bench.py
 
+.PHONY: vm-bench
+vm-bench: bundles     ## run /hello true, pyrun beside runc and crun, rootful and rootless, in the cgroup v2 VM (few runs: TCG is slow; BENCH_N=5)
+	flock /tmp/pyrun-vm.lock tools/vm/vm-test --shell 'BENCH_ONLY=run BENCH_N=$(or $(BENCH_N),5) BENCH_OUT=/tmp/bench-vm.json PYTHONUNBUFFERED=1 .venv/bin/python bench/bench.py'
+
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json
 
