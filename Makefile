@@ -63,8 +63,8 @@ bench: bundles        ## pyrun beside runc and crun, as root (BENCH_N=20, BENCH_
 	$(PY) bench/bench.py
 
 .PHONY: vm-bench
-vm-bench: bundles     ## run /hello true, pyrun beside runc and crun, rootful and rootless, in the cgroup v2 VM (few runs: TCG is slow; BENCH_N=5)
-	flock /tmp/pyrun-vm.lock tools/vm/vm-test --shell 'BENCH_ONLY=run BENCH_N=$(or $(BENCH_N),5) BENCH_OUT=/tmp/bench-vm.json PYTHONUNBUFFERED=1 .venv/bin/python bench/bench.py'
+vm-bench: bundles     ## run /hello true, pyrun beside runc and crun, rootful and rootless, and pyrun's --debug steps, in the cgroup v2 VM (few runs: TCG is slow; BENCH_N=5)
+	flock /tmp/pyrun-vm.lock tools/vm/vm-test --shell 'BENCH_ONLY=run,steps BENCH_N=$(or $(BENCH_N),5) BENCH_OUT=/tmp/bench-vm.json PYTHONUNBUFFERED=1 .venv/bin/python bench/bench.py'
 
 clean:
 	rm -rf $(VENV) build *.egg-info bundles/*/rootfs bundles/*/config.json

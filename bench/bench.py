@@ -44,7 +44,7 @@ BENCH_SCALE (containers in the scale test, default 50), PYRUN (the pyrun
 executable, default .venv/bin/pyrun), BENCH_ENGINES=0 (skip podman and
 containerd), BENCH_ONLY (sections to run, by name: run lifecycle tasks
 engines version memory scale steps importtime; default all; ``make
-vm-bench`` runs only ``run``).
+vm-bench`` runs ``run`` and ``steps`` in the cgroup v2 VM).
 """
 
 from __future__ import annotations
@@ -1382,6 +1382,7 @@ def main() -> int:
         for name, step in steps:
             if ONLY and name not in ONLY:
                 continue
+            t_section = time.monotonic()
             try:
                 step()
             except KeyboardInterrupt:
@@ -1390,6 +1391,8 @@ def main() -> int:
                 say(f"bench: a measurement failed: {type(e).__name__}: {e}")
                 bench.extra.setdefault("errors", []).append(f"{type(e).__name__}: {e}")
                 bench.cleanup()
+            sections = meta.setdefault("section_seconds", {})
+            sections[name] = round(sections.get(name, 0) + time.monotonic() - t_section, 1)
     except KeyboardInterrupt:
         interrupted = True
         say("bench: interrupted, cleaning up")
@@ -1408,6 +1411,7 @@ def main() -> int:
           f"{meta['seconds']} s; load average {meta['loadavg_start']} at the start, "
           f"{meta['loadavg_end']} at the end ({meta['versions']['cpus']} CPUs)")
     print(render(bench.table, bench.extra))
+    print("\nseconds per section: " + ", ".join(f"{k} {v}" for k, v in meta["section_seconds"].items()))
     os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump(to_json(bench.table, bench.extra, meta), f, indent=1)
