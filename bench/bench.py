@@ -284,8 +284,8 @@ class Bench:
         self.extra.setdefault("engines_skipped", {})[what] = reason
 
     def bench_podman(self, mode: str, runc: str) -> None:
-        if shutil.which("podman") is None or shutil.which("conmon") is None \
-                and not os.path.exists("/usr/libexec/podman/conmon"):
+        if shutil.which("podman") is None or (shutil.which("conmon") is None \
+                                               and not os.path.exists("/usr/libexec/podman/conmon")):
             return self.skip_engines(f"podman {mode}", "podman or conmon is not installed")
         from podman_env import IMAGE, PodmanEnv, ensure_test_user, runtime_for
 
@@ -1279,6 +1279,9 @@ def render(table: Table, extra: dict) -> str:
                 verdict = "meets" if m < TARGET_MS else "misses"
                 out.append(f"  pyrun {row.name.split(' (')[0]}: median {m:.1f} ms {verdict} "
                            f"the {TARGET_MS:.0f} ms target")
+
+    for what, reason in extra.get("engines_skipped", {}).items():
+        out.append(f"  engines ({what}) skipped: {reason}")
 
     steps = extra.get("pyrun_debug_steps", {})
     for mode, data in steps.items():
