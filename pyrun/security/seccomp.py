@@ -365,6 +365,15 @@ def build(seccomp: Seccomp | dict) -> Filter:
 
 # --- what works here ---------------------------------------------------------
 
+def version() -> str:
+    """libseccomp's version, "2.5.4" (seccomp_version(3)), for the errors
+    above. (``pyrun --version`` asks the native module itself: importing
+    this module costs it 3 ms.)"""
+    buf = ffi.new("char[]", 32)
+    lib.pyrun_seccomp_version(buf, 32)
+    return ffi.string(buf).decode()
+
+
 def api_level() -> int:
     """seccomp_api_get(3): 1..6 for what libseccomp and this kernel support
     (2 TSYNC, 3 LOG, 4 SPEC_ALLOW, 5 NOTIFY, 6 NOTIFY with TSYNC)."""
