@@ -223,7 +223,7 @@ ANNOTATIONS = "annotations.json"
 
 
 def validate_id(container_id: str) -> None:
-    """Every command checks the id here, once, before any file is touched:
+    r"""Every command checks the id here, once, before any file is touched:
     runc's rule (``^[\w+-\.]+$``, not '.' or '..') and at most
     :data:`MAX_ID_LEN` characters. One message for every command."""
     from pyrun.errors import UsageError
