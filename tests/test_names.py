@@ -1,4 +1,4 @@
-"""Every name pyrun's code reads is defined (pyflakes, undefined names only).
+"""Every name pyrun's code (and its tools') reads is defined (pyflakes, undefined names only).
 
 An error path runs rarely: a function removed from one module while
 another still calls it in a message stays silent until a bad config meets
@@ -18,7 +18,8 @@ import pytest
 pyflakes_api = pytest.importorskip("pyflakes.api")
 from pyflakes import messages, reporter  # noqa: E402
 
-PYRUN = Path(__file__).resolve().parent.parent / "pyrun"
+REPO = Path(__file__).resolve().parent.parent
+FILES = sorted(p for d in ("pyrun", "bench", "tools") for p in (REPO / d).rglob("*.py"))
 WANTED = (messages.UndefinedName, messages.UndefinedLocal, messages.UndefinedExport)
 
 
@@ -37,7 +38,7 @@ class _Collect(reporter.Reporter):
         self.found.append(f"{filename}: {msg}")
 
 
-@pytest.mark.parametrize("path", sorted(PYRUN.rglob("*.py")), ids=lambda p: str(p.relative_to(PYRUN)))
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_name_is_defined(path: Path) -> None:
     out = _Collect()
     source = path.read_text()
