@@ -273,7 +273,7 @@ class StateDir:
                 raise os_error(e, self.path) from None
             try:
                 with log.step("write(state.json)"):
-                    self.write(rec, sync=True)
+                    self.write(rec, sync=bool(rec.layers))  # see write: only a layer dir outlives a reboot
                 if annotations:
                     self._write_annotations(annotations)
             except BaseException:
@@ -303,10 +303,12 @@ class StateDir:
         """Atomically: rename(2) of a complete file, so a kill at any moment
         leaves the old record or the new one, never a torn one. ``sync``:
         fsync(2) first, so that a power loss cannot leave a torn or empty
-        one either. Only the first record needs it (it names the layer dir,
-        which survives a reboot on disk); the later ones name processes,
-        cgroups and links, which do not survive it, and an fsync waits
-        for the disk where /run is disk-backed."""
+        one either. Only a first record that names a layer dir needs it
+        (that dir survives a reboot on disk, and only the record finds
+        it); the later ones, and a first one without a layer dir, name
+        processes, cgroups and links, which do not survive it (``delete
+        --force`` salvages a torn record and removes the state dir), and
+        an fsync waits for the disk where /run is disk-backed."""
         tmp = self.file(".state.json.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
