@@ -44,10 +44,26 @@ _BFQ = {"blkio.weight": "blkio.bfq.weight", "blkio.weight_device": "blkio.bfq.we
 ENOTSUPP = 524  # the kernel's internal "not supported", which some cgroup v1 writes return
 
 
+_hierarchies: dict[str, frozenset[str]] | None = None  # hierarchies(), once per process
+
+
 def hierarchies() -> dict[str, frozenset[str]]:
     """Mount point → the controllers of each cgroup hierarchy mounted
     (/proc/self/mountinfo, proc(5)); a hybrid host's cgroup2 tree has
-    {"unified", its cgroup.controllers...}. The first mount of each."""
+    {"unified", its cgroup.controllers...}. The first mount of each.
+
+    Read once per process and kept (callers only read it): ``run`` needs
+    it for the record, the cgroup, the container's /sys/fs/cgroup view
+    and the delete, and the host's cgroup mounts do not change under one
+    command. Only the host side calls it, never a stage that has
+    unshared its mount namespace."""
+    global _hierarchies
+    if _hierarchies is None:
+        _hierarchies = _read_hierarchies()
+    return _hierarchies
+
+
+def _read_hierarchies() -> dict[str, frozenset[str]]:
     out: dict[str, frozenset[str]] = {}
     seen = set()
     with open("/proc/self/mountinfo") as f:
