@@ -46,12 +46,13 @@ def setup(spec, container_id: str, rootless: bool, ignore_limits: bool, systemd:
         from pyrun.cgroups import v2
 
         return v2.setup(spec, container_id, rootless, ignore_limits)
-    from pyrun.cgroups import convert
-
     if rootless and not spec.linux.cgroups_path:
-        items = convert.writes_v1(spec.linux.resources)
+        if spec.linux.resources is None:  # runc spec --rootless: no limit to refuse, nothing to convert
+            return None
+        from pyrun.cgroups import convert
         from pyrun.cgroups.files import without_limits
 
+        items = convert.writes_v1(spec.linux.resources)
         return without_limits(items, "this host's cgroups are v1 (or hybrid), where an unprivileged user "
                               "gets no cgroup of its own (as with runc); boot with "
                               "systemd.unified_cgroup_hierarchy=1, run as root, or name a cgroup delegated "
