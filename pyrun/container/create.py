@@ -47,7 +47,7 @@ them with their timings, and the channel's messages are in quotes
       → pidfd_open + sendmsg(--pidfd-socket)
     → "ack" → "detached": PID 1 drops its pdeathsig, the container now
       outlives pyrun
-    → "exit" → waitpid(stage 1).
+    → "exit" → waitpid(stage 1) (``run`` in the foreground: after start).
 
 A failure at any step, or SIGTERM/SIGHUP, kills what was forked and
 undoes the rest in reverse (:func:`_undo_create`): no mount, cgroup, state
@@ -213,6 +213,7 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     """The module docstring's steps, from the cgroup to waitpid(stage 1),
     under the state dir's lock."""
     from pyrun.stages import builder
+    from pyrun.stages import pid1  # noqa: F401 - before fork(2): the host's memfd and stage 1's PID 1 share one import
     from pyrun.kernel import idmap
     from pyrun.kernel import syscalls as sc
 
@@ -330,10 +331,15 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         with log.step("ack"):  # from here the container outlives us (PR_SET_PDEATHSIG 0)
             to_init.send(Msg.ACK, pid=init_pid)
             to_init.expect(Msg.DETACHED)
-        with log.step("waitpid(stage 1)"):
-            to_stage1.send(Msg.EXIT)
-            os.waitpid(pid, 0)
+        to_stage1.send(Msg.EXIT)
         pids.remove(pid)
+        if foreground:
+            # ``run`` reaps it once it has started the container: the exit
+            # of a forked Python (its address space freed) overlaps start
+            opts.stage1_exiting = pid
+        else:
+            with log.step("waitpid(stage 1)"):
+                os.waitpid(pid, 0)
         return rec
     except BaseException:
         # Before the channels close: a stage that finds its channel closed

@@ -419,7 +419,8 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
         return 0
     rec = create(root, container_id, bundle, opts, foreground=True)
     try:
-        code = wait_forwarding(rec.pid, then=lambda: start(root, container_id), master=opts.console_master)
+        code = wait_forwarding(rec.pid, then=lambda: _start_and_reap(root, container_id, opts.stage1_exiting),
+                               master=opts.console_master)
         if rec.cgroup and code == 128 + signal.SIGKILL:
             from pyrun.cgroups import oom_kills, open_cgroup
 
@@ -434,6 +435,16 @@ def run(root: str, container_id: str, bundle: str, opts: Options | None = None,
             pass  # somebody deleted it already
         except PyrunError as e:
             log.warning(f"delete after run: {e}")
+
+
+def _start_and_reap(root: str, container_id: str, stage1: int) -> None:
+    """start, then waitpid(2) of stage 1, which create told to exit: it
+    frees its address space on the other CPU while start runs."""
+    try:
+        start(root, container_id)
+    finally:
+        with log.step("waitpid(stage 1)"):
+            os.waitpid(stage1, 0)
 
 
 def wait_forwarding(pid: int, then=None, master: int | None = None) -> int:

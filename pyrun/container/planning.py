@@ -37,6 +37,7 @@ class Options:
     init: bool | None = None              # None: the annotation, else no init (as runc)
     console_socket: str | None = None     # where the pty master goes (process.terminal)
     console_master: int | None = None     # set by a foreground create with a terminal: relay it
+    stage1_exiting: int = 0               # set by a foreground create: stage 1, told to exit, for run to reap
     ignore_cgroup_limits: bool = False    # --ignore-cgroup-limits (or the org.pyrun.cgroups annotation)
     systemd_cgroup: bool = False          # --systemd-cgroup: a transient scope unit (cgroups.systemd)
     network: str | None = None            # --network: sets annotation org.pyrun.network
