@@ -214,7 +214,6 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
     under the state dir's lock."""
     from pyrun.stages import builder
     from pyrun.stages import pid1  # noqa: F401 - before fork(2): the host's memfd and stage 1's PID 1 share one import
-    from pyrun.kernel import idmap
     from pyrun.kernel import syscalls as sc
 
     # What the container's processes inherit is decided before fork(2): the
@@ -287,6 +286,8 @@ def _create_locked(sd: StateDir, rec: Record, spec, plan, opts: Options, pids: l
         if plan.user_ns == "new":
             msg = to_stage1.recv()
             if msg and msg["kind"] == Msg.IDMAP:
+                from pyrun.kernel import idmap  # only for a new user namespace
+
                 with log.step("write uid_map/gid_map"):
                     idmap.write_id_maps(pid, rec.uid_mappings, rec.gid_mappings)
                 to_stage1.send(Msg.IDMAP_DONE)
@@ -517,10 +518,10 @@ def _chown_failed(uid: int, gid: int, path: str, e: OSError) -> None:
 
 def _root_ids(spec) -> tuple[int, int]:
     """Host uid/gid of the container's root: owner of the overlay's upper dir."""
-    from pyrun.kernel.idmap import host_id
-
     if spec.namespace("user") is None or not spec.linux.uid_mappings:
         return os.geteuid(), os.getegid()
+    from pyrun.kernel.idmap import host_id  # only for a user namespace's maps
+
     uids = [[m.container_id, m.host_id, m.size] for m in spec.linux.uid_mappings]
     gids = [[m.container_id, m.host_id, m.size] for m in spec.linux.gid_mappings]
     uid, gid = host_id(uids, 0), host_id(gids, 0)

@@ -151,9 +151,12 @@ def make_plan(spec, state_path: str, opts: Options):
     use_init = opts.init if opts.init is not None else _bool_annotation(spec, ANNOTATION_INIT, False)
     root_real, root_ident = rootfs.check_root(spec.root.path, spec.bundle)
     _check_mount_sources(spec)
-    lsm_label = check_lsm(spec.process)
-    from pyrun.security import lsm  # (imported by check_lsm)
+    lsm_label = mount_label = key_label = None
+    if spec.process.apparmor_profile or spec.process.selinux_label or spec.linux.mount_label:
+        from pyrun.security import lsm  # only for a config that names a label (runc spec names none)
 
+        lsm_label = check_lsm(spec.process)
+        mount_label, key_label = lsm.mount_label(spec.linux), lsm.keyring_label(spec.process)
     _check_host_fields(spec, privileged)
     plan = Plan(
         spec=spec, state_path=state_path, rootfs_mode=mode, use_init=use_init,
@@ -162,7 +165,7 @@ def make_plan(spec, state_path: str, opts: Options):
         new_ns=[n.type for n in spec.linux.namespaces if n.path is None and n.type != "user"],
         join_ns=[(n.type, n.path) for n in spec.linux.namespaces if n.path and n.type != "user"],
         root_real=root_real, root_ident=root_ident,
-        lsm_label=lsm_label, mount_label=lsm.mount_label(spec.linux), key_label=lsm.keyring_label(spec.process),
+        lsm_label=lsm_label, mount_label=mount_label, key_label=key_label,
     )
     if spec.linux.seccomp is not None:
         plan.seccomp = compile_seccomp(spec.linux.seccomp)
