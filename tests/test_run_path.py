@@ -43,7 +43,8 @@ def _imports(rt, *args) -> list[str]:
 def test_a_runc_spec_run_imports_only_what_its_config_uses(rt):
     modules = _imports(rt, "run", "-b", rt.bundle(config=_third_party(rt)), f"rp-{os.getpid()}")
     assert modules.count("pyrun.stages.pid1") == 1, "host and stage 1 share one import of pid1"
-    for unused in ("pyrun.security.seccomp", "pyrun.security.lsm", "pyrun.net.bridge", "pyrun.net.slirp"):
+    for unused in ("pyrun.security.seccomp", "pyrun.security.lsm", "pyrun.kernel.forked", "pyrun.net.bridge",
+                   "pyrun.net.slirp"):
         assert unused not in modules, unused
     if not rt.rootless:
         assert "pyrun.kernel.idmap" not in modules  # no user namespace: no maps to write

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 from pyrun.kernel import syscalls as sc
-from pyrun.kernel.forked import run_forked
 from pyrun.errors import PyrunError, errno_text
 
 FLAGS = {
@@ -83,6 +82,8 @@ def run_in_netns(netns: int, what: str, func, *args):
             import traceback
 
             return b"no" + (str(e) or traceback.format_exc()).encode()[:4000]
+
+    from pyrun.kernel.forked import run_forked  # only for work in another network namespace
 
     status, out = run_forked(body)
     if status != 0 or out[:2] != b"ok":
