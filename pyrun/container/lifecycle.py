@@ -443,8 +443,9 @@ def _start_and_reap(root: str, container_id: str, stage1: int) -> None:
     try:
         start(root, container_id)
     finally:
-        with log.step("waitpid(stage 1)"):
-            os.waitpid(stage1, 0)
+        if stage1 > 0:  # (waitpid(0) would wait for any child of our process group)
+            with log.step("waitpid(stage 1)"):
+                os.waitpid(stage1, 0)
 
 
 def wait_forwarding(pid: int, then=None, master: int | None = None) -> int:
