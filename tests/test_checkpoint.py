@@ -81,3 +81,27 @@ def test_a_failed_checkpoint_leaves_the_container_running(rootful):
     assert rootful.state("c2")["status"] == "running"
     rootful.ok("delete", "-f", "c1")
     rootful.ok("delete", "-f", "c2")
+
+
+def test_restoring_a_terminal_needs_a_console_socket_that_answers(rootful):
+    """process.terminal: a detached restore without --console-socket is
+    refused (runc's rule, and create's), and so is a socket nobody listens
+    on, before anything is made: one line each, no state left. (The pty
+    itself goes through CRIU: tested in the VM.)"""
+    import os
+
+    images = os.path.join(rootful.dir, "img")
+    os.mkdir(images)
+    open(os.path.join(images, "inventory.img"), "w").close()
+    config = rootful.config(["sh"])
+    config["process"]["terminal"] = True
+    config["annotations"] = {}
+    bundle = rootful.bundle(config=config)
+    _one_line(rootful("restore", "-d", "--image-path", images, "-b", bundle, "c1"), "--console-socket", "terminal")
+    _one_line(rootful("restore", "-d", "--console-socket", os.path.join(rootful.dir, "nobody.sock"),
+                      "--image-path", images, "-b", bundle, "c1"), "--console-socket", "nobody.sock")
+    assert rootful("state", "c1").returncode != 0
+    _one_line(rootful("restore", "-d", "--console-socket", os.path.join(rootful.dir, "x.sock"), "--image-path",
+                      images, "-b", rootful.bundle(config={**config, "process": {**config["process"],
+                                                                                 "terminal": False}}), "c1"),
+              "--console-socket", "no terminal")

@@ -34,18 +34,26 @@ What CRIU must be told, because it cannot know it (each is a field of
   value SOURCE). A masked file (``linux.maskedPaths``) is a bind of a null
   device: external, and at restore the host's /dev/null, checked to be the
   null device first (a masked directory is an empty tmpfs CRIU dumps).
-* **terminals**: the container's pty master is held by the engine, not by
-  the container: CRIU must be told the pty is external at dump, and
-  ``orphan_pts_master`` at restore makes it restore the slave with a new
-  master, sent in an "orphan-pts-master" notification, for
-  ``--console-socket``. pyrun does not do this yet: a container with a
-  terminal is refused, with the reason.
+* **terminals** (``process.terminal``): the pty's master went to
+  ``--console-socket`` at create, so it is the engine's, outside the tree:
+  CRIU finds the container's slave (``/dev/pts/0`` of the container's
+  devpts) without its master and refuses ("Found slave peer index 0
+  without correspond master peer"). ``orphan_pts_master`` at dump (as
+  runc sets it) lets it dump the slave alone; at restore it opens a new
+  master in the restored devpts, hands it to the restoring client in an
+  "orphan-pts-master" notification, and connects the slave to it. pyrun
+  sends that master to the new ``--console-socket`` (runc's protocol, as
+  at create), or keeps it for the foreground relay when there is none.
+  (CRIU's ``external tty[RDEV:DEV]`` key is the other way, for a tty
+  whose *slave* is outside, such as the caller's own terminal: not a
+  container's.)
 * **the cgroup root**: CRIU dumps the cgroup the tree is in relative to the
   root of each hierarchy; at restore pyrun makes the container's cgroup
-  from the config first (its limits written, as at create), puts CRIU
-  itself in it, and gives it as ``cg_root``: the restored tree lands there
-  and, ``--manage-cgroups-mode soft`` (the default), CRIU leaves the limits
-  pyrun wrote alone.
+  from the config first (its limits written, as at create) and puts CRIU
+  itself in it: on v2 that is the root CRIU restores into; on v1 each
+  hierarchy's directory is given as ``cg_root`` (runc's way on both). The
+  restored tree lands there and, ``--manage-cgroups-mode soft`` (the
+  default), CRIU leaves the limits pyrun wrote alone.
 * **inherited descriptors**: the container's stdio were the caller's at
   create (a pipe of the engine, the caller's /dev/null or log file). CRIU
   dumps a pipe as a pipe; a file on a mount the container does not have it
@@ -260,7 +268,7 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
                              root=spec.root.path, manage_cgroups=True, notify_scripts=True,
                              leave_running=leave_running or pre_dump, shell_job=shell_job,
                              tcp_established=tcp_established, ext_unix_sk=ext_unix_sk, file_locks=file_locks,
-                             auto_dedup=auto_dedup)
+                             auto_dedup=auto_dedup, orphan_pts_master=spec.process.terminal)
         if manage_cgroups_mode:
             opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[manage_cgroups_mode])
         for ns in empty_ns:
@@ -314,10 +322,6 @@ def _refuse_unsupported(rec, spec) -> None:
     if rec.net.get("mode") not in (None, "none", "host") and rec.net:
         raise CheckpointError(f"a container with network mode {rec.net.get('mode')} cannot be checkpointed: "
                               "its veth or helper process is outside the namespaces CRIU dumps")
-    if spec.process.terminal:
-        raise CheckpointError("a container with a terminal (process.terminal) cannot be checkpointed by pyrun "
-                              "yet: its pty master is outside the tree CRIU dumps, and pyrun does not tell "
-                              "CRIU so")
     if rec.layers:
         raise CheckpointError("a container with an overlay root (--rootfs-mode overlay, annotation "
                               "org.pyrun.rootfs) cannot be checkpointed: its writable layer is removed with "
@@ -432,9 +436,9 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     validate_id(container_id)
     spec = specmod.load(bundle)
     specmod.require_process(spec)
-    if spec.process.terminal:
-        raise CheckpointError("process.terminal: a container with a terminal cannot be restored by pyrun yet "
-                              "(see pyrun checkpoint)")
+    if spec.process.terminal and detach and not console_socket:  # runc's rule, and create's
+        raise UsageError("--console-socket: a detached container with a terminal (process.terminal) needs "
+                         "a console socket to hand the pty to")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, Options(no_pivot=no_pivot))
     if plan.rootfs_mode == "overlay":
@@ -442,8 +446,9 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
                               "restored: pyrun checkpoints only containers on their bundle's root")
     if plan.net is not None and plan.net.mode not in ("none", "host"):
         raise CheckpointError(f"network mode {plan.net.mode} cannot be restored (see pyrun checkpoint)")
-    if console_socket:  # runc's rule at create too
+    if console_socket and not spec.process.terminal:  # runc's rule at create too
         raise UsageError("--console-socket: the container has no terminal (process.terminal is false)")
+    console = _Console(console_socket) if spec.process.terminal else None
     rec = _first_record(sd, spec, plan)
     rec.use_init, rec.hooks = False, bool(spec.hooks.poststop)
     sd.claim(rec, spec.annotations)
@@ -455,8 +460,10 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
                      "file_locks": file_locks, "auto_dedup": auto_dedup, "empty_ns": empty_ns,
                      "manage_cgroups_mode": manage_cgroups_mode, "ignore_cgroup_limits": ignore_cgroup_limits,
                      "systemd_cgroup": systemd_cgroup}
-            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags)
+            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, console)
     except BaseException:
+        if console is not None:
+            console.close()
         _undo_create(sd, rec, pids, undo)  # what was made, in reverse: processes, cgroup, state dir
         raise
     started = proc_start_time(rec.pid)
@@ -464,20 +471,28 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     sd.write(rec)
     if pid_file:
         write_pid_file(pid_file, rec.pid)
+    master = None
+    if console is not None:  # its master, for the relay; the socket closed (no pty came: nothing sent)
+        master, console.master = console.master, None
+        console.close()
     if detach:
+        if master is not None:
+            os.close(master)
         return 0
     from pyrun.container import lifecycle
 
     try:
-        return lifecycle.wait_forwarding(rec.pid)
+        return lifecycle.wait_forwarding(rec.pid, master=master)
     finally:
+        if master is not None:
+            os.close(master)
         try:
             lifecycle.delete(root, container_id, force=True)
         except PyrunError as e:
             log.warning(f"delete after restore: {e}")
 
 
-def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> None:
+def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, console) -> None:
     """The cgroup, then ``criu restore`` into it (the module docstring's list)."""
     from pyrun import cgroups
     from pyrun.container.create import _create_runtime_hooks
@@ -494,7 +509,7 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> 
                          root=os.path.join(sd.path, "criu-root"), manage_cgroups=True, notify_scripts=True,
                          rst_sibling=True, shell_job=flags["shell_job"], tcp_established=flags["tcp_established"],
                          ext_unix_sk=flags["ext_unix_sk"], file_locks=flags["file_locks"],
-                         auto_dedup=flags["auto_dedup"])
+                         auto_dedup=flags["auto_dedup"], orphan_pts_master=console is not None)
     if flags["manage_cgroups_mode"]:
         opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[flags["manage_cgroups_mode"]])
     for ns in flags["empty_ns"]:
@@ -526,7 +541,13 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> 
         try:
             if cg is not None:
                 cg.add(swrk.pid)  # what CRIU forks starts in the container's cgroup
-                opts.cg_root.extend(_cgroup_roots(rpc, swrk.pid))
+                if not cgroups.available():
+                    # v1 (or hybrid): each hierarchy's cgroup named as the root,
+                    # as runc; on v2 CRIU's own cgroup is already the root it
+                    # restores into, and naming it makes --manage-cgroups-mode
+                    # strict abort ("Abort restore of existing cgroups"), as
+                    # runc's does not
+                    opts.cg_root.extend(_cgroup_roots(rpc, swrk.pid))
 
             def on_notify(script: str, pid: int, fds: list[int]) -> None:
                 if script == "setup-namespaces":
@@ -535,6 +556,8 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> 
                     _create_runtime_hooks(spec, rec)
                 elif script == "post-restore":
                     rec.pid = pid
+                elif script == "orphan-pts-master" and console is not None and fds:
+                    console.take(fds[0])
 
             with log.step("criu restore"):
                 resp = swrk.call(rpc.criu_req(type=rpc.RESTORE, opts=opts), on_notify)
@@ -552,6 +575,36 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags) -> 
             os.close(workfd)
         if netns >= 0:
             os.close(netns)
+
+
+class _Console:
+    """The restored terminal's new master (CRIU's "orphan-pts-master"
+    notification): sent to ``--console-socket``, connected before anything
+    is made (as create dials first), or kept for the foreground relay."""
+
+    def __init__(self, path: str | None):
+        from pyrun.console.terminal import connect_socket
+
+        self.path = os.path.abspath(path) if path else None
+        self.conn = connect_socket(path) if path else None
+        self.master: int | None = None
+
+    def take(self, fd: int) -> None:
+        if self.conn is not None:
+            from pyrun.console.terminal import send_to_socket
+
+            conn, self.conn = self.conn, None
+            send_to_socket(conn, self.path, fd)  # CRIU's descriptor: Swrk closes it
+        elif self.master is None:
+            self.master = os.dup(fd)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
 
 
 def _cgroup_roots(rpc, pid: int) -> list:
@@ -584,8 +637,12 @@ def _external_mounts_at_restore(spec, opts) -> None:
 
 
 def _inherit_stdio(images: int, opts) -> None:
-    """The pipes and external files PID 1 had as fds 0-2 at dump
-    (:func:`_write_descriptors`): criu's own fds 0-2 (ours) stand in."""
+    """The pipes, sockets and external files PID 1 had as fds 0-2 at dump
+    (:func:`_write_descriptors`): criu's own fds 0-2 (ours) stand in. A
+    socket is the caller's end of a unix stream (dumped with
+    ``--ext-unix-sk``): its peer is outside, and CRIU can make it again
+    only from a descriptor it inherits (its key ``socket:[INODE]``); runc
+    1.1 hands in pipes only, and its restore of such a socket fails."""
     try:
         fd = os.open(DESCRIPTORS, os.O_RDONLY | os.O_CLOEXEC, dir_fd=images)
         with os.fdopen(fd) as f:
@@ -594,7 +651,7 @@ def _inherit_stdio(images: int, opts) -> None:
         return
     seen = set()
     for i, name in enumerate(names[:3]):
-        if isinstance(name, str) and name.startswith(("pipe:", "file[")) and name not in seen:
+        if isinstance(name, str) and name.startswith(("pipe:", "socket:", "file[")) and name not in seen:
             seen.add(name)  # one descriptor per key: CRIU gives it to every file of that key
             opts.inherit_fd.add(key=name, fd=i)
 
