@@ -80,7 +80,13 @@ def _count(data: str) -> int:
 def _wait_count(data: str, above: int, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while (n := _count(data)) <= above:
-        assert time.monotonic() < deadline, f"the counter did not pass {above} (at {n})"
+        if time.monotonic() > deadline:
+            try:
+                with open(os.path.join(data, "err"), errors="replace") as f:
+                    err = f.read()[-500:]  # where a script that sends its stderr there said why
+            except OSError:
+                err = ""
+            raise AssertionError(f"the counter did not pass {above} (at {n}) {err}")
         time.sleep(0.1)
     return n
 
@@ -211,3 +217,344 @@ def test_failed_checkpoint_leaves_the_container_running(criu, tmp_path):
     got = (data / "got").read_text().split()
     assert got and int(got[-1]) > at, got[-3:]
     criu("delete", "-f", "c2")
+
+
+# ------------------------------------------------------------ terminals
+
+class ConsoleSocket:
+    """--console-socket's receiving end (runc's recvtty, as conmon): one
+    connection, one pty master."""
+
+    def __init__(self, path: str):
+        import socket
+        import threading
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+        self.sock.settimeout(300)  # a restore under TCG takes a while
+        self.master = None
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        import socket
+
+        conn, _ = self.sock.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        self.master = fds[0] if fds else None
+
+    def take(self, timeout: float = 300) -> int:
+        self.thread.join(timeout)
+        self.sock.close()
+        assert self.master is not None, f"no pty master came to {self.path}"
+        return self.master
+
+
+def _shell(master: int, line: str, want: str, timeout: float = 60) -> str:
+    """Type ``line`` into the terminal; what it shows until ``want``."""
+    import select
+
+    os.write(master, line.encode() + b"\n")
+    out = b""
+    deadline = time.monotonic() + timeout
+    while want.encode() not in out:
+        assert time.monotonic() < deadline, f"{want!r} not seen; the terminal showed {out[-300:]!r}"
+        if select.select([master], [], [], 0.5)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError as e:
+                raise AssertionError(f"terminal read: {e}; it showed {out[-300:]!r}") from None
+            assert data, f"the terminal closed; it showed {out[-300:]!r}"
+            out += data
+    return out.decode(errors="replace")
+
+
+def test_terminal_checkpoint_and_restore_through_a_new_console_socket(criu, tmp_path):
+    """process.terminal: the master went to --console-socket at create;
+    CRIU dumps the slave without it (orphan_pts_master) and, at restore,
+    makes a new master, which goes to restore's --console-socket: the same
+    shell (its variable still set) answers through it."""
+    for name, run in _runtimes(criu, tmp_path):
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        config = criu.config(["sh"])
+        config["process"]["terminal"] = True
+        bundle = _bundle(criu, str(data), args=["sh"], process=config["process"])
+        images = tmp_path / f"img-{name}"
+        before = ConsoleSocket(str(tmp_path / f"before-{name}.sock"))
+        p = run("run", "-d", "--console-socket", before.path, "-b", bundle, "c1", **_quiet())
+        assert p.returncode == 0, (name, p.stderr)
+        old = before.take()
+        _shell(old, "x=4$((0+1))", "# ")
+        _shell(old, "echo before-$x", "before-41")
+        p = run("checkpoint", "--image-path", images, "c1")
+        assert p.returncode == 0, (name, _why(p, images))
+        os.close(old)
+        p = run("restore", "-d", "--image-path", images, "-b", bundle, "c1")
+        assert p.returncode != 0, f"{name}: a detached terminal restored without --console-socket"
+        if name == "pyrun":
+            assert "--console-socket" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        after = ConsoleSocket(str(tmp_path / f"after-{name}.sock"))
+        p = run("restore", "-d", "--console-socket", after.path, "--image-path", images, "-b", bundle, "c1")
+        assert p.returncode == 0, (name, _why(p, images))
+        new = after.take()
+        _shell(new, "echo after-$x-$((2+3))-$(tty)", "after-41-5-/dev/pts/0")
+        state = json.loads(run("state", "c1").stdout)
+        assert state["status"] == "running", (name, state)
+        _shell(new, "exit 7", "exit")
+        deadline = time.monotonic() + 60
+        while json.loads(run("state", "c1").stdout)["status"] != "stopped":
+            assert time.monotonic() < deadline, f"{name}: the shell did not exit"
+            time.sleep(0.2)
+        os.close(new)
+        assert run("delete", "c1").returncode == 0, name
+
+
+# ------------------------------------------------------------ the other flags
+
+def _own_rootfs(rt, tmp_path, name: str) -> str:
+    """A copy of the busybox root with mount points for the host's flock(1)
+    and its libraries (busybox has no flock applet)."""
+    root = tmp_path / f"rootfs-{name}"
+    shutil.copytree(rt.rootfs["busybox"], root, symlinks=True)
+    for d in ("lib/x86_64-linux-gnu", "lib64"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/bin/flock").touch()
+    return str(root)
+
+
+def _ro_bind(src: str, dst: str) -> dict:
+    return {"destination": dst, "type": "bind", "source": os.path.realpath(src), "options": ["rbind", "ro"]}
+
+
+def _locked(path) -> bool:
+    import fcntl
+
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def _lo_up(pid: int) -> bool:
+    p = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show", "lo"],
+                       capture_output=True, text=True, check=True)
+    return ",UP" in p.stdout or "<UP" in p.stdout
+
+
+def test_foreground_restore_with_file_locks_pid_file_empty_netns_and_hooks(criu, tmp_path):
+    """A container holding a flock(2): its dump fails without --file-locks
+    (one line, and it runs on), with it the restored one holds the lock
+    again. The restore runs in the foreground (no --detach) and returns the
+    container's exit status; --pid-file names its PID 1; --empty-ns network
+    leaves its loopback down (the namespace is new and empty); prestart and
+    createRuntime hooks run at restore with the restored PID 1's pid (runc
+    1.1 runs them when CRIU has made the namespaces)."""
+    for name, run in _runtimes(criu, tmp_path):
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        hooks = tmp_path / f"hooks-{name}"
+        hooks.mkdir()
+        config = criu.config(["true"])
+        config["root"]["path"] = _own_rootfs(criu, tmp_path, name)
+        config["mounts"] += [_ro_bind("/usr/bin/flock", "/usr/bin/flock"),
+                             _ro_bind("/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+                             _ro_bind("/lib64", "/lib64")]
+        config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {hooks}/{kind}"]}]
+                           for kind in ("prestart", "createRuntime")}
+        bundle = _bundle(criu, str(data), args=["sh", "-c", "exec 2>/data/err 9>/data/lock; flock 9; " + COUNTER],
+                         root=config["root"], mounts=config["mounts"], hooks=config["hooks"])
+        img = tmp_path / f"img-{name}"
+        p = run("run", "-d", "-b", bundle, "c1", **_quiet())
+        assert p.returncode == 0, (name, p.stderr)
+        _wait_count(str(data), 2)
+        assert _locked(data / "lock"), f"{name}: the container does not hold its lock"
+        pid = json.loads(run("state", "c1").stdout)["pid"]
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"], check=True)
+        assert _lo_up(pid), name
+        for f in hooks.iterdir():
+            f.unlink()  # create's
+        p = run("checkpoint", "--image-path", img / "nolocks", "c1")
+        assert p.returncode != 0, f"{name}: a held flock dumped without --file-locks"
+        if name == "pyrun":
+            assert "criu dump failed" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        print(f"{name} without --file-locks: {p.stderr.strip()[-300:]}")
+        assert json.loads(run("state", "c1").stdout)["status"] == "running", name
+        p = run("checkpoint", "--file-locks", "--image-path", img / "dump", "c1")
+        assert p.returncode == 0, (name, _why(p, img))
+        assert not _locked(data / "lock"), f"{name}: the lock outlived the checkpoint"
+        at = _count(str(data))
+        pid_file = tmp_path / f"{name}.pid"
+        err = tmp_path / f"restore-{name}.err"
+        with open(err, "w") as e:
+            proc = subprocess.Popen((criu.cmd if name == "pyrun" else lambda *a: [RUNC, "--root", run.root, *a])(
+                "restore", "--file-locks", "--pid-file", str(pid_file), "--empty-ns", "network",
+                "--image-path", str(img / "dump"), "-b", bundle, "c1"),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=e, cwd=str(tmp_path),
+                env=criu.env if name == "pyrun" else None)
+        try:
+            deadline = time.monotonic() + 180
+            while not (pid_file.exists() and pid_file.read_text().strip()):
+                assert proc.poll() is None, (name, proc.returncode, _why(subprocess.CompletedProcess(
+                    [], proc.returncode, "", err.read_text()), img))
+                assert time.monotonic() < deadline, f"{name}: no pid file"
+                time.sleep(0.2)
+            _wait_count(str(data), at + 2)
+            state = json.loads(run("state", "c1").stdout)
+            assert state["status"] == "running", (name, state)
+            assert int(pid_file.read_text()) == state["pid"], name
+            assert _locked(data / "lock"), f"{name}: the restored container does not hold its lock"
+            assert not _lo_up(state["pid"]), f"{name}: --empty-ns network restored the loopback"
+            for kind in ("prestart", "createRuntime"):
+                assert (hooks / kind).exists(), f"{name}: no {kind} hook at restore"
+                assert json.loads((hooks / kind).read_text())["pid"] == state["pid"], (name, kind)
+            assert run("kill", "c1", "KILL").returncode == 0, name
+            assert proc.wait(timeout=120) == 137, (name, proc.returncode, err.read_text())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert run("state", "c1").returncode != 0, f"{name}: the foreground restore left its container"
+
+
+def test_manage_cgroups_modes_and_auto_dedup(criu, tmp_path):
+    """One image, restored once per --manage-cgroups-mode: the same outcome
+    as runc's for each; where it restores, the tree is in the container's
+    cgroup with pids.max 20. --auto-dedup at the last restore punches the
+    pages it read out of the image (smaller on disk)."""
+    outcomes = {}
+    for name, run in _runtimes(criu, tmp_path):
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        bundle = _bundle(criu, str(data), linux={**criu.config(["true"])["linux"],
+                                                  "resources": {"pids": {"limit": 20}}})
+        img = tmp_path / f"img-{name}"
+        assert run("run", "-d", "-b", bundle, "c1", **_quiet()).returncode == 0, name
+        _wait_count(str(data), 2)
+        p = run("checkpoint", "--manage-cgroups-mode", "full", "--image-path", img, "c1")
+        assert p.returncode == 0, (name, _why(p, img))
+        for mode in ("soft", "full", "strict", "ignore", "soft+dedup"):
+            args = ["--manage-cgroups-mode", mode.split("+")[0]] + (["--auto-dedup"] if "dedup" in mode else [])
+            blocks = sum(f.stat().st_blocks for f in img.glob("pages-*.img"))
+            at = _count(str(data))
+            p = run("restore", "-d", *args, "--image-path", img, "-b", bundle, "c1")
+            outcome = "ok" if p.returncode == 0 else "failed"
+            print(f"{name} restore {' '.join(args)}: {outcome} {p.stderr.strip()[-300:]}")
+            if p.returncode == 0:
+                _wait_count(str(data), at)
+                state = json.loads(run("state", "c1").stdout)
+                with open(f"/proc/{state['pid']}/cgroup") as f:
+                    cg = f.read().strip().split("::", 1)[1]
+                assert cg.endswith("/c1"), (name, mode, cg)
+                with open(f"/sys/fs/cgroup{cg}/pids.max") as f:
+                    assert f.read().strip() == "20", (name, mode)
+                assert run("delete", "-f", "c1").returncode == 0, (name, mode)
+                assert not os.path.exists(f"/sys/fs/cgroup{cg}"), (name, mode)
+            elif name == "pyrun":
+                assert len(p.stderr.strip().splitlines()) == 1 and "restore.log" in p.stderr, p.stderr
+                assert run("state", "c1").returncode != 0, (name, mode)
+            if "dedup" in mode:
+                after = sum(f.stat().st_blocks for f in img.glob("pages-*.img"))
+                print(f"{name} --auto-dedup: pages-*.img {blocks} -> {after} blocks")
+                outcome += f" {'smaller' if after < blocks else 'same'}"
+            outcomes.setdefault(name, []).append((mode, outcome))
+    assert outcomes["pyrun"][0] == ("soft", "ok"), outcomes
+    if "runc" in outcomes:
+        assert outcomes["pyrun"] == outcomes["runc"], outcomes
+
+
+def test_ext_unix_sk(criu, tmp_path):
+    """A container whose stdout is a unix stream socket the caller holds:
+    without --ext-unix-sk CRIU refuses it (one line, the container runs
+    on); with it, dumped; the restored one writes into the socket that
+    restore's own stdout is (descriptors.json names it)."""
+    import socket
+
+    outcomes = {}
+    for name, run in _runtimes(criu, tmp_path):
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        talk = "i=0; while :; do i=$((i+1)); echo $i; echo $i > /data/n; sleep 0.1; done"
+        # the host's network namespace: CRIU finds a unix socket's peer
+        # through sock_diag in the dumped tree's network namespace, where a
+        # socket the caller made is not ("Unix socket INODE not found")
+        linux = criu.config(["true"])["linux"]
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+        bundle = _bundle(criu, str(data), args=["sh", "-c", talk], linux=linux)
+        img = tmp_path / f"img-{name}"
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            p = run("run", "-d", "-b", bundle, "c1", stdout=theirs.fileno(), stderr=subprocess.DEVNULL)
+            assert p.returncode == 0, name
+            ours.settimeout(60)
+            assert ours.recv(100), name
+            p = run("checkpoint", "--image-path", img / "no", "c1")
+            outcomes[name] = ["without: " + ("ok" if p.returncode == 0 else "failed")]
+            print(f"{name} checkpoint without --ext-unix-sk: {p.returncode} {p.stderr.strip()[-300:]}")
+            if p.returncode != 0:
+                assert json.loads(run("state", "c1").stdout)["status"] == "running", name
+                if name == "pyrun":
+                    assert len(p.stderr.strip().splitlines()) == 1 and "dump.log" in p.stderr, p.stderr
+                p = run("checkpoint", "--ext-unix-sk", "--image-path", img / "yes", "c1")
+                assert p.returncode == 0, (name, _why(p, img))
+        at = _count(str(data))
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            p = run("restore", "-d", "--ext-unix-sk", "--image-path", img / "yes", "-b", bundle, "c1",
+                    stdout=theirs.fileno(), **({} if name == "pyrun" else {"stderr": subprocess.PIPE}))
+            print(f"{name} restore --ext-unix-sk: {p.returncode} {(p.stderr or '').strip()[-300:]}")
+            outcomes[name].append("restore: " + ("ok" if p.returncode == 0 else "failed"))
+            if p.returncode == 0:
+                _wait_count(str(data), at + 2)
+                ours.settimeout(60)
+                got = ours.recv(100).split()
+                assert got and int(got[-1]) > at, (name, got)
+                assert run("delete", "-f", "c1").returncode == 0, name
+            else:
+                print(_why(p, img))
+    print(outcomes)
+    assert outcomes["pyrun"] == ["without: failed", "restore: ok"], outcomes
+
+
+def test_terminal_restore_in_the_foreground_relays_the_callers_terminal(criu, tmp_path):
+    """No --detach and no --console-socket: restore keeps CRIU's new master
+    and relays its own terminal to it (runc: its own console socket, the
+    same relay), until the shell exits with the status restore returns."""
+    for name, run in _runtimes(criu, tmp_path):
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        config = criu.config(["sh"])
+        config["process"]["terminal"] = True
+        bundle = _bundle(criu, str(data), args=["sh"], process=config["process"])
+        images = tmp_path / f"img-{name}"
+        before = ConsoleSocket(str(tmp_path / f"before-{name}.sock"))
+        p = run("run", "-d", "--console-socket", before.path, "-b", bundle, "c1", **_quiet())
+        assert p.returncode == 0, (name, p.stderr)
+        old = before.take()
+        _shell(old, "x=4$((0+1))", "# ")
+        p = run("checkpoint", "--image-path", images, "c1")
+        assert p.returncode == 0, (name, _why(p, images))
+        os.close(old)
+        master, slave = os.openpty()
+        cmd = ["restore", "--image-path", str(images), "-b", bundle, "c1"]
+        proc = subprocess.Popen(criu.cmd(*cmd) if name == "pyrun" else [RUNC, "--root", run.root, *cmd],
+                                stdin=slave, stdout=slave, stderr=slave, cwd=str(tmp_path),
+                                env=criu.env if name == "pyrun" else None)
+        os.close(slave)
+        try:
+            _shell(master, "echo fg-$x-$((3+4))", "fg-41-7", timeout=240)
+            os.write(master, b"exit 5\n")
+            assert proc.wait(timeout=120) == 5, name
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+        assert run("state", "c1").returncode != 0, f"{name}: the foreground restore left its container"
