@@ -203,13 +203,15 @@ def _open_dir(path: str, flag: str, create: bool) -> int:
 
 
 def _failed(step: str, resp, work: str, logname: str) -> CheckpointError:
-    """One line: the CRIU step, its last error from the log, where the log is."""
+    """One line: the CRIU step, its first error from the log (the cause;
+    the later ones are its consequences, down to "Dumping FAILED."), where
+    the log is."""
     why = resp.cr_errmsg or ""
     try:
         with open(os.path.join(work, logname), errors="replace") as f:
             errors = [line.strip() for line in f if "Error (" in line]
         if errors:
-            why = errors[-1].split("): ", 1)[-1]
+            why = errors[0].split("): ", 1)[-1]
     except OSError:
         pass
     why = why or "no reason given"
