@@ -43,17 +43,25 @@ What CRIU must be told, because it cannot know it (each is a field of
   master in the restored devpts, hands it to the restoring client in an
   "orphan-pts-master" notification, and connects the slave to it. pyrun
   sends that master to the new ``--console-socket`` (runc's protocol, as
-  at create), or keeps it for the foreground relay when there is none.
+  at create), which restore needs, detached or not (runc relays it itself
+  in the foreground; pyrun's relay of it stayed silent in the VM, so that
+  is refused).
   (CRIU's ``external tty[RDEV:DEV]`` key is the other way, for a tty
   whose *slave* is outside, such as the caller's own terminal: not a
   container's.)
 * **the cgroup root**: CRIU dumps the cgroup the tree is in relative to the
   root of each hierarchy; at restore pyrun makes the container's cgroup
-  from the config first (its limits written, as at create) and puts CRIU
-  itself in it: on v2 that is the root CRIU restores into; on v1 each
-  hierarchy's directory is given as ``cg_root`` (runc's way on both). The
-  restored tree lands there and, ``--manage-cgroups-mode soft`` (the
-  default), CRIU leaves the limits pyrun wrote alone.
+  from the config first (its limits written, as at create), puts CRIU
+  itself in it, and gives it as ``cg_root``: the restored tree lands there
+  and, ``--manage-cgroups-mode soft`` (the default), CRIU leaves the limits
+  pyrun wrote alone. ``strict`` fails on that cgroup ("cg: Abort restore of
+  existing cgroups", CRIU 3.17, cgroup v2) where runc 1.1's restore
+  succeeds: a known difference, not yet understood.
+* **unix sockets to the outside** (``--ext-unix-sk``): CRIU 3.17 dumps a
+  datagram socket whose peer is outside; a *stream* socket whose peer is
+  outside (the caller's socketpair as the container's stdout) it refuses
+  even then, "Can't dump half of stream unix connection" (it wants such a
+  socket named, ``external unix[INODE]``, which pyrun does not do yet).
 * **inherited descriptors**: the container's stdio were the caller's at
   create (a pipe of the engine, the caller's /dev/null or log file). CRIU
   dumps a pipe as a pipe; a file on a mount the container does not have it
@@ -438,9 +446,13 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     validate_id(container_id)
     spec = specmod.load(bundle)
     specmod.require_process(spec)
-    if spec.process.terminal and detach and not console_socket:  # runc's rule, and create's
-        raise UsageError("--console-socket: a detached container with a terminal (process.terminal) needs "
-                         "a console socket to hand the pty to")
+    if spec.process.terminal and not console_socket:
+        # detached: runc's rule, and create's. In the foreground runc relays
+        # the new master itself; pyrun's relay of it stayed silent in the VM
+        # (CRIU 3.17, kernel 6.1), so it is refused rather than left to hang
+        raise UsageError("--console-socket: restoring a container with a terminal (process.terminal) needs a "
+                         "console socket to hand the pty to" + ("" if detach else
+                                                                 " (pyrun does not relay it in the foreground)"))
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, Options(no_pivot=no_pivot))
     if plan.rootfs_mode == "overlay":
@@ -473,21 +485,15 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     sd.write(rec)
     if pid_file:
         write_pid_file(pid_file, rec.pid)
-    master = None
-    if console is not None:  # its master, for the relay; the socket closed (no pty came: nothing sent)
-        master, console.master = console.master, None
-        console.close()
+    if console is not None:
+        console.close()  # sent (or no pty came: nothing to send)
     if detach:
-        if master is not None:
-            os.close(master)
         return 0
     from pyrun.container import lifecycle
 
     try:
-        return lifecycle.wait_forwarding(rec.pid, master=master)
+        return lifecycle.wait_forwarding(rec.pid)
     finally:
-        if master is not None:
-            os.close(master)
         try:
             lifecycle.delete(root, container_id, force=True)
         except PyrunError as e:
@@ -543,13 +549,7 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
         try:
             if cg is not None:
                 cg.add(swrk.pid)  # what CRIU forks starts in the container's cgroup
-                if not cgroups.available():
-                    # v1 (or hybrid): each hierarchy's cgroup named as the root,
-                    # as runc; on v2 CRIU's own cgroup is already the root it
-                    # restores into, and naming it makes --manage-cgroups-mode
-                    # strict abort ("Abort restore of existing cgroups"), as
-                    # runc's does not
-                    opts.cg_root.extend(_cgroup_roots(rpc, swrk.pid))
+                opts.cg_root.extend(_cgroup_roots(rpc, swrk.pid))
 
             def on_notify(script: str, pid: int, fds: list[int]) -> None:
                 if script == "setup-namespaces":
@@ -581,15 +581,14 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
 
 class _Console:
     """The restored terminal's new master (CRIU's "orphan-pts-master"
-    notification): sent to ``--console-socket``, connected before anything
-    is made (as create dials first), or kept for the foreground relay."""
+    notification), sent to ``--console-socket``, connected before anything
+    is made (as create dials first)."""
 
-    def __init__(self, path: str | None):
+    def __init__(self, path: str):
         from pyrun.console.terminal import connect_socket
 
-        self.path = os.path.abspath(path) if path else None
-        self.conn = connect_socket(path) if path else None
-        self.master: int | None = None
+        self.path = os.path.abspath(path)
+        self.conn = connect_socket(path)
 
     def take(self, fd: int) -> None:
         if self.conn is not None:
@@ -597,16 +596,11 @@ class _Console:
 
             conn, self.conn = self.conn, None
             send_to_socket(conn, self.path, fd)  # CRIU's descriptor: Swrk closes it
-        elif self.master is None:
-            self.master = os.dup(fd)
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-        if self.master is not None:
-            os.close(self.master)
-            self.master = None
 
 
 def _cgroup_roots(rpc, pid: int) -> list:
@@ -639,12 +633,8 @@ def _external_mounts_at_restore(spec, opts) -> None:
 
 
 def _inherit_stdio(images: int, opts) -> None:
-    """The pipes, sockets and external files PID 1 had as fds 0-2 at dump
-    (:func:`_write_descriptors`): criu's own fds 0-2 (ours) stand in. A
-    socket is the caller's end of a unix stream (dumped with
-    ``--ext-unix-sk``): its peer is outside, and CRIU can make it again
-    only from a descriptor it inherits (its key ``socket:[INODE]``); runc
-    1.1 hands in pipes only, and its restore of such a socket fails."""
+    """The pipes and external files PID 1 had as fds 0-2 at dump
+    (:func:`_write_descriptors`): criu's own fds 0-2 (ours) stand in."""
     try:
         fd = os.open(DESCRIPTORS, os.O_RDONLY | os.O_CLOEXEC, dir_fd=images)
         with os.fdopen(fd) as f:
@@ -653,7 +643,7 @@ def _inherit_stdio(images: int, opts) -> None:
         return
     seen = set()
     for i, name in enumerate(names[:3]):
-        if isinstance(name, str) and name.startswith(("pipe:", "socket:", "file[")) and name not in seen:
+        if isinstance(name, str) and name.startswith(("pipe:", "file[")) and name not in seen:
             seen.add(name)  # one descriptor per key: CRIU gives it to every file of that key
             opts.inherit_fd.add(key=name, fd=i)
 
