@@ -415,8 +415,11 @@ def checkpoint(obj, container_id, image_path, lazy_pages, page_server, status_fd
 @click.option("--detach", "-d", is_flag=True, help="do not wait for the container")
 @click.option("--pid-file", type=click.Path(), default=None)
 @click.option("--console-socket", type=click.Path(), default=None)
-@click.option("--no-subreaper", is_flag=True, help="accepted for runc compatibility")
+# "-no-subreaper": containerd's shim (go-runc) writes it with one dash, which runc's flag parser accepts
+@click.option("--no-subreaper", "-no-subreaper", is_flag=True, help="accepted for runc compatibility")
 @click.option("--no-pivot", is_flag=True, help="accepted for runc compatibility")
+@click.option("--lsm-profile", default=None, help="TYPE:NAME, the LSM profile to restore the processes with")
+@click.option("--lsm-mount-context", default=None, help="the LSM mount context to restore the mounts with")
 @click.pass_obj
 def restore(obj, container_id, image_path, bundle, lazy_pages, **kw):
     """Restore a container from a checkpoint with CRIU (root only)."""

@@ -262,14 +262,19 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
     runc, unless ``leave_running`` or ``pre_dump``. A failure leaves it as
     it was: CRIU thaws what it froze."""
     from pyrun.container import lifecycle
-    from pyrun.container.state import STATUS_RUNNING, state_dir
+    from pyrun.container.state import STATUS_PAUSED, STATUS_RUNNING, state_dir
+    from pyrun.errors import InvalidState
 
     _refuse_rootless("checkpoint")
     rpc = _rpc()
     sd = state_dir(root, container_id)
     with sd.lock():
-        rec = sd.read_when(STATUS_RUNNING, lambda status: f"container {container_id!r} is {status}, "
-                           "not running: cannot checkpoint it")
+        rec = sd.read()
+        # paused too, as runc: containerd's ``ctr container checkpoint
+        # --task`` pauses the task first; CRIU finds the freezer frozen and
+        # leaves it so after the dump
+        if (status := sd.status(rec)) not in (STATUS_RUNNING, STATUS_PAUSED):
+            raise InvalidState(f"container {container_id!r} is {status}, not running: cannot checkpoint it")
         spec = lifecycle.saved_spec(sd, rec)
         _refuse_unsupported(rec, spec)
         image_path = os.path.abspath(image_path)
@@ -427,7 +432,8 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
             no_subreaper: bool = False, no_pivot: bool = False, tcp_established: bool = False,
             ext_unix_sk: bool = False, shell_job: bool = False, file_locks: bool = False,
             manage_cgroups_mode: str | None = None, empty_ns: tuple = (), auto_dedup: bool = False,
-            ignore_cgroup_limits: bool = False, systemd_cgroup: bool = False) -> int:
+            ignore_cgroup_limits: bool = False, systemd_cgroup: bool = False, lsm_profile: str | None = None,
+            lsm_mount_context: str | None = None) -> int:
     """Make the container ``container_id`` from ``bundle``'s config and the
     images: its state record and cgroup as ``create`` makes them, its
     processes by CRIU. Detached, return 0 once it runs; else wait for it
@@ -473,7 +479,8 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
             flags = {"shell_job": shell_job, "tcp_established": tcp_established, "ext_unix_sk": ext_unix_sk,
                      "file_locks": file_locks, "auto_dedup": auto_dedup, "empty_ns": empty_ns,
                      "manage_cgroups_mode": manage_cgroups_mode, "ignore_cgroup_limits": ignore_cgroup_limits,
-                     "systemd_cgroup": systemd_cgroup}
+                     "systemd_cgroup": systemd_cgroup, "lsm_profile": lsm_profile,
+                     "lsm_mount_context": lsm_mount_context}
             _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, console)
     except BaseException:
         if console is not None:
@@ -520,6 +527,14 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
                          auto_dedup=flags["auto_dedup"], orphan_pts_master=console is not None)
     if flags["manage_cgroups_mode"]:
         opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[flags["manage_cgroups_mode"]])
+    # --lsm-profile TYPE:NAME, --lsm-mount-context: the restored tree's
+    # AppArmor profile or SELinux label and its mounts' context instead of
+    # the dumped ones (runc 1.1's flags; podman sends them for a restore
+    # into a pod, or --import into another label)
+    if flags["lsm_profile"]:
+        opts.lsm_profile = flags["lsm_profile"]
+    if flags["lsm_mount_context"]:
+        opts.lsm_mount_context = flags["lsm_mount_context"]
     for ns in flags["empty_ns"]:
         opts.empty_ns |= EMPTY_NS[ns]
     netns = -1
