@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -71,8 +72,20 @@ def _criu_calls(log: str) -> list[tuple[int, str]]:
             if any(w in ("checkpoint", "restore") for w in argv.split())]
 
 
-def _show(log: str) -> str:
-    return "\n".join(f"  [{rc}] {argv}" for rc, argv in recorded_calls(log))
+def _show(log: str, stderr: str = "") -> str:
+    """The runtime's calls, and the errors of the CRIU log an error names
+    (the guest's /tmp dies with it)."""
+    out = [f"  [{rc}] {argv}" for rc, argv in recorded_calls(log)]
+    for path in re.findall(r"\(see (/\S+\.log)\)", stderr):
+        try:
+            with open(path, errors="replace") as f:
+                lines = [line.rstrip() for line in f]
+        except OSError as e:
+            out.append(f"--- {path}: {e}")
+            continue
+        out.append(f"--- {path}:")
+        out += [line for line in lines if "Error" in line or "Warn" in line][-20:] + lines[-12:]
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------- host
@@ -139,13 +152,13 @@ def test_podman_checkpoint_restore_export_import(criu_vm, runtime):
         t0 = time.monotonic()
         p = pm("container", "checkpoint", "ck", timeout=400)
         took = time.monotonic() - t0
-        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log)}"
+        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log, p.stderr)}"
         at = _stopped_counting(data)
         assert pm.inspect("ck", "{{.State.Status}}") == "exited"
         t0 = time.monotonic()
         p = pm("container", "restore", "ck", timeout=400)
         took_restore = time.monotonic() - t0
-        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log)}"
+        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log, p.stderr)}"
         assert _count(data) >= at, f"{runtime}: restarted from scratch"
         _wait_count(data, at + 2)
         assert pm.inspect("ck", "{{.State.Status}}") == "running"
@@ -154,11 +167,11 @@ def test_podman_checkpoint_restore_export_import(criu_vm, runtime):
 
         archive = os.path.join(d, "ck.tar.gz")
         p = pm("container", "checkpoint", "--export", archive, "ck", timeout=400)
-        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log)}"
+        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log, p.stderr)}"
         at = _stopped_counting(data)
         assert pm("rm", "ck", timeout=120).returncode == 0
         p = pm("container", "restore", "--import", archive, timeout=400)
-        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log)}"
+        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log, p.stderr)}"
         _wait_count(data, at + 2)
         assert pm.inspect("ck", "{{.State.Status}}") == "running"
         assert pm("rm", "-f", "-t", "0", "ck", timeout=120).returncode == 0
@@ -212,8 +225,9 @@ def _oci_archive(out: str) -> None:
 @pytest.mark.vm
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_ctr_task_checkpoint_and_container_restore(criu_vm, runtime):
-    """ctr task checkpoint (--image-path, the task runs on), ctr container
-    checkpoint --task (the shim pauses, checkpoints, resumes), then the
+    """ctr task checkpoint (--image-path; the shim pauses the task, asks
+    for ``checkpoint --leave-running`` and resumes it: it runs on), ctr
+    container checkpoint --task (the same, into an image), then the
     container deleted and made again by ctr container restore --live: it
     counts on from where the checkpoint was."""
     from containerd_env import Containerd
@@ -229,19 +243,20 @@ def test_ctr_task_checkpoint_and_container_restore(criu_vm, runtime):
         archive = os.path.join(d, "image.tar")
         _oci_archive(archive)
         c.ok("images", "import", archive, timeout=300)
-        c.ok("run", "-d", "--runc-binary", wrapper, "--mount", f"type=bind,src={data},dst=/data,options=rbind:rw",
-             IMAGE_NAME, "ck1", "sh", "-c", COUNTER, timeout=240)
+        c.ok("run", "-d", "--runc-binary", wrapper, "--runc-root", os.path.join(d, "runtime-state"),
+             "--mount", f"type=bind,src={data},dst=/data,options=rbind:rw", IMAGE_NAME, "ck1", "sh", "-c", COUNTER,
+             timeout=240)
         _wait_count(data, 3)
         img = os.path.join(d, "img")
         p = c.ctr("task", "checkpoint", "--image-path", img, "--work-path", os.path.join(d, "work"), "ck1",
                   timeout=400)
-        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log)}"
+        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log, p.stderr)}"
         assert os.path.exists(os.path.join(img, "inventory.img")), os.listdir(img)
         _wait_count(data, _count(data))  # the task runs on
 
         at = _count(data)
         p = c.ctr("container", "checkpoint", "--task", "ck1", "localhost/ck1-checkpoint:1", timeout=400)
-        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log)}"
+        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log, p.stderr)}"
         c.ok("task", "kill", "-s", "KILL", "ck1")
         deadline = time.monotonic() + 60
         while c.ctr("task", "delete", "ck1").returncode != 0:
@@ -250,7 +265,7 @@ def test_ctr_task_checkpoint_and_container_restore(criu_vm, runtime):
         c.ok("container", "delete", "ck1")
         killed_at = _count(data)
         p = c.ctr("container", "restore", "--live", "ck1", "localhost/ck1-checkpoint:1", timeout=400)
-        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log)}"
+        assert p.returncode == 0, f"{runtime}: {p.stderr}\n{_show(log, p.stderr)}"
         deadline = time.monotonic() + 90
         while (n := _count(data)) == killed_at:
             assert time.monotonic() < deadline, f"{runtime}: the restored task does not count"

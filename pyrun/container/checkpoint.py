@@ -218,8 +218,11 @@ def _failed(step: str, resp, work: str, logname: str) -> CheckpointError:
     try:
         with open(os.path.join(work, logname), errors="replace") as f:
             errors = [line.strip() for line in f if "Error (" in line]
-        if errors:
-            why = errors[0].split("): ", 1)[-1]
+        # the first error that says what failed: the cause ("Restoring
+        # FAILED." at the end says only that it did)
+        specific = [e for e in errors if not e.endswith("FAILED.")]
+        if specific or errors:
+            why = (specific or errors)[0].split("): ", 1)[-1]
     except OSError:
         pass
     why = why or "no reason given"
@@ -381,6 +384,8 @@ def _external_mounts_at_dump(pid: int, spec, opts) -> None:
     for m in _bind_mounts(spec):
         opts.ext_mnt.add(key=m.destination, val=m.destination)
     mounted = _mount_points(pid)  # as the container sees them (proc(5): relative to its root)
+    for dest in _cgroup_v1_binds(spec, mounted):
+        opts.ext_mnt.add(key=dest, val=dest)
     for path in spec.linux.masked_paths:
         if path not in mounted:
             continue  # not there, so not masked
@@ -390,6 +395,24 @@ def _external_mounts_at_dump(pid: int, spec, opts) -> None:
             continue
         if not stat.S_ISDIR(st.st_mode):
             opts.ext_mnt.add(key=path, val="/dev/null")
+
+
+def _cgroup_v1_binds(spec, mounted: dict[str, str]) -> list[str]:
+    """On cgroup v1 without a cgroup namespace, a ``type: cgroup`` mount is
+    a tmpfs with the container's cgroup of each hierarchy bound in it
+    (pyrun.filesystem.cgroup_mount): host directories, so external, as
+    runc tells CRIU (its getCgroupMounts). Left alone, CRIU refuses their
+    propagation ("has unreachable sharing"). The destinations, from the
+    container's mountinfo."""
+    ns = spec.namespace("cgroup")
+    if ns is not None and not ns.path:
+        return []  # fresh mounts of each hierarchy in its own namespace: CRIU's to dump
+    out = []
+    for m in spec.mounts:
+        if m.type == "cgroup":
+            top = m.destination.rstrip("/") + "/"
+            out += [p for p, fstype in mounted.items() if fstype == "cgroup" and p.startswith(top)]
+    return out
 
 
 def _write_descriptors(images: int, pid: int, opts) -> None:
@@ -548,6 +571,7 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
             opts.inherit_fd.add(key="extRootNetNS", fd=netns)
             passed.append(netns)
         _external_mounts_at_restore(spec, opts)
+        _cgroup_v1_binds_at_restore(spec, cg, opts)
         _inherit_stdio(images, opts)
         # CRIU restores the root from a mount point: the bundle's root bound
         # at criu-root in the state dir (ours), for the restore only (runc's
@@ -645,6 +669,25 @@ def _external_mounts_at_restore(spec, opts) -> None:
     # key is that name, and the value the host path to bind)
     if spec.linux.masked_paths:
         opts.ext_mnt.add(key="/dev/null", val="/dev/null")
+
+
+def _cgroup_v1_binds_at_restore(spec, cg, opts) -> None:
+    """The v1 cgroup binds (:func:`_cgroup_v1_binds`): each destination
+    bound from the restored container's own cgroup of that hierarchy."""
+    from pyrun.filesystem import cgroup_mount
+
+    ns = spec.namespace("cgroup")
+    if ns is not None and not ns.path:
+        return
+    view = cgroup_mount.view(cg)
+    if not view.v1:
+        return
+    for m in spec.mounts:
+        if m.type == "cgroup":
+            for h in view.hierarchies:
+                if h.source:
+                    dest = f"{m.destination.rstrip('/')}/{h.name}"
+                    opts.ext_mnt.add(key=dest, val=h.source)
 
 
 def _inherit_stdio(images: int, opts) -> None:
