@@ -101,6 +101,35 @@ def test_the_engines_restore_flags_are_accepted(rootful):
     assert len(p.stderr.strip().splitlines()) == 1 and "--image-path /nonexistent/img" in p.stderr, p.stderr
 
 
+def test_restore_makes_the_mount_points_a_fresh_root_lacks(rootful, tmp_path):
+    """An engine restores into a fresh copy of the image (podman's
+    --import, containerd's new snapshot): the bind mounts' mount points are
+    made in the root first, as at create (runc's prepareCriuRestoreMounts),
+    a file for a file's bind. Here CRIU then fails (the host's kernel):
+    one line, no container left."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "inventory.img").write_bytes(b"")
+    config = rootful.config(["true"])
+    config["annotations"] = {}
+    config["mounts"] += [{"destination": "/new/data", "type": "bind", "source": str(src), "options": ["rbind"]},
+                         {"destination": "/etc/newfile", "type": "bind", "source": str(src / "f"),
+                          "options": ["rbind"]}]
+    bundle = rootful.bundle(config=config)
+    p = rootful("restore", "-d", "--image-path", images, "-b", bundle, "c1")
+    root = os.path.join(bundle, config["root"]["path"])  # an absolute path stays itself
+    assert os.path.isdir(os.path.join(root, "new/data")), p.stderr
+    assert os.path.isfile(os.path.join(root, "etc/newfile")), p.stderr
+    if p.returncode != 0:
+        assert "criu restore failed" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert rootful("state", "c1").returncode != 0
+    else:
+        rootful("delete", "-f", "c1")
+
+
 def test_a_paused_container_is_checkpointed_as_runc(rootful):
     """containerd's ``ctr container checkpoint --task`` pauses the task and
     then asks for the checkpoint: a paused container goes to CRIU (runc

@@ -579,6 +579,7 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
         # failed to mount its cgroup yard: EINVAL)
         from pyrun.kernel import syscalls as sc
 
+        _make_mount_points(spec)
         os.mkdir(opts.root, 0o700)
         undo.append(lambda: os.rmdir(opts.root))
         sc.mount(spec.root.path, opts.root, None, sc.MS_BIND | sc.MS_REC)
@@ -640,6 +641,30 @@ class _Console:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _make_mount_points(spec) -> None:
+    """The config's mount points, made in the root as create makes them,
+    before CRIU mounts on them: a root that is a fresh copy of the image
+    (podman's ``restore --import``, containerd's restore into a new
+    snapshot) lacks what the dumped container's root had, and CRIU fails
+    with "Restoring FAILED." (runc's prepareCriuRestoreMounts). Not under
+    a tmpfs (CRIU restores a tmpfs with its contents) nor under a bind
+    mount (the host's directory: nothing of pyrun's to make there)."""
+    from pyrun.filesystem.mounts import is_bind, make_in_root, source_path
+
+    tmpfs = [m.destination.rstrip("/") + "/" for m in spec.mounts if m.type == "tmpfs"]
+    binds = [m.destination.rstrip("/") + "/" for m in spec.mounts if is_bind(m)]
+    rootfd = os.open(spec.root.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for m in spec.mounts:
+            dest = m.destination.rstrip("/") + "/"
+            if any(dest.startswith(top) and dest != top for top in tmpfs + binds):
+                continue
+            is_dir = not is_bind(m) or os.path.isdir(source_path(m, spec.bundle))
+            os.close(make_in_root(rootfd, m.destination, is_dir=is_dir))
+    finally:
+        os.close(rootfd)
 
 
 def _cgroup_roots(rpc, pid: int) -> list:
