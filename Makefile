@@ -8,7 +8,7 @@ VM_PYTEST_ARGS ?=
 VM_TIMEOUT ?= 1500
 export VM_PYTEST_ARGS VM_TIMEOUT
 
-.PHONY: all deps build bundles run run-hello test test-unit vm-test vm-test-systemd vm-test-systemd-v1 vm-test-selinux clean
+.PHONY: all deps build bundles run run-hello test test-unit vm-test vm-test-systemd vm-test-systemd-v1 vm-test-criu-engines vm-test-selinux clean
 
 all: build
 
@@ -48,6 +48,9 @@ vm-test-systemd: bundles cri-tools  ## the tests marked systemd, in the VM booti
 
 vm-test-systemd-v1: bundles  ## the tests marked systemd_v1, in the VM booting systemd with cgroup v1 (hybrid)
 	tools/vm/vm-test --systemd --cgroup-v1
+
+vm-test-criu-engines: bundles  ## podman's and ctr's checkpoint/restore with pyrun beside runc, in the v2 VM (~6 min under TCG: not in CI)
+	VM_PYTEST_ARGS="-m criu_engines $(VM_PYTEST_ARGS)" tools/vm/vm-test
 
 vm-test-selinux: bundles  ## the tests marked selinux, in the VM with SELinux on, Debian's policy permissive
 	tools/vm/vm-test --selinux

@@ -1,5 +1,6 @@
 """Checkpoint and restore asked for by the engines, with pyrun as their
-runtime, in the VM (``make vm-test``; CRIU 3.17.1 fails on the host's
+runtime, in the VM (``make vm-test-criu-engines``, marker criu_engines:
+about 6 minutes under TCG, so not in CI; CRIU 3.17.1 fails on the host's
 kernel): ``podman container checkpoint`` / ``restore`` (and ``--export`` /
 ``--import``), and containerd's ``ctr task checkpoint`` and ``ctr
 container checkpoint --task`` / ``restore --live`` through the runc-v2
@@ -40,7 +41,7 @@ COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /data/n; sleep 0.1; done"
 @pytest.fixture
 def criu_vm():
     if not os.environ.get("PYRUN_IN_VM") or os.geteuid() != 0:
-        pytest.skip("CRIU 3.17 works on the VM's kernel, not the host's, and as root (make vm-test)")
+        pytest.skip("CRIU 3.17 works on the VM's kernel, not the host's, and as root (make vm-test-criu-engines)")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)  # CRIU's kernel probe connects to lo
 
 
@@ -155,7 +156,7 @@ def test_a_paused_container_is_checkpointed_as_runc(rootful):
 
 # ----------------------------------------------------------------- podman
 
-@pytest.mark.vm
+@pytest.mark.criu_engines
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_podman_checkpoint_restore_export_import(criu_vm, runtime):
     """podman container checkpoint stops the container (exited), restore
@@ -251,7 +252,7 @@ def _oci_archive(out: str) -> None:
             put("blobs/sha256/" + digest.split(":", 1)[1], data)
 
 
-@pytest.mark.vm
+@pytest.mark.criu_engines
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_ctr_task_checkpoint_and_container_restore(criu_vm, runtime):
     """ctr task checkpoint (--image-path; the shim pauses the task, asks
