@@ -114,14 +114,16 @@ def test_restore_makes_the_mount_points_a_fresh_root_lacks(rootful, tmp_path):
     images = tmp_path / "img"
     images.mkdir()
     (images / "inventory.img").write_bytes(b"")
+    root = str(tmp_path / "rootfs")  # a copy of its own: the restore writes in it
+    shutil.copytree(BUSYBOX_ROOTFS, root, symlinks=True)
     config = rootful.config(["true"])
     config["annotations"] = {}
+    config["root"]["path"] = root
     config["mounts"] += [{"destination": "/new/data", "type": "bind", "source": str(src), "options": ["rbind"]},
                          {"destination": "/etc/newfile", "type": "bind", "source": str(src / "f"),
                           "options": ["rbind"]}]
     bundle = rootful.bundle(config=config)
     p = rootful("restore", "-d", "--image-path", images, "-b", bundle, "c1")
-    root = os.path.join(bundle, config["root"]["path"])  # an absolute path stays itself
     assert os.path.isdir(os.path.join(root, "new/data")), p.stderr
     assert os.path.isfile(os.path.join(root, "etc/newfile")), p.stderr
     if p.returncode != 0:
