@@ -33,7 +33,13 @@ What CRIU must be told, because it cannot know it (each is a field of
   (key DEST, value DEST) and where its source is at restore (key DEST,
   value SOURCE). A masked file (``linux.maskedPaths``) is a bind of a null
   device: external, and at restore the host's /dev/null, checked to be the
-  null device first (a masked directory is an empty tmpfs CRIU dumps).
+  null device first (a masked directory is an empty tmpfs CRIU dumps). On
+  cgroup v1 without a cgroup namespace, the container's cgroup of each
+  hierarchy bound under its ``type: cgroup`` mount is external too, bound
+  at restore from the restored container's own cgroups. Before the
+  restore the mount points are made in the root as create makes them: an
+  engine may restore into a fresh copy of the image (podman's
+  ``--import``, containerd's new snapshot).
 * **terminals** (``process.terminal``): the pty's master went to
   ``--console-socket`` at create, so it is the engine's, outside the tree:
   CRIU finds the container's slave (``/dev/pts/0`` of the container's
