@@ -46,11 +46,18 @@ def criu_vm():
 
 
 def _count(data: str) -> int:
-    try:
-        with open(os.path.join(data, "n")) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
+    """The counter's last value; 0 before its first. ``echo $i > n``
+    truncates before it writes: an empty read is read again."""
+    for _ in range(50):
+        try:
+            with open(os.path.join(data, "n")) as f:
+                text = f.read().strip()
+        except OSError:
+            return 0
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.02)
+    return 0
 
 
 def _wait_count(data: str, above: int, timeout: float = 90) -> int:
