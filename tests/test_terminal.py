@@ -110,6 +110,36 @@ def test_foreground_run_relays_the_callers_terminal(rt):
     os.close(master)
 
 
+def test_foreground_run_keeps_what_was_typed_before_the_relay_began(rt):
+    """A line typed before the relay makes the caller's terminal raw (here:
+    before pyrun even starts; for a human, while a restore or a slow create
+    runs) is the container's input: raw mode is set with TCSANOW, as runc's
+    console.SetRaw (TCSETS), not tty.setraw's default TCSAFLUSH, which threw
+    the line away and left the shell waiting. runc beside, rootful."""
+    script = "read line; echo got:$line; exit 4"
+    runners = [("pyrun", lambda bundle: rt.popen("run", "-b", bundle, "c1", **stdio))]
+    if not rt.rootless and shutil.which("runc"):
+        root = os.path.join(rt.dir, "runc-state")
+        runners.append(("runc", lambda bundle: subprocess.Popen(["runc", "--root", root, "run", "-b", bundle, "c1"],
+                                                                **stdio)))
+    for name, start in runners:
+        bundle = rt.bundle(config=terminal_config(rt, ["sh", "-c", script]))
+        master, slave = os.openpty()
+        os.write(master, b"early\n")  # queued on the caller's terminal, cooked
+        stdio = {"stdin": slave, "stdout": slave, "stderr": slave}
+        proc = start(bundle)
+        os.close(slave)
+        try:
+            out = read_until(master, b"got:early", timeout=30)
+            assert b"got:early" in out, (name, out)
+            assert proc.wait(timeout=30) == 4, name
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+
+
 def test_exec_tty_in_the_foreground_and_through_a_console_socket(rt):
     rt.ok("run", "-d", "-b", rt.bundle(["sleep", "60"]), "c1")
     master, slave = os.openpty()

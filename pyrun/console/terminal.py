@@ -260,7 +260,10 @@ def relay(master: int, pid: int) -> int:
 
     old = signal.signal(signal.SIGWINCH, winch)
     if stdin_tty:
-        tty.setraw(0)
+        # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before
+        # the relay began (while a restore ran) is the container's input,
+        # not to be discarded (runc's console.SetRaw is a plain TCSETS too)
+        tty.setraw(0, termios.TCSANOW)
         copy_size(master)
     inputs = [master, 0]
     status = None
