@@ -49,9 +49,12 @@ What CRIU must be told, because it cannot know it (each is a field of
   master in the restored devpts, hands it to the restoring client in an
   "orphan-pts-master" notification, and connects the slave to it. pyrun
   sends that master to the new ``--console-socket`` (runc's protocol, as
-  at create), which restore needs, detached or not (runc relays it itself
-  in the foreground; pyrun's relay of it stayed silent in the VM, so that
-  is refused).
+  at create), or, in the foreground without one, keeps it and relays the
+  caller's terminal to it as ``run`` does (runc: its own console socket,
+  the same relay). The relay makes the caller's terminal raw with
+  TCSANOW: what was typed while CRIU worked is the container's input
+  (TCSAFLUSH, tty.setraw's default, threw it away, and the restored shell
+  never saw a line).
   (CRIU's ``external tty[RDEV:DEV]`` key is the other way, for a tty
   whose *slave* is outside, such as the caller's own terminal: not a
   container's.)
@@ -60,9 +63,13 @@ What CRIU must be told, because it cannot know it (each is a field of
   from the config first (its limits written, as at create), puts CRIU
   itself in it, and gives it as ``cg_root``: the restored tree lands there
   and, ``--manage-cgroups-mode soft`` (the default), CRIU leaves the limits
-  pyrun wrote alone. ``strict`` fails on that cgroup ("cg: Abort restore of
-  existing cgroups", CRIU 3.17, cgroup v2) where runc 1.1's restore
-  succeeds: a known difference, not yet understood.
+  pyrun wrote alone. ``strict`` cannot be, at restore: CRIU then makes
+  every cgroup of the image itself and aborts on one that exists ("cg:
+  Abort restore of existing cgroups"), and the container's always does.
+  runc 1.1 accepts ``restore --manage-cgroups-mode`` but hands CRIU no
+  mode at all (its restore.log says "cgroups restore mode 0x4", soft,
+  whatever the flag), so its strict restore succeeds, as soft: pyrun
+  restores strict as soft too (soft, full and ignore as asked).
 * **unix sockets to the outside** (``--ext-unix-sk``): CRIU 3.17 dumps a
   datagram socket whose peer is outside; a *stream* socket whose peer is
   outside (the caller's socketpair as the container's stdout) it refuses
@@ -481,13 +488,9 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     validate_id(container_id)
     spec = specmod.load(bundle)
     specmod.require_process(spec)
-    if spec.process.terminal and not console_socket:
-        # detached: runc's rule, and create's. In the foreground runc relays
-        # the new master itself; pyrun's relay of it stayed silent in the VM
-        # (CRIU 3.17, kernel 6.1), so it is refused rather than left to hang
-        raise UsageError("--console-socket: restoring a container with a terminal (process.terminal) needs a "
-                         "console socket to hand the pty to" + ("" if detach else
-                                                                 " (pyrun does not relay it in the foreground)"))
+    if spec.process.terminal and detach and not console_socket:  # runc's rule, and create's
+        raise UsageError("--console-socket: a detached container with a terminal (process.terminal) needs "
+                         "a console socket to hand the pty to")
     sd = StateDir(root, container_id)
     plan = make_plan(spec, sd.path, Options(no_pivot=no_pivot))
     if plan.rootfs_mode == "overlay":
@@ -521,15 +524,21 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
     sd.write(rec)
     if pid_file:
         write_pid_file(pid_file, rec.pid)
-    if console is not None:
-        console.close()  # sent (or no pty came: nothing to send)
+    master = None
+    if console is not None:  # its master, for the relay; the socket closed (no pty came: nothing sent)
+        master, console.master = console.master, None
+        console.close()
     if detach:
+        if master is not None:
+            os.close(master)
         return 0
     from pyrun.container import lifecycle
 
     try:
-        return lifecycle.wait_forwarding(rec.pid)
+        return lifecycle.wait_forwarding(rec.pid, master=master)
     finally:
+        if master is not None:
+            os.close(master)
         try:
             lifecycle.delete(root, container_id, force=True)
         except PyrunError as e:
@@ -554,8 +563,16 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
                          rst_sibling=True, shell_job=flags["shell_job"], tcp_established=flags["tcp_established"],
                          ext_unix_sk=flags["ext_unix_sk"], file_locks=flags["file_locks"],
                          auto_dedup=flags["auto_dedup"], orphan_pts_master=console is not None)
-    if flags["manage_cgroups_mode"]:
-        opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[flags["manage_cgroups_mode"]])
+    mode = flags["manage_cgroups_mode"]
+    if mode == "strict" and cg is not None:
+        # strict: CRIU makes every cgroup of the image and aborts on one that
+        # exists; the container's exists, made above from the config (as
+        # runc's): restored soft, as runc 1.1 restores (it hands CRIU no mode)
+        log.debug_msg("--manage-cgroups-mode strict: the container's cgroup is made from the config "
+                      "before CRIU runs; restoring as soft (as runc 1.1)")
+        mode = "soft"
+    if mode:
+        opts.manage_cgroups_mode = getattr(rpc, CGROUP_MODES[mode])
     # --lsm-profile TYPE:NAME, --lsm-mount-context: the restored tree's
     # AppArmor profile or SELinux label and its mounts' context instead of
     # the dumped ones (runc 1.1's flags; podman sends them for a restore
@@ -627,14 +644,15 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
 
 class _Console:
     """The restored terminal's new master (CRIU's "orphan-pts-master"
-    notification), sent to ``--console-socket``, connected before anything
-    is made (as create dials first)."""
+    notification): sent to ``--console-socket``, connected before anything
+    is made (as create dials first), or kept for the foreground relay."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str | None):
         from pyrun.console.terminal import connect_socket
 
-        self.path = os.path.abspath(path)
-        self.conn = connect_socket(path)
+        self.path = os.path.abspath(path) if path else None
+        self.conn = connect_socket(path) if path else None
+        self.master: int | None = None
 
     def take(self, fd: int) -> None:
         if self.conn is not None:
@@ -642,11 +660,16 @@ class _Console:
 
             conn, self.conn = self.conn, None
             send_to_socket(conn, self.path, fd)  # CRIU's descriptor: Swrk closes it
+        elif self.path is None and self.master is None:
+            self.master = os.dup(fd)  # CRIU's is closed by Swrk; the relay's copy
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
 
 
 def _make_mount_points(spec) -> None:
