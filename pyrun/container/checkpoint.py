@@ -74,7 +74,9 @@ What CRIU must be told, because it cannot know it (each is a field of
   datagram socket whose peer is outside; a *stream* socket whose peer is
   outside (the caller's socketpair as the container's stdout) it refuses
   even then, "Can't dump half of stream unix connection" (it wants such a
-  socket named, ``external unix[INODE]``, which pyrun does not do yet).
+  socket named, ``external unix[INODE]``, which pyrun does not do yet;
+  nor does runc 1.1.5, which fails both dumps, "criu failed: type NOTIFY
+  errno 0", the container running on, as pyrun's).
 * **inherited descriptors**: the container's stdio were the caller's at
   create (a pipe of the engine, the caller's /dev/null or log file). CRIU
   dumps a pipe as a pipe; a file on a mount the container does not have it
