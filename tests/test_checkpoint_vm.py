@@ -70,11 +70,19 @@ def _why(p, images) -> str:
 
 
 def _count(data: str) -> int:
-    try:
-        with open(os.path.join(data, "n")) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
+    """The counter's last value; 0 before its first. ``echo $i > n``
+    truncates before it writes: an empty read is read again (runc's
+    keep_counting once failed on such a read: 0 < 7)."""
+    for _ in range(50):
+        try:
+            with open(os.path.join(data, "n")) as f:
+                text = f.read().strip()
+        except OSError:
+            return 0
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.02)
+    return 0
 
 
 def _wait_count(data: str, above: int, timeout: float = 60) -> int:
