@@ -30,6 +30,7 @@ import time
 
 import pytest
 from conftest import recorded_calls, recording_wrapper
+from test_checkpoint_vm import _count
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSYBOX_ROOTFS = os.path.join(TOP, "bundles", "busybox", "rootfs")
@@ -43,21 +44,6 @@ def criu_vm():
     if not os.environ.get("PYRUN_IN_VM") or os.geteuid() != 0:
         pytest.skip("CRIU 3.17 works on the VM's kernel, not the host's, and as root (make vm-test-criu-engines)")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)  # CRIU's kernel probe connects to lo
-
-
-def _count(data: str) -> int:
-    """The counter's last value; 0 before its first. ``echo $i > n``
-    truncates before it writes: an empty read is read again."""
-    for _ in range(50):
-        try:
-            with open(os.path.join(data, "n")) as f:
-                text = f.read().strip()
-        except OSError:
-            return 0
-        if text.isdigit():
-            return int(text)
-        time.sleep(0.02)
-    return 0
 
 
 def _wait_count(data: str, above: int, timeout: float = 90) -> int:
