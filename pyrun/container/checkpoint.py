@@ -28,6 +28,15 @@ What CRIU must be told, because it cannot know it (each is a field of
   namespaces (mount, pid, uts, ipc, cgroup, a network of its own) CRIU
   dumps and makes again; ``--empty-ns network`` makes it restore an empty
   network namespace (for an engine that configures it again).
+  pyrun's bridge network (pyrun.net.bridge; runc has none) is told as
+  external too: its ``eth0`` is one end of a veth whose other end, the
+  lease and the NAT rules are the host's. Restore takes the same address
+  again (``network.json`` in the images), makes a fresh namespace with
+  unshare(2), attaches it to the bridge as create does, ``lo`` up, and
+  hands it to CRIU as ``extRootNetNS``: sockets bound to the address, and
+  with ``--tcp-established`` connections to it, go on. The container's
+  /etc/hosts and /etc/resolv.conf (binds of state-dir files) are external
+  mounts, bound at restore from the new state dir's.
 * **external mounts**: a bind mount's source is a host path, outside what
   CRIU dumps; ``ext_mnt`` tells it "the mount at DEST is external" at dump
   (key DEST, value DEST) and where its source is at restore (key DEST,
@@ -89,8 +98,8 @@ Not dumped by pyrun: a container whose PID 1 is pyrun's own init
 (``--init``): its executable is a sealed memfd (pyrun.stages.pid1), and CRIU
 3.17 dumps such a process but cannot restore it ("No entry for reg-file-ID"
 for the exe link), so it is refused before CRIU freezes anything. A
-container with a bridge or slirp network, or netDevices, is refused too:
-its veth end or helper process is outside the namespaces CRIU dumps; and
+container with a slirp network (pasta, slirp4netns), or netDevices, is
+refused too: its helper process or devices are outside what CRIU dumps; and
 one with an overlay root (``--rootfs-mode overlay``): CRIU saves no file of
 the root, and the writable layer goes with the container.
 
@@ -119,6 +128,7 @@ CGROUP_MODES = {"soft": "SOFT", "full": "FULL", "strict": "STRICT", "ignore": "I
 # --empty-ns: the namespaces CRIU may restore empty (runc accepts network)
 EMPTY_NS = {"network": 0x40000000}  # CLONE_NEWNET
 DESCRIPTORS = "descriptors.json"  # runc's name: the paths of PID 1's fds 0-2 at dump
+NETWORK = "network.json"  # pyrun's: the bridge address at dump
 
 
 class CheckpointError(PyrunError):
@@ -322,6 +332,7 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
         try:
             opts.images_dir_fd, opts.work_dir_fd = images, workfd
             _write_descriptors(images, rec.pid, opts)
+            _write_network(images, rec)
             swrk = Swrk(rpc, pass_fds=sorted({images, workfd}))
             try:
                 req = rpc.criu_req(type=rpc.PRE_DUMP if pre_dump else rpc.DUMP, opts=opts)
@@ -352,7 +363,7 @@ def _refuse_unsupported(rec, spec) -> None:
         raise CheckpointError("the container's PID 1 is pyrun's init (--init, annotation org.pyrun.init): its "
                               "executable is a sealed memfd, which CRIU 3.17 cannot restore; create the "
                               "container with --no-init to checkpoint it")
-    if rec.net.get("mode") not in (None, "none", "host") and rec.net:
+    if rec.net.get("mode") not in (None, "none", "host", "bridge") and rec.net:
         raise CheckpointError(f"a container with network mode {rec.net.get('mode')} cannot be checkpointed: "
                               "its veth or helper process is outside the namespaces CRIU dumps")
     if rec.layers:
@@ -386,11 +397,40 @@ def _parent(image_path: str, parent_path: str) -> str:
 
 
 def _external_namespaces(rec, spec, opts) -> None:
-    """A network namespace the container joined is not its to dump."""
+    """A network namespace the container joined is not its to dump; nor is
+    the one of the bridge network (its veth's peer is the host's): restore
+    makes a fresh one, attached to the bridge at the same address. Its
+    /etc/hosts and /etc/resolv.conf are binds of files of the state dir."""
     ns = spec.namespace("network")
-    if ns is not None and ns.path:
+    bridged = rec.net.get("mode") == "bridge"
+    if ns is not None and ns.path or bridged:
         ino = os.stat(f"/proc/{rec.pid}/ns/net").st_ino
         opts.external.append(f"net[{ino}]:extRootNetNS")
+    if bridged:
+        for dest in ("/etc/hosts", "/etc/resolv.conf"):
+            opts.ext_mnt.add(key=dest, val=dest)
+
+
+def _write_network(images: int, rec) -> None:
+    """network.json (pyrun's): the bridge address, for restore to keep, and
+    the published ports (``run --network bridge -p``: flags, not in the
+    config restore reads)."""
+    if rec.net.get("mode") != "bridge":
+        return
+    fd = os.open(NETWORK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=images)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"mode": "bridge", "ip": rec.net.get("ip"), "ports": rec.net.get("ports", [])}, f)
+
+
+def _read_network(image_path: str) -> dict:
+    try:
+        with open(os.path.join(image_path, NETWORK)) as f:
+            net = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{image_path}/{NETWORK}: {e}") from None
+    return net if isinstance(net, dict) else {}
 
 
 def _external_mounts_at_dump(pid: int, spec, opts) -> None:
@@ -494,12 +534,21 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
         raise UsageError("--console-socket: a detached container with a terminal (process.terminal) needs "
                          "a console socket to hand the pty to")
     sd = StateDir(root, container_id)
-    plan = make_plan(spec, sd.path, Options(no_pivot=no_pivot))
+    # a container dumped on the bridge comes back on it, with its published
+    # ports, whether the config's annotations or run's flags put it there
+    dumped = _read_network(image_path)
+    opts = Options(no_pivot=no_pivot)
+    if dumped.get("mode") == "bridge" and spec.namespace("network") is not None:
+        opts = Options(no_pivot=no_pivot, network="bridge", publish=",".join(dumped.get("ports") or []) or None)
+    plan = make_plan(spec, sd.path, opts)
     if plan.rootfs_mode == "overlay":
         raise CheckpointError("an overlay root (--rootfs-mode overlay, annotation org.pyrun.rootfs) cannot be "
                               "restored: pyrun checkpoints only containers on their bundle's root")
-    if plan.net is not None and plan.net.mode not in ("none", "host"):
+    if plan.net is not None and plan.net.mode not in ("none", "host", "bridge"):
         raise CheckpointError(f"network mode {plan.net.mode} cannot be restored (see pyrun checkpoint)")
+    if plan.net is not None and plan.net.mode == "bridge" and not dumped.get("ip"):
+        raise CheckpointError(f"network mode bridge: the images at {image_path} are of a container "
+                              "that was not on the bridge (no network.json)")
     if console_socket and not spec.process.terminal:  # runc's rule at create too
         raise UsageError("--console-socket: the container has no terminal (process.terminal is false)")
     console = _Console(console_socket) if spec.process.terminal else None
@@ -515,7 +564,7 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
                      "manage_cgroups_mode": manage_cgroups_mode, "ignore_cgroup_limits": ignore_cgroup_limits,
                      "systemd_cgroup": systemd_cgroup, "lsm_profile": lsm_profile,
                      "lsm_mount_context": lsm_mount_context}
-            _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, console)
+            _restore_locked(rpc, sd, rec, spec, plan, dumped, image_path, work, pids, undo, flags, console)
     except BaseException:
         if console is not None:
             console.close()
@@ -547,7 +596,7 @@ def restore(root: str, container_id: str, bundle: str, image_path: str, work_pat
             log.warning(f"delete after restore: {e}")
 
 
-def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, console) -> None:
+def _restore_locked(rpc, sd, rec, spec, plan, dumped, image_path, work, pids, undo, flags, console) -> None:
     """The cgroup, then ``criu restore`` into it (the module docstring's list)."""
     from pyrun import cgroups
     from pyrun.container.create import _create_runtime_hooks
@@ -588,7 +637,11 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
     netns = -1
     ns = spec.namespace("network")
     try:
-        if ns is not None and ns.path:
+        if plan.net is not None and plan.net.mode == "bridge":
+            netns = _bridged_netns(sd, rec, spec, plan, dumped["ip"], undo)
+            opts.inherit_fd.add(key="extRootNetNS", fd=netns)
+            passed.append(netns)
+        elif ns is not None and ns.path:
             try:
                 netns = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
@@ -642,6 +695,39 @@ def _restore_locked(rpc, sd, rec, spec, image_path, work, pids, undo, flags, con
             os.close(workfd)
         if netns >= 0:
             os.close(netns)
+
+
+def _bridged_netns(sd, rec, spec, plan, ip: str, undo: list) -> int:
+    """A fresh network namespace on the bridge at the address the container
+    had (its lease, /etc/hosts, /etc/resolv.conf and published ports as
+    create makes them), for CRIU to restore the tree into: the dumped one
+    was external (:func:`_external_namespaces`), so TCP connections to that
+    address go on with ``--tcp-established``. Returns its descriptor."""
+    from pyrun.container.create import _prepare_network
+    from pyrun.kernel import syscalls as sc
+    from pyrun.net import bridge
+
+    rec.net = _prepare_network(sd, spec, plan, undo, ip=ip)  # undo: bridge.detach
+    sd.write(rec)  # a delete after a killed restore finds the lease and veth
+    # unshare(2) CLONE_NEWNET in this thread, then setns(2) back: this
+    # process keeps the namespace it had, and holds the new one's descriptor
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.unshare(sc.CLONE_NEWNET)
+        try:
+            netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            sc.setns(own, sc.CLONE_NEWNET, shown="the host's network namespace")
+    finally:
+        os.close(own)
+    try:
+        with log.step("bridge"):
+            rec.net["veth"] = bridge.attach_netns(sd.path, ip, netns, plan.net.ports, loopback=True)
+    except BaseException:
+        os.close(netns)
+        raise
+    sd.write(rec)
+    return netns
 
 
 class _Console:

@@ -372,9 +372,10 @@ def _setup_cgroup(spec, container_id: str, plan, undo: list, ignore: bool, syste
     return cg
 
 
-def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
-    """Before the container's processes exist: the address (bridge lease),
-    /etc/hosts and /etc/resolv.conf as bind mounts from the state dir."""
+def _prepare_network(sd: StateDir, spec, plan, undo: list, ip: str | None = None) -> dict:
+    """Before the container's processes exist: the address (bridge lease;
+    ``ip``: that one, for restore), /etc/hosts and /etc/resolv.conf as bind
+    mounts from the state dir."""
     from pyrun.net import network
     from pyrun.config.spec import Mount
 
@@ -387,7 +388,7 @@ def _prepare_network(sd: StateDir, spec, plan, undo: list) -> dict:
     if net.mode == network.BRIDGE:
         from pyrun.net import bridge
 
-        ip = bridge.allocate(sd.path, name, sd.file("hosts"), net.ports)
+        ip = bridge.allocate(sd.path, name, sd.file("hosts"), net.ports, want=ip)
         undo.append(lambda: bridge.detach(sd.path))
         nameservers = None
     else:

@@ -86,18 +86,23 @@ def _write_hosts(leases: dict) -> None:
             pass  # its container is being deleted
 
 
-def allocate(key: str, name: str, hosts_path: str, ports) -> str:
-    """A free address for ``key`` (the state directory), and its hosts file."""
+def allocate(key: str, name: str, hosts_path: str, ports, want: str | None = None) -> str:
+    """A free address for ``key`` (the state directory), and its hosts file;
+    ``want``: that address or none (a restored container keeps the one it
+    had at checkpoint: its TCP connections name it)."""
     from pyrun.net.network import hosts_text
 
     with _locked() as leases:
         taken = {v["ip"] for v in leases.values()}
+        if want is not None and want in taken:
+            other = next(v["name"] for v in leases.values() if v["ip"] == want)
+            raise PyrunError(f"bridge {BRIDGE}: address {want} is taken by container {other!r}")
         for other, v in leases.items():
             for p in ports:
                 if f"{p.host_port}/{p.proto}" in v.get("ports", []):
                     raise PyrunError(f"publish {p}: host port {p.host_port}/{p.proto} is already "
                                      f"published by container {v['name']!r}")
-        ip = next((str(a) for a in SUBNET.hosts() if a != GATEWAY and str(a) not in taken), None)
+        ip = want or next((str(a) for a in SUBNET.hosts() if a != GATEWAY and str(a) not in taken), None)
         if ip is None:
             raise PyrunError(f"bridge {BRIDGE}: no free address left in {SUBNET}")
         with open(hosts_path, "w") as f:
@@ -169,24 +174,31 @@ def _ensure_base(ipr) -> int:
 
 def attach(key: str, ip: str, pid: int, ports) -> str:
     """Steps 3-6 for the container whose PID 1 is ``pid``; returns the veth."""
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return attach_netns(key, ip, netns, ports)
+    finally:
+        os.close(netns)
+
+
+def attach_netns(key: str, ip: str, netns: int, ports, loopback: bool = False) -> str:
+    """Steps 3-6 for the network namespace open as ``netns``; ``loopback``:
+    bring ``lo`` up there too (a namespace no container has set up yet:
+    pyrun restore's, pyrun.container.checkpoint). Returns the veth."""
     from pyroute2 import IPRoute
 
     veth = veth_name(key)
-    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with IPRoute() as ipr:
-            with _locked():
-                bridge = _ensure_base(ipr)
-            with log.step(f"RTM_NEWLINK veth {veth}"):
-                ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": netns})
-            index = ipr.link_lookup(ifname=veth)[0]
-            ipr.link("set", index=index, master=bridge, state="up")
-        with log.step("setns(net): eth0 address, route"):
-            from pyrun.kernel.namespaces import run_in_netns
+    with IPRoute() as ipr:
+        with _locked():
+            bridge = _ensure_base(ipr)
+        with log.step(f"RTM_NEWLINK veth {veth}"):
+            ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": netns})
+        index = ipr.link_lookup(ifname=veth)[0]
+        ipr.link("set", index=index, master=bridge, state="up")
+    with log.step("setns(net): eth0 address, route"):
+        from pyrun.kernel.namespaces import run_in_netns
 
-            run_in_netns(netns, "network setup in the container's namespace", _configure_eth0, ip)
-    finally:
-        os.close(netns)
+        run_in_netns(netns, "network setup in the container's namespace", _configure_eth0, ip, loopback)
     with _locked():
         if ports:
             rules = []
@@ -199,10 +211,12 @@ def attach(key: str, ip: str, pid: int, ports) -> str:
     return veth
 
 
-def _configure_eth0(ip: str) -> None:
+def _configure_eth0(ip: str, loopback: bool = False) -> None:
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
+        if loopback:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         eth0 = ipr.link_lookup(ifname="eth0")[0]
         ipr.addr("add", index=eth0, address=ip, prefixlen=SUBNET.prefixlen)
         ipr.link("set", index=eth0, state="up")
