@@ -182,3 +182,77 @@ def test_bridge_checkpoint_and_restore_keep_the_address_and_connections(bridged,
     rt.ok("delete", "--force", "n1")
     assert _left(rt, "n1") == (False, None, [])
     print(f"\nbridge checkpoint {t2 - t1:.1f}s, restore {t3 - t2:.1f}s, test {time.monotonic() - t0:.1f}s")
+
+
+# ------------------------------------------------ --systemd-cgroup (systemd VM)
+
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /data/n; sleep 0.1; done"
+
+
+def _count(data) -> int:
+    try:
+        return int((data / "n").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.systemd
+def test_systemd_cgroup_restore_into_a_transient_scope_with_its_limits(rootful, tmp_path):
+    """--systemd-cgroup, cgroupsPath slice:prefix:name: checkpoint, then
+    restore into the scope unit made again, its TasksMax and pids.max the
+    config's, the counter going on; delete stops the unit. runc beside."""
+    if not (os.environ.get("PYRUN_IN_VM") and os.path.isdir("/run/systemd/system")):
+        pytest.skip("needs systemd as PID 1 and the VM's kernel for CRIU (make vm-test-systemd)")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)  # CRIU's kernel probe connects to lo
+    runc = shutil.which("runc")
+    runtimes = [("pyrun", rootful.cmd)]
+    if runc:
+        runtimes.append(("runc", lambda *a: [runc, "--root", str(tmp_path / "runc-state"), *map(str, a)]))
+    for name, cmd in runtimes:
+        t0 = time.monotonic()
+        cid = f"ck-{name}"
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        config = rootful.config(["sh", "-c", COUNTER])
+        config["annotations"] = {"org.pyrun.rootfs": "direct"}  # no init in front; the root as it is
+        config["linux"]["cgroupsPath"] = f"pyrun-test.slice:pyck:{cid}"
+        config["linux"]["resources"] = {"pids": {"limit": 20}}
+        config["mounts"].append({"destination": "/data", "type": "bind", "source": str(data),
+                                 "options": ["rbind", "rw"]})
+        bundle = rootful.bundle(config=config)
+        unit = f"pyck-{cid}.scope"
+
+        def call(*args, timeout=300):
+            return subprocess.run(cmd("--systemd-cgroup", *args), stdin=subprocess.DEVNULL, text=True,
+                                  capture_output=True, timeout=timeout, cwd=str(tmp_path))
+
+        p = subprocess.run(cmd("--systemd-cgroup", "run", "-d", "-b", bundle, cid), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, cwd=str(tmp_path))
+        assert p.returncode == 0, name
+        _wait_for("the counter", lambda: _count(data) > 2)
+        images = tmp_path / f"img-{name}"
+        p = call("checkpoint", "--image-path", images, cid)
+        assert p.returncode == 0, f"{name}: {_why(p, images)}"
+        at = _count(data)
+        show = subprocess.run(["systemctl", "show", "-P", "ActiveState", unit], text=True, capture_output=True)
+        assert show.stdout.strip() in ("inactive", "failed", ""), f"{name}: {show.stdout}"
+        p = call("restore", "-d", "--image-path", images, "-b", bundle, cid)
+        assert p.returncode == 0, f"{name}: {_why(p, images)}"
+        try:
+            _wait_for("the counter to go on", lambda: _count(data) > at + 2)
+            assert _count(data) < at + 300, name  # on from where it was, not from 1
+            state = json.loads(call("state", cid).stdout)
+            with open(f"/proc/{state['pid']}/cgroup") as f:
+                cg = "/sys/fs/cgroup" + f.read().split("::", 1)[1].strip()
+            assert cg.endswith(f"/pyrun-test.slice/{unit}"), f"{name}: {cg}"
+            with open(f"{cg}/pids.max") as f:
+                assert f.read().strip() == "20", name
+            shown = [subprocess.run(["systemctl", "show", "-P", prop, unit], text=True,
+                                    capture_output=True).stdout.strip() for prop in ("ActiveState", "TasksMax")]
+            assert shown == ["active", "20"], f"{name}: {shown}"
+        finally:
+            p = call("delete", "--force", cid)
+        assert p.returncode == 0, f"{name}: {p.stderr}"
+        show = subprocess.run(["systemctl", "show", "-P", "ActiveState", unit], text=True, capture_output=True)
+        assert show.stdout.strip() in ("inactive", "failed", ""), f"{name}: {show.stdout}"
+        print(f"\n{name}: systemd-cgroup checkpoint+restore test {time.monotonic() - t0:.1f}s")
