@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -116,7 +117,7 @@ def _runtimes(rt, tmp_path):
 def test_checkpoint_and_restore_keep_counting(criu, tmp_path):
     """Checkpoint stops and removes the container (as runc's); restore brings
     it back under the same id, counting on from where it was, in its cgroup
-    with the config's limits; state, exec, kill and delete work on it."""
+    with the config's limits; state, exec, update, kill and delete work on it."""
     for name, run in _runtimes(criu, tmp_path):
         data = tmp_path / f"data-{name}"
         data.mkdir()
@@ -154,6 +155,10 @@ def test_checkpoint_and_restore_keep_counting(criu, tmp_path):
             # the limit bites: 30 more processes do not fit in pids.max 20
             p = run("exec", "c1", "sh", "-c", "for i in $(seq 30); do sleep 5 & done; wait")
             assert "fork" in p.stderr.lower() or "resource" in p.stderr.lower() or p.returncode != 0, p.stderr
+        p = run("update", "--pids-limit", "25", "c1")
+        assert p.returncode == 0, (name, p.stderr)
+        with open(f"/sys/fs/cgroup{cg}/pids.max") as f:
+            assert f.read().strip() == "25", f"{name}: update did not reach the restored cgroup"
         assert run("kill", "c1", "KILL").returncode == 0
         deadline = time.monotonic() + 30
         while json.loads(run("state", "c1").stdout)["status"] != "stopped":
@@ -225,6 +230,49 @@ def test_failed_checkpoint_leaves_the_container_running(criu, tmp_path):
     got = (data / "got").read_text().split()
     assert got and int(got[-1]) > at, got[-3:]
     criu("delete", "-f", "c2")
+
+
+def _criu_children(parent: int) -> list[int]:
+    """The ``criu`` processes whose parent is ``parent`` (its swrk)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+        except (OSError, IndexError):
+            continue
+        if comm == "criu" and int(fields[1]) == parent:
+            out.append(int(entry))
+    return out
+
+
+def test_a_killed_criu_leaves_the_container_running(criu, tmp_path):
+    """CRIU killed in the middle of the dump (SIGKILL to ``criu swrk``):
+    checkpoint fails in one line and the container runs on, counting (the
+    tasks CRIU had seized resume when their tracer dies; a tree it had
+    frozen would be thawed by pyrun: checkpoint._thaw)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    bundle = _bundle(criu, str(data))
+    assert criu("run", "-d", "-b", bundle, "c1", **_quiet()).returncode == 0
+    _wait_count(str(data), 2)
+    p = criu.popen("checkpoint", "--image-path", str(tmp_path / "img"), "c1",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (swrk := _criu_children(p.pid)):
+        assert p.poll() is None and time.monotonic() < deadline, "no criu swrk seen"
+        time.sleep(0.01)
+    time.sleep(0.5)  # into the dump (under TCG a dump takes seconds)
+    os.kill(swrk[0], signal.SIGKILL)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "criu" in err, err
+    assert criu.state("c1")["status"] == "running", err
+    at = _count(str(data))
+    _wait_count(str(data), at + 2)  # counting on: thawed
+    assert criu("delete", "-f", "c1").returncode == 0
 
 
 # ------------------------------------------------------------ terminals

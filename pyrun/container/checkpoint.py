@@ -338,14 +338,18 @@ def checkpoint(root: str, container_id: str, image_path: str, work_path: str | N
                 req = rpc.criu_req(type=rpc.PRE_DUMP if pre_dump else rpc.DUMP, opts=opts)
                 with log.step("criu dump"):
                     resp = swrk.call(req)
-            finally:
+                if not resp.success:
+                    raise _failed("pre-dump" if pre_dump else "dump", resp, work, opts.log_file)
+            except BaseException:
                 swrk.close()
+                if status == STATUS_RUNNING and rec.cgroup:
+                    _thaw(rec.cgroup)
+                raise
+            swrk.close()
         finally:
             os.close(images)
             if workfd != images:
                 os.close(workfd)
-        if not resp.success:
-            raise _failed("pre-dump" if pre_dump else "dump", resp, work, opts.log_file)
         if leave_running or pre_dump:
             return
         from pyrun.container.teardown import remove_everything
@@ -382,6 +386,20 @@ def _freezer(record: str) -> str:
 
     paths = directory_of(record).split("\n")
     return next((p for p in paths if "/freezer/" in p), paths[0])
+
+
+def _thaw(record: str) -> None:
+    """A dump that failed leaves a container that was running, running. CRIU
+    freezes the cgroup only while it seizes the tasks (ptrace(2)), then
+    thaws it, and thaws it when it fails; a CRIU killed inside that window
+    would leave the tree frozen, which ``state`` would report as paused
+    and nothing would undo."""
+    from pyrun.cgroups import open_cgroup
+
+    try:
+        open_cgroup(record).freeze(False)
+    except (OSError, PyrunError) as e:
+        log.debug_msg(f"checkpoint failed, and the freezer could not be thawed: {e}")
 
 
 def _parent(image_path: str, parent_path: str) -> str:
