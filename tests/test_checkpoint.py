@@ -105,3 +105,32 @@ def test_restoring_a_terminal_needs_a_console_socket_that_answers(rootful):
                       images, "-b", rootful.bundle(config={**config, "process": {**config["process"],
                                                                                  "terminal": False}}), "c1"),
               "--console-socket", "no terminal")
+
+
+def test_a_criu_that_cannot_start_leaves_the_container_running(rootful, tmp_path):
+    """``criu`` missing or not executable (here an empty file bound over it,
+    in a mount namespace of the test's own): checkpoint says so in one line,
+    naming the binary, and the container runs on, its record intact."""
+    import os
+    import subprocess
+
+    config = rootful.config(["sleep", "60"])
+    config["annotations"] = {}  # runc's defaults: no init in front
+    rootful.ok("run", "-d", "-b", rootful.bundle(config=config), "c4",
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fake = tmp_path / "criu"
+        fake.write_text("")
+        criu = "/usr/sbin/criu" if os.path.exists("/usr/sbin/criu") else None
+        if criu is None:
+            cmd = rootful.cmd("checkpoint", "--image-path", str(tmp_path / "img"), "c4")
+        else:
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                   'mount --bind "$0" /usr/sbin/criu && exec "$@"', str(fake),
+                   *rootful.cmd("checkpoint", "--image-path", str(tmp_path / "img"), "c4")]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=rootful.env, cwd=rootful.dir,
+                           stdin=subprocess.DEVNULL)
+        _one_line(p, "criu")
+        assert rootful.state("c4")["status"] == "running"
+    finally:
+        rootful.ok("delete", "-f", "c4")
