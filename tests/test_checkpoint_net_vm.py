@@ -100,6 +100,25 @@ def test_a_failed_restore_leaves_no_network_behind(bridged, tmp_path):
     assert not os.path.exists(_key(bridged, "r1"))
 
 
+@pytest.mark.parametrize("ip", ["10.89.0.1", "10.89.255.255", "192.168.1.1", "::1", "nonsense"])
+def test_restore_takes_only_a_container_address_from_the_images(bridged, tmp_path, ip):
+    """network.json comes with the images, which a user may have been given
+    (an exported checkpoint): an address that is the bridge's gateway (the
+    host's side), its broadcast, outside its subnet or not an address is
+    refused in one line before anything is made."""
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "inventory.img").write_bytes(b"not an image")
+    (images / "network.json").write_text(json.dumps({"mode": "bridge", "ip": ip, "ports": []}))
+    config = bridged.config(["sleep", "60"])
+    config["annotations"] = {}
+    p = bridged("restore", "-d", "--image-path", images, "-b", bridged.bundle(config=config), "r2")
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "not a container's address" in p.stderr, p.stderr
+    assert _left(bridged, "r2") == (False, None, [])
+    assert not os.path.exists(_key(bridged, "r2"))
+
+
 def _wait_for(what, check, timeout: float = 120):
     deadline = time.monotonic() + timeout
     while not (got := check()):

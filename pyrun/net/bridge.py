@@ -86,12 +86,25 @@ def _write_hosts(leases: dict) -> None:
             pass  # its container is being deleted
 
 
+def _a_container_address(text: str) -> bool:
+    """``text`` is an address of SUBNET a container may have: not the
+    network's, the broadcast or the gateway (the host's side)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return address in SUBNET and address not in (SUBNET.network_address, SUBNET.broadcast_address, GATEWAY)
+
+
 def allocate(key: str, name: str, hosts_path: str, ports, want: str | None = None) -> str:
     """A free address for ``key`` (the state directory), and its hosts file;
     ``want``: that address or none (a restored container keeps the one it
     had at checkpoint: its TCP connections name it)."""
     from pyrun.net.network import hosts_text
 
+    if want is not None and not _a_container_address(want):
+        # (restore's network.json is read from images a user may have been given)
+        raise PyrunError(f"bridge {BRIDGE}: {want!r} is not a container's address in {SUBNET}")
     with _locked() as leases:
         taken = {v["ip"] for v in leases.values()}
         if want is not None and want in taken:
