@@ -79,6 +79,17 @@ def bridged(rootful):
         rootful("delete", "--force", cid)
 
 
+def _own_root(config: dict, tmp_path) -> dict:
+    """The config on a copy of its rootfs: create and restore make the
+    bridge's /etc/hosts and /etc/resolv.conf mount points in the root, and
+    the runner's template is shared by every test (test_spec13's tmpcopyup
+    lists the image's /etc)."""
+    root = tmp_path / "rootfs"
+    shutil.copytree(config["root"]["path"], root, symlinks=True)
+    config["root"]["path"] = str(root)
+    return config
+
+
 def test_a_failed_restore_leaves_no_network_behind(bridged, tmp_path):
     """CRIU fails (here: images it cannot read) after pyrun attached the
     fresh namespace to the bridge: one line naming restore.log, and no
@@ -91,7 +102,8 @@ def test_a_failed_restore_leaves_no_network_behind(bridged, tmp_path):
                                                      "ports": [f"127.0.0.1:{port}:80/tcp"]}))
     config = bridged.config(["sleep", "60"])
     config["annotations"] = {}
-    p = bridged("--debug", "restore", "-d", "--image-path", images, "-b", bridged.bundle(config=config), "r1")
+    p = bridged("--debug", "restore", "-d", "--image-path", images, "-b",
+                bridged.bundle(config=_own_root(config, tmp_path)), "r1")
     assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
     said = [line for line in p.stderr.strip().splitlines() if not line.startswith("pyrun: debug:")]
     assert len(said) == 1 and "criu restore failed" in said[0] and "restore.log" in said[0], p.stderr
@@ -112,7 +124,8 @@ def test_restore_takes_only_a_container_address_from_the_images(bridged, tmp_pat
     (images / "network.json").write_text(json.dumps({"mode": "bridge", "ip": ip, "ports": []}))
     config = bridged.config(["sleep", "60"])
     config["annotations"] = {}
-    p = bridged("restore", "-d", "--image-path", images, "-b", bridged.bundle(config=config), "r2")
+    p = bridged("restore", "-d", "--image-path", images, "-b", bridged.bundle(config=_own_root(config, tmp_path)),
+                "r2")
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "not a container's address" in p.stderr, p.stderr
     assert _left(bridged, "r2") == (False, None, [])
@@ -175,7 +188,7 @@ def test_bridge_checkpoint_and_restore_keep_the_address_and_connections(bridged,
     config["root"]["readonly"] = False
     config["mounts"].append({"destination": "/data", "type": "bind", "source": str(data),
                              "options": ["rbind", "rw"]})
-    bundle = rt.bundle(config=config)
+    bundle = rt.bundle(config=_own_root(config, tmp_path))
     port = _free_port()
     p = rt("run", "-d", "--network", "bridge", "-p", f"127.0.0.1:{port}:80", "-b", bundle, "n1",
            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
