@@ -134,3 +134,29 @@ def test_a_criu_that_cannot_start_leaves_the_container_running(rootful, tmp_path
         assert rootful.state("c4")["status"] == "running"
     finally:
         rootful.ok("delete", "-f", "c4")
+
+
+def test_a_symlink_planted_in_the_image_dir_is_not_followed(rootful, tmp_path):
+    """--image-path may be a directory another user made first: pyrun's own
+    files there (descriptors.json) are never opened through a symlink
+    planted in their place; the file it points to stays as it was, and
+    the container runs on."""
+    import os
+    import subprocess
+
+    config = rootful.config(["sleep", "60"])
+    config["annotations"] = {}  # runc's defaults: no init in front
+    rootful.ok("run", "-d", "-b", rootful.bundle(config=config), "c5",
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        images = tmp_path / "img"
+        images.mkdir()
+        victim = tmp_path / "victim"
+        victim.write_text("precious\n")
+        os.symlink(victim, images / "descriptors.json")
+        p = rootful("checkpoint", "--image-path", images, "c5")
+        _one_line(p, "descriptors.json", "ELOOP")
+        assert victim.read_text() == "precious\n"
+        assert rootful.state("c5")["status"] == "running"
+    finally:
+        rootful.ok("delete", "-f", "c5")

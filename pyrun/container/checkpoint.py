@@ -435,9 +435,20 @@ def _write_network(images: int, rec) -> None:
     config restore reads)."""
     if rec.net.get("mode") != "bridge":
         return
-    fd = os.open(NETWORK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=images)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(_create_in_images(images, NETWORK), "w") as f:
         json.dump({"mode": "bridge", "ip": rec.net.get("ip"), "ports": rec.net.get("ports", [])}, f)
+
+
+def _create_in_images(images: int, name: str) -> int:
+    """open(2) pyrun's own file ``name`` in the image dir for writing, never
+    through a symlink (O_NOFOLLOW): the dir may be one another user made
+    first, and a planted ``name`` -> /etc/shadow would have root truncate
+    it."""
+    try:
+        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                       dir_fd=images)
+    except OSError as e:
+        raise CheckpointError(f"--image-path: {name}: {errno_text(e)}") from None
 
 
 def _read_network(image_path: str) -> dict:
@@ -511,8 +522,7 @@ def _write_descriptors(images: int, pid: int, opts) -> None:
             if name not in opts.external:
                 opts.external.append(name)
         names.append(name)
-    fd = os.open(DESCRIPTORS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=images)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(_create_in_images(images, DESCRIPTORS), "w") as f:
         json.dump(names, f)
 
 
