@@ -16,6 +16,17 @@ def _one_line(p, *words):
         assert w in p.stderr, p.stderr
 
 
+def _run_runc_style(rootful, cid: str) -> None:
+    """``run -d`` of ``sleep 60`` with runc's defaults (no init in front, the
+    bundle's root itself): what CRIU can dump."""
+    import subprocess
+
+    config = rootful.config(["sleep", "60"])
+    config["annotations"] = {}
+    rootful.ok("run", "-d", "-b", rootful.bundle(config=config), cid,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def test_rootless_is_refused_with_the_reason(rt):
     if not rt.rootless:
         pytest.skip("rootless only")
@@ -73,9 +84,7 @@ def test_a_failed_checkpoint_leaves_the_container_running(rootful):
     assert rootful.state("c1")["status"] == "running"
     if _criu_works():
         pytest.skip("CRIU works here: its failures are tested in the VM (test_checkpoint_vm.py)")
-    config = rootful.config(["sleep", "60"])
-    config["annotations"] = {}  # runc's defaults: no init in front, the bundle's root itself
-    rootful.ok("run", "-d", "-b", rootful.bundle(config=config), "c2", **quiet)
+    _run_runc_style(rootful, "c2")
     p = rootful("checkpoint", "--image-path", f"{rootful.dir}/img", "c2")
     _one_line(p, "criu dump failed", f"{rootful.dir}/img/dump.log")
     assert rootful.state("c2")["status"] == "running"
@@ -114,10 +123,7 @@ def test_a_criu_that_cannot_start_leaves_the_container_running(rootful, tmp_path
     import os
     import subprocess
 
-    config = rootful.config(["sleep", "60"])
-    config["annotations"] = {}  # runc's defaults: no init in front
-    rootful.ok("run", "-d", "-b", rootful.bundle(config=config), "c4",
-               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _run_runc_style(rootful, "c4")
     try:
         fake = tmp_path / "criu"
         fake.write_text("")
@@ -142,12 +148,8 @@ def test_a_symlink_planted_in_the_image_dir_is_not_followed(rootful, tmp_path):
     planted in their place; the file it points to stays as it was, and
     the container runs on."""
     import os
-    import subprocess
 
-    config = rootful.config(["sleep", "60"])
-    config["annotations"] = {}  # runc's defaults: no init in front
-    rootful.ok("run", "-d", "-b", rootful.bundle(config=config), "c5",
-               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _run_runc_style(rootful, "c5")
     try:
         images = tmp_path / "img"
         images.mkdir()

@@ -11,7 +11,6 @@ restore runs on the host too, where CRIU fails for its own reasons.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import time
 import urllib.request
 
 import pytest
+from test_checkpoint_vm import _why
 
 LEASES = "/run/pyrun/network/leases.json"
 # an httpd for new connections (port 80), and one connection at a time on
@@ -158,15 +158,6 @@ def _fetch(url: str, timeout: float = 120) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def _why(p, images) -> str:
-    out = [p.stderr]
-    for log in sorted(glob.glob(f"{images}/**/*.log", recursive=True)):
-        with open(log, errors="replace") as f:
-            lines = [line.rstrip() for line in f if "Error" in line or "Warn" in line]
-        out.append(f"--- {log}:\n" + "\n".join(lines[-15:]))
-    return "\n".join(out)
 
 
 @pytest.mark.vm
